@@ -1,0 +1,19 @@
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test example lint
+
+setup:
+	bash .ci/setup
+
+# Install everything, then run the test suite (what CI runs).
+test: setup
+	$(BIN)/ruff check stream gallery trainer tests bench
+	$(BIN)/python -m pytest -q
+
+# Install everything, then run the main job on the bundled example.
+example: setup
+	bash examples/run_example.sh
+
+lint:
+	$(BIN)/ruff check stream gallery trainer tests bench

@@ -1,0 +1,1 @@
+"""Who is enrolled: people, their embeddings, the stores that keep them and the match index."""

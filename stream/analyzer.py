@@ -1,0 +1,108 @@
+"""The face engine for one image: detect -> 5-point landmarks -> align -> embed.
+
+:class:`FaceAnalyzer` is what the CLI, the gallery enrolment, the live pipeline,
+the demo and the trainer's preprocessing all use, so a face is turned into a
+chip and an embedding in exactly one way everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+
+import numpy as np
+
+from stream.config import Config, load_config
+from stream.faces import Faces
+
+log = logging.getLogger(__name__)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+class FaceAnalyzer:
+    """Detects, landmarks, aligns and embeds faces with the configured models.
+
+    The parts are built lazily so that, say, ``facestream detect`` never loads
+    the embedding model. Each part is safe to call from several threads.
+    """
+
+    def __init__(self, config: Config | None = None):
+        self.config = config or load_config()
+        self._lock = threading.Lock()
+
+    @cached_property
+    def detector(self):
+        from stream.detect import FaceDetector
+
+        return FaceDetector(self.config.detector)
+
+    @cached_property
+    def landmarker(self):
+        from stream.landmarks import LandmarkPredictor
+
+        return LandmarkPredictor()
+
+    @cached_property
+    def spec(self):
+        """The embedding model's :class:`stream.models.ModelSpec` (prepared on first use)."""
+        from stream.models import get_model
+
+        return get_model(self.config.embedder.model)
+
+    @cached_property
+    def embedder(self):
+        from stream.engines import create_embedder
+
+        return create_embedder(self.spec, self.config.embedder)
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    @property
+    def threshold(self) -> float:
+        """Cosine similarity at or above which two faces are the same person."""
+        t = self.config.match.threshold
+        return float(self.spec.threshold if t is None else t)
+
+    def detect(self, rgb: np.ndarray, with_landmarks: bool = True) -> Faces:
+        """Find every face; with landmarks by default, since alignment needs them."""
+        faces = self.detector.detect(rgb)
+        if with_landmarks and len(faces):
+            faces.landmarks = self.landmarker.predict(rgb, faces.xyxy)
+        return faces
+
+    def chips(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
+        """Aligned face chips (n, S, S, 3) uint8 RGB, as the embedding model expects them."""
+        from stream.align import align_faces
+
+        if faces.landmarks is None:
+            faces.landmarks = self.landmarker.predict(rgb, faces.xyxy)
+        return align_faces(rgb, faces.landmarks, size=self.spec.input_size, padding=self.spec.padding)
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """L2-normalised embeddings (n, D) for aligned chips, batched by the engine."""
+        if len(chips) == 0:
+            return np.zeros((0, self.spec.embedding_dim), np.float32)
+        return l2_normalize(self.embedder.embed(chips))
+
+    def embed(self, rgb: np.ndarray, faces: Faces) -> Faces:
+        """Fill ``faces.embedding`` (in place, also returned)."""
+        faces.embedding = self.embed_chips(self.chips(rgb, faces))
+        return faces
+
+    def analyze(self, rgb: np.ndarray) -> Faces:
+        """Detect, landmark and embed every face in an RGB image."""
+        faces = self.detect(rgb)
+        return self.embed(rgb, faces) if len(faces) else faces
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Cosine similarity of two L2-normalised embeddings."""
+        return float(np.dot(a, b))

@@ -1,0 +1,232 @@
+"""Configuration: pydantic models with documented, bounded fields.
+
+Loaded from YAML (``configs/default.yaml`` and a user file), then environment
+variables (``FACESTREAM__SECTION__KEY=value``), then CLI ``section.key=value``
+pairs, in that order. Every model forbids unknown keys, and an unknown key fails
+with the nearest valid name, because a typo that silently does nothing is the
+worst kind of configuration bug.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stream.errors import FacestreamError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+ENV_PREFIX = "FACESTREAM__"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DetectorConfig(Section):
+    model: Literal["short", "full"] = Field(
+        "full", description="BlazeFace range: 'short' for faces within ~2 m (selfies), 'full' up to ~5 m."
+    )
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detection confidence.")
+    tiling: Literal["off", "auto", "on"] = Field(
+        "auto", description="Overlapping tiles for small faces in large frames; 'auto' tiles frames wider than tile_size."
+    )
+    tile_size: int = Field(640, ge=128, le=4096, description="Tile side in pixels.")
+    tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour.")
+    nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping boxes are merged.")
+    max_side: int = Field(1920, ge=320, le=16384, description="Larger images are downscaled to this side for detection.")
+
+
+class EmbedderConfig(Section):
+    engine: Literal["auto", "onnxruntime", "torch", "tensorrt"] = Field(
+        "auto", description="Inference engine; 'auto' picks the fastest available and logs which."
+    )
+    model: str = Field(
+        "dlib-resnet-v1",
+        description="Model name from the registry, a path to an ONNX file with its spec, or an MLflow models:/ URI.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where torch/ONNX Runtime run.")
+    fp16: bool = Field(True, description="Half precision on GPU engines.")
+    max_batch: int = Field(64, ge=1, le=4096, description="Largest batch sent to the model at once.")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for ONNX Runtime/torch; 0 = all cores.")
+
+
+class MatchConfig(Section):
+    threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="Cosine similarity needed to name a face; None = the model's calibrated threshold."
+    )
+    top_k: int = Field(5, ge=1, le=100, description="How many people a look-up returns.")
+    min_face: int = Field(20, ge=8, le=1000, description="Faces smaller than this (pixels) are not embedded.")
+
+
+class GalleryConfig(Section):
+    url: str = Field(
+        "sqlite:///~/.local/share/facestream/gallery.db",
+        description="sqlite:///path/to/file.db or redis://host:port/db.",
+    )
+
+
+class TrackingConfig(Section):
+    iou_match: float = Field(0.3, gt=0.0, le=1.0, description="IoU needed to continue a track.")
+    max_missing: int = Field(15, ge=0, le=1000, description="Frames a track survives without a detection.")
+    embed_every: int = Field(10, ge=1, le=1000, description="Re-embed a confident track every N frames.")
+    vote_window: int = Field(7, ge=1, le=100, description="Recent matches a track's identity is voted over.")
+    min_votes: int = Field(2, ge=1, le=100, description="Votes a name needs before the track takes it.")
+
+
+class SourceConfig(Section):
+    url: str = Field(..., description="Webcam index, file path, rtsp:// or http(s):// URL, or image folder.")
+    id: str | None = Field(None, description="Name of the source in messages; defaults to cam0, cam1, ...")
+    realtime: bool = Field(False, description="Read files at their native frame rate, as a camera would deliver them.")
+    loop: bool = Field(False, description="Restart a file source at its end.")
+
+
+class ServerConfig(Section):
+    host: str = Field("127.0.0.1", description="Interface the websocket/HTTP server listens on.")
+    port: int = Field(8765, ge=0, le=65535, description="Websocket and HTTP port (dashboard, /stats).")
+    token: str | None = Field(None, description="If set, clients must present this token.")
+    client_queue: int = Field(32, ge=1, le=10000, description="Messages kept per slow client before old ones drop.")
+
+
+class AttendanceConfig(Section):
+    min_frames: int = Field(5, ge=1, le=10000, description="Frames a person must be recognised on one track.")
+    min_seconds: float = Field(0.0, ge=0.0, le=3600.0, description="Seconds a person must be recognised on one track.")
+    late_after_minutes: float = Field(10.0, ge=0.0, le=1440.0, description="Late if first seen after start + this.")
+    keep_unknown_snapshots: bool = Field(False, description="Keep face snapshots of unknown people.")
+
+
+class DemoConfig(Section):
+    host: str = Field("127.0.0.1", description="Interface the Gradio demo listens on.")
+    port: int = Field(7860, ge=0, le=65535, description="Gradio port.")
+    allow_enrolment: bool = Field(True, description="Show the Enrol tab and accept new people.")
+
+
+class MlflowConfig(Section):
+    tracking_uri: str = Field(
+        "sqlite:///~/.local/share/facestream/mlflow.db", description="MLflow tracking store or server URI."
+    )
+    registry_name: str = Field("facestream-embedder", description="Registered model name.")
+
+
+class Config(Section):
+    detector: DetectorConfig = DetectorConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    match: MatchConfig = MatchConfig()
+    gallery: GalleryConfig = GalleryConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    sources: list[SourceConfig] = Field(default_factory=list, description="Cameras and streams to read.")
+    server: ServerConfig = ServerConfig()
+    attendance: AttendanceConfig = AttendanceConfig()
+    demo: DemoConfig = DemoConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+
+def _nearest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else f" Valid keys: {', '.join(sorted(candidates))}."
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the location ``loc`` (the path without its last key)."""
+    model: Any = Config
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue
+        ann = model.model_fields[key].annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _explain(err: ValidationError, origin: str) -> FacestreamError:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(loc)
+            hint = _nearest(str(loc[-1]), list(owner.model_fields)) if owner else ""
+            lines.append(f"unknown key '{dotted}'.{hint}")
+        else:
+            lines.append(f"'{dotted}': {e['msg']} (got {e.get('input')!r})")
+    return FacestreamError(f"Bad configuration in {origin}: " + "; ".join(lines) + ".", "Fix the key or value and retry.")
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise FacestreamError(f"Cannot set '{dotted}': '{p}' is not a section.", "Use section.key=value.")
+    node[parts[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FacestreamError(f"Config file not found: {path}.", "Check the --config path.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise FacestreamError(f"Config file {path} is not valid YAML ({exc}).", "Fix the YAML syntax.") from None
+    if not isinstance(data, dict):
+        raise FacestreamError(f"Config file {path} must hold a mapping of sections.", "See configs/default.yaml.")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Config:
+    """Build the configuration from defaults, a YAML file, the environment and overrides.
+
+    Args:
+        path: a YAML file whose sections override ``configs/default.yaml``.
+        overrides: ``["section.key=value", ...]`` or ``{"section.key": value}``; highest precedence.
+        env: environment to read ``FACESTREAM__SECTION__KEY`` variables from (default ``os.environ``).
+    """
+    tree: dict[str, Any] = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
+    origin = "configs/default.yaml"
+    if path is not None:
+        tree = _deep_merge(tree, _read_yaml(Path(path).expanduser()))
+        origin = str(path)
+    env = os.environ if env is None else env
+    for key, value in sorted(env.items()):
+        if key.startswith(ENV_PREFIX):
+            _set_dotted(tree, key[len(ENV_PREFIX):].lower().replace("__", "."), _parse_scalar(value))
+            origin += f" + ${key}"
+    if isinstance(overrides, dict):
+        overrides = [f"{k}={v}" for k, v in overrides.items()]
+    for item in overrides or []:
+        if "=" not in item:
+            raise FacestreamError(f"Override '{item}' has no '='.", "Write it as section.key=value.")
+        key, _, value = item.partition("=")
+        _set_dotted(tree, key.strip(), _parse_scalar(value.strip()))
+        origin += f" + {item}"
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise _explain(err, origin) from None
+
+
+def expand_path(url_path: str) -> Path:
+    """Expand ``~`` and environment variables in a configured path."""
+    return Path(os.path.expandvars(url_path)).expanduser()

@@ -1,0 +1,1 @@
+"""Model definitions, fine-tuning, evaluation, ONNX export and MLflow logging."""
