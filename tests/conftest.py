@@ -1,0 +1,115 @@
+"""Shared fixtures: the real photos in ../shared/data/faces, a real Redis server, one analyzer.
+
+Expensive things (models, the Redis server) are session-scoped so the suite
+stays within CI's time on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("FACESTREAM_TEST_DATA", ROOT.parent / "shared" / "data" / "faces"))
+CELEBS = DATA / "deepface_celebs"
+EXAMPLES = DATA / "face_recognition_examples"
+GROUPS = EXAMPLES / "_nonsingle" / "_group"
+HAMILTON = EXAMPLES / "_nonsingle" / "_video" / "short_hamilton_clip.mp4"
+
+
+def single_person_photos(folder: Path) -> list[tuple[str, Path]]:
+    """(identity, path) for every single-person photo listed in a data set's manifest."""
+    with open(folder / "manifest.csv", newline="") as fh:
+        return [(row["identity"], folder / row["relative_path"]) for row in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"test photos not found at {DATA}; set FACESTREAM_TEST_DATA")
+    return DATA
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server on a free port; can be stopped and restarted to test outages."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed; run `bash .ci/setup`")
+        subprocess.run(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "yes", "--dir", str(self.workdir), "--pidfile", str(self.workdir / "redis.pid")],
+            check=True,
+        )
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    time.sleep(0.05)
+            except OSError:
+                return
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """A clean database on the shared server for each test."""
+    import redis
+
+    if not _is_up(redis_server.port):
+        redis_server.start()
+    redis.Redis.from_url(redis_server.url).flushdb()
+    return redis_server.url
+
+
+def _is_up(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    """One FaceAnalyzer (default config: auto engine) for the whole session."""
+    from stream.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer()
