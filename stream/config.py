@@ -213,14 +213,18 @@ def load_config(
         if key.startswith(ENV_PREFIX):
             _set_dotted(tree, key[len(ENV_PREFIX):].lower().replace("__", "."), _parse_scalar(value))
             origin += f" + ${key}"
+    pairs: list[tuple[str, Any]] = []
     if isinstance(overrides, dict):
-        overrides = [f"{k}={v}" for k, v in overrides.items()]
-    for item in overrides or []:
-        if "=" not in item:
-            raise FacestreamError(f"Override '{item}' has no '='.", "Write it as section.key=value.")
-        key, _, value = item.partition("=")
-        _set_dotted(tree, key.strip(), _parse_scalar(value.strip()))
-        origin += f" + {item}"
+        pairs = list(overrides.items())
+    else:
+        for item in overrides or []:
+            if "=" not in item:
+                raise FacestreamError(f"Override '{item}' has no '='.", "Write it as section.key=value.")
+            key, _, value = item.partition("=")
+            pairs.append((key.strip(), _parse_scalar(value.strip())))
+    for key, value in pairs:
+        _set_dotted(tree, key, value)
+        origin += f" + {key}"
     try:
         return Config.model_validate(tree)
     except ValidationError as err:
