@@ -1,0 +1,158 @@
+"""``facestream detect``, ``compare`` and ``models``: the face engine from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stream.cli import add_common_options
+from stream.errors import FacestreamError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="find faces (boxes, scores, landmarks) in images")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--out", help="draw the faces: an image path (one input) or a folder (several)")
+    add_common_options(p)
+    p.set_defaults(handler=cmd_detect)
+
+    p = sub.add_parser("compare", help="1:1 verification: are the faces in two photos the same person?")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("--json", action="store_true", help="print JSON (keys: same, similarity, threshold)")
+    add_common_options(p)
+    p.set_defaults(handler=cmd_compare)
+
+    p = sub.add_parser("models", help="prepare the embedding model or show what runs")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    prep = msub.add_parser("prepare", help="convert the pretrained model to ONNX and cache it (once)")
+    prep.add_argument("name", nargs="?", default=None, help="model name (default: the configured one)")
+    prep.add_argument("--force", action="store_true", help="rebuild even if cached")
+    add_common_options(prep)
+    prep.set_defaults(handler=cmd_models_prepare)
+    info = msub.add_parser("info", help="model spec, cache location and available engines")
+    info.add_argument("--json", action="store_true")
+    add_common_options(info)
+    info.set_defaults(handler=cmd_models_info)
+
+
+def _analyzer(args: argparse.Namespace):
+    from stream.analyzer import FaceAnalyzer
+    from stream.config import load_config
+
+    return FaceAnalyzer(load_config(args.config, args.overrides))
+
+
+def _out_path(out: str, image: str, several: bool) -> Path:
+    if not several:
+        return Path(out)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / (Path(image).stem + "_faces.jpg")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from stream.draw import draw_faces
+    from stream.imageio import load_image, save_image
+
+    analyzer = _analyzer(args)
+    several = len(args.images) > 1
+    report, failed = [], 0
+    for image in args.images:
+        try:
+            rgb = load_image(image)
+            faces = analyzer.detect(rgb)
+        except FacestreamError as exc:
+            failed += 1
+            report.append({"image": image, "error": str(exc)})
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        report.append({"image": image, "width": rgb.shape[1], "height": rgb.shape[0], "faces": faces.to_json()})
+        if args.out:
+            save_image(_out_path(args.out, image, several), draw_faces(rgb, faces))
+    if args.json:
+        print(json.dumps(report if several else report[0], indent=2))
+    else:
+        for item in report:
+            if "error" in item:
+                continue
+            print(f"{item['image']}: {len(item['faces'])} face(s)")
+            for i, face in enumerate(item["faces"]):
+                x1, y1, x2, y2 = face["box"]
+                print(f"  #{i}  box=({x1:.0f},{y1:.0f})-({x2:.0f},{y2:.0f})  {x2 - x1:.0f}x{y2 - y1:.0f}px  "
+                      f"score={face['score']:.2f}")
+    return 2 if failed else 0
+
+
+def _largest_face_embedding(analyzer, image: str):
+    """The embedding of the largest face in a photo, and how many faces it has."""
+    from stream.imageio import load_image
+
+    rgb = load_image(image)
+    faces = analyzer.detect(rgb)
+    if len(faces) == 0:
+        raise FacestreamError(f"No face found in {image}.", "Use a photo where the face is visible and at least ~40 px wide.")
+    largest = faces[int((faces.width * faces.height).argmax())]
+    analyzer.embed(rgb, largest)
+    return largest.embedding[0], len(faces)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    analyzer = _analyzer(args)
+    emb_a, n_a = _largest_face_embedding(analyzer, args.image_a)
+    emb_b, n_b = _largest_face_embedding(analyzer, args.image_b)
+    similarity = analyzer.similarity(emb_a, emb_b)
+    threshold = analyzer.threshold
+    result = {
+        "same": bool(similarity >= threshold),
+        "similarity": round(similarity, 4),
+        "threshold": round(threshold, 4),
+        "model": analyzer.model_id,
+        "faces_in_a": n_a,
+        "faces_in_b": n_b,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        verdict = "SAME person" if result["same"] else "DIFFERENT people"
+        print(f"{verdict}: similarity {similarity:.3f} (threshold {threshold:.3f})")
+        for name, n in ((args.image_a, n_a), (args.image_b, n_b)):
+            if n > 1:
+                print(f"note: {name} has {n} faces; the largest was compared")
+    return 0
+
+
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from stream.config import load_config
+    from stream.models import get_model
+
+    name = args.name or load_config(args.config, args.overrides).embedder.model
+    if args.force:
+        from stream.models import prepare_model
+
+        spec = prepare_model(name, force=True)
+    else:
+        spec = get_model(name)
+    print(f"{spec.name}: ready ({spec.model_id}) at {spec.onnx_path}")
+    return 0
+
+
+def cmd_models_info(args: argparse.Namespace) -> int:
+    from stream.config import load_config
+    from stream.engines import available_engines
+    from stream.models import get_model, model_info
+
+    config = load_config(args.config, args.overrides)
+    info = {"model": model_info(get_model(config.embedder.model)), "engines": available_engines()}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for key, value in info["model"].items():
+            print(f"{key:>14}: {value}")
+        print("engines:")
+        for name, state in info["engines"].items():
+            print(f"  {name:<12} {state}")
+    return 0
