@@ -53,6 +53,9 @@ class EmbedderConfig(Section):
     fp16: bool = Field(True, description="Half precision on GPU engines.")
     max_batch: int = Field(64, ge=1, le=4096, description="Largest batch sent to the model at once.")
     threads: int = Field(0, ge=0, le=256, description="CPU threads for ONNX Runtime/torch; 0 = all cores.")
+    batch_wait_ms: float = Field(
+        2.0, ge=0.0, le=100.0, description="Live batching: how long to wait for other cameras' faces before a model call."
+    )
 
 
 class MatchConfig(Section):
@@ -83,6 +86,11 @@ class SourceConfig(Section):
     id: str | None = Field(None, description="Name of the source in messages; defaults to cam0, cam1, ...")
     realtime: bool = Field(False, description="Read files at their native frame rate, as a camera would deliver them.")
     loop: bool = Field(False, description="Restart a file source at its end.")
+    stall_timeout: float = Field(
+        5.0, ge=0.2, le=600.0, description="Seconds without a frame before the watchdog reopens a live source."
+    )
+    max_backoff: float = Field(10.0, ge=0.05, le=600.0, description="Longest wait between reconnect attempts (s).")
+    open_retries: int = Field(3, ge=0, le=100, description="Attempts to open a live source at start before giving up.")
 
 
 class ServerConfig(Section):
@@ -90,6 +98,9 @@ class ServerConfig(Section):
     port: int = Field(8765, ge=0, le=65535, description="Websocket and HTTP port (dashboard, /stats).")
     token: str | None = Field(None, description="If set, clients must present this token.")
     client_queue: int = Field(32, ge=1, le=10000, description="Messages kept per slow client before old ones drop.")
+    jpeg_fps: float = Field(5.0, ge=0.0, le=60.0, description="Most JPEG frames per second per source sent to viewers.")
+    jpeg_quality: int = Field(70, ge=10, le=100, description="JPEG quality of the frames sent to viewers.")
+    stats_every: float = Field(30.0, ge=0.0, le=86400.0, description="Log per-source stats every N seconds; 0 = never.")
 
 
 class AttendanceConfig(Section):
