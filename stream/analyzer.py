@@ -103,6 +103,25 @@ class FaceAnalyzer:
         faces = self.detect(rgb)
         return self.embed(rgb, faces) if len(faces) else faces
 
+    def largest_face(self, rgb: np.ndarray, source: str = "the image") -> tuple[Faces, int]:
+        """The largest face of a photo, embedded, and how many faces the photo has.
+
+        1:1 verification and single-photo enrolment use the largest face: in a
+        portrait it is the subject, and bystanders are smaller.
+
+        Raises:
+            FacestreamError: no face in the photo.
+        """
+        from stream.errors import FacestreamError
+
+        faces = self.detect(rgb, with_landmarks=False)
+        if len(faces) == 0:
+            raise FacestreamError(
+                f"No face found in {source}.", "Use a photo where the face is visible and at least ~40 px wide."
+            )
+        largest = faces[int((faces.width * faces.height).argmax())]
+        return self.embed(rgb, largest), len(faces)
+
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         """Cosine similarity of two L2-normalised embeddings."""
         return float(np.dot(a, b))

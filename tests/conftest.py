@@ -113,3 +113,19 @@ def analyzer():
     from stream.analyzer import FaceAnalyzer
 
     return FaceAnalyzer()
+
+
+@pytest.fixture(scope="session")
+def photo_embeddings(analyzer, data_dir):
+    """(identity, path, embedding) of the largest face in every single-person photo of both sets.
+
+    Embedded once per session: the compare, gallery and trainer tests all need them.
+    """
+    from stream.imageio import load_image
+
+    out = []
+    for folder in (CELEBS, EXAMPLES):
+        for identity, path in single_person_photos(folder):
+            faces, _ = analyzer.largest_face(load_image(path), str(path))
+            out.append((identity, path, faces.embedding[0]))
+    return out

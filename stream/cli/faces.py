@@ -87,24 +87,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _largest_face_embedding(analyzer, image: str):
-    """The embedding of the largest face in a photo, and how many faces it has."""
+def cmd_compare(args: argparse.Namespace) -> int:
     from stream.imageio import load_image
 
-    rgb = load_image(image)
-    faces = analyzer.detect(rgb)
-    if len(faces) == 0:
-        raise FacestreamError(f"No face found in {image}.", "Use a photo where the face is visible and at least ~40 px wide.")
-    largest = faces[int((faces.width * faces.height).argmax())]
-    analyzer.embed(rgb, largest)
-    return largest.embedding[0], len(faces)
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
     analyzer = _analyzer(args)
-    emb_a, n_a = _largest_face_embedding(analyzer, args.image_a)
-    emb_b, n_b = _largest_face_embedding(analyzer, args.image_b)
-    similarity = analyzer.similarity(emb_a, emb_b)
+    face_a, n_a = analyzer.largest_face(load_image(args.image_a), args.image_a)
+    face_b, n_b = analyzer.largest_face(load_image(args.image_b), args.image_b)
+    similarity = analyzer.similarity(face_a.embedding[0], face_b.embedding[0])
     threshold = analyzer.threshold
     result = {
         "same": bool(similarity >= threshold),
