@@ -1,0 +1,67 @@
+"""Identity splits on synthetic chip sets: disjoint, reproducible, and clear about bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.errors import FacestreamError
+from trainer.data import ChipSet, scan_identity_folders, split_by_identity
+
+
+def fake_set(per_identity: list[int]) -> ChipSet:
+    labels = np.repeat(np.arange(len(per_identity)), per_identity)
+    n = len(labels)
+    return ChipSet(
+        chips=np.zeros((n, 4, 4, 3), np.uint8), labels=labels, names=[f"p{i:03d}" for i in range(len(per_identity))],
+        paths=[f"/x/{i}.jpg" for i in range(n)], digests=[f"{i:064x}" for i in range(n)], prep_key="k",
+    )
+
+
+def test_split_is_disjoint_complete_and_reproducible():
+    data = fake_set([3] * 40 + [1] * 5)
+    a = split_by_identity(data, seed=7)
+    b = split_by_identity(data, seed=7)
+    c = split_by_identity(data, seed=8)
+    names = {s: set(cs.names) for s, cs in a.items()}
+    assert not (names["train"] & names["test"]) and not (names["val"] & names["test"])
+    assert not (names["train"] & names["val"])
+    assert sum(len(cs) for cs in a.values()) == len(data)
+    assert len(names["test"]) == round(0.25 * 45) and len(names["val"]) == round(0.15 * 45)
+    assert {s: cs.names for s, cs in a.items()} == {s: cs.names for s, cs in b.items()}
+    assert a["test"].names != c["test"].names
+    # one-image people are never held out
+    singles = {f"p{i:03d}" for i in range(40, 45)}
+    assert singles <= names["train"]
+    assert a["test"].fingerprint() == b["test"].fingerprint() != c["test"].fingerprint()
+    # labels are renumbered densely per split
+    assert set(a["test"].labels.tolist()) == set(range(len(a["test"].names)))
+
+
+def test_adding_people_keeps_old_assignments():
+    small = split_by_identity(fake_set([2] * 40), seed=1, val_fraction=0, test_fraction=0.25)
+    big = split_by_identity(fake_set([2] * 44), seed=1, val_fraction=0, test_fraction=0.25)
+    moved = set(small["test"].names) - set(big["test"].names)
+    assert len(moved) <= 1  # one more test slot; most test people stay test people
+
+
+def test_too_few_identities_is_a_clear_error():
+    with pytest.raises(FacestreamError, match="two or more usable images"):
+        split_by_identity(fake_set([5, 1, 1]), seed=0)
+
+
+def test_scan_reports_empty_folder_and_missing_root(tmp_path):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "_extra").mkdir()
+    from trainer.data import ScanReport
+
+    rep = ScanReport()
+    items = scan_identity_folders([tmp_path], rep)
+    assert [n for n, _ in items] == ["alice"]
+    assert rep.empty_folders == [str(tmp_path / "bob")]
+    with pytest.raises(FacestreamError, match="does not exist"):
+        scan_identity_folders([tmp_path / "nope"])
+    with pytest.raises(FacestreamError, match="no identity folders"):
+        scan_identity_folders([tmp_path / "_extra"])

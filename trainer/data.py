@@ -1,0 +1,318 @@
+"""Training data: identity folders -> aligned chips (cached) -> a reproducible split by identity.
+
+Chips are made by the live runtime's own :class:`stream.analyzer.FaceAnalyzer`
+(same detector, 5-point landmarks and aligner), so a model is trained on exactly
+the kind of chip it will see in production. Detection and alignment are the slow
+part, so every image's result is cached under the sha256 of its bytes (and the
+preprocessing settings): a second run, or a run on a folder that gained a few
+images, only processes what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import FacestreamError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ScanReport:
+    """What a folder scan found that the user should know about."""
+
+    empty_folders: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def lines(self) -> list[str]:
+        out = [f"empty identity folder (ignored): {p}" for p in self.empty_folders]
+        out += [f"skipped {p}: {why}" for p, why in self.skipped]
+        return out
+
+
+def scan_identity_folders(roots: Sequence[str | Path], report: ScanReport | None = None) -> list[tuple[str, Path]]:
+    """(identity, image path) for every image in ``root/<identity>/``, sorted.
+
+    Folders whose name starts with ``_`` or ``.`` are not identities (the test data
+    keeps group photos in ``_nonsingle``). With several roots, identities are named
+    ``<root>/<identity>`` so that two data sets never merge two different people.
+
+    Raises:
+        FacestreamError: a root that is missing, not a folder, or has no identity folders.
+    """
+    report = report if report is not None else ScanReport()
+    items: list[tuple[str, Path]] = []
+    for root in roots:
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise FacestreamError(
+                f"Training data folder {root} does not exist or is not a folder.",
+                "Pass --data DIR with one sub-folder of images per identity (DIR/<person>/*.jpg).",
+            )
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+        if not folders:
+            raise FacestreamError(
+                f"{root} has no identity folders.",
+                "Put each person's images in their own sub-folder: DIR/<person>/*.jpg.",
+            )
+        for folder in folders:
+            name = folder.name if len(roots) == 1 else f"{root.name}/{folder.name}"
+            images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+            if not images:
+                report.empty_folders.append(str(folder))
+                log.warning("identity folder %s has no images; ignored", folder)
+                continue
+            items.extend((name, p) for p in images)
+    return items
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (hex): the cache key, so renamed or moved images still hit the cache."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    from stream.models import cache_dir
+
+    return cache_dir() / "chips"
+
+
+def preprocessing_key(analyzer) -> str:
+    """Names the settings that change a chip: detector, chip size, padding, landmark set."""
+    spec = analyzer.spec
+    det = analyzer.config.detector
+    text = json.dumps({
+        "size": spec.input_size, "padding": spec.padding, "landmarks": spec.landmarks,
+        "detector": det.model, "min_score": det.min_score, "min_face": analyzer.config.match.min_face,
+    }, sort_keys=True)
+    return f"{spec.input_size}px-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+@dataclass
+class ChipSet:
+    """Aligned chips with identities: the unit that training and evaluation consume.
+
+    Attributes:
+        chips: (n, S, S, 3) uint8 RGB.
+        labels: (n,) int64 index into ``names``.
+        names: identity names.
+        paths: source image of each chip.
+        digests: sha256 of each source image.
+        prep_key: the preprocessing settings the chips were made with.
+    """
+
+    chips: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    paths: list[str]
+    digests: list[str]
+    prep_key: str = ""
+    report: ScanReport = field(default_factory=ScanReport)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> ChipSet:
+        """The chips where ``mask`` is true, labels re-numbered 0..k-1 over the identities kept."""
+        idx = np.nonzero(mask)[0]
+        kept = sorted(set(self.labels[idx].tolist()))
+        remap = {old: new for new, old in enumerate(kept)}
+        return ChipSet(
+            chips=self.chips[idx],
+            labels=np.array([remap[v] for v in self.labels[idx].tolist()], dtype=np.int64),
+            names=[self.names[k] for k in kept],
+            paths=[self.paths[i] for i in idx],
+            digests=[self.digests[i] for i in idx],
+            prep_key=self.prep_key,
+        )
+
+    def fingerprint(self) -> str:
+        """Hash of (identity, image digest) pairs and the preprocessing: equal iff the data are equal."""
+        h = hashlib.sha256(self.prep_key.encode())
+        for pair in sorted(zip((self.names[k] for k in self.labels.tolist()), self.digests, strict=True)):
+            h.update(f"{pair[0]}\0{pair[1]}\n".encode())
+        return h.hexdigest()[:16]
+
+    def counts(self) -> dict[str, int]:
+        return {"images": len(self), "identities": len(self.names)}
+
+
+def _usable(faces, min_face: int) -> np.ndarray:
+    wh = faces.xyxy[:, 2:] - faces.xyxy[:, :2]
+    return np.minimum(wh[:, 0], wh[:, 1]) >= min_face
+
+
+def chip_for_image(analyzer, path: Path) -> tuple[np.ndarray | None, str]:
+    """The one aligned chip of an image, or (None, reason) when it has not exactly one usable face."""
+    from stream.imageio import load_image
+
+    try:
+        rgb = load_image(path)
+    except FacestreamError as exc:
+        return None, f"unreadable ({exc.problem})"
+    faces = analyzer.detect(rgb, with_landmarks=False)
+    faces = faces[_usable(faces, analyzer.config.match.min_face)] if len(faces) else faces
+    if len(faces) != 1:
+        return None, f"{len(faces)} usable faces (need exactly 1)"
+    return analyzer.chips(rgb, faces)[0], "ok"
+
+
+def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache: str | Path | None = None,
+                  progress: bool = True) -> ChipSet:
+    """Scan identity folders and turn every image into an aligned chip (cached by content hash).
+
+    Images without exactly one usable face, and unreadable images, are skipped and
+    listed in ``ChipSet.report`` (and logged).
+
+    Args:
+        roots: one folder or several, each ``DIR/<identity>/*.jpg``.
+        analyzer: the :class:`FaceAnalyzer` to preprocess with (default config when None).
+        cache: cache folder (default ``<facestream cache>/chips``).
+        progress: show a tqdm bar.
+
+    Raises:
+        FacestreamError: bad folders, or fewer than two identities with a usable face.
+    """
+    from tqdm import tqdm
+
+    if isinstance(roots, str | Path):
+        roots = [roots]
+    report = ScanReport()
+    items = scan_identity_folders(roots, report)
+    if analyzer is None:
+        from stream.analyzer import FaceAnalyzer
+
+        analyzer = FaceAnalyzer()
+    key = preprocessing_key(analyzer)
+    cache_root = Path(cache).expanduser() if cache else default_cache_dir()
+    cache_root = cache_root / key
+    cache_root.mkdir(parents=True, exist_ok=True)
+    chips, names, paths, digests = [], [], [], []
+    hits = 0
+    for name, path in tqdm(items, desc="preparing chips", unit="img", disable=not progress):
+        try:
+            digest = file_digest(path)
+        except OSError as exc:
+            report.skipped.append((str(path), f"unreadable ({exc})"))
+            continue
+        entry = cache_root / f"{digest}.npz"
+        chip, reason = _read_cache(entry)
+        if reason is None:
+            chip, reason = chip_for_image(analyzer, path)
+            _write_cache(entry, chip, reason)
+        else:
+            hits += 1
+        if chip is None:
+            report.skipped.append((str(path), reason))
+            log.warning("skipped %s: %s", path, reason)
+            continue
+        chips.append(chip)
+        names.append(name)
+        paths.append(str(path))
+        digests.append(digest)
+    log.info("%d chips (%d from cache), %d images skipped", len(chips), hits, len(report.skipped))
+    uniq = sorted(set(names))
+    if len(uniq) < 2:
+        raise FacestreamError(
+            f"{', '.join(str(r) for r in roots)} gave usable faces of {len(uniq)} identit{'y' if len(uniq) == 1 else 'ies'}; "
+            "training and evaluation need at least two (better: dozens).",
+            "Add more identity folders, each with photos showing exactly one face.",
+        )
+    index = {n: i for i, n in enumerate(uniq)}
+    size = analyzer.spec.input_size
+    return ChipSet(
+        chips=np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8),
+        labels=np.array([index[n] for n in names], dtype=np.int64),
+        names=uniq,
+        paths=paths,
+        digests=digests,
+        prep_key=key,
+        report=report,
+    )
+
+
+def _read_cache(entry: Path) -> tuple[np.ndarray | None, str | None]:
+    """(chip, reason) from the cache; reason None means a miss (or a broken entry)."""
+    if not entry.is_file():
+        return None, None
+    try:
+        with np.load(entry) as z:
+            reason = str(z["reason"])
+            chip = z["chip"] if reason == "ok" else None
+        return chip, reason
+    except (OSError, ValueError, KeyError):
+        log.warning("broken cache entry %s; recomputing", entry)
+        return None, None
+
+
+def _write_cache(entry: Path, chip: np.ndarray | None, reason: str) -> None:
+    tmp = entry.with_name(entry.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, chip=chip if chip is not None else np.zeros((0,), np.uint8), reason=np.array(reason))
+    os.replace(tmp, entry)
+
+
+def _rank(seed: int, name: str) -> str:
+    return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+
+
+def split_by_identity(data: ChipSet, seed: int = 0, val_fraction: float = 0.15,
+                      test_fraction: float = 0.25) -> dict[str, ChipSet]:
+    """Split into train/val/test by identity: no person appears in two splits.
+
+    Identities are ordered by a seeded hash of their name, so the same seed gives
+    the same split, and adding new people moves none of the old ones between splits.
+    Only identities with two or more chips can be held out (a one-image person has
+    no genuine pair to verify); val may be empty on tiny data sets.
+
+    Raises:
+        FacestreamError: too few identities with two images to hold out a test split.
+    """
+    counts = np.bincount(data.labels, minlength=len(data.names))
+    eligible = sorted((n for i, n in enumerate(data.names) if counts[i] >= 2), key=lambda n: _rank(seed, n))
+    n_total = len(data.names)
+    n_test = max(2, round(test_fraction * n_total))
+    n_val = round(val_fraction * n_total)
+    if len(eligible) < n_test or n_total - n_test < 2:
+        raise FacestreamError(
+            f"Only {len(eligible)} of {n_total} identities have two or more usable images; a held-out test split "
+            f"needs {n_test} of them and training at least two other identities.",
+            "Add more identities with several photos each.",
+        )
+    n_val = min(n_val, len(eligible) - n_test, n_total - n_test - 2)
+    n_val = n_val if n_val >= 2 else 0  # one identity gives no impostor pairs to calibrate on
+    test = set(eligible[:n_test])
+    val = set(eligible[n_test:n_test + n_val])
+    which = np.array(["test" if n in test else "val" if n in val else "train" for n in data.names])
+    split_of_chip = which[data.labels]
+    return {s: data.subset(split_of_chip == s) for s in SPLITS}
+
+
+def describe(splits: dict[str, ChipSet]) -> dict[str, int]:
+    """Flat counts per split for logging as MLflow params."""
+    out = {}
+    for s, cs in splits.items():
+        out[f"{s}_images"] = len(cs)
+        out[f"{s}_identities"] = len(cs.names)
+    return out
+
+
+def iter_batches(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterable[np.ndarray]:
+    """Index batches over ``n`` items, shuffled when ``rng`` is given."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
