@@ -1,0 +1,145 @@
+"""Embedding engines: one :class:`Embedder` interface, several back ends, one factory.
+
+``create_embedder(spec, cfg)`` builds the engine the config asks for. With
+``engine: auto`` it takes the fastest one that works here (native TensorRT, then
+torch on CUDA, then ONNX Runtime on a GPU provider, then ONNX Runtime on the
+CPU) and logs which one runs and why the faster ones were passed over. An
+engine asked for by name either loads or fails with a :class:`FacestreamError`
+naming the engine, the reason and the fix: never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from stream.engines.base import Embedder, normalize_nchw, validate_chips
+from stream.errors import FacestreamError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Embedder", "available_engines", "create_embedder", "normalize_nchw", "validate_chips"]
+
+ENGINES = ("tensorrt", "torch", "onnxruntime")
+
+
+def available_engines() -> dict[str, str]:
+    """``{engine: "ok" | reason}`` for every engine/device this package knows (for `facestream models info`)."""
+    from stream.engines import onnxrt, tensorrt, torch_engine
+
+    out: dict[str, str] = {}
+    ok, why = tensorrt.available()
+    out["tensorrt"] = "ok" if ok else why
+    model_ok, model_why = torch_engine.model_available()
+    cuda_ok, cuda_why = torch_engine.cuda_available()
+    out["torch:cuda"] = cuda_why if not cuda_ok else ("ok" if model_ok else model_why)
+    out["torch:cpu"] = "ok" if model_ok else model_why
+    for provider, status in onnxrt.provider_status().items():
+        out[f"onnxruntime:{provider}"] = status
+    return out
+
+
+def _onnxruntime(spec: Any, cfg: Any, device: str) -> Embedder:
+    from stream.engines.onnxrt import OnnxRuntimeEmbedder
+
+    return OnnxRuntimeEmbedder(spec, max_batch=cfg.max_batch, threads=cfg.threads, device=device, fp16=cfg.fp16)
+
+
+def _torch(spec: Any, cfg: Any, device: str) -> Embedder:
+    from stream.engines.torch_engine import TorchEmbedder
+
+    return TorchEmbedder(spec, max_batch=cfg.max_batch, device=device, fp16=cfg.fp16, threads=cfg.threads)
+
+
+def _tensorrt(spec: Any, cfg: Any, device: str) -> Embedder:
+    from stream.engines.tensorrt import TensorRTEmbedder
+
+    if device == "cpu":
+        raise FacestreamError("The tensorrt engine runs on CUDA only, but embedder.device=cpu.",
+                              "Set embedder.device=auto or cuda, or pick engine onnxruntime/torch for the CPU.")
+    return TensorRTEmbedder(spec, max_batch=cfg.max_batch, fp16=cfg.fp16)
+
+
+def _explicit(spec: Any, cfg: Any) -> Embedder:
+    """The engine named in ``cfg.engine``, or a FacestreamError naming it, the reason and the fix."""
+    build = {"onnxruntime": _onnxruntime, "torch": _torch, "tensorrt": _tensorrt}[cfg.engine]
+    try:
+        embedder = build(spec, cfg, cfg.device)
+    except FacestreamError as exc:
+        if cfg.engine in exc.problem.lower():
+            raise
+        raise FacestreamError(f"The {cfg.engine} engine cannot load: {exc.problem}", exc.fix) from exc
+    log.info("embedder: %s (engine %s requested in config)", embedder.name, cfg.engine)
+    return embedder
+
+
+def auto_plan(spec: Any, device: str = "auto") -> tuple[list[tuple[str, str]], list[str]]:
+    """Candidates in preference order as ``(engine, device)``, and why faster ones were skipped.
+
+    The first candidate that loads wins; the skip reasons go into the log line so
+    a user can see why, say, a GPU engine did not run.
+    """
+    from stream.engines import onnxrt, tensorrt, torch_engine
+
+    plan: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    if device == "cpu":
+        skipped.append("embedder.device=cpu")
+    else:
+        ok, why = tensorrt.available()
+        if ok:
+            plan.append(("tensorrt", "cuda"))
+        else:
+            skipped.append(f"tensorrt: {why}")
+        cuda_ok, cuda_why = torch_engine.cuda_available()
+        model_ok, model_why = torch_engine.model_available(spec)
+        if cuda_ok and model_ok:
+            plan.append(("torch", "cuda"))
+        else:
+            skipped.append(f"torch:cuda: {cuda_why if not cuda_ok else model_why}")
+        if any(s == "ok" and p != onnxrt.CPU for p, s in onnxrt.provider_status().items()):
+            plan.append(("onnxruntime", "cuda"))
+        else:
+            skipped.append("onnxruntime:CUDA/TensorRT providers: not in this onnxruntime build")
+    plan.append(("onnxruntime", "cpu"))
+    return plan, skipped
+
+
+def create_embedder(spec: Any, cfg: Any = None) -> Embedder:
+    """The embedding engine for ``spec`` as configured by ``cfg`` (a :class:`stream.config.EmbedderConfig`).
+
+    Raises:
+        FacestreamError: an explicitly requested engine (or device) cannot run here.
+    """
+    if cfg is None:
+        from stream.config import EmbedderConfig
+
+        cfg = EmbedderConfig()
+    if cfg.engine != "auto":
+        return _explicit(spec, cfg)
+    if cfg.device == "cuda":
+        from stream.engines.torch_engine import cuda_available
+
+        ok, why = cuda_available()
+        from stream.engines.onnxrt import CPU, provider_status
+
+        if not ok and not any(s == "ok" and p != CPU for p, s in provider_status().items()):
+            raise FacestreamError(f"embedder.device=cuda was requested but no engine can use a GPU here: {why}.",
+                                  "Install CUDA builds of torch/onnxruntime on an NVIDIA GPU machine, "
+                                  "or set embedder.device=auto or cpu.")
+    build = {"onnxruntime": _onnxruntime, "torch": _torch, "tensorrt": _tensorrt}
+    errors: list[str] = []
+    plan, skipped = auto_plan(spec, cfg.device)
+    for engine, device in plan:
+        try:
+            embedder = build[engine](spec, cfg, device)
+        except FacestreamError as exc:
+            # Loud, not silent: the next candidate runs and the log says why this one did not.
+            log.warning("embedder auto: %s on %s failed to load (%s); trying the next engine", engine, device, exc)
+            errors.append(f"{engine}:{device}: {exc}")
+            continue
+        passed_over = skipped + errors
+        why = "; ".join(passed_over) if passed_over else "it is the fastest engine available"
+        log.info("embedder auto: running %s (passed over: %s)", embedder.name, why)
+        return embedder
+    raise FacestreamError("No embedding engine could load: " + " | ".join(errors), "See the log for each engine's error.")
