@@ -103,11 +103,43 @@ class ServerConfig(Section):
     stats_every: float = Field(30.0, ge=0.0, le=86400.0, description="Log per-source stats every N seconds; 0 = never.")
 
 
+class AttendanceScheduleEntry(Section):
+    """One line of a weekly timetable: a session that opens by itself on the given days."""
+
+    name: str = Field(..., min_length=1, max_length=80, description="Session name; the date is appended, e.g. 'cs101 2026-11-23'.")
+    roster: str | None = Field(None, description="People expected, by metadata: 'group=cs101' or 'tag=staff'.")
+    people: list[str] = Field(default_factory=list, description="People expected, by name or id (added to roster).")
+    cameras: list[str] = Field(default_factory=list, description="Source ids watched; empty = every camera.")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], description="Weekdays the session runs."
+    )
+    start: str = Field(..., pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local start time, HH:MM.")
+    end: str = Field(..., pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local end time, HH:MM (after start).")
+    late_after_minutes: float | None = Field(
+        None, ge=0.0, le=1440.0, description="Late delay for this session; None = attendance.late_after_minutes."
+    )
+
+
 class AttendanceConfig(Section):
     min_frames: int = Field(5, ge=1, le=10000, description="Frames a person must be recognised on one track.")
     min_seconds: float = Field(0.0, ge=0.0, le=3600.0, description="Seconds a person must be recognised on one track.")
     late_after_minutes: float = Field(10.0, ge=0.0, le=1440.0, description="Late if first seen after start + this.")
     keep_unknown_snapshots: bool = Field(False, description="Keep face snapshots of unknown people.")
+    default_session: bool = Field(
+        True, description="`facestream run` without --session records into a session for the day ('day YYYY-MM-DD')."
+    )
+    default_roster: str | None = Field(
+        None, description="Roster of the day's session ('group=staff'); None = everyone enrolled (up to 5000)."
+    )
+    flush_seconds: float = Field(
+        2.0, ge=0.1, le=600.0, description="Write a present person's last-seen time at most this often."
+    )
+    refresh_seconds: float = Field(
+        1.0, ge=0.1, le=60.0, description="How often a running process re-reads sessions started elsewhere."
+    )
+    schedule: list[AttendanceScheduleEntry] = Field(
+        default_factory=list, description="Weekly timetable of sessions that open and close by themselves."
+    )
 
 
 class DemoConfig(Section):
