@@ -153,6 +153,25 @@ class MlflowConfig(Section):
         "sqlite:///~/.local/share/facestream/mlflow.db", description="MLflow tracking store or server URI."
     )
     registry_name: str = Field("facestream-embedder", description="Registered model name.")
+    experiment: str = Field("facestream", description="MLflow experiment that training runs are recorded in.")
+
+
+class TrainConfig(Section):
+    model: str = Field("dlib_resnet", description="Architecture from trainer.models (e.g. dlib_resnet, small_net).")
+    pretrained: bool = Field(True, description="Start from the architecture's pretrained weights when it has them.")
+    loss: Literal["arcface", "cosface", "triplet"] = Field("arcface", description="Margin head or metric loss.")
+    epochs: int = Field(10, ge=1, le=1000, description="Passes over the training identities.")
+    batch_size: int = Field(32, ge=2, le=4096, description="Chips per optimisation step.")
+    lr: float = Field(1e-4, gt=0.0, le=10.0, description="AdamW learning rate of the backbone (the head uses 10x).")
+    weight_decay: float = Field(5e-4, ge=0.0, le=1.0, description="AdamW weight decay.")
+    freeze: str | None = Field(None, description="Freeze the backbone up to and including this named stage.")
+    augment: bool = Field(True, description="Flip, colour, blur and small affine changes on training chips.")
+    seed: int = Field(0, ge=0, description="Seeds the identity split, the weights of new layers and the batches.")
+    val_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="Share of identities held out for calibration.")
+    test_fraction: float = Field(0.25, gt=0.0, lt=0.8, description="Share of identities held out for evaluation.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs.")
+    max_pairs: int = Field(200_000, ge=100, le=50_000_000, description="Most verification pairs evaluated.")
+    chip_cache: str | None = Field(None, description="Folder for cached chips; default <cache>/chips.")
 
 
 class Config(Section):
@@ -166,6 +185,7 @@ class Config(Section):
     attendance: AttendanceConfig = AttendanceConfig()
     demo: DemoConfig = DemoConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    train: TrainConfig = TrainConfig()
 
 
 def _nearest(name: str, candidates: list[str]) -> str:
