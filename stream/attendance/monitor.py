@@ -1,0 +1,270 @@
+"""The live attendance monitor: a pipeline listener that turns recognised tracks into attendance.
+
+It keeps the sessions of the store in view (re-reading them every
+``refresh_seconds``, so sessions started from the CLI or the dashboard of
+another process take effect), opens timetable sessions and the day's session,
+applies the presence rule per track, writes sightings through to the store
+(throttled) and tells its listeners (the dashboard) what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from stream.attendance.marker import PresenceRule, Sighting
+from stream.attendance.model import Attendance, Session
+from stream.attendance.roster import PersonLike
+from stream.attendance.sessions import create_session, day_bounds, stop_session
+from stream.attendance.store import AttendanceStore
+from stream.config import AttendanceConfig
+from stream.errors import FacestreamError
+
+log = logging.getLogger(__name__)
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+def face_snapshot(frame_rgb: np.ndarray | None, box: Iterable[float], max_side: int = 192) -> bytes | None:
+    """A JPEG of the face with some context around it, small enough to keep per person."""
+    if frame_rgb is None:
+        return None
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    H, W = frame_rgb.shape[:2]
+    a, b = int(max(0, x1 - 0.3 * w)), int(max(0, y1 - 0.3 * h))
+    c, d = int(min(W, x2 + 0.3 * w)), int(min(H, y2 + 0.3 * h))
+    if c <= a or d <= b:
+        return None
+    crop = frame_rgb[b:d, a:c]
+    scale = max_side / max(crop.shape[:2])
+    if scale < 1:
+        crop = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else None
+
+
+class AttendanceMonitor:
+    """Marks attendance from live results.
+
+    Args:
+        store: where sessions and records live (same URL as the gallery).
+        config: the ``attendance`` config section.
+        people: returns the enrolled people (for rosters of the day's and timetable sessions).
+        threshold: similarity a frame needs to count (None: trust the tracker's identity).
+        clock: wall time source (tests pass their own).
+    """
+
+    def __init__(self, store: AttendanceStore, config: AttendanceConfig | None = None,
+                 people: Callable[[], Iterable[PersonLike]] | None = None, threshold: float | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.config = config or AttendanceConfig()
+        self.people = people or (lambda: [])
+        self.clock = clock
+        self.rule = PresenceRule(self.config.min_frames, self.config.min_seconds, threshold)
+        self.sessions: dict[str, Session] = {}
+        self._states: dict[str, str] = {}
+        self._written: dict[tuple[str, str], tuple[float, float]] = {}
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._next_refresh = 0.0
+        self._next_forget = 0.0
+        self._schedule_failed: set[str] = set()
+        self._cameras: set[str] = set()
+        self._day_session = False
+        self._last_error = 0.0
+
+    # -- listeners -------------------------------------------------------------------------------
+    def add_listener(self, fn: Listener) -> None:
+        """``fn(event_dict)`` for every attendance/session/unknown event (called from the pipeline thread)."""
+        self._listeners.append(fn)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(event)
+            except Exception:  # a broken listener must not stop attendance
+                log.exception("attendance listener failed")
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def start_session(self, name: str, **kwargs: Any) -> Session:
+        """Create a session now (see :func:`stream.attendance.sessions.create_session`) and announce it."""
+        kwargs.setdefault("late_after_s", self.config.late_after_minutes * 60)
+        session = create_session(self.store, self.people, name, now=self.clock(), **kwargs)
+        self.refresh(force=True)
+        return session
+
+    def stop_session(self, name: str | None = None) -> Session:
+        session = stop_session(self.store, name, now=self.clock())
+        self.refresh(force=True)
+        return session
+
+    def record_day_session(self, cameras: Iterable[str] = ()) -> None:
+        """Keep a session for the day open while this process runs (``facestream run`` without --session)."""
+        self._cameras |= set(cameras)
+        self._day_session = True
+        self.refresh(force=True)
+
+    def _ensure_day_session(self, now: float) -> None:
+        name, midnight = day_bounds(now)
+        if name in self.sessions:
+            return
+        try:
+            create_session(self.store, self.people, name, roster=self.config.default_roster, end=midnight,
+                           late_after_s=self.config.late_after_minutes * 60, kind="default", now=now)
+            log.info("attendance: recording into the day's session %r", name)
+        except FacestreamError as exc:
+            if self.store.get_session(name) is None:
+                log.error("attendance: cannot open the day's session: %s", exc)
+
+    def _ensure_scheduled(self, now: float) -> None:
+        today = datetime.fromtimestamp(now)
+        for entry in self.config.schedule:
+            if _DAYS[today.weekday()] not in entry.days:
+                continue
+            start = today.replace(hour=int(entry.start[:2]), minute=int(entry.start[3:]), second=0, microsecond=0)
+            end = today.replace(hour=int(entry.end[:2]), minute=int(entry.end[3:]), second=0, microsecond=0)
+            name = f"{entry.name} {today:%Y-%m-%d}"
+            if not (start.timestamp() <= now < end.timestamp()) or name in self.sessions:
+                continue
+            if name in self._schedule_failed:
+                continue
+            late = entry.late_after_minutes if entry.late_after_minutes is not None else self.config.late_after_minutes
+            try:
+                create_session(self.store, self.people, name, cameras=entry.cameras, roster=entry.roster,
+                               names=entry.people, start=start.timestamp(), end=end.timestamp(),
+                               late_after_s=late * 60, kind="scheduled", now=now)
+                log.info("attendance: timetable opened %r", name)
+            except FacestreamError as exc:
+                if self.store.get_session(name) is None:  # another worker may have opened it first
+                    self._schedule_failed.add(name)
+                    log.error("attendance: timetable session %r not opened: %s", name, exc)
+
+    def refresh(self, now: float | None = None, force: bool = False) -> None:
+        """Re-read sessions from the store; open timetable/day sessions; announce state changes."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            if not force and now < self._next_refresh:
+                return
+            self._next_refresh = now + self.config.refresh_seconds
+            try:
+                self.sessions = {s.name: s for s in self.store.sessions()}
+                self._ensure_scheduled(now)
+                if self._day_session and self.config.default_session:
+                    self._ensure_day_session(now)
+                self.sessions = {s.name: s for s in self.store.sessions()}
+            except FacestreamError as exc:
+                self._store_error(exc, now)
+                return
+            events = []
+            for name, s in self.sessions.items():
+                state = s.state(now)
+                old = self._states.get(name)
+                if old != state:
+                    self._states[name] = state
+                    if old is not None or state == "active":
+                        events.append({"type": "session", "action": state, "session": s.to_json(now)})
+            for name in set(self._states) - set(self.sessions):
+                del self._states[name]
+                events.append({"type": "session", "action": "deleted", "session": {"name": name}})
+        for e in events:
+            self._emit(e)
+
+    def active(self, camera: str | None = None, ts: float | None = None) -> list[Session]:
+        """Sessions running at ``ts`` (default now), optionally only those watching ``camera``."""
+        ts = self.clock() if ts is None else ts
+        return [s for s in self.sessions.values()
+                if s.covers(ts) and (camera is None or s.watches(camera))]
+
+    def attendance(self, name: str | None = None) -> Attendance:
+        """The full picture of one session (default: the latest)."""
+        session = self.store.require_session(name)
+        return Attendance.build(session, self.store.records(session.name), self.store.unknown_count(session.name))
+
+    def current(self) -> list[dict[str, Any]]:
+        """``attendance_state`` messages for what a newly connected dashboard should show."""
+        now = self.clock()
+        self.refresh(now)
+        sessions = self.active(ts=now)
+        if not sessions:
+            latest = self.store.latest_session()
+            sessions = [latest] if latest else []
+        out = []
+        for s in sorted(sessions, key=lambda s: (s.kind == "default", -s.start)):
+            att = Attendance.build(s, self.store.records(s.name), self.store.unknown_count(s.name))
+            out.append(att.to_json(now))
+        return out
+
+    # -- frames ------------------------------------------------------------------------------------
+    def on_result(self, result: Any, frame: np.ndarray | None = None) -> None:
+        """Pipeline listener: one :class:`stream.faces.FrameResult` (and its RGB frame, for snapshots)."""
+        self.observe(result.source_id, result.timestamp, result.faces, frame)
+
+    def observe(self, camera: str, ts: float, faces: Any, frame: np.ndarray | None = None) -> None:
+        """Apply the presence rule to every face of one frame and record what it confirms."""
+        self.refresh()
+        with self._lock:
+            sessions = self.active(camera, ts)
+            n = len(faces)
+            for i in range(n):
+                pid = faces.identity[i] if faces.identity is not None else None
+                name = faces.name[i] if faces.name is not None else (pid or "unknown")
+                sim = float(faces.similarity[i]) if faces.similarity is not None else float("nan")
+                sighting = self.rule.observe(camera, int(faces.track_id[i]), ts, pid, name, sim)
+                if sighting is None or not sighting.state.confirmed or not sessions:
+                    continue
+                box = faces.xyxy[i]
+                try:
+                    if pid is None:
+                        if sighting.newly_confirmed:
+                            self._unknown(sessions, camera, ts, frame, box)
+                    else:
+                        for s in sessions:
+                            self._record(s, sighting, camera, ts, frame, box)
+                except FacestreamError as exc:
+                    self._store_error(exc, ts)
+            if ts >= self._next_forget:
+                self.rule.forget(ts)
+                self._next_forget = ts + 5.0
+
+    def _record(self, s: Session, sighting: Sighting, camera: str, ts: float, frame, box) -> None:
+        st = sighting.state
+        key = (s.name, st.person_id)
+        last = self._written.get(key)
+        best = st.best_similarity if math.isfinite(st.best_similarity) else 0.0
+        improved = last is not None and best > last[1] + 0.01
+        if last is not None and ts - last[0] < self.config.flush_seconds and not improved:
+            return
+        snap = face_snapshot(frame, box) if (last is None or improved) else None
+        first = max(st.first_ts, s.start)
+        rec, created = self.store.upsert(s.name, st.person_id, st.name, st.person_id in s.roster_ids(), first, ts,
+                                         camera, best, snap)
+        self._written[key] = (ts, max(best, rec.best_similarity))
+        if created:
+            log.info("attendance: %s %s in %r (camera %s, similarity %.3f)", rec.name, rec.status(s), s.name,
+                     camera, best)
+        self._emit({"type": "attendance", "session": s.name, "new": created, "record": rec.to_json(s)})
+
+    def _unknown(self, sessions: list[Session], camera: str, ts: float, frame, box) -> None:
+        snap = face_snapshot(frame, box) if self.config.keep_unknown_snapshots else None
+        for s in sessions:
+            count = self.store.add_unknown(s.name, ts, camera, snap)
+            self._emit({"type": "unknown", "session": s.name, "camera": camera, "time": ts, "count": count})
+
+    def _store_error(self, exc: FacestreamError, now: float) -> None:
+        if now - self._last_error > 10:
+            self._last_error = now
+            log.warning("attendance: %s (retrying)", exc)

@@ -1,0 +1,152 @@
+"""Attendance in SQLite: tables in the gallery's own database file.
+
+WAL mode and a busy timeout let the CLI (start/stop/report) and a running
+``facestream run`` use the file at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from stream.attendance.model import Record, Session
+from stream.attendance.store import AttendanceStore
+from stream.config import expand_path
+from stream.errors import FacestreamError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attendance_sessions (
+    name TEXT PRIMARY KEY, start REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attendance_records (
+    session TEXT NOT NULL, person_id TEXT NOT NULL, name TEXT NOT NULL, on_roster INTEGER NOT NULL,
+    first_seen REAL NOT NULL, last_seen REAL NOT NULL, camera TEXT NOT NULL, best_similarity REAL NOT NULL,
+    snapshot BLOB, PRIMARY KEY (session, person_id));
+CREATE TABLE IF NOT EXISTS attendance_unknown (
+    session TEXT NOT NULL, seen REAL NOT NULL, camera TEXT NOT NULL, snapshot BLOB);
+CREATE INDEX IF NOT EXISTS attendance_unknown_session ON attendance_unknown(session);
+"""
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///~/x.db`` -> ~/x.db expanded; ``sqlite:////abs/x.db`` -> /abs/x.db; a bare path as is."""
+    return expand_path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url)
+
+
+class SQLiteAttendanceStore(AttendanceStore):
+    def __init__(self, url: str):
+        self.url = url
+        path = sqlite_path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise FacestreamError(f"Cannot open the attendance database {path} ({exc}).",
+                                  "Check gallery.url and that the folder is writable.") from None
+        self._lock = threading.Lock()
+
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def add_session(self, session: Session) -> bool:
+        with self._lock:
+            cur = self._db.execute("INSERT OR IGNORE INTO attendance_sessions VALUES (?, ?, ?)",
+                                   (session.name, session.start, json.dumps(session.to_dict())))
+            return cur.rowcount == 1
+
+    def get_session(self, name: str) -> Session | None:
+        rows = self._q("SELECT data FROM attendance_sessions WHERE name = ?", (name,))
+        return Session.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def sessions(self) -> list[Session]:
+        rows = self._q("SELECT data FROM attendance_sessions ORDER BY start, name")
+        return [Session.from_dict(json.loads(r[0])) for r in rows]
+
+    def set_end(self, name: str, end: float | None) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT data FROM attendance_sessions WHERE name = ?", (name,)).fetchone()
+                if row:
+                    data = json.loads(row[0])
+                    data["end"] = end
+                    self._db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?",
+                                     (json.dumps(data), name))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete_session(self, name: str) -> None:
+        with self._lock:
+            for table, col in (("attendance_sessions", "name"), ("attendance_records", "session"),
+                               ("attendance_unknown", "session")):
+                self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
+
+    def upsert(self, session, person_id, name, on_roster, first_seen, last_seen, camera, similarity,
+               snapshot=None):
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO attendance_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (session, person_id, name, int(on_roster), first_seen, last_seen, camera, similarity, snapshot))
+                created = cur.rowcount == 1
+                if not created:
+                    self._db.execute(
+                        """UPDATE attendance_records SET
+                           camera = CASE WHEN ? < first_seen THEN ? ELSE camera END,
+                           first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?),
+                           snapshot = CASE WHEN ? IS NOT NULL AND (? > best_similarity OR snapshot IS NULL)
+                                      THEN ? ELSE snapshot END,
+                           best_similarity = MAX(best_similarity, ?)
+                           WHERE session = ? AND person_id = ?""",
+                        (first_seen, camera, first_seen, last_seen, snapshot, similarity, snapshot, similarity, session,
+                         person_id))
+                row = self._db.execute(
+                    "SELECT session, person_id, name, on_roster, first_seen, last_seen, camera, best_similarity, "
+                    "snapshot IS NOT NULL FROM attendance_records WHERE session = ? AND person_id = ?",
+                    (session, person_id)).fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return _record(row), created
+
+    def records(self, session: str) -> list[Record]:
+        rows = self._q(
+            "SELECT session, person_id, name, on_roster, first_seen, last_seen, camera, best_similarity, "
+            "snapshot IS NOT NULL FROM attendance_records WHERE session = ? ORDER BY first_seen", (session,))
+        return [_record(r) for r in rows]
+
+    def snapshot(self, session: str, person_id: str) -> bytes | None:
+        rows = self._q("SELECT snapshot FROM attendance_records WHERE session = ? AND person_id = ?",
+                       (session, person_id))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def add_unknown(self, session, seen, camera, snapshot=None):
+        with self._lock:
+            self._db.execute("INSERT INTO attendance_unknown VALUES (?, ?, ?, ?)", (session, seen, camera, snapshot))
+            return self._db.execute("SELECT COUNT(*) FROM attendance_unknown WHERE session = ?",
+                                    (session,)).fetchone()[0]
+
+    def unknown_count(self, session: str) -> int:
+        return self._q("SELECT COUNT(*) FROM attendance_unknown WHERE session = ?", (session,))[0][0]
+
+    def unknown_snapshots(self, session: str) -> list[tuple[float, str, bytes]]:
+        rows = self._q("SELECT seen, camera, snapshot FROM attendance_unknown WHERE session = ? "
+                       "AND snapshot IS NOT NULL ORDER BY seen", (session,))
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _record(row: tuple) -> Record:
+    return Record(session=row[0], person_id=row[1], name=row[2], on_roster=bool(row[3]), first_seen=row[4],
+                  last_seen=row[5], camera=row[6], best_similarity=row[7], has_snapshot=bool(row[8]))

@@ -1,0 +1,286 @@
+"""Attendance domain: the presence rule, both real stores, sessions, restart, reports, bad input.
+
+Observations are synthetic (Faces with track ids and identities, as the
+pipeline produces them); the stores are a real SQLite file and the real Redis
+server from conftest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import numpy as np
+import pytest
+
+from gallery.types import Person
+from stream.attendance import (
+    ABSENT,
+    LATE,
+    PRESENT,
+    AttendanceMonitor,
+    create_session,
+    open_attendance_store,
+    stop_session,
+    to_csv,
+    to_xlsx,
+)
+from stream.attendance.marker import PresenceRule
+from stream.config import AttendanceConfig, AttendanceScheduleEntry
+from stream.errors import FacestreamError
+from stream.faces import Faces
+
+PEOPLE = [
+    Person("p-lin", "Lin-Manuel Miranda", {"group": "hamilton", "tags": ["cast", "writer"]}),
+    Person("p-alex", "Alex Lacamoire", {"group": "hamilton", "tags": "band,music"}),
+    Person("p-joe", "Joe Biden", {"group": "hamilton"}),
+    Person("p-obama", "Barack Obama", {"group": "audience"}),
+]
+T0 = 1_800_000_000.0  # a fixed "now" so statuses do not depend on the wall clock
+
+
+def faces(*items: tuple[int, str | None, float]) -> Faces:
+    """One frame: (track_id, person_id or None, similarity) per face."""
+    n = len(items)
+    names = {p.id: p.name for p in PEOPLE}
+    return Faces(
+        xyxy=np.tile(np.array([[100, 80, 180, 180]], np.float32), (n, 1)) + np.arange(n)[:, None] * 200,
+        score=np.full(n, 0.9, np.float32),
+        track_id=np.array([t for t, _, _ in items], np.int64),
+        identity=[p for _, p, _ in items],
+        name=[names.get(p, "unknown") if p else "unknown" for _, p, _ in items],
+        similarity=np.array([s for _, _, s in items], np.float32),
+    )
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/gallery.db"
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def store(store_url):
+    s = open_attendance_store(store_url)
+    yield s
+    s.close()
+
+
+class Clock:
+    def __init__(self, t: float = T0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def frame() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+
+
+# -- the presence rule -------------------------------------------------------------------------------
+
+def test_one_wrong_frame_never_marks_and_one_track_must_carry_the_evidence():
+    rule = PresenceRule(min_frames=5)
+    assert not rule.observe("cam0", 1, 0.0, "p-joe", "Joe", 0.7).state.confirmed
+    # five frames spread over five different tracks: no single track carries the evidence
+    for t in range(2, 7):
+        assert not rule.observe("cam0", t, 0.1 * t, "p-lin", "Lin", 0.8).state.confirmed
+    # an identity switch on a track starts again
+    for k in range(4):
+        rule.observe("cam0", 9, 1 + k / 30, "p-lin", "Lin", 0.8)
+    s = rule.observe("cam0", 9, 1.2, "p-alex", "Alex", 0.8)
+    assert s.state.frames == 1 and not s.state.confirmed
+    # the same track id on another camera is another track
+    for k in range(4):
+        rule.observe("cam1", 9, 2 + k / 30, "p-alex", "Alex", 0.8)
+    assert rule.observe("cam1", 9, 2.2, "p-alex", "Alex", 0.8).state.frames == 5
+    results = [rule.observe("cam0", 9, 1.3 + k / 30, "p-alex", "Alex", 0.8) for k in range(4)]
+    assert [r.newly_confirmed for r in results] == [False, False, False, True]
+    assert rule.observe("cam0", 9, 1.5, "p-alex", "Alex", 0.9).newly_confirmed is False  # only once
+
+
+def test_threshold_and_min_seconds():
+    rule = PresenceRule(min_frames=3, min_seconds=1.0, threshold=0.6)
+    assert rule.observe("cam0", 1, 0.0, "p-lin", "Lin", 0.55) is None  # below threshold: does not count
+    for k in range(10):
+        s = rule.observe("cam0", 1, k * 0.1, "p-lin", "Lin", 0.7)
+        assert not s.state.confirmed  # 10 frames but only 0.9 s
+    assert rule.observe("cam0", 1, 1.0, "p-lin", "Lin", 0.7).newly_confirmed
+    # frames without a fresh similarity (tracker carried the identity) still count
+    for k in range(3):
+        s = rule.observe("cam0", 2, 5 + k, "p-alex", "Alex", float("nan"))
+    assert s.state.confirmed
+
+
+# -- stores ------------------------------------------------------------------------------------------
+
+def test_store_upsert_keeps_earliest_first_seen_and_best_snapshot(store, store_url):
+    s = create_session(store, lambda: PEOPLE, "cs101", roster="group=hamilton", start=T0, now=T0)
+    assert [r.name for r in s.roster] == ["Alex Lacamoire", "Joe Biden", "Lin-Manuel Miranda"]
+    rec, created = store.upsert("cs101", "p-lin", "Lin-Manuel Miranda", True, T0 + 10, T0 + 12, "cam0", 0.8, b"A")
+    assert created and rec.first_seen == pytest.approx(T0 + 10) and rec.has_snapshot
+    rec, created = store.upsert("cs101", "p-lin", "Lin-Manuel Miranda", True, T0 + 30, T0 + 31, "cam1", 0.7, b"B")
+    assert not created
+    assert rec.first_seen == pytest.approx(T0 + 10) and rec.last_seen == pytest.approx(T0 + 31)
+    assert rec.camera == "cam0" and rec.best_similarity == pytest.approx(0.8)
+    assert store.snapshot("cs101", "p-lin") == b"A"  # a worse match does not replace the snapshot
+    store.upsert("cs101", "p-lin", "Lin-Manuel Miranda", True, T0 + 5, T0 + 6, "cam2", 0.9, b"C")
+    assert store.snapshot("cs101", "p-lin") == b"C"
+    rec = store.records("cs101")[0]
+    assert rec.first_seen == pytest.approx(T0 + 5) and rec.camera == "cam2" and rec.last_seen == pytest.approx(T0 + 31)
+    assert store.add_unknown("cs101", T0, "cam0") == 1
+    assert store.add_unknown("cs101", T0, "cam0", b"JPEG") == 2
+    # a second connection (another process, or this one after a restart) sees the same thing
+    other = open_attendance_store(store_url)
+    assert len(other.records("cs101")) == 1 and other.unknown_count("cs101") == 2
+    assert other.unknown_snapshots("cs101") == [(pytest.approx(T0), "cam0", b"JPEG")]
+    assert other.get_session("cs101").roster == s.roster
+    other.delete_session("cs101")
+    assert store.get_session("cs101") is None and store.records("cs101") == [] and store.unknown_count("cs101") == 0
+    other.close()
+
+
+# -- the monitor: marking, statuses, restart -----------------------------------------------------------
+
+def feed(monitor: AttendanceMonitor, clock: Clock, n: int, *items, camera: str = "cam0", img=None) -> None:
+    for _ in range(n):
+        clock.t += 1 / 30
+        monitor.observe(camera, clock.t, faces(*items), img)
+
+
+def test_monitor_marks_present_late_absent_extra_unknown_and_survives_restart(store, store_url):
+    clock = Clock()
+    cfg = AttendanceConfig(min_frames=5, late_after_minutes=1, flush_seconds=0.5, keep_unknown_snapshots=True)
+    events: list[dict] = []
+    mon = AttendanceMonitor(store, cfg, people=lambda: PEOPLE, threshold=0.6, clock=clock)
+    mon.add_listener(events.append)
+    mon.start_session("hamilton", roster="group=hamilton", cameras=["cam0"])
+    img = frame()
+    # one wrong frame of Joe Biden, then Lin for 4 frames: nobody yet
+    feed(mon, clock, 1, (1, "p-joe", 0.62), img=img)
+    feed(mon, clock, 4, (2, "p-lin", 0.8), img=img)
+    assert store.records("hamilton") == []
+    feed(mon, clock, 1, (2, "p-lin", 0.85), img=img)
+    recs = store.records("hamilton")
+    assert [r.person_id for r in recs] == ["p-lin"] and recs[0].has_snapshot
+    assert store.snapshot("hamilton", "p-lin")[:2] == b"\xff\xd8"  # a JPEG
+    assert any(e["type"] == "attendance" and e["new"] and e["record"]["status"] == PRESENT for e in events)
+    # a camera the session does not watch is ignored
+    feed(mon, clock, 10, (7, "p-alex", 0.9), camera="cam9")
+    assert len(store.records("hamilton")) == 1
+    # Obama (not on the roster) and an unknown face, then Alex after the late delay
+    feed(mon, clock, 6, (3, "p-obama", 0.9), (4, None, float("nan")), img=img)
+    clock.t += 120
+    feed(mon, clock, 6, (5, "p-alex", 0.75), img=img)
+    att = mon.attendance("hamilton")
+    status = {r["name"]: r["status"] for r in att.roster}
+    assert status == {"Lin-Manuel Miranda": PRESENT, "Alex Lacamoire": LATE, "Joe Biden": ABSENT}
+    assert [r["name"] for r in att.extra] == ["Barack Obama"] and att.unknown == 1
+    assert len(store.unknown_snapshots("hamilton")) == 1
+    lin_first = store.records("hamilton")[0].first_seen
+
+    # restart mid-session: a new process, new tracker ids, Lin seen again on a new track
+    store2 = open_attendance_store(store_url)
+    mon2 = AttendanceMonitor(store2, cfg, people=lambda: PEOPLE, threshold=0.6, clock=clock)
+    clock.t += 5
+    feed(mon2, clock, 8, (1, "p-lin", 0.82), img=img)
+    recs = {r.person_id: r for r in store2.records("hamilton")}
+    assert sorted(recs) == ["p-alex", "p-lin", "p-obama"]  # nobody counted twice, nobody lost
+    assert recs["p-lin"].first_seen == pytest.approx(lin_first) and recs["p-lin"].last_seen > lin_first + 100
+    att2 = mon2.attendance("hamilton")
+    assert {r["name"]: r["status"] for r in att2.roster} == status and att2.unknown == 1
+
+    # the end: absent stays absent, the report says what the monitor says
+    mon2.stop_session("hamilton")
+    assert any(e["type"] == "session" and e["action"] == "closed" for e in events) is False  # other process
+    clock.t += 1
+    feed(mon2, clock, 10, (9, "p-joe", 0.9), img=img)  # after the end: not counted
+    att3 = mon2.attendance()  # the latest session
+    assert att3.session.name == "hamilton" and att3.counts() == {
+        PRESENT: 1, LATE: 1, ABSENT: 1, "not_on_roster": 1, "unknown": 1}
+    rows = list(csv.DictReader(io.StringIO(to_csv(att3).decode().split("# unknown")[0])))
+    assert [(r["name"], r["status"]) for r in rows] == [
+        ("Alex Lacamoire", LATE), ("Joe Biden", ABSENT), ("Lin-Manuel Miranda", PRESENT),
+        ("Barack Obama", "present (not on roster)")]
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(to_xlsx(att3)))
+    sheet = [[c.value for c in row] for row in wb["attendance"].iter_rows()]
+    assert sheet[0][2] == "name" and [r[4] for r in sheet[1:]] == [r["status"] for r in rows]
+    store2.close()
+
+
+def test_sessions_started_elsewhere_and_the_timetable_take_effect(tmp_path):
+    url = f"sqlite:///{tmp_path}/g.db"
+    store = open_attendance_store(url)
+    now = time.time()
+    clock = Clock(now)
+    hhmm = time.strftime("%H:%M", time.localtime(now - 60))
+    end = time.strftime("%H:%M", time.localtime(now + 3600))
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    if end < hhmm:  # around midnight the window would wrap; keep the test meaningful
+        hhmm, end = "00:00", "23:59"
+    cfg = AttendanceConfig(min_frames=2, schedule=[AttendanceScheduleEntry(
+        name="band", people=["Alex Lacamoire"], cameras=["cam1"], days=days, start=hhmm, end=end)])
+    events: list[dict] = []
+    mon = AttendanceMonitor(store, cfg, people=lambda: PEOPLE, clock=clock)
+    mon.add_listener(events.append)
+    mon.record_day_session()
+    names = sorted(mon.sessions)
+    assert len(names) == 2 and names[0].startswith("band ") and names[1].startswith("day ")
+    day = mon.sessions[names[1]]
+    assert day.kind == "default" and len(day.roster) == len(PEOPLE)
+    # another process (the CLI) starts a session on cam0; the monitor picks it up on refresh
+    other = open_attendance_store(url)
+    create_session(other, lambda: PEOPLE, "cli", names=["Lin-Manuel Miranda"], cameras=["cam0"], now=now)
+    clock.t += 2
+    feed(mon, clock, 3, (1, "p-lin", 0.9), camera="cam0")
+    feed(mon, clock, 3, (2, "p-alex", 0.9), camera="cam1")
+    got = {s: sorted(r.name for r in store.records(s)) for s in mon.sessions}
+    assert got == {names[0]: ["Alex Lacamoire"], names[1]: ["Alex Lacamoire", "Lin-Manuel Miranda"],
+                   "cli": ["Lin-Manuel Miranda"]}
+    assert {e["session"]["name"] for e in events if e["type"] == "session"} == {names[0], names[1], "cli"}
+    stop_session(other, "cli", now=clock.t)
+    clock.t += 2
+    mon.refresh()
+    assert any(e["type"] == "session" and e["action"] == "closed" and e["session"]["name"] == "cli" for e in events)
+
+
+def test_bad_input_gives_clear_messages(tmp_path):
+    store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
+    with pytest.raises(FacestreamError, match="No attendance sessions"):
+        store.require_session(None)
+    create_session(store, lambda: PEOPLE, "morning", roster="group=hamilton", cameras=["cam0", "cam1"], now=T0)
+    with pytest.raises(FacestreamError, match="Unknown attendance session 'evening'.*morning"):
+        store.require_session("evening")
+    with pytest.raises(FacestreamError, match="not enrolled: Nobody Here, Also Missing"):
+        create_session(store, lambda: PEOPLE, "x", names=["Nobody Here", "Joe Biden", "Also Missing"], now=T0)
+    with pytest.raises(FacestreamError, match="No enrolled person has group=nobody"):
+        create_session(store, lambda: PEOPLE, "x", roster="group=nobody", now=T0)
+    with pytest.raises(FacestreamError, match="Bad roster selector"):
+        create_session(store, lambda: PEOPLE, "x", roster="hamilton", now=T0)
+    with pytest.raises(FacestreamError, match="no roster"):
+        create_session(store, lambda: PEOPLE, "x", now=T0)
+    with pytest.raises(FacestreamError, match="overlaps session 'morning' on camera\\(s\\) cam1"):
+        create_session(store, lambda: PEOPLE, "x", roster="group=audience", cameras=["cam1", "cam2"], now=T0)
+    with pytest.raises(FacestreamError, match="overlaps session 'morning'"):
+        create_session(store, lambda: PEOPLE, "x", roster="group=audience", now=T0)  # all cameras
+    with pytest.raises(FacestreamError, match="already exists"):
+        create_session(store, lambda: PEOPLE, "morning", roster="group=audience", cameras=["cam5"], now=T0)
+    with pytest.raises(FacestreamError, match="end .* before it starts"):
+        create_session(store, lambda: PEOPLE, "x", roster="group=audience", start=T0, end=T0 - 1, now=T0)
+    with pytest.raises(FacestreamError, match="Bad session name"):
+        create_session(store, lambda: PEOPLE, "../etc", roster="group=audience", now=T0)
+    # another camera, or a time after the first one ended, is fine
+    create_session(store, lambda: PEOPLE, "side", roster="group=audience", cameras=["cam2"], now=T0)
+    stop_session(store, "morning", now=T0 + 60)
+    with pytest.raises(FacestreamError, match="already ended"):
+        stop_session(store, "morning", now=T0 + 61)
+    create_session(store, lambda: PEOPLE, "later", roster="group=audience", cameras=["cam0"], start=T0 + 100,
+                   now=T0 + 61)
+    with pytest.raises(FacestreamError, match="Unsupported store URL"):
+        open_attendance_store("mysql://x")
