@@ -95,7 +95,7 @@ class AttendanceStore(abc.ABC):
 def open_attendance_store(url: str) -> AttendanceStore:
     """The attendance store for a gallery URL (``sqlite:///...`` or ``redis://...``)."""
     url = (url or "").strip()
-    if url.startswith("sqlite:///") or url.endswith((".db", ".sqlite", ".sqlite3")):
+    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
         from stream.attendance.store_sqlite import SQLiteAttendanceStore
 
         return SQLiteAttendanceStore(url)

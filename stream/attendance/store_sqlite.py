@@ -30,8 +30,12 @@ CREATE INDEX IF NOT EXISTS attendance_unknown_session ON attendance_unknown(sess
 
 
 def sqlite_path(url: str) -> Path:
-    """``sqlite:///~/x.db`` -> ~/x.db expanded; ``sqlite:////abs/x.db`` -> /abs/x.db; a bare path as is."""
-    return expand_path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url)
+    """The file the gallery uses for ``url`` (same rules as ``gallery.sqlite_store``): ``sqlite:////abs.db``,
+    ``sqlite:///~/x.db``, ``sqlite:///rel.db`` or a bare path."""
+    rest = url[len("sqlite://"):] if url.startswith("sqlite://") else url
+    if rest.startswith(("/~", "/$", "/./", "/../")):
+        rest = rest[1:]
+    return expand_path(rest)
 
 
 class SQLiteAttendanceStore(AttendanceStore):
