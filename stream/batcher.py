@@ -1,0 +1,148 @@
+"""One batching queue in front of the embedding model, shared by every source.
+
+A model call has a fixed cost (dispatch, and on a GPU a kernel launch per layer)
+that a batch pays once; with several cameras, their faces should share one call.
+Workers :meth:`EmbedBatcher.submit` aligned chips and get a future; one thread
+collects requests for up to ``max_wait_ms`` (or until ``max_batch`` chips, or
+until every registered producer is waiting), calls the model once, and resolves
+the futures with their slices.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    chips: np.ndarray
+    future: Future
+    producer: int | None
+    t_submit: float
+
+
+class EmbedBatcher:
+    """Batches embedding requests from many threads into single model calls.
+
+    Args:
+        embed: the model call, chips (n, S, S, 3) uint8 -> embeddings (n, D) float32.
+        max_batch: most chips per model call (bigger requests are split).
+        max_wait_ms: how long a request may wait for company.
+    """
+
+    def __init__(self, embed: Callable[[np.ndarray], np.ndarray], max_batch: int = 64, max_wait_ms: float = 2.0):
+        self.embed = embed
+        self.max_batch = max(1, int(max_batch))
+        self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self._queue: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._producers = 0
+        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._thread.start()
+        self.calls = 0
+        self.items = 0
+        self.requests = 0
+        self.model_ms: deque[float] = deque(maxlen=256)
+
+    def register_producer(self) -> int:
+        """Announce a thread that will submit; when all registered producers wait, a batch goes at once."""
+        with self._cond:
+            self._producers += 1
+            return self._producers - 1
+
+    def unregister_producer(self) -> None:
+        with self._cond:
+            self._producers = max(0, self._producers - 1)
+            self._cond.notify_all()
+
+    def submit(self, chips: np.ndarray, producer: int | None = None) -> Future:
+        """Queue chips for embedding; the future yields their (n, D) embeddings."""
+        fut: Future = Future()
+        if len(chips) == 0:
+            fut.set_result(np.zeros((0, 0), np.float32))
+            return fut
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the embedding batcher is closed")
+            self._queue.append(_Request(np.asarray(chips), fut, producer, time.perf_counter()))
+            self.requests += 1
+            self._cond.notify_all()
+        return fut
+
+    def __call__(self, chips: np.ndarray, producer: int | None = None) -> np.ndarray:
+        """Submit and wait: the blocking form workers use."""
+        return self.submit(chips, producer).result()
+
+    def close(self) -> None:
+        """Finish queued work, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)
+
+    def stats(self) -> dict:
+        ms = sorted(self.model_ms)
+        return {
+            "model_calls": self.calls, "requests": self.requests, "chips": self.items,
+            "mean_batch": round(self.items / self.calls, 2) if self.calls else 0.0,
+            "model_ms_p50": round(ms[len(ms) // 2], 2) if ms else None,
+        }
+
+    # -- the batching thread -----------------------------------------------
+    def _ready(self, deadline: float) -> bool:
+        if self._closed or time.perf_counter() >= deadline:
+            return True
+        if sum(len(r.chips) for r in self._queue) >= self.max_batch:
+            return True
+        waiting = {r.producer for r in self._queue if r.producer is not None}
+        return self._producers > 0 and len(waiting) >= self._producers
+
+    def _take(self) -> list[_Request]:
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if not self._queue:
+                return []
+            deadline = self._queue[0].t_submit + self.max_wait
+            while not self._ready(deadline):
+                self._cond.wait(max(0.0, deadline - time.perf_counter()))
+            batch, n = [], 0
+            while self._queue and (not batch or n + len(self._queue[0].chips) <= self.max_batch):
+                r = self._queue.popleft()
+                batch.append(r)
+                n += len(r.chips)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                return
+            chips = np.concatenate([r.chips for r in batch]) if len(batch) > 1 else batch[0].chips
+            try:
+                t0 = time.perf_counter()
+                out = np.concatenate([self.embed(chips[i:i + self.max_batch])
+                                      for i in range(0, len(chips), self.max_batch)])
+                self.model_ms.append((time.perf_counter() - t0) * 1000)
+            except Exception as exc:  # the callers get the error, the thread lives on
+                log.exception("embedding batch of %d failed", len(chips))
+                for r in batch:
+                    r.future.set_exception(exc)
+                continue
+            self.calls += 1
+            self.items += len(chips)
+            k = 0
+            for r in batch:
+                r.future.set_result(out[k:k + len(r.chips)])
+                k += len(r.chips)
