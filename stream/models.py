@@ -215,6 +215,7 @@ def _dlib_resnet_source() -> Path:
 def _convert_dlib_resnet(source: Path, out_dir: Path, model_id: str) -> ModelSpec:
     """Read the .dat with numpy, rebuild it in torch, export ONNX, and write the spec into ``out_dir``."""
     import torch  # lazy: the runtime need not have torch unless it converts
+
     from trainer.dlib_resnet import load_dlib_resnet
     from trainer.export import export_onnx
 
@@ -303,6 +304,7 @@ def prepare_model(name: str = "dlib-resnet-v1", force: bool = False) -> ModelSpe
     tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=root))
     try:
         builtin.convert(source, tmp, model_id)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
         if target.exists():
             # force, or a broken cache: move the old one aside first so the rename can land.
             old = Path(tempfile.mkdtemp(prefix=f".{model_id}.old.", dir=root))

@@ -8,6 +8,7 @@ spatial size is fixed by the model spec.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -33,7 +34,7 @@ def export_onnx(
     model: nn.Module,
     path: str | Path,
     input_size: int = 150,
-    opset: int = 17,
+    opset: int = 18,
     atol: float = 1e-5,
     verify_batch: int = 3,
 ) -> Path:
@@ -47,7 +48,9 @@ def export_onnx(
         model: the network; exported in eval mode (its mode is restored afterwards).
         path: the ``.onnx`` file to write.
         input_size: chip side in pixels.
-        opset: ONNX opset.
+        opset: ONNX opset; 18 is the lowest torch's dynamo exporter writes without a
+            lossy down-conversion (ONNX has no Pad adapter to 17). ONNX Runtime and
+            TensorRT >= 8.6 read it.
         atol: largest allowed absolute difference between torch and ONNX Runtime.
         verify_batch: batch size of the verification run (different from the
             export example's, so the dynamic axis is exercised).
@@ -67,7 +70,7 @@ def export_onnx(
     tmp = Path(tmp_name)
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
@@ -92,6 +95,22 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
         model.train(was_training)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """The exporter logs pages of INFO/WARNING (optimizer passes, missing torchvision ops) that
+    say nothing about our model; keep only errors while it runs."""
+    names = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def verify_onnx(model: nn.Module, path: str | Path, input_size: int = 150, batch: int = 3, seed: int = 0) -> float:
