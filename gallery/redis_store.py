@@ -1,0 +1,491 @@
+"""The shared store: Redis, for many workers on many machines.
+
+Key layout (prefix ``facestream:``)::
+
+    version               INCR on every write
+    people                hash  person_id -> JSON {name, metadata, created, updated}
+    display               hash  person_id -> display name (fast bulk load for the matcher)
+    names                 hash  casefolded name -> person_id (unique names)
+    dims                  hash  model_id -> embedding dimension
+    vec:<model>           hash  "<person_id>|<hash>" -> float32 bytes
+    owner:<model>         hash  hash -> person_id (idempotent enrolment)
+    info:<model>          hash  hash -> JSON {source, created}
+    chip:<model>          hash  hash -> JPEG bytes of the aligned face chip
+    pemb:<person_id>      set   "<model>|<hash>" (everything to remove on delete)
+    events                pub/sub channel: JSON {op, person, version}
+
+Every change is one MULTI/EXEC transaction (with WATCH where it reads first)
+that also bumps ``version`` and PUBLISHes an event, so either all of a person is
+written and announced or none of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gallery.errors import GalleryError
+from gallery.store import (
+    GalleryMatrix,
+    GalleryStore,
+    Subscription,
+    check_name,
+    check_vector,
+    new_person_id,
+    unknown_person,
+)
+from gallery.types import EmbeddingInfo, NewEmbedding, Person
+
+log = logging.getLogger(__name__)
+
+PREFIX = "facestream:"
+
+
+def _down(url: str, exc: Exception) -> GalleryError:
+    return GalleryError(
+        f"The Redis gallery at {url} is unreachable ({exc}); the operation was not applied.",
+        "Start redis-server (or fix --gallery / FACESTREAM_GALLERY) and retry; re-running an enrolment "
+        "skips what is already stored.",
+    )
+
+
+def _guard(fn: Callable) -> Callable:
+    """Turn a lost Redis connection into one clear GalleryError."""
+
+    @functools.wraps(fn)
+    def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise _down(self.url, exc) from None
+        except RedisError as exc:
+            raise GalleryError(f"Redis refused the operation ({exc}).", "Check the Redis server's logs.") from None
+
+    return wrapper
+
+
+class RedisSubscription(Subscription):
+    """A daemon thread on the ``events`` channel that survives Redis restarts.
+
+    After every (re)connect it sends ``{"op": "resync"}`` to the callback, since
+    events published while disconnected are lost and the cache must be checked.
+    """
+
+    def __init__(self, url: str, channel: str, callback: Callable[[dict[str, Any]], None]):
+        self.url, self.channel, self.callback = url, channel, callback
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gallery-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = 0.1
+        while not self._stop.is_set():
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
+            pubsub = client.pubsub()
+            try:
+                pubsub.subscribe(self.channel)
+                while not self._stop.is_set():
+                    msg = pubsub.get_message(timeout=0.5)
+                    if msg is None:
+                        continue
+                    if msg["type"] == "subscribe":
+                        self.connected.set()
+                        delay = 0.1
+                        self._emit({"op": "resync"})
+                    elif msg["type"] == "message":
+                        try:
+                            self._emit(json.loads(msg["data"]))
+                        except ValueError:
+                            self._emit({"op": "resync"})
+            except (RedisError, OSError) as exc:
+                if self.connected.is_set():
+                    log.warning("gallery events: lost Redis at %s (%s); reconnecting", self.url, exc)
+                self.connected.clear()
+                self._stop.wait(delay)
+                delay = min(delay * 2, 1.0)
+            finally:
+                try:
+                    pubsub.close()
+                    client.close()
+                except (RedisError, OSError):
+                    pass
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        try:
+            self.callback(event)
+        except Exception:  # a listener bug must not kill the channel
+            log.exception("gallery event callback failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+
+
+class RedisStore(GalleryStore):
+    """A gallery in Redis, shared by every process that opens the same URL."""
+
+    def __init__(self, url: str, prefix: str = PREFIX):
+        self.url = url
+        self.p = prefix
+        try:
+            self.r = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=30)
+            self.r.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise GalleryError(
+                f"Cannot reach the Redis gallery at {url} ({exc}).",
+                "Start redis-server, or fix --gallery / FACESTREAM_GALLERY / gallery.url.",
+            ) from None
+        except (RedisError, ValueError) as exc:
+            raise GalleryError(f"Cannot use the Redis gallery {url} ({exc}).", "Check the URL and password.") from None
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r})"
+
+    def k(self, *parts: str) -> str:
+        return self.p + ":".join(parts)
+
+    @_guard
+    def version(self) -> int:
+        return int(self.r.get(self.k("version")) or 0)
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Subscription:
+        return RedisSubscription(self.url, self.k("events"), callback)
+
+    def _bump(self, pipe: Any, op: str, person: str | None) -> None:
+        pipe.incr(self.k("version"))
+        pipe.publish(self.k("events"), json.dumps({"op": op, "person": person, "time": time.time()}))
+
+    # -- people -------------------------------------------------------------------------------
+    def _people(self, pids: list[str], client: Any = None) -> list[Person]:
+        client = client or self.r
+        if not pids:
+            return []
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(self.k("people"), pids)
+        for pid in pids:
+            pipe.scard(self.k("pemb", pid))
+        res = pipe.execute()
+        out = []
+        for pid, raw, n in zip(pids, res[0], res[1:], strict=True):
+            if raw is None:
+                continue
+            d = json.loads(raw)
+            out.append(Person(pid, d["name"], d.get("metadata", {}), int(n), d["created"], d["updated"]))
+        return out
+
+    def _pid(self, ref: str, client: Any = None) -> str | None:
+        client = client or self.r
+        if client.hexists(self.k("people"), ref):
+            return ref
+        pid = client.hget(self.k("names"), str(ref).strip().casefold())
+        return pid.decode() if pid else None
+
+    @_guard
+    def find_person(self, ref: str) -> Person | None:
+        pid = self._pid(ref)
+        people = self._people([pid]) if pid else []
+        return people[0] if people else None
+
+    def _need(self, ref: str, client: Any = None) -> str:
+        pid = self._pid(ref, client)
+        if pid is None:
+            names = [v.decode() for v in self.r.hvals(self.k("display"))]
+            raise unknown_person(ref, names)
+        return pid
+
+    @_guard
+    def list_people(self) -> list[Person]:
+        pids = sorted(k.decode() for k in self.r.hkeys(self.k("people")))
+        return sorted(self._people(pids), key=lambda p: p.name.casefold())
+
+    def _write_person(self, pipe: Any, pid: str, record: dict[str, Any], old_name: str | None) -> None:
+        if old_name is not None and old_name.casefold() != record["name"].casefold():
+            pipe.hdel(self.k("names"), old_name.casefold())
+        pipe.hset(self.k("people"), pid, json.dumps(record))
+        pipe.hset(self.k("display"), pid, record["name"])
+        pipe.hset(self.k("names"), record["name"].casefold(), pid)
+
+    def _transaction(self, fn: Callable[[Any], Any], *watch: str) -> Any:
+        """Run ``fn(pipe)`` under WATCH until no concurrent writer interferes."""
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(*watch)
+                    out = fn(pipe)
+                    pipe.execute()
+                    return out
+                except WatchError:
+                    continue
+
+    def _stage_enroll(self, pipe: Any, name: str, embeddings: list[NewEmbedding], metadata: dict[str, Any] | None,
+                      person_id: str | None, now: float) -> tuple[str, int, list[tuple[str, bytes, NewEmbedding]]]:
+        """Reads (under WATCH) deciding what one enrolment writes; returns (pid, is_new, rows)."""
+        name = check_name(name)
+        existing = person_id if person_id and pipe.hexists(self.k("people"), person_id) else None
+        by_name = pipe.hget(self.k("names"), name.casefold())
+        by_name = by_name.decode() if by_name else None
+        if existing is None and by_name and person_id and by_name != person_id:
+            raise GalleryError(f"The name {name!r} already belongs to person {by_name}.",
+                               "Use a distinct display name, e.g. add a middle initial.")
+        pid = existing or by_name or person_id or new_person_id()
+        raw = pipe.hget(self.k("people"), pid)
+        record = json.loads(raw) if raw else {"name": name, "metadata": {}, "created": now, "updated": now}
+        old_name = record["name"] if raw else None
+        if metadata:
+            record["metadata"] = {**record.get("metadata", {}), **metadata}
+        dims: dict[str, int | None] = {}
+        rows = []
+        seen: set[tuple[str, str]] = set()
+        for e in embeddings:
+            if e.model_id not in dims:
+                d = pipe.hget(self.k("dims"), e.model_id)
+                dims[e.model_id] = int(d) if d else None
+            v = check_vector(e, dims[e.model_id])
+            dims[e.model_id] = len(v)
+            if (e.model_id, e.hash) in seen or pipe.hexists(self.k("owner", e.model_id), e.hash):
+                continue
+            seen.add((e.model_id, e.hash))
+            rows.append((pid, v.tobytes(), e))
+        changed = raw is None or bool(metadata) or bool(rows)
+        if not changed:
+            pipe.unwatch()
+            return pid, 0, []
+        pipe.multi()
+        if rows:
+            record["updated"] = now
+        self._write_person(pipe, pid, record, old_name)
+        for model_id, dim in dims.items():
+            if dim is not None:
+                pipe.hset(self.k("dims"), model_id, dim)
+        for pid_, blob, e in rows:
+            m = e.model_id
+            pipe.hset(self.k("vec", m), f"{pid_}|{e.hash}", blob)
+            pipe.hset(self.k("owner", m), e.hash, pid_)
+            pipe.hset(self.k("info", m), e.hash, json.dumps({"source": e.source, "created": e.created or now}))
+            if e.chip:
+                pipe.hset(self.k("chip", m), e.hash, e.chip)
+            pipe.sadd(self.k("pemb", pid_), f"{m}|{e.hash}")
+        self._bump(pipe, "enroll", pid)
+        return pid, len(rows), rows
+
+    @_guard
+    def enroll(self, name: str, embeddings: list[NewEmbedding], metadata: dict[str, Any] | None = None,
+               person_id: str | None = None) -> tuple[Person, int]:
+        now = time.time()
+        models = sorted({e.model_id for e in embeddings})
+        watch = [self.k("names"), self.k("dims"), *(self.k("owner", m) for m in models)]
+        if person_id:
+            watch.append(self.k("pemb", person_id))
+        pid, added, _ = self._transaction(
+            lambda pipe: self._stage_enroll(pipe, name, embeddings, metadata, person_id, now), *watch)
+        return self._people([pid])[0], added
+
+    @_guard
+    def import_people(self, items: Iterable[tuple[Person, list[NewEmbedding]]], batch: int = 1000) -> int:
+        """Bulk import for new people (archive import, benchmarks): ``batch`` people per MULTI/EXEC.
+
+        People already present (by id or name) go through :meth:`enroll` one by one.
+        """
+        n = 0
+        chunk: list[tuple[Person, list[NewEmbedding]]] = []
+
+        def flush() -> None:
+            now = time.time()
+            pipe = self.r.pipeline(transaction=True)
+            dims = {m.decode(): int(d) for m, d in self.r.hgetall(self.k("dims")).items()}
+            for person, embs in chunk:
+                record = {"name": check_name(person.name), "metadata": person.metadata or {},
+                          "created": person.created or now, "updated": person.updated or now}
+                self._write_person(pipe, person.id, record, None)
+                for e in embs:
+                    v = check_vector(e, dims.get(e.model_id))
+                    dims[e.model_id] = len(v)
+                    pipe.hset(self.k("vec", e.model_id), f"{person.id}|{e.hash}", v.tobytes())
+                    pipe.hset(self.k("owner", e.model_id), e.hash, person.id)
+                    pipe.hset(self.k("info", e.model_id), e.hash,
+                              json.dumps({"source": e.source, "created": e.created or now}))
+                    if e.chip:
+                        pipe.hset(self.k("chip", e.model_id), e.hash, e.chip)
+                    pipe.sadd(self.k("pemb", person.id), f"{e.model_id}|{e.hash}")
+            for m, d in dims.items():
+                pipe.hset(self.k("dims"), m, d)
+            self._bump(pipe, "import", None)
+            pipe.execute()
+            chunk.clear()
+
+        for person, embs in items:
+            n += 1
+            known = (person.id and self.r.hexists(self.k("people"), person.id)) or self.r.hexists(
+                self.k("names"), person.name.strip().casefold())
+            if known or not person.id:
+                self.enroll(person.name, embs, person.metadata, person.id or None)
+                continue
+            chunk.append((person, embs))
+            if len(chunk) >= batch:
+                flush()
+        if chunk:
+            flush()
+        return n
+
+    @_guard
+    def rename_person(self, ref: str, new_name: str) -> Person:
+        new_name = check_name(new_name)
+        pid = self._need(ref)
+
+        def stage(pipe: Any) -> None:
+            other = pipe.hget(self.k("names"), new_name.casefold())
+            if other and other.decode() != pid:
+                raise GalleryError(f"The name {new_name!r} is already taken.", "Choose a distinct name.")
+            raw = pipe.hget(self.k("people"), pid)
+            if raw is None:
+                raise unknown_person(ref, [])
+            record = json.loads(raw)
+            old = record["name"]
+            record.update(name=new_name, updated=time.time())
+            pipe.multi()
+            self._write_person(pipe, pid, record, old)
+            self._bump(pipe, "rename", pid)
+
+        self._transaction(stage, self.k("names"), self.k("people"))
+        return self._people([pid])[0]
+
+    @_guard
+    def set_metadata(self, ref: str, metadata: dict[str, Any], replace: bool = False) -> Person:
+        pid = self._need(ref)
+
+        def stage(pipe: Any) -> None:
+            record = json.loads(pipe.hget(self.k("people"), pid))
+            record["metadata"] = dict(metadata) if replace else {**record.get("metadata", {}), **metadata}
+            record["updated"] = time.time()
+            pipe.multi()
+            pipe.hset(self.k("people"), pid, json.dumps(record))
+            self._bump(pipe, "update", pid)
+
+        self._transaction(stage, self.k("people"))
+        return self._people([pid])[0]
+
+    @_guard
+    def delete_person(self, ref: str) -> Person:
+        pid = self._need(ref)
+        person = self._people([pid])[0]
+
+        def stage(pipe: Any) -> None:
+            members = [m.decode() for m in pipe.smembers(self.k("pemb", pid))]
+            raw = pipe.hget(self.k("people"), pid)
+            pipe.multi()
+            for member in members:
+                model, h = member.split("|", 1)
+                pipe.hdel(self.k("vec", model), f"{pid}|{h}")
+                pipe.hdel(self.k("owner", model), h)
+                pipe.hdel(self.k("info", model), h)
+                pipe.hdel(self.k("chip", model), h)
+            pipe.delete(self.k("pemb", pid))
+            if raw:
+                pipe.hdel(self.k("names"), json.loads(raw)["name"].casefold())
+            pipe.hdel(self.k("people"), pid)
+            pipe.hdel(self.k("display"), pid)
+            self._bump(pipe, "delete", pid)
+
+        self._transaction(stage, self.k("pemb", pid), self.k("people"))
+        return person
+
+    # -- embeddings ---------------------------------------------------------------------------
+    @_guard
+    def owner_of(self, model_id: str, hash: str) -> str | None:
+        pid = self.r.hget(self.k("owner", model_id), hash)
+        return pid.decode() if pid else None
+
+    @_guard
+    def embeddings_of(self, ref: str) -> list[EmbeddingInfo]:
+        pid = self._need(ref)
+        out = []
+        for member in sorted(m.decode() for m in self.r.smembers(self.k("pemb", pid))):
+            model, h = member.split("|", 1)
+            info = json.loads(self.r.hget(self.k("info", model), h) or "{}")
+            out.append(EmbeddingInfo(h, model, info.get("source", ""), info.get("created", 0.0),
+                                     bool(self.r.hexists(self.k("chip", model), h))))
+        return sorted(out, key=lambda e: e.created)
+
+    @_guard
+    def model_counts(self) -> dict[str, int]:
+        models = [m.decode() for m in self.r.hkeys(self.k("dims"))]
+        counts = {m: int(self.r.hlen(self.k("vec", m))) for m in models}
+        return {m: c for m, c in counts.items() if c}
+
+    @_guard
+    def load_matrix(self, model_id: str) -> GalleryMatrix:
+        version = self.version()  # read first: a write during the load makes the next check reload again
+        rows: list[tuple[str, bytes]] = []
+        for field, blob in self.r.hscan_iter(self.k("vec", model_id), count=20000):
+            rows.append((field.split(b"|", 1)[0].decode(), blob))
+        names = {k.decode(): v.decode() for k, v in self.r.hgetall(self.k("display")).items()} if rows else {}
+        return GalleryMatrix.build(version, rows, names)
+
+    @_guard
+    def iter_chips(self, model_id: str) -> Iterator[tuple[str, str, str, bytes]]:
+        owners = {k.decode(): v.decode() for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
+        for h, jpeg in self.r.hscan_iter(self.k("chip", model_id), count=1000):
+            h = h.decode()
+            if h in owners:
+                info = json.loads(self.r.hget(self.k("info", model_id), h) or "{}")
+                yield owners[h], h, info.get("source", ""), jpeg
+
+    @_guard
+    def delete_model(self, model_id: str) -> int:
+        owners = {k.decode(): v.decode() for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
+        pipe = self.r.pipeline(transaction=True)
+        for h, pid in owners.items():
+            pipe.srem(self.k("pemb", pid), f"{model_id}|{h}")
+        for kind in ("vec", "owner", "info", "chip"):
+            pipe.delete(self.k(kind, model_id))
+        pipe.hdel(self.k("dims"), model_id)
+        self._bump(pipe, "delete_model", None)
+        pipe.execute()
+        return len(owners)
+
+    @_guard
+    def export_people(self) -> Iterator[tuple[Person, list[NewEmbedding]]]:
+        import numpy as np
+
+        for person in self.list_people():
+            embs = []
+            for member in sorted(m.decode() for m in self.r.smembers(self.k("pemb", person.id))):
+                model, h = member.split("|", 1)
+                pipe = self.r.pipeline(transaction=False)
+                pipe.hget(self.k("vec", model), f"{person.id}|{h}")
+                pipe.hget(self.k("chip", model), h)
+                pipe.hget(self.k("info", model), h)
+                blob, chip, info = pipe.execute()
+                if blob is None:
+                    continue
+                info = json.loads(info or "{}")
+                embs.append(NewEmbedding(np.frombuffer(blob, np.float32), model, h, chip,
+                                         info.get("source", ""), info.get("created", 0.0)))
+            yield person, sorted(embs, key=lambda e: e.created)
+
+    @_guard
+    def clear(self) -> None:
+        keys = list(self.r.scan_iter(match=self.p + "*", count=1000))
+        pipe = self.r.pipeline(transaction=True)
+        for key in keys:
+            if key != self.k("version").encode():
+                pipe.delete(key)
+        self._bump(pipe, "clear", None)
+        pipe.execute()
+
+    def close(self) -> None:
+        try:
+            self.r.close()
+        except (RedisError, OSError):
+            pass

@@ -1,0 +1,247 @@
+"""The store interface every backend implements, and :func:`open_store` that picks one by URL.
+
+``sqlite:///path/gallery.db`` is the embedded default (one file, no server);
+``redis://host:port/db`` is shared by many workers and machines and announces
+every change over pub/sub. Both keep the same data model:
+
+* a person: id, unique display name (case-insensitive), metadata, timestamps;
+* embeddings keyed by ``(model_id, content hash)``: the vector, the face chip
+  (JPEG) and where it came from. The content hash makes re-enrolment
+  idempotent; the model id keeps vectors of different models apart;
+* a version counter bumped by every write, which the matcher compares to know
+  when its in-memory matrix is stale.
+
+Writes that belong together (a person and its embeddings, a delete and all its
+traces) happen in one transaction, so a crash never leaves half a person.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gallery.errors import GalleryError
+from gallery.types import EmbeddingInfo, NewEmbedding, Person
+
+MAX_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class GalleryMatrix:
+    """Everything the matcher needs for one model, loaded in one go.
+
+    Attributes:
+        version: the store version this snapshot belongs to.
+        person_ids: one id per person that has at least one embedding of the model.
+        names: display names, parallel to ``person_ids``.
+        matrix: (N, D) float32 L2-normalised rows, grouped by person (rows of a person are contiguous).
+        row_person: (N,) int32 index into ``person_ids`` for each row (non-decreasing).
+    """
+
+    version: int
+    person_ids: list[str]
+    names: list[str]
+    matrix: np.ndarray
+    row_person: np.ndarray
+
+    @classmethod
+    def build(cls, version: int, rows: list[tuple[str, bytes]], names: dict[str, str], dim_hint: int = 0
+              ) -> GalleryMatrix:
+        """Group ``(person_id, float32 bytes)`` rows by person into one matrix."""
+        if not rows:
+            return cls(version, [], [], np.zeros((0, dim_hint), np.float32), np.zeros((0,), np.int32))
+        rows.sort(key=lambda r: r[0])
+        person_ids: list[str] = []
+        row_person = np.empty(len(rows), np.int32)
+        last = None
+        for i, (pid, _) in enumerate(rows):
+            if pid != last:
+                person_ids.append(pid)
+                last = pid
+            row_person[i] = len(person_ids) - 1
+        blob = b"".join(r[1] for r in rows)
+        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
+        return cls(version, person_ids, [names.get(p, p) for p in person_ids], matrix, row_person)
+
+
+class Subscription:
+    """A running change listener; :meth:`close` stops it."""
+
+    def close(self) -> None:  # pragma: no cover - trivial default
+        pass
+
+
+def new_person_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def check_name(name: str) -> str:
+    """A display name as stored: stripped, non-empty, printable, not absurdly long."""
+    if not isinstance(name, str) or not name.strip():
+        raise GalleryError("A person needs a non-empty name.", "Pass --name NAME or fill the roster's name column.")
+    name = name.strip()
+    if len(name) > MAX_NAME or _CONTROL.search(name):
+        raise GalleryError(f"Name {name[:40]!r}... is too long or holds control characters.",
+                           f"Use a printable name of at most {MAX_NAME} characters.")
+    return name
+
+
+def check_vector(e: NewEmbedding, dim: int | None) -> np.ndarray:
+    """The vector as contiguous float32, refusing NaNs, zeros and dimension changes within a model."""
+    v = np.ascontiguousarray(np.asarray(e.vector, dtype=np.float32).reshape(-1))
+    if not np.all(np.isfinite(v)) or not np.any(v):
+        raise GalleryError(f"Embedding from {e.source or e.hash} is empty or not finite.", "Re-embed the photo.")
+    if dim is not None and len(v) != dim:
+        raise GalleryError(
+            f"Embedding from {e.source or e.hash} has {len(v)} dimensions, but model {e.model_id} "
+            f"has {dim} in this gallery.", "Use the same model for every embedding of a model id.")
+    n = float(np.linalg.norm(v))
+    return v if abs(n - 1.0) < 1e-3 else v / n
+
+
+def unknown_person(ref: str, names: Iterable[str]) -> GalleryError:
+    close = difflib.get_close_matches(ref, list(names), n=3, cutoff=0.6)
+    hint = f"Did you mean {', '.join(repr(c) for c in close)}?" if close else "See `facestream people list`."
+    return GalleryError(f"No person {ref!r} in the gallery.", hint)
+
+
+class GalleryStore(ABC):
+    """Where people and embeddings live. See the module docstring for the data model."""
+
+    url: str
+
+    # -- versions and change notification -------------------------------------------------------
+    @abstractmethod
+    def version(self) -> int:
+        """The change counter; any write bumps it."""
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Subscription | None:
+        """Call ``callback(event)`` on every change made by any process; None if the store cannot push.
+
+        Without a push channel (SQLite) the matcher compares :meth:`version` before each search.
+        """
+        return None
+
+    # -- people -------------------------------------------------------------------------------
+    @abstractmethod
+    def find_person(self, ref: str) -> Person | None:
+        """The person whose id is ``ref``, else whose name equals it ignoring case."""
+
+    def get_person(self, ref: str) -> Person:
+        """Like :meth:`find_person` but an unknown person is a :class:`GalleryError` with suggestions."""
+        p = self.find_person(ref)
+        if p is None:
+            raise unknown_person(ref, [q.name for q in self.list_people()])
+        return p
+
+    @abstractmethod
+    def list_people(self) -> list[Person]:
+        """Everyone, sorted by name, with embedding counts."""
+
+    @abstractmethod
+    def enroll(self, name: str, embeddings: list[NewEmbedding], metadata: dict[str, Any] | None = None,
+               person_id: str | None = None) -> tuple[Person, int]:
+        """Create the person if new (or update its metadata) and add embeddings, all in one transaction.
+
+        Embeddings whose ``(model_id, hash)`` is already stored are skipped. Returns the person
+        and how many embeddings were added.
+        """
+
+    def add_person(self, name: str, metadata: dict[str, Any] | None = None, person_id: str | None = None
+                   ) -> Person:
+        return self.enroll(name, [], metadata, person_id)[0]
+
+    @abstractmethod
+    def rename_person(self, ref: str, new_name: str) -> Person:
+        """Change the display name (must stay unique)."""
+
+    @abstractmethod
+    def set_metadata(self, ref: str, metadata: dict[str, Any], replace: bool = False) -> Person:
+        """Merge (or with ``replace`` set) the person's metadata."""
+
+    @abstractmethod
+    def delete_person(self, ref: str) -> Person:
+        """Remove the person and every trace: embeddings, chips, index entries; announce it."""
+
+    # -- embeddings ---------------------------------------------------------------------------
+    @abstractmethod
+    def owner_of(self, model_id: str, hash: str) -> str | None:
+        """Person id that already has this content hash for this model (duplicate check)."""
+
+    @abstractmethod
+    def embeddings_of(self, ref: str) -> list[EmbeddingInfo]:
+        """The embeddings stored for a person (no vectors)."""
+
+    @abstractmethod
+    def model_counts(self) -> dict[str, int]:
+        """Number of embeddings per model id."""
+
+    @abstractmethod
+    def load_matrix(self, model_id: str) -> GalleryMatrix:
+        """Every embedding of ``model_id`` as one matrix grouped by person."""
+
+    @abstractmethod
+    def iter_chips(self, model_id: str) -> Iterator[tuple[str, str, str, bytes]]:
+        """``(person_id, hash, source, chip JPEG)`` for every stored chip of a model (for re-embedding)."""
+
+    @abstractmethod
+    def delete_model(self, model_id: str) -> int:
+        """Drop every embedding of a model (after re-embedding); returns how many."""
+
+    @abstractmethod
+    def export_people(self) -> Iterator[tuple[Person, list[NewEmbedding]]]:
+        """Every person with all its embeddings (vectors and chips included)."""
+
+    def import_people(self, items: Iterable[tuple[Person, list[NewEmbedding]]], batch: int = 1000) -> int:
+        """Bulk insert people with their embeddings (used by archive import and benchmarks).
+
+        People matched by id or name gain the new embeddings; each person is one transaction.
+        Backends override this with faster batched writes. Returns the number of people written.
+        """
+        n = 0
+        for person, embs in items:
+            self.enroll(person.name, embs, person.metadata, person.id)
+            n += 1
+        return n
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove everything (tests, benchmarks)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most stores hold a connection to release
+        """Release connections."""
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(url: str) -> GalleryStore:
+    """Open the store a URL names: ``sqlite:///path.db`` (or a bare path ending .db) or ``redis://...``.
+
+    Raises:
+        GalleryError: unknown scheme, unwritable path, unreachable Redis.
+    """
+    url = (url or "").strip()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from gallery.redis_store import RedisStore
+
+        return RedisStore(url)
+    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
+        from gallery.sqlite_store import SqliteStore
+
+        return SqliteStore(url)
+    raise GalleryError(
+        f"Gallery URL {url!r} is not one facestream knows.",
+        "Use sqlite:///path/to/gallery.db (embedded) or redis://host:6379/0 (shared).",
+    )

@@ -1,0 +1,157 @@
+"""Store behaviour, identical for SQLite and Redis: people, embeddings, idempotence, atomicity, deletion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gallery.errors import GalleryError
+from gallery.store import open_store
+from gallery.types import NewEmbedding
+
+from .conftest import emb, unit
+
+
+def test_enroll_list_show_and_idempotence(store):
+    rng = np.random.default_rng(1)
+    v = unit(rng, 3)
+    v0 = store.version()
+    person, added = store.enroll("Alice", [emb(v[0]), emb(v[1])], {"student": "12345", "group": "B2"})
+    assert added == 2 and person.name == "Alice" and person.n_embeddings == 2
+    assert person.metadata == {"student": "12345", "group": "B2"}
+    assert store.version() > v0
+    # Same photos again: nothing new; a new photo adds one.
+    again, added = store.enroll("alice", [emb(v[0]), emb(v[1]), emb(v[2])])
+    assert again.id == person.id and added == 1 and again.n_embeddings == 3
+    assert store.owner_of("m1", emb(v[2]).hash) == person.id
+    assert store.owner_of("m1", "nope") is None
+    store.enroll("Bob", [emb(unit(rng, 1)[0])])
+    assert [p.name for p in store.list_people()] == ["Alice", "Bob"]
+    assert store.get_person(person.id).name == "Alice"
+    assert store.get_person("ALICE").id == person.id
+    infos = store.embeddings_of("Alice")
+    assert len(infos) == 3 and {i.model_id for i in infos} == {"m1"}
+    assert store.model_counts() == {"m1": 4}
+
+
+def test_matrix_grouped_by_person_and_models_kept_apart(store):
+    rng = np.random.default_rng(2)
+    a, b = unit(rng, 2), unit(rng, 3)
+    store.enroll("A", [emb(x) for x in a])
+    store.enroll("B", [emb(x) for x in b])
+    store.enroll("B", [emb(unit(rng, 1, 64)[0], model="m2")])
+    m = store.load_matrix("m1")
+    assert m.matrix.shape == (5, 128) and m.matrix.dtype == np.float32
+    assert len(m.person_ids) == 2 and m.version == store.version()
+    for p, name in enumerate(m.names):
+        rows = m.matrix[m.row_person == p]
+        expected = a if name == "A" else b
+        assert {r.tobytes() for r in rows} == {x.tobytes() for x in expected}
+    assert np.all(np.diff(m.row_person) >= 0)
+    assert store.load_matrix("m2").matrix.shape == (1, 64)
+    assert store.model_counts() == {"m1": 5, "m2": 1}
+    # A different dimension under the same model id is refused.
+    with pytest.raises(GalleryError, match="dimensions"):
+        store.enroll("C", [emb(unit(rng, 1, 64)[0], model="m1")])
+    assert store.find_person("C") is None
+
+
+def test_failed_enrolment_leaves_no_half_person(store):
+    rng = np.random.default_rng(3)
+    good = emb(unit(rng, 1)[0])
+    bad = NewEmbedding(np.full(128, np.nan, np.float32), "m1", "badhash")
+    with pytest.raises(GalleryError):
+        store.enroll("Half", [good, bad])
+    assert store.find_person("Half") is None
+    assert store.owner_of("m1", good.hash) is None
+    assert store.load_matrix("m1").matrix.shape[0] == 0
+
+
+def test_rename_metadata_and_name_rules(store):
+    rng = np.random.default_rng(4)
+    store.enroll("Carol", [emb(unit(rng, 1)[0])], {"group": "A"})
+    store.enroll("Dave", [emb(unit(rng, 1)[0])])
+    p = store.rename_person("carol", "Caroline")
+    assert p.name == "Caroline" and store.find_person("Carol") is None
+    assert store.get_person("caroline").id == p.id
+    with pytest.raises(GalleryError, match="already taken"):
+        store.rename_person("Dave", "CAROLINE")
+    p = store.set_metadata("Caroline", {"student": "7"})
+    assert p.metadata == {"group": "A", "student": "7"}
+    assert store.set_metadata("Caroline", {"x": "1"}, replace=True).metadata == {"x": "1"}
+    with pytest.raises(GalleryError, match="non-empty name"):
+        store.enroll("   ", [])
+    assert store.load_matrix("m1").names.count("Caroline") == 1
+
+
+def test_unknown_person_suggests_names(store):
+    store.add_person("Jennifer")
+    with pytest.raises(GalleryError, match="Did you mean 'Jennifer'"):
+        store.get_person("Jenifer")
+    with pytest.raises(GalleryError, match="No person"):
+        store.delete_person("nobody at all")
+    with pytest.raises(GalleryError):
+        store.rename_person("ghost", "x")
+
+
+def test_delete_removes_every_trace(store):
+    rng = np.random.default_rng(5)
+    chip = b"\xff\xd8fake-jpeg"
+    e1, e2 = emb(unit(rng, 1)[0], chip=chip), emb(unit(rng, 1)[0], chip=chip)
+    keep = emb(unit(rng, 1)[0], chip=chip)
+    p, _ = store.enroll("Eve", [e1, e2])
+    store.enroll("Frank", [keep])
+    assert len(list(store.iter_chips("m1"))) == 3
+    v = store.version()
+    store.delete_person("Eve")
+    assert store.version() > v
+    assert store.find_person("Eve") is None and store.find_person(p.id) is None
+    assert store.owner_of("m1", e1.hash) is None
+    assert [c[1] for c in store.iter_chips("m1")] == [keep.hash]
+    m = store.load_matrix("m1")
+    assert m.names == ["Frank"] and len(m.matrix) == 1
+    assert store.model_counts() == {"m1": 1}
+    # The name is free again and re-enrolling the same photo works (no stale hash).
+    p2, added = store.enroll("Eve", [e1])
+    assert added == 1 and p2.id != p.id
+
+
+def test_export_delete_model_clear(store):
+    rng = np.random.default_rng(6)
+    store.enroll("G", [emb(unit(rng, 1)[0], chip=b"jpg1")], {"k": "v"})
+    store.enroll("G", [emb(unit(rng, 1, 64)[0], model="old", chip=b"jpg2")])
+    exported = {p.name: (p, embs) for p, embs in store.export_people()}
+    assert set(exported) == {"G"} and len(exported["G"][1]) == 2
+    assert {e.model_id for e in exported["G"][1]} == {"m1", "old"}
+    assert all(e.chip for e in exported["G"][1])
+    assert store.delete_model("old") == 1
+    assert store.model_counts() == {"m1": 1}
+    assert store.get_person("G").n_embeddings == 1
+    store.clear()
+    assert store.list_people() == [] and store.model_counts() == {}
+
+
+def test_bulk_import(store):
+    rng = np.random.default_rng(7)
+    from gallery.types import Person
+
+    vecs = unit(rng, 50)
+    items = [(Person(f"id{i}", f"P{i}", {"n": i}), [emb(vecs[i])]) for i in range(50)]
+    assert store.import_people(items, batch=16) == 50
+    assert len(store.list_people()) == 50
+    m = store.load_matrix("m1")
+    assert len(m.person_ids) == 50
+    assert store.get_person("P7").metadata == {"n": 7}
+    # Importing again is idempotent.
+    store.import_people(items, batch=16)
+    assert store.load_matrix("m1").matrix.shape == (50, 128)
+
+
+def test_bad_urls(tmp_path):
+    with pytest.raises(GalleryError, match="not one facestream knows"):
+        open_store("mongodb://x")
+    with pytest.raises(GalleryError, match="Cannot reach the Redis gallery"):
+        open_store("redis://127.0.0.1:1/0")
+    (tmp_path / "notdb.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(GalleryError):
+        open_store(f"sqlite://{tmp_path}/notdb.db").list_people()
