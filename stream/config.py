@@ -33,9 +33,14 @@ class DetectorConfig(Section):
     )
     min_score: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detection confidence.")
     tiling: Literal["off", "auto", "on"] = Field(
-        "auto", description="Overlapping tiles for small faces in large frames; 'auto' tiles frames wider than tile_size."
+        "off",
+        description="Overlapping tiles for small faces in large frames; 'auto' tiles frames wider than tile_size. "
+        "Off by default: one model call per frame finds faces of ~160 px and up in 1920x1080; tiling finds ~40 px "
+        "faces (and background people in photos) at ~15 model calls per 1080p frame.",
     )
-    tile_size: int = Field(640, ge=128, le=4096, description="Tile side in pixels.")
+    tile_size: int = Field(
+        512, ge=128, le=4096, description="Tile side in pixels (512 finds 40 px faces; 640 only ~48-56 px)."
+    )
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour.")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping boxes are merged.")
     max_side: int = Field(1920, ge=320, le=16384, description="Larger images are downscaled to this side for detection.")
