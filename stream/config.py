@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stream.errors import FacestreamError
 
@@ -44,6 +44,14 @@ class DetectorConfig(Section):
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour.")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping boxes are merged.")
     max_side: int = Field(1920, ge=320, le=16384, description="Larger images are downscaled to this side for detection.")
+
+    @field_validator("tiling", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        """YAML reads a bare ``on``/``off`` as a boolean; take it as the word the user wrote."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
 
 class EmbedderConfig(Section):
