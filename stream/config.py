@@ -77,13 +77,21 @@ class MatchConfig(Section):
     )
     top_k: int = Field(5, ge=1, le=100, description="How many people a look-up returns.")
     min_face: int = Field(20, ge=8, le=1000, description="Faces smaller than this (pixels) are not embedded.")
+    min_margin: float = Field(
+        0.0, ge=0.0, le=2.0, description="Call a face unknown when the second person is within this similarity (0 = off)."
+    )
 
 
 class GalleryConfig(Section):
     url: str = Field(
         "sqlite:///~/.local/share/facestream/gallery.db",
-        description="sqlite:///path/to/file.db or redis://host:port/db.",
+        description="sqlite:///path/to/file.db or redis://host:port/db (env FACESTREAM_GALLERY and --gallery win).",
     )
+    enroll_min_face: int = Field(40, ge=8, le=4000, description="Enrolment refuses faces narrower than this (pixels).")
+    enroll_min_sharpness: float = Field(
+        10.0, ge=0.0, le=10000.0, description="Enrolment refuses chips whose Laplacian variance is below this (blur)."
+    )
+    keep_chips: bool = Field(True, description="Store each enrolled face chip (JPEG) so a new model can re-embed it.")
 
 
 class TrackingConfig(Section):
