@@ -126,7 +126,7 @@ def create_embedder(spec: Any, cfg: Any = None) -> Embedder:
         if not ok and not any(s == "ok" and p != CPU for p, s in provider_status().items()):
             raise FacestreamError(f"embedder.device=cuda was requested but no engine can use a GPU here: {why}.",
                                   "Install CUDA builds of torch/onnxruntime on an NVIDIA GPU machine, "
-                                  "or set embedder.device=auto or cpu.")
+                                  "or set embedder.device=cpu (or auto).")
     build = {"onnxruntime": _onnxruntime, "torch": _torch, "tensorrt": _tensorrt}
     errors: list[str] = []
     plan, skipped = auto_plan(spec, cfg.device)
