@@ -1,0 +1,11 @@
+"""The Gradio demo: one page with live webcam, photo, verify, look-alike, enrol and gallery tabs.
+
+``service`` holds the recognition logic (no Gradio), ``live`` the per-browser
+tracking session, ``app`` the page itself. Importing this package imports
+Gradio, so only ``facestream demo`` and its tests do.
+"""
+
+from stream.demo.app import build_demo, launch_demo
+from stream.demo.service import DemoService
+
+__all__ = ["DemoService", "build_demo", "launch_demo"]

@@ -1,0 +1,292 @@
+"""The Gradio page: six tabs over one :class:`~stream.demo.service.DemoService`.
+
+This module only turns widgets into service calls and results back into
+widgets. Everything a visitor can get wrong (no face, several faces, a file that
+is not an image, a huge image, an unknown person) reaches the page as a short
+message through :func:`_friendly`, never as a stack trace; the recognition
+logic itself lives in the service and the modules it reuses.
+
+Every event has an explicit ``api_name`` so that ``gradio_client`` scripts and
+the tests call stable endpoints: ``/live``, ``/identify``, ``/verify``,
+``/lookalike``, ``/enroll``, ``/people``, ``/delete``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+# Gradio phones home (analytics, version check) unless told not to; an offline
+# machine would wait on those calls, so turn them off before gradio is imported.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gallery.errors import GalleryError  # noqa: E402
+from stream.demo.service import DemoService  # noqa: E402
+from stream.errors import FacestreamError  # noqa: E402
+from stream.imageio import load_image  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Uploads above this are refused by Gradio itself with a readable message, before
+# any decoding; imageio separately refuses absurd pixel counts.
+MAX_UPLOAD = "25mb"
+FACE_COLUMNS = ["face", "name", "similarity", "box (x1, y1, x2, y2)"]
+LOOKALIKE_COLUMNS = ["rank", "name", "similarity", "same person?"]
+ENROL_COLUMNS = ["photo", "verdict"]
+PEOPLE_COLUMNS = ["name", "person id", "embeddings", "updated"]
+IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"]
+
+
+def photo_input(label: str, elem_id: str | None = None) -> gr.Image:
+    """An upload box for one photo, handed to handlers as a file path (see :class:`_PathImage`)."""
+    return _PathImage(label=label, sources=["upload", "clipboard"], type="filepath", image_mode=None,
+                      elem_id=elem_id)
+
+
+class _PathImage(gr.Image):
+    """An upload box that hands the handler a file path and turns undecodable uploads into a message.
+
+    Gradio opens every uploaded image with PIL before the handler runs; a file
+    that is not an image would otherwise surface as a bare "Error". Passing a
+    path (``type="filepath"``, ``image_mode=None``) lets :func:`load_image`
+    do the real decoding with its size limit and EXIF handling. (No ``__init__`` here:
+    Gradio builds the browser's props from the constructor's signature.)
+    """
+
+    def get_block_name(self) -> str:
+        return "image"  # the browser draws it with the stock Image widget
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:  # PIL's zoo of decode errors
+            log.info("rejected upload: %s", exc)
+            raise gr.Error(
+                "The uploaded file is not an image facestream can read. Use a JPEG, PNG, BMP, WEBP or TIFF photo.",
+                title="Not an image",
+            ) from None
+
+
+def _friendly(fn: F) -> F:
+    """Run a handler and show visitor-caused errors as one readable message in the page."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (FacestreamError, GalleryError) as exc:
+            raise gr.Error(str(exc), title="Cannot do that") from None
+        except Exception as exc:
+            log.exception("demo handler %s failed", fn.__name__)
+            raise gr.Error(
+                f"Something went wrong on the server ({type(exc).__name__}). The server log has the details.",
+                title="Server error",
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _photo(path: str | None, what: str = "a photo") -> np.ndarray:
+    if not path:
+        raise FacestreamError(f"No photo given for {what}.", "Upload a photo first.")
+    return load_image(path)
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> dict[str, Any]:
+    return {"headers": headers, "data": rows}
+
+
+def build_demo(service: DemoService, allow_enrolment: bool = True) -> gr.Blocks:
+    """Lay out the page and wire each tab to the service.
+
+    Args:
+        service: where recognition happens (models, gallery store, live tracking).
+        allow_enrolment: show the Enrol tab and its ``/enroll`` endpoint; off for public kiosks.
+    """
+    with gr.Blocks(title="facestream demo", analytics_enabled=False) as demo:
+        gr.Markdown("# facestream\nFace recognition against the gallery. " + service.describe())
+        with gr.Tabs():
+            _live_tab(service)
+            _photo_tab(service)
+            _verify_tab(service)
+            _lookalike_tab(service)
+            if allow_enrolment:
+                _enrol_tab(service)
+            _gallery_tab(service, allow_delete=allow_enrolment)
+    return demo
+
+
+def _live_tab(service: DemoService) -> None:
+    with gr.Tab("Live", id="live"):
+        gr.Markdown("Allow the camera, then press record: every frame is tracked and named as in `facestream run`.")
+        with gr.Row():
+            cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
+            out = gr.Image(label="Recognised", type="numpy", format="jpeg", interactive=False)
+        status = gr.Markdown()
+        session = gr.State(None)
+
+        @_friendly
+        def live(frame: np.ndarray | None, state: Any) -> tuple[Any, Any, str]:
+            if frame is None:
+                return None, state, ""
+            if state is None:
+                state = service.new_live_session()
+            annotated, summary = service.live_frame(state, frame)
+            return annotated, state, summary
+
+        cam.stream(
+            live, [cam, session], [out, session, status], api_name="live",
+            stream_every=0.1, time_limit=600, concurrency_limit=4, show_progress="hidden",
+        )
+
+
+def _photo_tab(service: DemoService) -> None:
+    with gr.Tab("Photo", id="photo"):
+        with gr.Row():
+            photo = photo_input("Group photo", elem_id="photo-input")
+            out = gr.Image(label="Recognised", type="numpy", format="jpeg", interactive=False,
+                           elem_id="photo-output")
+        button = gr.Button("Recognise faces", variant="primary")
+        status = gr.Markdown(elem_id="photo-status")
+        table = gr.Dataframe(headers=FACE_COLUMNS, label="Faces", interactive=False, elem_id="photo-faces")
+
+        @_friendly
+        def identify(path: str | None) -> tuple[np.ndarray, dict[str, Any], str]:
+            result = service.identify(_photo(path))
+            rows = [[f.index, f.name, f.similarity_text, f.box_text] for f in result.faces]
+            return result.annotated, _table(rows, FACE_COLUMNS), result.summary
+
+        button.click(identify, photo, [out, table, status], api_name="identify")
+
+
+def _verify_tab(service: DemoService) -> None:
+    with gr.Tab("Verify", id="verify"):
+        gr.Markdown("Is it the same person? Compare two photos, or a photo with someone enrolled.")
+        with gr.Row():
+            photo_a = photo_input("Photo")
+            with gr.Column():
+                photo_b = photo_input("Second photo")
+                person = gr.Dropdown(
+                    label="...or an enrolled person (leave empty to use the second photo)",
+                    choices=service.person_choices(), value=None, allow_custom_value=True,
+                )
+        button = gr.Button("Verify", variant="primary")
+        verdict = gr.Markdown()
+
+        @_friendly
+        def verify(path_a: str | None, path_b: str | None, who: str | None) -> str:
+            a = _photo(path_a, "the first photo")
+            if who:
+                return service.verify_person(a, who).markdown()
+            return service.verify_photos(a, _photo(path_b, "the second photo (or pick a person)")).markdown()
+
+        button.click(verify, [photo_a, photo_b, person], verdict, api_name="verify")
+        button.click(lambda: gr.Dropdown(choices=service.person_choices()), None, person, api_name=False)
+
+
+def _lookalike_tab(service: DemoService) -> None:
+    with gr.Tab("Look-alike", id="lookalike"):
+        with gr.Row():
+            photo = photo_input("Your photo (one face)")
+            with gr.Column():
+                gallery = gr.Gallery(label="Closest enrolled people", columns=5, height=260, object_fit="contain")
+                table = gr.Dataframe(headers=LOOKALIKE_COLUMNS, label="Similarity", interactive=False)
+        button = gr.Button("Find look-alikes", variant="primary")
+
+        @_friendly
+        def lookalike(path: str | None) -> tuple[list[tuple[np.ndarray, str]], dict[str, Any]]:
+            matches = service.lookalike(_photo(path))
+            if not matches:
+                raise FacestreamError("The gallery is empty.", "Enrol some people first.")
+            items = [(m.chip, f"{m.rank}. {m.name} ({m.similarity:.3f})") for m in matches]
+            rows = [[m.rank, m.name, round(m.similarity, 4), "yes" if m.same else "no"] for m in matches]
+            return items, _table(rows, LOOKALIKE_COLUMNS)
+
+        button.click(lookalike, photo, [gallery, table], api_name="lookalike")
+
+
+def _enrol_tab(service: DemoService) -> None:
+    with gr.Tab("Enrol", id="enrol"):
+        name = gr.Textbox(label="Name", placeholder="Ada Lovelace")
+        files = gr.File(label="Photos (one face each)", file_count="multiple", file_types=IMAGE_TYPES)
+        button = gr.Button("Enrol", variant="primary")
+        status = gr.Markdown()
+        table = gr.Dataframe(headers=ENROL_COLUMNS, label="Per photo", interactive=False)
+
+        @_friendly
+        def enroll(who: str | None, paths: list[str] | None) -> tuple[dict[str, Any], str]:
+            if not paths:
+                raise FacestreamError("No photos given.", "Add one or more photos of the person.")
+            report = service.enroll(who or "", [Path(p) for p in paths])
+            rows = [[v.photo, v.verdict] for v in report.verdicts]
+            return _table(rows, ENROL_COLUMNS), report.markdown()
+
+        button.click(enroll, [name, files], [table, status], api_name="enroll")
+
+
+def _gallery_tab(service: DemoService, allow_delete: bool) -> None:
+    with gr.Tab("Gallery", id="gallery") as tab:
+        table = gr.Dataframe(headers=PEOPLE_COLUMNS, label="Enrolled people", interactive=False)
+        refresh = gr.Button("Refresh")
+        status = gr.Markdown()
+
+        @_friendly
+        def people() -> dict[str, Any]:
+            rows = [[p.name, p.id, p.count, p.updated] for p in service.people()]
+            return _table(rows, PEOPLE_COLUMNS)
+
+        refresh.click(people, None, table, api_name="people")
+        tab.select(people, None, table, api_name=False)
+        if not allow_delete:
+            return
+        with gr.Row():
+            who = gr.Dropdown(label="Person", choices=service.person_choices(), allow_custom_value=True)
+            delete_button = gr.Button("Delete", variant="stop")
+
+        @_friendly
+        def delete(person: str | None) -> tuple[str, dict[str, Any], Any]:
+            if not person:
+                raise FacestreamError("No person chosen.", "Pick the person to delete.")
+            message = service.delete(person)
+            return message, people(), gr.Dropdown(choices=service.person_choices(), value=None)
+
+        delete_button.click(delete, who, [status, table, who], api_name="delete")
+        tab.select(lambda: gr.Dropdown(choices=service.person_choices()), None, who, api_name=False)
+
+
+def launch_demo(
+    demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True
+) -> gr.Blocks:
+    """Serve the page locally (never a public share link).
+
+    Args:
+        block: wait until Ctrl-C; ``False`` returns at once with the server running (tests).
+    """
+    demo.queue(default_concurrency_limit=2)
+    try:
+        demo.launch(
+            server_name=host, server_port=port, share=False, prevent_thread_lock=True,
+            quiet=True, show_error=False, max_file_size=MAX_UPLOAD, ssr_mode=False, inbrowser=False,
+        )
+    except OSError as exc:
+        raise FacestreamError(f"Cannot serve the demo on {host}:{port} ({exc}).", "Pick another --port.") from None
+    log.info("demo at %s", demo.local_url)
+    if block:
+        try:
+            demo.block_thread()
+        finally:
+            demo.close()
+    return demo

@@ -1,0 +1,84 @@
+"""One browser's webcam stream: its own tracker over the shared face engine and gallery.
+
+Each browser session gets a :class:`LiveSession` (kept in ``gr.State``), so two
+visitors never share tracks. The frame step is the live runtime's: detect every
+frame, track with :class:`stream.tracker.Tracker`, embed only the tracks that
+need it (new, uncertain, or due for a re-check) and let the tracker's vote
+decide the name, so the demo names people exactly as ``facestream run`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stream.draw import draw_faces
+from stream.faces import UNKNOWN, Faces
+from stream.tracker import Tracker, Vote
+
+if TYPE_CHECKING:
+    from stream.demo.service import DemoService
+
+log = logging.getLogger(__name__)
+
+
+class LiveSession:
+    """Tracks and identities of one webcam stream, plus its frame rate for the status line."""
+
+    def __init__(self, service: DemoService):
+        self.service = service
+        self.tracker = Tracker(service.config.tracking)
+        self.frame = 0
+        self.fps = 0.0
+        self._last: float | None = None
+        self._lock = threading.Lock()  # frames of one session are processed one at a time, in order
+
+    def step(self, rgb: np.ndarray, timestamp: float | None = None) -> Faces:
+        """Detect, track, embed where needed and vote: the faces of this frame with their track's name."""
+        analyzer, matcher = self.service.analyzer, self.service.matcher
+        timestamp = time.time() if timestamp is None else timestamp
+        with self._lock:
+            self.frame += 1
+            faces = analyzer.detect(rgb, with_landmarks=False)
+            update = self.tracker.update(faces, self.frame, timestamp)
+            min_face = self.service.config.match.min_face
+            need = [
+                i for i, track in enumerate(update.tracks)
+                if self.tracker.needs_embedding(track, self.frame)
+                and min(faces.width[i], faces.height[i]) >= min_face
+            ]
+            if need and len(matcher):
+                sub = analyzer.embed(rgb, faces[np.array(need)])
+                for i, result in zip(need, matcher.search(sub.embedding, top_k=1), strict=True):
+                    best = result.best
+                    vote = Vote(best.person_id if best else None, best.name if best else UNKNOWN,
+                                float(result.similarity), self.frame)
+                    self.tracker.vote(update.tracks[i], vote)
+            faces.identity = [t.person_id for t in update.tracks]
+            faces.name = [t.name for t in update.tracks]
+            faces.similarity = np.array([t.similarity for t in update.tracks], dtype=np.float32)
+            self._tick()
+            return faces
+
+    def process(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
+        """One webcam frame in, the annotated frame and a one-line status out."""
+        faces = self.step(rgb)
+        return draw_faces(rgb, faces, landmarks=False), self.summary(faces)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._last is not None:
+            dt = max(now - self._last, 1e-6)
+            self.fps = 1.0 / dt if self.fps == 0 else 0.8 * self.fps + 0.2 / dt
+        self._last = now
+
+    def summary(self, faces: Faces) -> str:
+        names = sorted({n for n in faces.name or [] if n != UNKNOWN})
+        unknown = sum(n == UNKNOWN for n in faces.name or [])
+        who = ", ".join(f"**{n}**" for n in names) or "nobody known"
+        extra = f" + {unknown} unknown" if unknown else ""
+        return f"{len(faces)} face(s): {who}{extra} · {self.fps:.1f} frames/s · frame {self.frame}"
