@@ -1,0 +1,373 @@
+// facestream dashboard: live camera views with boxes, attendance roster, events, session controls.
+// Plain browser JavaScript, no build step and nothing fetched from outside this server.
+(() => {
+  "use strict";
+
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token") || "";
+  const $ = (sel) => document.querySelector(sel);
+  const query = (extra = {}) => {
+    const p = new URLSearchParams(extra);
+    if (token) p.set("token", token);
+    const s = p.toString();
+    return s ? "?" + s : "";
+  };
+
+  const cameras = new Map();   // source id -> {canvas, ctx, img, faces, width, height, caption, times, stats}
+  const sessions = new Map();  // session name -> attendance_state message
+  let selected = null;
+  let ws = null;
+  let backoff = 500;
+  let stopped = false;         // true after an auth failure: retrying cannot help
+  let refetchTimer = null;
+  let requestId = 0;
+  const blurBox = $("#blur");
+  blurBox.checked = params.get("blur") === "1";
+
+  // ---- connection ---------------------------------------------------------------------------------------
+  function setConn(state, text) {
+    const el = $("#conn");
+    el.dataset.state = state;
+    el.textContent = text || state;
+  }
+
+  function authFailed(detail) {
+    stopped = true;
+    setConn("unauthorized", "no access");
+    const banner = $("#auth-error");
+    banner.hidden = false;
+    banner.textContent = token
+      ? "The access token in this page's address is wrong. Open the dashboard as /?token=YOUR_TOKEN (server.token)."
+      : "This dashboard needs an access token. Open it as /?token=YOUR_TOKEN (the server's server.token).";
+    if (detail) log("error", detail);
+  }
+
+  async function connect() {
+    if (stopped) return;
+    setConn(ws ? "reconnecting" : "connecting", ws ? "reconnecting…" : "connecting…");
+    try {
+      const resp = await fetch("/api/attendance" + query(), { cache: "no-store" });
+      if (resp.status === 401) return authFailed("server refused the token (401)");
+      if (resp.ok) applyStates(await resp.json());
+    } catch (err) {
+      return retry();
+    }
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/${query({ frames: "jpeg" })}`;
+    const sock = new WebSocket(url);
+    ws = sock;
+    sock.onopen = () => { backoff = 500; setConn("open", "live"); $("#auth-error").hidden = true; };
+    sock.onmessage = (ev) => { try { handle(JSON.parse(ev.data)); } catch (err) { console.error(err); } };
+    sock.onclose = () => { if (ws === sock) retry(); };
+  }
+
+  function retry() {
+    if (stopped) return;
+    setConn("reconnecting", "reconnecting…");
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 5000);
+  }
+
+  function send(msg) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) { showStartMsg("Not connected; retrying…", true); return false; }
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  // ---- messages -------------------------------------------------------------------------------------------
+  function handle(msg) {
+    switch (msg.type) {
+      case "hello":
+        (msg.sources || []).forEach(ensureCamera);
+        if (msg.attendance) applyStates(msg.attendance);
+        if (msg.attendance_error) log("error", msg.attendance_error);
+        log("info", "connected to the server");
+        break;
+      case "frame": onFrame(msg); break;
+      case "attendance": onRecord(msg); break;
+      case "unknown": {
+        const st = sessions.get(msg.session);
+        if (st) { st.unknown = msg.count; if (msg.session === selected) renderSession(); }
+        log("unknown", `unknown face on ${msg.camera} (${msg.count} in ${msg.session})`);
+        break;
+      }
+      case "session":
+        log("session", `session ${msg.session.name} ${msg.action}`);
+        scheduleRefetch();
+        break;
+      case "attendance_reply":
+        if (msg.ok) {
+          showStartMsg(`${msg.command === "attendance_stop" ? "Stopped" : "Started"} ${msg.session.name}.`, false);
+          if (msg.command === "attendance_start") selected = msg.session.name;
+          scheduleRefetch(0);
+        } else {
+          showStartMsg(msg.error, true);
+          log("error", msg.error);
+        }
+        break;
+      case "error": log("error", msg.error || JSON.stringify(msg)); break;
+      case "subscribed": break;
+      default:
+        if (msg.type === "event" || msg.event) log(msg.event || msg.type, describe(msg));
+    }
+  }
+
+  function describe(msg) {
+    const parts = [];
+    for (const k of ["source", "track_id", "name", "similarity"]) if (msg[k] !== undefined && msg[k] !== null) parts.push(`${k}=${msg[k]}`);
+    return parts.join(" ") || JSON.stringify(msg).slice(0, 200);
+  }
+
+  // ---- cameras ---------------------------------------------------------------------------------------------
+  function ensureCamera(source) {
+    if (cameras.has(source)) return cameras.get(source);
+    $("#no-cameras")?.remove();
+    const fig = document.createElement("figure");
+    fig.className = "camera";
+    fig.innerHTML = `<canvas width="640" height="360"></canvas><figcaption><b></b><span class="cam-stats"></span></figcaption>`;
+    const canvas = fig.querySelector("canvas");
+    canvas.dataset.source = source;
+    canvas.dataset.boxes = "0";
+    fig.querySelector("b").textContent = source;
+    $("#cameras").appendChild(fig);
+    const cam = { canvas, ctx: canvas.getContext("2d"), img: null, faces: [], width: 640, height: 360,
+                  caption: fig.querySelector(".cam-stats"), times: [], stats: null };
+    cameras.set(source, cam);
+    return cam;
+  }
+
+  function onFrame(msg) {
+    const cam = ensureCamera(msg.source);
+    cam.faces = msg.faces || [];
+    if (msg.width) cam.width = msg.width;
+    if (msg.height) cam.height = msg.height;
+    const now = performance.now();
+    cam.times.push(now);
+    while (cam.times.length && now - cam.times[0] > 2000) cam.times.shift();
+    if (msg.jpeg) {
+      const img = new Image();
+      img.onload = () => { cam.img = img; draw(cam); };
+      img.src = "data:image/jpeg;base64," + msg.jpeg;
+    } else {
+      draw(cam);
+    }
+  }
+
+  function draw(cam) {
+    const { canvas, ctx } = cam;
+    if (canvas.width !== cam.width || canvas.height !== cam.height) {
+      canvas.width = cam.width; canvas.height = cam.height;
+    }
+    ctx.filter = "none";
+    if (cam.img) ctx.drawImage(cam.img, 0, 0, canvas.width, canvas.height);
+    else { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height); }
+    const names = [];
+    const lw = Math.max(2, canvas.width / 320);
+    ctx.font = `${Math.round(Math.max(12, canvas.width / 45))}px system-ui, sans-serif`;
+    for (const f of cam.faces) {
+      const [x1, y1, x2, y2] = f.box;
+      const known = f.person_id !== null && f.person_id !== undefined;
+      if (!known && blurBox.checked && cam.img) {
+        ctx.save();
+        ctx.beginPath(); ctx.rect(x1, y1, x2 - x1, y2 - y1); ctx.clip();
+        ctx.filter = `blur(${Math.max(8, Math.round((x2 - x1) / 6))}px)`;
+        ctx.drawImage(cam.img, 0, 0, canvas.width, canvas.height);
+        ctx.restore();
+        ctx.filter = "none";
+      }
+      const color = known ? "#2fbf71" : "#f0a92c";
+      ctx.lineWidth = lw; ctx.strokeStyle = color;
+      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      const label = known ? `${f.name}${f.similarity != null ? " " + f.similarity.toFixed(2) : ""}` : "unknown";
+      names.push(known ? f.name : "unknown");
+      const tw = ctx.measureText(label).width + 8;
+      const th = parseInt(ctx.font, 10) + 6;
+      const ly = y1 - th >= 0 ? y1 - th : y2;
+      ctx.fillStyle = color; ctx.fillRect(x1, ly, tw, th);
+      ctx.fillStyle = "#000"; ctx.fillText(label, x1 + 4, ly + th - 5);
+    }
+    canvas.dataset.boxes = String(cam.faces.length);
+    if (cam.faces.length) canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
+    canvas.dataset.names = names.join("|");
+    renderCaption(cam);
+  }
+
+  function renderCaption(cam) {
+    const s = cam.stats || {};
+    const fps = s.fps != null ? s.fps : cam.times.length / 2;
+    const parts = [`${Number(fps).toFixed(1)} fps`];
+    if (s.dropped != null) parts.push(`dropped ${s.dropped}`);
+    if (s.state) parts.push(s.state);
+    cam.caption.textContent = parts.join(" · ");
+  }
+
+  async function pollStats() {
+    if (stopped) return;
+    try {
+      const resp = await fetch("/stats" + query(), { cache: "no-store" });
+      if (resp.ok) {
+        const stats = await resp.json();
+        const sources = stats.sources || {};
+        for (const [id, s] of Object.entries(sources)) {
+          const cam = ensureCamera(id);
+          cam.stats = {
+            fps: s.fps ?? s.fps_processed ?? s.processed_fps ?? null,
+            dropped: s.dropped ?? s.frames_dropped ?? s.dropped_frames ?? null,
+            state: s.state ?? s.status ?? null,
+          };
+          renderCaption(cam);
+        }
+      }
+    } catch (err) { /* the websocket shows the connection state */ }
+    setTimeout(pollStats, 2000);
+  }
+
+  blurBox.addEventListener("change", () => cameras.forEach(draw));
+
+  // ---- attendance --------------------------------------------------------------------------------------------
+  function applyStates(list) {
+    for (const st of list) sessions.set(st.session.name, st);
+    if (!selected || !sessions.has(selected)) selected = list.length ? list[0].session.name : selected;
+    renderSessions();
+  }
+
+  function scheduleRefetch(delay = 300) {
+    clearTimeout(refetchTimer);
+    refetchTimer = setTimeout(refetch, delay);
+  }
+
+  async function refetch() {
+    try {
+      const resp = await fetch("/api/attendance" + query(), { cache: "no-store" });
+      if (resp.status === 401) return authFailed();
+      if (!resp.ok) return;
+      applyStates(await resp.json());
+      if (selected) {
+        const one = await fetch("/api/attendance" + query({ session: selected }), { cache: "no-store" });
+        if (one.ok) applyStates(await one.json());
+      }
+    } catch (err) { /* reconnect logic handles outages */ }
+  }
+
+  function onRecord(msg) {
+    const st = sessions.get(msg.session);
+    const rec = msg.record;
+    if (msg.new) {
+      const tag = rec.on_roster ? rec.status : "not on roster";
+      log(rec.status, `${rec.name} ${tag} in ${msg.session} (${rec.camera}, ${rec.best_similarity.toFixed(2)})`);
+    }
+    if (!st) { scheduleRefetch(); return; }
+    const row = st.roster.find((r) => r.person_id === rec.person_id);
+    if (row) Object.assign(row, rec, { name: row.name });
+    else {
+      const ex = st.extra.find((r) => r.person_id === rec.person_id);
+      if (ex) Object.assign(ex, rec); else st.extra.push(rec);
+    }
+    st.counts = counts(st);
+    if (msg.session === selected) renderSession();
+  }
+
+  function counts(st) {
+    const c = { present: 0, late: 0, absent: 0 };
+    for (const r of st.roster) c[r.status] = (c[r.status] || 0) + 1;
+    c.not_on_roster = st.extra.length;
+    c.unknown = st.unknown;
+    return c;
+  }
+
+  function renderSessions() {
+    const sel = $("#session-select");
+    const names = [...sessions.keys()];
+    sel.innerHTML = "";
+    for (const name of names) {
+      const opt = document.createElement("option");
+      opt.value = name;
+      opt.textContent = `${name} (${sessions.get(name).session.state})`;
+      sel.appendChild(opt);
+    }
+    if (selected) sel.value = selected;
+    renderSession();
+  }
+
+  const fmtTime = (ts) => (ts == null ? "" : new Date(ts * 1000).toLocaleTimeString());
+
+  function snapshotCell(name, rec) {
+    if (!rec.has_snapshot) return "<td></td>";
+    const src = "/api/attendance/snapshot" + query({ session: name, person: rec.person_id, v: rec.best_similarity });
+    return `<td><img alt="" src="${esc(src)}"></td>`;
+  }
+
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  }
+
+  function renderSession() {
+    const st = selected ? sessions.get(selected) : null;
+    const rosterBody = $("#roster tbody");
+    const extraBody = $("#extra tbody");
+    if (!st) {
+      $("#session-info").textContent = "No session yet. Start one below or with `facestream attendance start`.";
+      rosterBody.innerHTML = ""; extraBody.innerHTML = "";
+      $("#session-state").textContent = "";
+      return;
+    }
+    const s = st.session;
+    $("#session-state").textContent = s.state;
+    $("#session-state").dataset.state = s.state;
+    const cams = s.cameras.length ? s.cameras.join(", ") : "all cameras";
+    const until = s.end ? fmtTime(s.end) : "until stopped";
+    $("#session-info").textContent = `${cams} · ${fmtTime(s.start)} – ${until} · late after ${Math.round(s.late_after_s / 60)} min · roster: ${s.selector || "-"}`;
+    const c = st.counts || counts(st);
+    $("#counts").innerHTML = `<span class="status present">${c.present} present</span><span class="status late">${c.late} late</span><span class="status absent">${c.absent} absent</span>`;
+    rosterBody.innerHTML = st.roster.map((r) => `
+      <tr data-person-id="${esc(r.person_id)}" data-status="${esc(r.status)}">
+        ${snapshotCell(s.name, r)}<td class="name">${esc(r.name)}</td>
+        <td><span class="status ${esc(r.status)}">${esc(r.status)}</span></td>
+        <td>${fmtTime(r.first_seen)}</td><td>${esc(r.camera || "")}</td>
+        <td>${r.best_similarity != null ? r.best_similarity.toFixed(2) : ""}</td></tr>`).join("");
+    extraBody.innerHTML = st.extra.map((r) => `
+      <tr data-person-id="${esc(r.person_id)}" data-status="${esc(r.status)}">
+        ${snapshotCell(s.name, r)}<td class="name">${esc(r.name)}</td><td>${fmtTime(r.first_seen)}</td>
+        <td>${esc(r.camera || "")}</td><td>${r.best_similarity != null ? r.best_similarity.toFixed(2) : ""}</td></tr>`).join("");
+    $("#unknown-count").textContent = String(st.unknown);
+    $("#report-csv").href = "/api/attendance/report" + query({ session: s.name, format: "csv" });
+    $("#report-xlsx").href = "/api/attendance/report" + query({ session: s.name, format: "xlsx" });
+    $("#stop-btn").disabled = s.state === "closed";
+  }
+
+  $("#session-select").addEventListener("change", (ev) => { selected = ev.target.value; renderSession(); scheduleRefetch(0); });
+
+  // ---- controls ------------------------------------------------------------------------------------------------
+  function showStartMsg(text, isError) {
+    const el = $("#start-msg");
+    el.textContent = text;
+    el.className = "msg " + (isError ? "error" : "ok");
+    if (isError) $("#start-box").open = true;
+  }
+
+  $("#start-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    const msg = { type: "attendance_start", id: ++requestId };
+    for (const [k, v] of form.entries()) msg[k] = String(v).trim();
+    msg.people = msg.people ? msg.people.split(",").map((x) => x.trim()).filter(Boolean) : [];
+    msg.cameras = msg.cameras ? msg.cameras.split(",").map((x) => x.trim()).filter(Boolean) : [];
+    if (send(msg)) showStartMsg("Starting…", false);
+  });
+
+  $("#stop-btn").addEventListener("click", () => {
+    if (selected) send({ type: "attendance_stop", session: selected, id: ++requestId });
+  });
+
+  // ---- event log -------------------------------------------------------------------------------------------------
+  function log(kind, text) {
+    const li = document.createElement("li");
+    li.dataset.kind = kind;
+    li.innerHTML = `<time>${new Date().toLocaleTimeString()}</time><b>${esc(kind)}</b> ${esc(text)}`;
+    const list = $("#log");
+    list.insertBefore(li, list.firstChild);
+    while (list.children.length > 300) list.removeChild(list.lastChild);
+  }
+
+  connect();
+  pollStats();
+})();
