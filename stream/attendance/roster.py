@@ -6,7 +6,7 @@ or re-labelled later does not silently change an old report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from stream.attendance.model import RosterEntry
@@ -74,3 +74,19 @@ def resolve_roster(people: Iterable[PersonLike], selector: str | None = None,
         raise FacestreamError(f"The roster names people who are not enrolled: {', '.join(missing)}.",
                               "Enrol them first (`facestream enroll`) or fix the names (`facestream people list`).")
     return sorted(chosen.values(), key=lambda r: r.name.lower())
+
+
+def gallery_people(url: str) -> Callable[[], list[PersonLike]]:
+    """A callable listing the enrolled people of the gallery at ``url`` (opened per call, errors made clear)."""
+
+    def people() -> list[PersonLike]:
+        from gallery.errors import GalleryError
+        from gallery.store import open_store
+
+        try:
+            with open_store(url) as gallery:
+                return gallery.list_people()
+        except GalleryError as exc:
+            raise FacestreamError(exc.problem, exc.fix) from None
+
+    return people

@@ -72,29 +72,13 @@ def _store(config):
     return open_attendance_store(config.gallery.url)
 
 
-def people_of(url: str):
-    """A callable listing the enrolled people of the gallery at ``url`` (gallery errors made user errors)."""
-
-    def people():
-        from gallery.errors import GalleryError
-        from gallery.store import open_store
-        from stream.errors import FacestreamError
-
-        try:
-            with open_store(url) as gallery:
-                return gallery.list_people()
-        except GalleryError as exc:
-            raise FacestreamError(exc.problem, exc.fix) from None
-
-    return people
-
-
 def _fmt(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _start(args) -> int:
     from stream.attendance import create_session
+    from stream.attendance.roster import gallery_people
     from stream.attendance.sessions import parse_duration, parse_time
 
     config = _config(args)
@@ -109,7 +93,7 @@ def _start(args) -> int:
 
         raise FacestreamError(f"--late-after {late} is negative.", "Give minutes >= 0.")
     names = [n for item in args.people for n in item.split(",")]
-    session = create_session(store, people_of(config.gallery.url), args.name, cameras=args.camera,
+    session = create_session(store, gallery_people(config.gallery.url), args.name, cameras=args.camera,
                              roster=args.roster, names=names, start=start, end=end, late_after_s=late * 60)
     print(f"session {session.name!r} {session.state()}: {len(session.roster)} expected "
           f"({session.selector}), cameras {', '.join(session.cameras) or 'all'}, "

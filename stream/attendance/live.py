@@ -1,0 +1,62 @@
+"""Wiring attendance (and the dashboard) into ``facestream run``.
+
+``facestream run`` calls :func:`attendance_for_run` once its sources are known
+and adds ``monitor.on_result`` as a pipeline result listener; with
+``--dashboard`` it serves through :func:`dashboard_server` instead of a plain
+:class:`stream.server.StreamServer`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from stream.attendance.monitor import AttendanceMonitor
+from stream.attendance.roster import gallery_people
+from stream.attendance.store import open_attendance_store
+from stream.config import Config
+from stream.errors import FacestreamError
+
+log = logging.getLogger(__name__)
+
+
+def attendance_for_run(config: Config, cameras: list[str], session: str | None = None,
+                       threshold: float | None = None) -> AttendanceMonitor:
+    """The monitor a live run records with.
+
+    Args:
+        cameras: the run's source ids.
+        session: record into this existing session (it must not have ended); None: the day's session
+            (``attendance.default_session``). Sessions started elsewhere, or by the timetable, are
+            recorded too whenever they watch one of these cameras.
+        threshold: the similarity a frame needs (the matcher's threshold).
+
+    Raises:
+        FacestreamError: unknown or ended session, unreachable store.
+    """
+    store = open_attendance_store(config.gallery.url)
+    monitor = AttendanceMonitor(store, config.attendance, people=gallery_people(config.gallery.url),
+                                threshold=threshold)
+    if session is not None:
+        s = store.require_session(session)
+        if s.state() == "closed":
+            raise FacestreamError(f"Session {s.name!r} has already ended.",
+                                  "Start a new one with `facestream attendance start NAME ...`.")
+        if s.cameras and not set(s.cameras) & set(cameras):
+            raise FacestreamError(f"Session {s.name!r} watches {', '.join(s.cameras)}, which this run does not read "
+                                  f"(sources: {', '.join(cameras)}).", "Name the sources with the session's ids.")
+        monitor.refresh(force=True)
+    elif config.attendance.default_session:
+        monitor.record_day_session(cameras)
+    else:
+        monitor.refresh(force=True)
+    return monitor
+
+
+def dashboard_server(config: Config, monitor: AttendanceMonitor, stats: Callable[[], dict] | None = None,
+                     **kwargs: Any):
+    """The websocket/HTTP server with the dashboard and the attendance API (same port, same token)."""
+    from stream.attendance.web import AttendanceServer
+
+    return AttendanceServer(config.server, stats=stats, monitor=monitor, **kwargs)
