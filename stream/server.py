@@ -201,6 +201,18 @@ class StreamServer:
         except RuntimeError:  # loop closed while stopping
             pass
 
+    def attach(self, pipeline: Any) -> StreamServer:
+        """Publish every result (with a JPEG for viewers that asked) and event of a :class:`Pipeline`."""
+        pipeline.add_listener(self._on_result, self._on_event)
+        return self
+
+    def _on_result(self, result: Any, rgb: np.ndarray) -> None:
+        self.publish(result.to_json(), result.source_id, getattr(result, "t_read", None),
+                     image=getattr(result, "image", None))
+
+    def _on_event(self, event: Any) -> None:
+        self.publish(event.to_json(), event.source_id)
+
     def _encode_jpeg(self, image: np.ndarray) -> str:
         import cv2
 

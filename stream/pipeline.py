@@ -1,0 +1,477 @@
+"""The live pipeline: sources -> detect -> track -> (landmarks -> align -> embed -> match) -> vote -> publish.
+
+One worker thread per source runs the frame step; embedding requests of every
+worker meet in one :class:`stream.batcher.EmbedBatcher`, so several cameras
+share one model call. Detection runs on every frame; landmarks, alignment and
+embedding only for tracks that need it (new, uncertain, or every
+``tracking.embed_every`` frames), which is what makes a CPU keep up with a
+camera.
+
+Everything downstream subscribes with :meth:`Pipeline.add_listener`: the
+websocket server, the JSONL and video writers, the attendance monitor, tests.
+A listener is called in the source's worker thread, so it must be quick (the
+server only enqueues; slow consumers buffer on their side).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stream.batcher import EmbedBatcher
+from stream.config import Config, SourceConfig
+from stream.errors import FacestreamError
+from stream.faces import UNKNOWN, Faces, FrameResult
+from stream.sources import Frame, Source, Watchdog, open_sources
+from stream.tracker import Track, Tracker, Vote
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "track", "landmarks", "embed", "match", "total")
+
+
+@dataclass
+class LiveResult(FrameResult):
+    """A :class:`FrameResult` plus what the live runtime knows per face.
+
+    Attributes:
+        tracks: per face, the track's state (see :meth:`stream.tracker.Track.info`).
+        embedded: per face, whether it was embedded on this frame.
+        t_read: ``perf_counter()`` when the frame was read (latency origin).
+        image: the BGR frame (for recording and the dashboard's live view).
+    """
+
+    tracks: list[dict[str, Any]] = field(default_factory=list)
+    embedded: list[bool] = field(default_factory=list)
+    t_read: float = 0.0
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``frame`` message: FrameResult's fields plus track age/votes per face."""
+        msg = super().to_json()
+        for face, info, emb in zip(msg["faces"], self.tracks, self.embedded, strict=True):
+            face["age_frames"] = info["age_frames"]
+            face["age_s"] = info["age_s"]
+            face["votes"] = info["votes"]
+            face["embedded"] = emb
+        return msg
+
+
+@dataclass
+class TrackEvent:
+    """Something happened to a track: ``track_started``, ``person_appeared``, ``person_left``, ``track_ended``."""
+
+    event: str
+    source_id: str
+    frame_index: int
+    timestamp: float
+    track: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "event", "event": self.event, "source": self.source_id, "frame": self.frame_index,
+                "time": round(self.timestamp, 3), **self.track}
+
+
+ResultListener = Callable[[LiveResult, np.ndarray], None]
+EventListener = Callable[[TrackEvent], None]
+
+
+def _p(values, q: float) -> float | None:
+    return round(float(np.percentile(list(values), q)), 2) if values else None
+
+
+class _Worker:
+    """One source's thread: its tracker, counters and timings."""
+
+    def __init__(self, pipeline: Pipeline, source: Source):
+        self.pipeline = pipeline
+        self.source = source
+        self.tracker = Tracker(pipeline.config.tracking)
+        self.producer = pipeline.batcher.register_producer() if pipeline.batcher else None
+        self.thread = threading.Thread(target=self.run, name=f"pipeline-{source.id}", daemon=True)
+        self.processed = 0
+        self.faces = 0
+        self.embedded = 0
+        self.errors = 0
+        self.done = threading.Event()
+        self.timings: dict[str, deque[float]] = {s: deque(maxlen=300) for s in STAGES}
+        self.latency: deque[float] = deque(maxlen=1000)
+        self.stamps: deque[float] = deque(maxlen=64)
+
+    def run(self) -> None:
+        p = self.pipeline
+        try:
+            while not p._stop.is_set():
+                frame = self.source.read(timeout=0.5)
+                if frame is None:
+                    if self.source.ended:
+                        break
+                    continue
+                try:
+                    p._process(self, frame)
+                except FacestreamError:
+                    raise
+                except Exception:
+                    self.errors += 1
+                    if self.errors == 1 or self.errors % 100 == 0:
+                        log.exception("source %s: frame %d failed (%d errors)", self.source.id, frame.index,
+                                      self.errors)
+                if p.max_frames and self.processed >= p.max_frames:
+                    break
+        except FacestreamError as exc:
+            p.error = exc
+            log.error("source %s stopped: %s", self.source.id, exc)
+        finally:
+            for t in self.tracker.end_all():
+                p._track_ended(self, t, self.processed, time.time())
+            if p.batcher and self.producer is not None:
+                p.batcher.unregister_producer()
+            self.done.set()
+
+    def stats(self) -> dict[str, Any]:
+        s = list(self.stamps)
+        fps = (len(s) - 1) / (s[-1] - s[0]) if len(s) >= 2 and s[-1] > s[0] else 0.0
+        return {
+            **self.source.stats(), "processed": self.processed, "fps": round(fps, 2), "faces": self.faces,
+            "embedded": self.embedded, "errors": self.errors, "tracks": len(self.tracker.tracks),
+            "timings_ms_p50": {k: _p(v, 50) for k, v in self.timings.items()},
+            "latency_ms": {"p50": _p(self.latency, 50), "p99": _p(self.latency, 99)},
+        }
+
+
+class Pipeline:
+    """Recognises faces on live sources and tells listeners; start/stop in-process.
+
+    Args:
+        config: the whole configuration (tracking, match, embedder batching, sources).
+        sources: the sources to read; defaults to ``config.sources``.
+        analyzer: a :class:`stream.analyzer.FaceAnalyzer` (detector, landmarks, embedder).
+        matcher: a :class:`gallery.matcher.Matcher`, or None to detect and track only.
+        max_frames: stop each source after this many processed frames (0 = no limit).
+
+    Example::
+
+        with Pipeline(config, [SourceConfig(url="rtsp://cam/live")], analyzer=a, matcher=m) as p:
+            p.add_listener(lambda result, rgb: print(result.to_json()))
+            p.wait()
+    """
+
+    def __init__(self, config: Config, sources: list[SourceConfig] | None = None, *, analyzer: Any,
+                 matcher: Any | None = None, max_frames: int = 0):
+        self.config = config
+        self.source_configs = list(sources if sources is not None else config.sources)
+        if not self.source_configs:
+            raise FacestreamError("No sources to read.", "Give a camera index, file, folder or URL, or set `sources:`.")
+        self.analyzer = analyzer
+        self.matcher = matcher
+        self.max_frames = max_frames
+        self.batcher: EmbedBatcher | None = None
+        self.sources: list[Source] = []
+        self.workers: list[_Worker] = []
+        self.error: FacestreamError | None = None
+        self._result_listeners: list[ResultListener] = []
+        self._event_listeners: list[EventListener] = []
+        self._stop = threading.Event()
+        self._watchdog: Watchdog | None = None
+        self._stats_thread: threading.Thread | None = None
+        self.started_at = 0.0
+
+    # -- listeners -------------------------------------------------------------
+    def add_listener(self, on_result: ResultListener | None = None, on_event: EventListener | None = None) -> None:
+        """Subscribe to results and/or events.
+
+        Args:
+            on_result: ``fn(result: LiveResult, rgb: np.ndarray)`` for every processed frame.
+            on_event: ``fn(event: TrackEvent)`` for track/person events.
+        """
+        if on_result is not None:
+            self._result_listeners.append(on_result)
+        if on_event is not None:
+            self._event_listeners.append(on_event)
+
+    def remove_listener(self, fn: Callable) -> None:
+        for group in (self._result_listeners, self._event_listeners):
+            if fn in group:
+                group.remove(fn)
+
+    def _emit_result(self, result: LiveResult, rgb: np.ndarray) -> None:
+        for fn in list(self._result_listeners):
+            try:
+                fn(result, rgb)
+            except Exception:  # one broken consumer must not stop recognition
+                log.exception("result listener %r failed", fn)
+
+    def _emit_event(self, event: TrackEvent) -> None:
+        for fn in list(self._event_listeners):
+            try:
+                fn(event)
+            except Exception:
+                log.exception("event listener %r failed", fn)
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> Pipeline:
+        """Open every source (all or none, with clear errors), then start the worker threads."""
+        if self.matcher is not None:
+            cfg = self.config.embedder
+            self.batcher = EmbedBatcher(self.analyzer.embed_chips, cfg.max_batch, cfg.batch_wait_ms)
+            if len(self.matcher) == 0:
+                log.warning("the gallery is empty: every face will be 'unknown' until people are enrolled")
+        self.analyzer.detector  # noqa: B018 - load the detector before the clock starts
+        self.sources = open_sources(self.source_configs)
+        self._stop.clear()
+        self.started_at = time.time()
+        self.workers = [_Worker(self, s) for s in self.sources]
+        self._watchdog = Watchdog(self.sources).start()
+        for w in self.workers:
+            w.thread.start()
+        if self.config.server.stats_every > 0:
+            self._stats_thread = threading.Thread(target=self._log_stats, name="pipeline-stats", daemon=True)
+            self._stats_thread.start()
+        log.info("pipeline running on %d source(s): %s", len(self.sources), ", ".join(s.id for s in self.sources))
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every source is done (files ended, max_frames reached); True if so."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for w in self.workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not w.done.wait(remaining):
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the workers and sources (idempotent); pending listeners see the final events."""
+        self._stop.set()
+        for s in self.sources:
+            s.stop()
+        for w in self.workers:
+            w.thread.join(timeout=5.0)
+        if self._watchdog:
+            self._watchdog.stop()
+            self._watchdog = None
+        if self.batcher:
+            self.batcher.close()
+        log.info("pipeline stopped: %s", {w.source.id: w.processed for w in self.workers})
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def source(self, source_id: str) -> Source:
+        return next(s for s in self.sources if s.id == source_id)
+
+    # -- the frame step ----------------------------------------------------------
+    def _process(self, w: _Worker, frame: Frame) -> LiveResult:
+        import cv2
+
+        t_start = time.perf_counter()
+        timings = {"decode": frame.decode_ms}
+        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+        faces = self.analyzer.detect(rgb, with_landmarks=False)
+        t = time.perf_counter()
+        timings["detect"] = (t - t_start) * 1000
+        update = w.tracker.update(faces, frame.index, frame.timestamp)
+        t2 = time.perf_counter()
+        timings["track"] = (t2 - t) * 1000
+        for track in update.started:
+            self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp, track.info()))
+        embedded = [False] * len(faces)
+        if self.matcher is not None and len(faces) and len(self.matcher):
+            embedded = self._recognize(w, frame, rgb, faces, update.tracks, timings)
+        for track in update.ended:
+            self._track_ended(w, track, frame.index, frame.timestamp)
+        faces.identity = [t.person_id for t in update.tracks]
+        faces.name = [t.name for t in update.tracks]
+        faces.similarity = np.array([t.similarity for t in update.tracks], dtype=np.float32)
+        now = time.perf_counter()
+        timings["total"] = (now - t_start) * 1000 + frame.decode_ms
+        h, wd = frame.image.shape[:2]
+        result = LiveResult(w.source.id, frame.index, frame.timestamp, faces, timings, wd, h,
+                            tracks=[t.info() for t in update.tracks], embedded=embedded, t_read=frame.t_read,
+                            image=frame.image)
+        w.processed += 1
+        w.faces += len(faces)
+        w.embedded += sum(embedded)
+        for k, v in timings.items():
+            w.timings[k].append(v)
+        w.latency.append((now - frame.t_read) * 1000)
+        w.stamps.append(now)
+        self._emit_result(result, rgb)
+        return result
+
+    def _recognize(self, w: _Worker, frame: Frame, rgb: np.ndarray, faces: Faces, tracks: list[Track],
+                   timings: dict[str, float]) -> list[bool]:
+        """Landmarks, chips, one batched embedding call and a gallery search, for the tracks that need it."""
+        min_face = self.config.match.min_face
+        side = np.minimum(faces.width, faces.height)
+        need = [i for i, tr in enumerate(tracks) if side[i] >= min_face and w.tracker.needs_embedding(tr, frame.index)]
+        embedded = [False] * len(faces)
+        if not need:
+            return embedded
+        t0 = time.perf_counter()
+        sub = faces[np.array(need)]
+        sub.landmarks = self.analyzer.landmarker.predict(rgb, sub.xyxy)
+        chips = self.analyzer.chips(rgb, sub)
+        t1 = time.perf_counter()
+        emb = self.batcher(chips, w.producer)
+        t2 = time.perf_counter()
+        results = self.matcher.search(emb, top_k=1)
+        t3 = time.perf_counter()
+        timings["landmarks"] = (t1 - t0) * 1000
+        timings["embed"] = (t2 - t1) * 1000
+        timings["match"] = (t3 - t2) * 1000
+        for i, res in zip(need, results, strict=True):
+            track = tracks[i]
+            embedded[i] = True
+            before = (track.person_id, track.name, track.age_frames, track.age_s)
+            best = res.best
+            vote = Vote(best.person_id if best else None, best.name if best else UNKNOWN, float(res.similarity),
+                        frame.index)
+            if w.tracker.vote(track, vote):
+                if before[0] is not None:
+                    info = {**track.info(), "person_id": before[0], "name": before[1]}
+                    self._emit_event(TrackEvent("person_left", w.source.id, frame.index, frame.timestamp, info))
+                if track.known:
+                    self._emit_event(TrackEvent("person_appeared", w.source.id, frame.index, frame.timestamp,
+                                                track.info()))
+        return embedded
+
+    def _track_ended(self, w: _Worker, track: Track, frame_index: int, timestamp: float) -> None:
+        info = track.info()
+        if track.known:
+            self._emit_event(TrackEvent("person_left", w.source.id, frame_index, timestamp, info))
+        self._emit_event(TrackEvent("track_ended", w.source.id, frame_index, timestamp, info))
+
+    # -- statistics ------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Per-source fps, drops, reconnects, per-stage timings (p50) and latency; the batcher's counters."""
+        return {
+            "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
+            "sources": {w.source.id: w.stats() for w in self.workers},
+            "batcher": self.batcher.stats() if self.batcher else None,
+            "gallery": {"people": len(self.matcher)} if self.matcher is not None else None,
+        }
+
+    def _log_stats(self) -> None:
+        every = self.config.server.stats_every
+        while not self._stop.wait(every):
+            for sid, s in self.stats()["sources"].items():
+                t = s["timings_ms_p50"]
+                log.info("%s: %s %.1f fps, %d processed, %d dropped, %d reconnects, latency p50 %s ms; "
+                         "p50 ms decode %s detect %s landmarks %s embed %s match %s total %s",
+                         sid, s["state"], s["fps"], s["processed"], s["dropped"], s["reconnects"],
+                         s["latency_ms"]["p50"], t["decode"], t["detect"], t["landmarks"], t["embed"], t["match"],
+                         t["total"])
+
+
+def open_matcher(config: Config, analyzer: Any) -> Any:
+    """The gallery matcher for the configured store and the analyzer's model.
+
+    Raises:
+        FacestreamError: the store cannot be opened (bad URL, Redis down).
+    """
+    from gallery.errors import GalleryError
+    from gallery.matcher import Matcher
+    from gallery.store import open_store
+
+    try:
+        store = open_store(config.gallery.url)
+        return Matcher(store, analyzer.model_id, analyzer.threshold)
+    except GalleryError as exc:
+        raise FacestreamError(exc.problem, exc.fix) from None
+
+
+class JsonlWriter:
+    """Writes every result and event as one JSON line (``--jsonl FILE``); a pipeline listener pair."""
+
+    def __init__(self, path: str):
+        import json
+
+        self._dumps = json.dumps
+        try:
+            self._fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise FacestreamError(f"Cannot write {path} ({exc.strerror}).", "Check the --jsonl path.") from None
+        self._lock = threading.Lock()
+        self.lines = 0
+
+    def attach(self, pipeline: Pipeline) -> JsonlWriter:
+        pipeline.add_listener(self.on_result, self.on_event)
+        return self
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        line = self._dumps(obj, separators=(",", ":"))
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.write(line + "\n")
+                self.lines += 1
+
+    def on_result(self, result: LiveResult, rgb: np.ndarray) -> None:
+        self._write(result.to_json())
+
+    def on_event(self, event: TrackEvent) -> None:
+        self._write(event.to_json())
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+class VideoRecorder:
+    """Writes the annotated frames of each source to an MP4 (``--record out.mp4``).
+
+    With several sources, each gets its own file: ``out_cam0.mp4``, ``out_cam1.mp4``.
+    """
+
+    def __init__(self, path: str, sources: list[Source]):
+        from pathlib import Path
+
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise FacestreamError(f"Cannot record to {path}: the folder does not exist.", "Create it or fix --record.")
+        self.sources = {s.id: s for s in sources}
+        self._writers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def file_for(self, source_id: str):
+        if len(self.sources) == 1:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}_{source_id}{self.path.suffix or '.mp4'}")
+
+    def attach(self, pipeline: Pipeline) -> VideoRecorder:
+        pipeline.add_listener(self.on_result)
+        return self
+
+    def on_result(self, result: LiveResult, rgb: np.ndarray) -> None:
+        import cv2
+
+        from stream.draw import draw_faces
+
+        with self._lock:
+            writer = self._writers.get(result.source_id)
+            if writer is None:
+                src = self.sources.get(result.source_id)
+                fps = src.fps_native if src and src.fps_native else 30.0
+                out = self.file_for(result.source_id)
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (result.width, result.height))
+                if not writer.isOpened():
+                    raise FacestreamError(f"Cannot record to {out}.", "Use an .mp4 or .avi path you can write.")
+                self._writers[result.source_id] = writer
+                log.info("recording %s to %s", result.source_id, out)
+        annotated = draw_faces(rgb, result.faces, landmarks=False)
+        writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        with self._lock:
+            for w in self._writers.values():
+                w.release()
+            self._writers.clear()
