@@ -337,6 +337,19 @@ def _find_spec_dir(root: Path) -> Path | None:
     return found[0].parent if found else None
 
 
+def _default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the configured default store (where the trainer logs)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    from stream.config import MlflowConfig, expand_path
+
+    uri = MlflowConfig().tracking_uri
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{expand_path(uri[len('sqlite:///'):])}"
+    return uri
+
+
 def _from_mlflow(uri: str, tracking_uri: str | None) -> ModelSpec:
     """Download an MLflow model's artifacts into the cache and load the model directory inside."""
     try:
@@ -346,35 +359,51 @@ def _from_mlflow(uri: str, tracking_uri: str | None) -> ModelSpec:
         raise FacestreamError(
             f"Loading {uri} needs MLflow, which is not installed.", "pip install 'facestream[train]'"
         ) from None
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    tracking_uri = tracking_uri or _default_tracking_uri()
     root = cache_dir() / "mlflow"
     root.mkdir(parents=True, exist_ok=True)
     target = root / _slug(uri)
     tmp = Path(tempfile.mkdtemp(prefix=".dl.", dir=root))
-    log.info("downloading %s from MLflow (%s)", uri, mlflow.get_tracking_uri())
+    log.info("downloading %s from MLflow (%s)", uri, tracking_uri)
+    registry_uri = tracking_uri  # facestream keeps its registry in the tracking store
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     try:
+        # models:/ URIs resolve through mlflow's global registry URI (download_artifacts'
+        # own arguments do not reach that resolution), so set both and restore them after.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
-    except MlflowException as exc:
+    except Exception as exc:  # MlflowException, connection errors, bad URIs: all mean "cannot get it"
         shutil.rmtree(tmp, ignore_errors=True)
+        text = (exc.message if isinstance(exc, MlflowException) else str(exc)).strip().splitlines()
+        detail = text[0] if text else type(exc).__name__
+        if "Failed to establish" in detail or "Max retries" in detail or "Connection refused" in detail:
+            raise FacestreamError(
+                f"The MLflow tracking server {tracking_uri} is not reachable (needed for {uri}).",
+                "Start it, or point mlflow.tracking_uri / MLFLOW_TRACKING_URI at the right server.",
+            ) from None
         raise FacestreamError(
-            f"MLflow could not provide {uri}: {exc.message.splitlines()[0] if exc.message else exc}.",
-            f"Check the URI and the tracking server ({mlflow.get_tracking_uri()}).",
+            f"MLflow could not provide {uri}: {detail.rstrip('.')}.",
+            f"Check the model name/version or run id, and the tracking store ({tracking_uri}).",
         ) from None
-    except Exception as exc:  # connection errors come in many types
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise FacestreamError(
-            f"MLflow at {mlflow.get_tracking_uri()} is not reachable for {uri}: {exc}.",
-            "Start the tracking server or set mlflow.tracking_uri / MLFLOW_TRACKING_URI.",
-        ) from None
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     spec_dir = _find_spec_dir(local if local.is_dir() else local.parent)
     if spec_dir is None:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise FacestreamError(f"{uri} has no {SPEC_FILE}.", "Log the whole model directory from the trainer.")
+        raise FacestreamError(
+            f"{uri} has no {SPEC_FILE}, so it is not a facestream model directory.",
+            "Log the whole model directory (model.onnx, weights.pt, spec.json) from the trainer.",
+        )
     rel = spec_dir.relative_to(tmp)
+    os.chmod(tmp, 0o755)
     if target.exists():
         shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process put it there first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
     return ModelSpec.load(target / rel)
 
 
