@@ -122,6 +122,7 @@ class ChipSet:
     paths: list[str]
     digests: list[str]
     prep_key: str = ""
+    padding: float = 0.25
     report: ScanReport = field(default_factory=ScanReport)
 
     def __len__(self) -> int:
@@ -139,6 +140,7 @@ class ChipSet:
             paths=[self.paths[i] for i in idx],
             digests=[self.digests[i] for i in idx],
             prep_key=self.prep_key,
+            padding=self.padding,
         )
 
     def fingerprint(self) -> str:
@@ -242,6 +244,7 @@ def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache
         paths=paths,
         digests=digests,
         prep_key=key,
+        padding=float(analyzer.spec.padding),
         report=report,
     )
 

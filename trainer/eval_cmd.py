@@ -1,0 +1,58 @@
+"""``facestream eval``: a model against the pretrained dlib ResNet on the same held-out identities.
+
+Both models run through the runtime's ONNX Runtime engine from their model
+directories, so the numbers are what the live system computes, and the split is
+the one ``facestream train`` uses with the same data, seed and fractions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from stream.config import Config
+from trainer import evaluate as ev
+from trainer.data import load_chip_set, split_by_identity
+
+log = logging.getLogger(__name__)
+
+
+def run_eval(data: list[str | Path], config: Config, model: str | None = None, tracking_uri: str | None = None,
+             split: str = "test", out_dir: Path | None = None, analyzer=None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``model`` (default ``config.embedder.model``) and the pretrained model; write roc.png + metrics.json.
+
+    Returns:
+        ``{"model": ..., "pretrained": ..., "metrics": {...}, "pretrained_metrics": {...}, "table": str, ...}``.
+    """
+    from stream.models import get_model
+    from trainer import tracking
+
+    if analyzer is None:
+        from trainer.train import _analyzer
+
+        analyzer = _analyzer(config)
+    name = model or config.embedder.model
+    uri = None
+    if name.startswith(("models:/", "runs:/")):
+        uri = tracking.resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri)
+        tracking.check_store(uri)
+    spec = get_model(name, tracking_uri=uri)
+    base = get_model("dlib-resnet-v1")
+    chips = load_chip_set(data, analyzer, cache=config.train.chip_cache, progress=progress)
+    tc = config.train
+    cs = chips if split == "all" else split_by_identity(chips, tc.seed, tc.val_fraction, tc.test_fraction)["test"]
+    metrics, roc = ev.timed_evaluate(lambda c: ev.embed_spec(spec, c), cs.chips, cs.labels, tc.seed, tc.max_pairs)
+    pre, pre_roc = ev.timed_evaluate(lambda c: ev.embed_spec(base, c), cs.chips, cs.labels, tc.seed, tc.max_pairs)
+    result = {
+        "model": spec.model_id, "pretrained": base.model_id, "split": split, "split_fingerprint": cs.fingerprint(),
+        "images": len(cs), "identities": len(cs.names), "metrics": metrics, "pretrained_metrics": pre,
+        "skipped": chips.report.lines(),
+        "table": ev.comparison_table({spec.name[:15]: metrics, "pretrained": pre}),
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ev.plot_roc({spec.model_id: roc, f"pretrained ({base.model_id})": pre_roc}, out_dir / "roc.png")
+        (out_dir / "metrics.json").write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2))
+    return result

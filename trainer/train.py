@@ -1,0 +1,349 @@
+"""Fine-tune (or train from scratch) a face embedder, evaluate it against the pretrained model, record it in MLflow.
+
+One call of :func:`train_embedder` is one MLflow run:
+
+1. chips from the identity folders (cached), split by identity (seeded);
+2. the model from ``trainer.models`` (the dlib ResNet with its weights by default),
+   frozen up to a named stage if asked;
+3. epochs of a margin loss (ArcFace/CosFace, centres started at the pretrained
+   class means) or batch-hard triplets, with face augmentation;
+4. the decision threshold calibrated on validation identities;
+5. test metrics of the new model AND of the pretrained dlib ResNet on the same
+   held-out identities, ROC and training-curve plots;
+6. the model directory (weights.pt, model.onnx, spec.json) logged and registered;
+   the ``champion`` alias moves only if the new version wins on the same split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream.config import Config
+from stream.errors import FacestreamError
+from trainer import evaluate as ev
+from trainer.data import ChipSet, describe, load_chip_set, split_by_identity
+
+log = logging.getLogger(__name__)
+
+PRETRAINED = "dlib_resnet"
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and decided."""
+
+    run_id: str | None
+    model_dir: Path
+    spec: Any
+    metrics: dict[str, float]
+    pretrained_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    data_fingerprint: str
+    test_split: str
+    version: str | None = None
+    promoted: bool = False
+    decision: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Human-readable lines for the CLI: the comparison table and the registry decision."""
+        lines = [ev.comparison_table({"fine-tuned": self.metrics, "pretrained": self.pretrained_metrics})]
+        lines.append(f"model directory: {self.model_dir}")
+        if self.run_id:
+            lines.append(f"MLflow run: {self.run_id}")
+        if self.version:
+            lines.append(f"registered version {self.version}: "
+                         f"{'now champion' if self.promoted else 'not champion'} ({self.decision})")
+        return "\n".join(lines)
+
+
+def pick_device(name: str):
+    """torch device for ``auto|cpu|cuda`` (auto takes CUDA when present), or a clear error."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FacestreamError("train.device=cuda but torch sees no CUDA GPU.", "Use --set train.device=cpu or auto.")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def build_model(name: str, pretrained: bool, freeze: str | None):
+    """The named architecture (pretrained if asked and available), frozen up to ``freeze``."""
+    import trainer.small_net  # noqa: F401  (registers small_net)
+    from trainer.models import create_model, list_models
+
+    if name not in list_models():
+        raise FacestreamError(f"Unknown model architecture '{name}'.", f"Use one of: {', '.join(list_models())}.")
+    model = create_model(name, pretrained=pretrained)
+    if freeze:
+        names = list(getattr(model, "stage_names", ()))
+        if freeze not in names:
+            raise FacestreamError(
+                f"'{freeze}' is not a stage of {name}.", f"Freeze up to one of: {', '.join(names) or '(none)'}."
+            )
+        model.freeze_up_to(freeze)
+    return model
+
+
+def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator, per_identity: int | None):
+    """Shuffled index batches; with ``per_identity`` (triplets), K chips of each identity side by side."""
+    if per_identity is None:
+        order = rng.permutation(len(labels))
+    else:
+        groups = []
+        for ident in rng.permutation(int(labels.max()) + 1):
+            idx = rng.permutation(np.nonzero(labels == ident)[0])
+            groups += [idx[k:k + per_identity] for k in range(0, len(idx), per_identity)]
+        order = np.concatenate([groups[g] for g in rng.permutation(len(groups))]) if groups else np.array([], int)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        if len(batch) >= 2:  # a batch of one breaks BatchNorm and has no pairs
+            yield batch
+
+
+def _calibrate(model, splits: dict[str, ChipSet], device, seed: int, max_pairs: int) -> tuple[float, str]:
+    """Best-accuracy cosine threshold on validation identities (train identities when val is empty)."""
+    from trainer.metrics import all_pairs, best_accuracy
+
+    for name in ("val", "train"):
+        cs = splits[name]
+        if len(cs.names) >= 2 and np.bincount(cs.labels).max() >= 2:
+            emb = ev.embed_torch(model, cs.chips, device)
+            i, j = all_pairs(cs.labels, max_pairs=max_pairs, seed=seed)
+            _, thr = best_accuracy(np.einsum("nd,nd->n", emb[i], emb[j]), cs.labels[i] == cs.labels[j])
+            return float(np.clip(thr, -1.0, 1.0)), name
+    raise FacestreamError("No split has two identities to calibrate a threshold on.", "Add more identities.")
+
+
+def save_model_dir(model, out_root: Path, name: str, input_size: int, padding: float, threshold: float,
+                   architecture: str, extra: dict[str, Any]):
+    """Write weights.pt, model.onnx and spec.json into ``out_root/<model_id>`` and return the spec."""
+    import copy
+
+    import torch
+
+    from stream.models import ModelSpec
+    from trainer.export import export_onnx
+
+    cpu = copy.deepcopy(model).cpu().eval()
+    tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=out_root))
+    torch.save(cpu.state_dict(), tmp / "weights.pt")
+    digest = hashlib.sha256((tmp / "weights.pt").read_bytes()).hexdigest()[:12]
+    model_id = f"{name}@{digest}"
+    export_onnx(cpu, tmp / "model.onnx", input_size=input_size)
+    target = out_root / model_id
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp.rename(target)
+    spec = ModelSpec(
+        name=name, model_id=model_id, onnx_path=target / "model.onnx", input_size=input_size, padding=padding,
+        landmarks="dlib5", mean=tuple(getattr(cpu, "mean_rgb", ev.MEAN_RGB)), std=ev.STD,
+        embedding_dim=int(cpu(torch.zeros(2, 3, input_size, input_size)).shape[1]),
+        threshold=float(threshold), architecture=architecture, weights_path=target / "weights.pt", extra=extra,
+    )
+    spec.save(target)
+    return spec
+
+
+def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config, tracking_uri: str | None = None,
+                   out_dir: str | Path | None = None, analyzer=None, register: bool = True,
+                   progress: bool = True, run_name: str | None = None) -> TrainResult:
+    """Run one training run end to end (see the module docstring).
+
+    Args:
+        data: identity folder(s): ``DIR/<person>/*.jpg``, or chips already made.
+        config: the facestream config; ``config.train`` holds the hyper-parameters,
+            ``config.mlflow`` the store, registry name and experiment.
+        tracking_uri: overrides ``config.mlflow.tracking_uri`` (e.g. ``--mlflow``).
+        out_dir: where model directories are written (default ``<cache>/models``).
+        analyzer: the FaceAnalyzer that makes chips (default: one from ``config``).
+        register: register the model and consider it for ``champion``.
+        progress: tqdm bars for chips and epochs.
+
+    Raises:
+        FacestreamError: bad data, unknown model/stage, unreachable MLflow store, divergence.
+    """
+    import mlflow
+    import torch
+
+    from trainer import tracking
+    from trainer.augment import AugmentConfig, augment
+    from trainer.losses import make_loss
+
+    tc = config.train
+    uri = tracking.setup(tracking_uri or config.mlflow.tracking_uri, config.mlflow.experiment)
+    if isinstance(data, ChipSet):
+        chips, roots = data, ["(chips in memory)"]
+    else:
+        roots = data if isinstance(data, list) else [data]
+        chips = load_chip_set(roots, analyzer or _analyzer(config), cache=tc.chip_cache, progress=progress)
+    splits = split_by_identity(chips, seed=tc.seed, val_fraction=tc.val_fraction, test_fraction=tc.test_fraction)
+    train_cs, test_cs = splits["train"], splits["test"]
+    device = pick_device(tc.device)
+    torch.manual_seed(tc.seed)
+    rng = np.random.default_rng(tc.seed)
+    model = build_model(tc.model, tc.pretrained, tc.freeze).to(device)
+    baseline = model if tc.model == PRETRAINED and tc.pretrained else build_model(PRETRAINED, True, None).to(device)
+
+    out_root = Path(out_dir).expanduser() if out_dir else _default_out()
+    out_root.mkdir(parents=True, exist_ok=True)
+    name = f"{tc.model}-{tc.loss}"
+    with mlflow.start_run(run_name=run_name or name) as run, tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        mlflow.log_params({f"train.{k}": v for k, v in tc.model_dump().items()})
+        mlflow.log_params({
+            "data": ", ".join(str(r) for r in roots), "data_fingerprint": chips.fingerprint(),
+            "test_split": test_cs.fingerprint(), "device": str(device), "torch": torch.__version__,
+            "preprocessing": chips.prep_key, "skipped_images": len(chips.report.skipped),
+            **describe(splits),
+        })
+        mlflow.set_tags({"facestream.kind": "embedder", "facestream.data_fingerprint": chips.fingerprint()})
+        (tmp / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+        (tmp / "split.json").write_text(json.dumps({s: cs.names for s, cs in splits.items()}, indent=2))
+        (tmp / "skipped.txt").write_text("\n".join(chips.report.lines()) + "\n")
+        for f in ("config.json", "split.json", "skipped.txt"):
+            mlflow.log_artifact(str(tmp / f))
+
+        # the pretrained model on the same held-out identities, always
+        pre_metrics, pre_roc = ev.evaluate(ev.embed_torch(baseline, test_cs.chips, device), test_cs.labels,
+                                           seed=tc.seed, max_pairs=tc.max_pairs)
+        mlflow.log_metrics({f"pretrained_test_{k}": v for k, v in pre_metrics.items()})
+        if baseline is not model:
+            del baseline
+
+        loss_fn = make_loss(tc.loss, _embedding_dim(model, device, chips.chips.shape[1]), len(train_cs.names)).to(device)
+        if hasattr(loss_fn, "init_centres") and tc.pretrained:
+            emb = ev.embed_torch(model, train_cs.chips, device)
+            loss_fn.init_centres(torch.from_numpy(emb).to(device), torch.from_numpy(train_cs.labels).to(device))
+        params = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": tc.lr}]
+        if any(True for _ in loss_fn.parameters()):
+            params.append({"params": list(loss_fn.parameters()), "lr": tc.lr * 10})
+        opt = torch.optim.AdamW(params, weight_decay=tc.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc.epochs)
+        aug_cfg = AugmentConfig()
+        gen = torch.Generator().manual_seed(tc.seed)
+        history: list[dict[str, float]] = []
+        per_identity = 4 if tc.loss == "triplet" else None
+        from tqdm import tqdm
+
+        for epoch in tqdm(range(1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress):
+            model.train()
+            t0, seen, total = time.perf_counter(), 0, 0.0
+            for idx in _batches(train_cs.labels, tc.batch_size, rng, per_identity):
+                x = torch.from_numpy(train_cs.chips[idx]).to(device).permute(0, 3, 1, 2).float()
+                if tc.augment:
+                    x = augment(x, aug_cfg, generator=gen)
+                mean = torch.tensor(ev.MEAN_RGB, device=device).view(1, 3, 1, 1)
+                y = torch.from_numpy(train_cs.labels[idx]).to(device)
+                loss = loss_fn(model((x - mean) / ev.STD), y)
+                if not torch.isfinite(loss):
+                    raise FacestreamError(
+                        f"Training diverged at epoch {epoch} (loss {loss.item()}).", "Lower --set train.lr=...")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                seen += len(idx)
+                total += loss.item() * len(idx)
+            sched.step()
+            elapsed = time.perf_counter() - t0
+            row = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_images_per_s": seen / max(elapsed, 1e-9)}
+            if len(splits["val"].names) >= 2:
+                vm, _ = ev.evaluate(ev.embed_torch(model, splits["val"].chips, device), splits["val"].labels,
+                                    seed=tc.seed, max_pairs=tc.max_pairs)
+                row.update({f"val_{k}": vm[k] for k in ("auc", "tar_far1e-2", "eer", "top1")})
+            history.append(row)
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+
+        threshold, calibrated_on = _calibrate(model, splits, device, tc.seed, tc.max_pairs)
+        metrics, roc = ev.evaluate(ev.embed_torch(model, test_cs.chips, device), test_cs.labels,
+                                   seed=tc.seed, max_pairs=tc.max_pairs)
+        metrics["calibrated_threshold"] = threshold
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        mlflow.log_metrics({f"delta_{k}": metrics[k] - pre_metrics[k] for k in ("auc", "tar_far1e-2", "top1")})
+        mlflow.log_param("threshold_calibrated_on", calibrated_on)
+        mlflow.log_artifact(str(ev.plot_roc({f"fine-tuned ({name})": roc, "pretrained dlib ResNet": pre_roc},
+                                            tmp / "roc.png")), "plots")
+        mlflow.log_artifact(str(ev.plot_history(history, tmp / "training_curves.png")), "plots")
+        (tmp / "metrics.json").write_text(json.dumps({"fine_tuned": metrics, "pretrained": pre_metrics}, indent=2))
+        mlflow.log_artifact(str(tmp / "metrics.json"))
+
+        spec = save_model_dir(
+            model, out_root, name, input_size=int(chips.chips.shape[1]), padding=chips.padding,
+            threshold=threshold, architecture=tc.model,
+            extra={"run_id": run.info.run_id, "data_fingerprint": chips.fingerprint(),
+                   "test_split": test_cs.fingerprint(), "calibrated_on": calibrated_on,
+                   "test_metrics": {k: metrics[k] for k in ev.REPORTED if k in metrics}},
+        )
+        model_dir = spec.onnx_path.parent
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        mlflow.set_tag("facestream.model_id", spec.model_id)
+        result = TrainResult(run.info.run_id, model_dir, spec, metrics, pre_metrics, history,
+                             chips.fingerprint(), test_cs.fingerprint(), skipped=list(chips.report.skipped))
+        if register:
+            promo = tracking.register_model(
+                run.info.run_id, "model", config.mlflow.registry_name, metrics, test_cs.fingerprint(),
+                champion_metrics_on_split=_champion_evaluator(config.mlflow.registry_name, uri, test_cs, tc.seed,
+                                                              tc.max_pairs),
+            )
+            result.version, result.promoted, result.decision = promo.version, promo.promoted, promo.reason
+            mlflow.set_tags({"facestream.version": promo.version, "facestream.champion": str(promo.promoted),
+                             "facestream.decision": promo.reason})
+            log.info("registered %s v%s: %s", config.mlflow.registry_name, promo.version, promo.reason)
+    return result
+
+
+def _analyzer(config: Config):
+    """The runtime's face engine with the pretrained embedder's geometry (chip size, padding)."""
+    from stream.analyzer import FaceAnalyzer
+
+    if config.embedder.model != "dlib-resnet-v1":
+        config = config.model_copy(deep=True)
+        config.embedder.model = "dlib-resnet-v1"
+    return FaceAnalyzer(config)
+
+
+def _embedding_dim(model, device, size: int) -> int:
+    import torch
+
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        dim = int(model(torch.zeros(2, 3, size, size, device=device)).shape[1])
+    model.train(was)
+    return dim
+
+
+def _default_out() -> Path:
+    from stream.models import cache_dir
+
+    return cache_dir() / "trained"
+
+
+def _champion_evaluator(name: str, uri: str, test: ChipSet, seed: int, max_pairs: int):
+    """A callback that measures a registered version on this test split with the runtime's ONNX engine."""
+
+    def measure(version: str) -> dict[str, float] | None:
+        from stream.models import get_model
+
+        try:
+            spec = get_model(f"models:/{name}/{version}", tracking_uri=uri)
+            if spec.input_size != test.chips.shape[1]:
+                return None
+            metrics, _ = ev.evaluate(ev.embed_spec(spec, test.chips), test.labels, seed=seed, max_pairs=max_pairs)
+            return metrics
+        except FacestreamError as exc:
+            log.warning("could not evaluate champion v%s on this split: %s", version, exc)
+            return None
+
+    return measure
