@@ -16,7 +16,6 @@ from stream.attendance.monitor import AttendanceMonitor
 from stream.attendance.roster import gallery_people
 from stream.attendance.store import open_attendance_store
 from stream.config import Config
-from stream.errors import FacestreamError
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +37,7 @@ def attendance_for_run(config: Config, cameras: list[str], session: str | None =
     store = open_attendance_store(config.gallery.url)
     monitor = AttendanceMonitor(store, config.attendance, people=gallery_people(config.gallery.url),
                                 threshold=threshold)
-    if session is not None:
-        s = store.require_session(session)
-        if s.state() == "closed":
-            raise FacestreamError(f"Session {s.name!r} has already ended.",
-                                  "Start a new one with `facestream attendance start NAME ...`.")
-        if s.cameras and not set(s.cameras) & set(cameras):
-            raise FacestreamError(f"Session {s.name!r} watches {', '.join(s.cameras)}, which this run does not read "
-                                  f"(sources: {', '.join(cameras)}).", "Name the sources with the session's ids.")
-        monitor.refresh(force=True)
-    elif config.attendance.default_session:
-        monitor.record_day_session(cameras)
-    else:
-        monitor.refresh(force=True)
+    monitor.bind_run(cameras, session)
     return monitor
 
 

@@ -112,6 +112,32 @@ class AttendanceMonitor:
         self.refresh(force=True)
         return session
 
+    def bind_run(self, cameras: Iterable[str], session: str | None = None) -> None:
+        """Set up for a live run reading ``cameras``: check the named session, or open the day's one.
+
+        A named session must exist, must not have ended and must watch one of the cameras. Without
+        one, the run records into the day's session (``attendance.default_session``). Either way,
+        sessions started elsewhere or by the timetable are recorded too when they watch these cameras.
+
+        Raises:
+            FacestreamError: unknown, ended or elsewhere-watching session.
+        """
+        cameras = list(cameras)
+        if session is not None:
+            s = self.store.require_session(session)
+            if s.state(self.clock()) == "closed":
+                raise FacestreamError(f"Session {s.name!r} has already ended.",
+                                      "Start a new one with `facestream attendance start NAME ...`.")
+            if s.cameras and not set(s.cameras) & set(cameras):
+                raise FacestreamError(
+                    f"Session {s.name!r} watches {', '.join(s.cameras)}, which this run does not read "
+                    f"(sources: {', '.join(cameras)}).", "Give the sources the session's ids, or another session.")
+            self.refresh(force=True)
+        elif self.config.default_session:
+            self.record_day_session(cameras)
+        else:
+            self.refresh(force=True)
+
     def record_day_session(self, cameras: Iterable[str] = ()) -> None:
         """Keep a session for the day open while this process runs (``facestream run`` without --session)."""
         self._cameras |= set(cameras)
