@@ -155,3 +155,46 @@ def test_bad_urls(tmp_path):
     (tmp_path / "notdb.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(GalleryError):
         open_store(f"sqlite://{tmp_path}/notdb.db").list_people()
+
+
+def test_archive_round_trip_between_stores(store, tmp_path):
+    """Export from one store, import into the other kind: same people, vectors, chips; idempotent."""
+    from gallery.archive import export_gallery, import_gallery
+    from gallery.types import NewEmbedding
+
+    rng = np.random.default_rng(8)
+    store.enroll("Hana", [emb(x, chip=b"chip-a") for x in unit(rng, 2)], {"group": "A"})
+    store.enroll("Ivo", [emb(unit(rng, 1)[0])])
+    store.enroll("Ivo", [NewEmbedding(unit(rng, 1, 64)[0], "other", "h-other", b"chip-b", "x.jpg")])
+    manifest = export_gallery(store, tmp_path / "g.zip")
+    assert manifest["people"] == 2 and manifest["embeddings"] == 4
+    assert set(manifest["models"]) == {"m1", "other"}
+    target = open_store(f"sqlite://{tmp_path}/copy.db")
+    import_gallery(target, tmp_path / "g.zip")
+    import_gallery(target, tmp_path / "g.zip")  # twice: nothing doubles
+    assert [(p.name, p.n_embeddings) for p in target.list_people()] == [("Hana", 2), ("Ivo", 2)]
+    assert target.get_person("Hana").metadata == {"group": "A"}
+    assert target.get_person("Hana").id == store.get_person("Hana").id
+    a, b = store.load_matrix("m1"), target.load_matrix("m1")
+    assert a.person_ids == b.person_ids
+    assert sorted(map(bytes, a.matrix)) == sorted(map(bytes, b.matrix))
+    assert sorted(c[3] for c in target.iter_chips("m1")) == [b"chip-a", b"chip-a"]
+    assert target.model_counts() == {"m1": 3, "other": 1}
+
+
+def test_archive_bad_files(tmp_path, store):
+    import zipfile
+
+    from gallery.archive import import_gallery
+
+    with pytest.raises(GalleryError, match="not found"):
+        import_gallery(store, tmp_path / "missing.zip")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(GalleryError, match="damaged"):
+        import_gallery(store, tmp_path / "junk.zip")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("manifest.json", '{"format": "something-else", "version": 1}')
+        zf.writestr("people.json", "[]")
+    with pytest.raises(GalleryError, match="format"):
+        import_gallery(store, tmp_path / "other.zip")
+    assert store.list_people() == []
