@@ -1,0 +1,300 @@
+"""``facestream enroll``, ``identify``, ``verify``, ``people`` and ``gallery``: the gallery from the command line.
+
+Every command takes ``--gallery URL`` (else ``$FACESTREAM_GALLERY``, else the
+config's ``gallery.url``): ``sqlite:///path/gallery.db`` or ``redis://host:6379/0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from stream.cli import add_common_options
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gallery", metavar="URL",
+                   help="sqlite:///path/gallery.db or redis://host:6379/0 (default: $FACESTREAM_GALLERY, gallery.url)")
+    add_common_options(p)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enroll", help="add people from a folder of folders, photos, or a roster CSV/XLSX")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="people/ (one sub-folder per person), photos or URLs with --name, or roster.csv/.xlsx")
+    p.add_argument("--name", help="the person in the given photos")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata for everyone enrolled (repeatable), e.g. --meta group=B2")
+    p.add_argument("--name-column", help="roster column holding names (default: name, full name, student, ...)")
+    p.add_argument("--photo-column", help="roster column holding photo paths/URLs (default: photo, image, url, ...)")
+    p.add_argument("--json", action="store_true", help="print every verdict as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(handler=cmd_enroll)
+
+    p = sub.add_parser("identify", help="name every face in a photo (1:N), or list look-alikes with --top-k")
+    p.add_argument("photo")
+    p.add_argument("--top-k", type=int, default=None, help="closest enrolled people per face (default match.top_k)")
+    p.add_argument("--out", help="write the photo with boxes and names here")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(handler=cmd_identify)
+
+    p = sub.add_parser("verify", help="is the face in this photo that person (1:1)? exit 0 yes, 1 no")
+    p.add_argument("photo")
+    p.add_argument("--person", required=True, help="name or id of the enrolled person")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("people", help="list, show, rename or delete enrolled people")
+    psub = p.add_subparsers(dest="people_command", metavar="ACTION", required=True)
+    q = psub.add_parser("list", help="everyone enrolled")
+    q.add_argument("--json", action="store_true")
+    _common(q)
+    q.set_defaults(handler=cmd_people_list)
+    q = psub.add_parser("show", help="one person: metadata and embeddings")
+    q.add_argument("person", help="name or id")
+    q.add_argument("--json", action="store_true")
+    _common(q)
+    q.set_defaults(handler=cmd_people_show)
+    q = psub.add_parser("rename", help="change a display name")
+    q.add_argument("person")
+    q.add_argument("new_name")
+    _common(q)
+    q.set_defaults(handler=cmd_people_rename)
+    q = psub.add_parser("delete", help="remove a person and every trace (embeddings, chips, caches)")
+    q.add_argument("person")
+    _common(q)
+    q.set_defaults(handler=cmd_people_delete)
+
+    p = sub.add_parser("gallery", help="export/import a gallery, show its models, re-embed after a model change")
+    gsub = p.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
+    q = gsub.add_parser("export", help="write people, embeddings and chips to a .zip")
+    q.add_argument("file")
+    _common(q)
+    q.set_defaults(handler=cmd_gallery_export)
+    q = gsub.add_parser("import", help="add the people of an exported .zip (idempotent)")
+    q.add_argument("file")
+    _common(q)
+    q.set_defaults(handler=cmd_gallery_import)
+    q = gsub.add_parser("info", help="people, embeddings per model, and whether they match the current model")
+    q.add_argument("--json", action="store_true")
+    _common(q)
+    q.set_defaults(handler=cmd_gallery_info)
+    q = gsub.add_parser("reembed", help="re-embed stored face chips with the current model")
+    q.add_argument("--from-model", help="model id whose chips to re-embed (default: every other model)")
+    q.add_argument("--drop-old", action="store_true", help="delete the old model's embeddings afterwards")
+    _common(q)
+    q.set_defaults(handler=cmd_gallery_reembed)
+
+
+def _config(args: argparse.Namespace):
+    from stream.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _store(args: argparse.Namespace, config: Any = None):
+    from stream.recognize import open_gallery
+
+    return open_gallery(config or _config(args), args.gallery)
+
+
+def _analyzer(config: Any):
+    from stream.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer(config)
+
+
+def _dump(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from stream.enroll import Enroller, parse_meta
+
+    config = _config(args)
+    meta = parse_meta(args.meta)
+    store = _store(args, config)
+    enroller = Enroller(_analyzer(config), store, progress=not args.quiet)
+    report = enroller.enroll_path(args.sources, args.name, meta, args.name_column, args.photo_column)
+    if args.json:
+        _dump(report.to_json())
+    else:
+        for v in report.verdicts:
+            if not v.enrolled:
+                print(f"{v.verdict:14s} {v.person}: {v.source}" + (f" ({v.detail})" if v.detail else ""))
+        print(report.summary())
+    return 0 if report.people or any(v.verdict == "duplicate" for v in report.verdicts) else 1
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from stream.imageio import load_image, save_image
+    from stream.recognize import gallery_errors, identify, open_matcher, results_to_json
+
+    config = _config(args)
+    top_k = args.top_k or config.match.top_k
+    rgb = load_image(args.photo)
+    analyzer = _analyzer(config)
+    store = _store(args, config)
+    matcher = open_matcher(analyzer, store, watch=False)
+    with gallery_errors():
+        matcher.ensure_ready()
+    faces, results = identify(analyzer, matcher, rgb, top_k=top_k)
+    if args.out:
+        from stream.draw import draw_faces
+
+        save_image(args.out, draw_faces(rgb, faces))
+    if args.json:
+        _dump({"image": args.photo, "model": analyzer.model_id, "threshold": round(matcher.threshold, 4),
+               "faces": results_to_json(faces, results)})
+        return 0
+    if not len(faces):
+        print("no face found")
+        return 0
+    for i, res in enumerate(results):
+        box = ",".join(f"{v:.0f}" for v in faces.xyxy[i])
+        sim = "-" if not res.candidates else f"{res.similarity:.3f}"
+        print(f"face {i + 1} [{box}]: {faces.name[i]} (similarity {sim}, threshold {matcher.threshold:.3f})")
+        if top_k > 1:
+            for m in res.candidates:
+                print(f"    {m.rank}. {m.name} {m.similarity:.3f}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from stream.imageio import load_image
+    from stream.recognize import open_matcher, verify
+
+    config = _config(args)
+    rgb = load_image(args.photo)
+    store = _store(args, config)
+    analyzer = _analyzer(config)
+    result = verify(analyzer, open_matcher(analyzer, store, watch=False), rgb, args.person)
+    if args.json:
+        _dump(result.to_json())
+    else:
+        word = "SAME person" if result.same else "NOT the same person"
+        print(f"{word}: {result.name} similarity {result.similarity:.3f} (threshold {result.threshold:.3f})")
+    return 0 if result.same else 1
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+
+def cmd_people_list(args: argparse.Namespace) -> int:
+    from stream.recognize import gallery_errors
+
+    with gallery_errors():
+        people = _store(args).list_people()
+    if args.json:
+        _dump([p.to_json() for p in people])
+        return 0
+    for p in people:
+        meta = " ".join(f"{k}={v}" for k, v in p.metadata.items())
+        print(f"{p.id}  {p.name:30s} {p.n_embeddings:3d} embeddings  {meta}")
+    print(f"{len(people)} people")
+    return 0
+
+
+def cmd_people_show(args: argparse.Namespace) -> int:
+    from stream.recognize import gallery_errors
+
+    store = _store(args)
+    with gallery_errors():
+        person = store.get_person(args.person)
+        embs = store.embeddings_of(person.id)
+    if args.json:
+        _dump({**person.to_json(), "embeddings": [e.to_json() for e in embs]})
+        return 0
+    print(f"{person.name} (id {person.id}), enrolled {_when(person.created)}, updated {_when(person.updated)}")
+    for k, v in person.metadata.items():
+        print(f"  {k}: {v}")
+    for e in embs:
+        print(f"  {e.model_id} {e.hash[:12]} {'chip' if e.has_chip else 'no chip'} {_when(e.created)} {e.source}")
+    return 0
+
+
+def cmd_people_rename(args: argparse.Namespace) -> int:
+    from stream.recognize import gallery_errors
+
+    with gallery_errors():
+        person = _store(args).rename_person(args.person, args.new_name)
+    print(f"renamed to {person.name} (id {person.id})")
+    return 0
+
+
+def cmd_people_delete(args: argparse.Namespace) -> int:
+    from stream.recognize import gallery_errors
+
+    with gallery_errors():
+        person = _store(args).delete_person(args.person)
+    print(f"deleted {person.name} (id {person.id}) and {person.n_embeddings} embeddings")
+    return 0
+
+
+def cmd_gallery_export(args: argparse.Namespace) -> int:
+    from gallery.archive import export_gallery
+    from stream.recognize import gallery_errors
+
+    with gallery_errors():
+        m = export_gallery(_store(args), args.file)
+    print(f"exported {m['people']} people, {m['embeddings']} embeddings to {args.file}")
+    return 0
+
+
+def cmd_gallery_import(args: argparse.Namespace) -> int:
+    from gallery.archive import import_gallery
+    from stream.recognize import gallery_errors
+
+    with gallery_errors():
+        m = import_gallery(_store(args), args.file)
+    print(f"imported {m['people']} people, {m['embeddings']} embeddings from {args.file}")
+    return 0
+
+
+def cmd_gallery_info(args: argparse.Namespace) -> int:
+    from stream.recognize import gallery_errors, gallery_url
+
+    config = _config(args)
+    with gallery_errors():
+        store = _store(args, config)
+        info = {"url": gallery_url(config, args.gallery), "people": len(store.list_people()),
+                "embeddings_per_model": store.model_counts(), "version": store.version(),
+                "configured_model": config.embedder.model}
+    if args.json:
+        _dump(info)
+        return 0
+    print(f"{info['url']}: {info['people']} people, version {info['version']}")
+    for m, n in info["embeddings_per_model"].items():
+        print(f"  {m}: {n} embeddings")
+    return 0
+
+
+def cmd_gallery_reembed(args: argparse.Namespace) -> int:
+    from stream.enroll import Enroller
+    from stream.recognize import gallery_errors
+
+    config = _config(args)
+    store = _store(args, config)
+    analyzer = _analyzer(config)
+    with gallery_errors():
+        models = [args.from_model] if args.from_model else [
+            m for m in store.model_counts() if m != analyzer.model_id]
+    if not models:
+        print(f"every embedding is already made by {analyzer.model_id}")
+        return 0
+    enroller = Enroller(analyzer, store, progress=False)
+    for model in models:
+        report = enroller.reembed(model)
+        print(f"{model} -> {analyzer.model_id}: {report.summary()}", file=sys.stdout)
+        if args.drop_old:
+            with gallery_errors():
+                n = store.delete_model(model)
+            print(f"dropped {n} embeddings of {model}")
+    return 0
