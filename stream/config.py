@@ -100,6 +100,11 @@ class TrackingConfig(Section):
     embed_every: int = Field(10, ge=1, le=1000, description="Re-embed a confident track every N frames.")
     vote_window: int = Field(7, ge=1, le=100, description="Recent matches a track's identity is voted over.")
     min_votes: int = Field(2, ge=1, le=100, description="Votes a name needs before the track takes it.")
+    split_below: float | None = Field(
+        None, ge=-1.0, le=1.0,
+        description="A track whose new embedding is less similar than this to its past ones is split into a new "
+        "track (scene cut, people crossing); None = the model's match threshold.",
+    )
 
 
 class SourceConfig(Section):
