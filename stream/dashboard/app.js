@@ -106,8 +106,12 @@
         break;
       case "error": log("error", msg.error || JSON.stringify(msg)); break;
       case "subscribed": break;
+      case "event":
+        // person events are what a human wants to read; track starts/ends are noise here
+        if (msg.event === "person_appeared" || msg.event === "person_left") log(msg.event, describe(msg));
+        break;
       default:
-        if (msg.type === "event" || msg.event) log(msg.event || msg.type, describe(msg));
+        break;
     }
   }
 

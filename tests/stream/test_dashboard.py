@@ -1,0 +1,211 @@
+"""The dashboard end to end: a real `facestream run` on the Hamilton clip, a real headless Chromium.
+
+Lin-Manuel Miranda, Alex Lacamoire and Joe Biden are enrolled (a roster of the
+three); Joe never appears in the clip. The page must show Lin turn present, Joe
+stay absent and boxes drawn over the live view; the CSV report must say what
+the page shows; a restart of the server in the middle of the session must
+count nobody twice and lose nobody, and the page must reconnect by itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gallery.store import open_store
+from gallery.types import NewEmbedding, content_hash
+from stream.attendance import create_session, open_attendance_store
+from stream.attendance.roster import gallery_people
+from stream.imageio import load_image
+from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port
+
+TOKEN = "dash-secret"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ENROL = {
+    "Lin-Manuel Miranda": ["Lin_Manuel_Miranda/lin-manuel-miranda.png"],
+    "Alex Lacamoire": ["Alex_Lacamoire/alex-lacamoire.png", "Alex_Lacamoire/img1.jpg"],
+    "Joe Biden": ["Joe_Biden/biden.jpg"],
+}
+
+
+@pytest.fixture(scope="module")
+def gallery_url(tmp_path_factory, analyzer) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash')}/gallery.db"
+    with open_store(url) as g:
+        for name, files in ENROL.items():
+            embs = []
+            for rel in files:
+                path = EXAMPLES / rel
+                faces, _ = analyzer.largest_face(load_image(path))
+                embs.append(NewEmbedding(vector=faces.embedding[0], model_id=analyzer.model_id,
+                                         hash=content_hash(path.read_bytes()), source=rel))
+            g.enroll(name, embs, metadata={"group": "hamilton"})
+    return url
+
+
+class Run:
+    """`facestream run` on the looping clip, as a separate process (so it can be killed and restarted)."""
+
+    def __init__(self, url: str, port: int, log: Path, session: str | None = "hamilton"):
+        cmd = [sys.executable, "-m", "stream", "-v", "run", str(HAMILTON), "--loop", "--realtime",
+               "--gallery", url, "--port", str(port), "--token", TOKEN]
+        if session:
+            cmd += ["--session", session]
+        self.port = port
+        self.log = log
+        with open(log, "ab") as fh:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"facestream run exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        pytest.fail(f"facestream run did not serve in 90 s:\n{log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def wait_until(fn, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def page_statuses(page) -> dict[str, str]:
+    return page.eval_on_selector_all(
+        "#roster tbody tr", "rows => Object.fromEntries(rows.map(r => [r.dataset.personId, r.dataset.status]))")
+
+
+def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    store = open_attendance_store(gallery_url)
+    session = create_session(store, gallery_people(gallery_url), "hamilton", roster="group=hamilton")
+    ids = {r.name: r.person_id for r in session.roster}
+    assert set(ids) == set(ENROL)
+    port = free_port()
+    run = Run(gallery_url, port, tmp_path / "run1.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/?token={TOKEN}")
+            page.wait_for_selector("#conn[data-state=open]", timeout=30_000)
+            lin = f"#roster tr[data-person-id='{ids['Lin-Manuel Miranda']}']"
+            page.wait_for_selector(f"{lin}[data-status=present]", timeout=90_000)
+            assert page.get_attribute(f"#roster tr[data-person-id='{ids['Joe Biden']}']", "data-status") == "absent"
+            # the live view draws boxes with names over the frames
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#cameras canvas')].some(c => Number(c.dataset.drawn) > 0"
+                " && c.dataset.names.includes('Lin-Manuel Miranda'))", timeout=60_000)
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot))
+            (ROOT / "artifacts").mkdir(exist_ok=True)
+            shutil.copy(shot, ROOT / "artifacts" / "dashboard.png")
+
+            # the report (the page's own download link) says what the page shows
+            shown = page_statuses(page)
+            href = page.get_attribute("#report-csv", "href")
+            resp = page.request.get(base + href)
+            assert resp.status == 200 and "attachment" in resp.headers["content-disposition"]
+            rows = list(csv.DictReader(io.StringIO(resp.text().split("# unknown")[0])))
+            roster_rows = {r["person_id"]: r["status"] for r in rows if r["on_roster"] == "yes"}
+            assert roster_rows == shown
+            assert shown[ids["Lin-Manuel Miranda"]] == "present" and shown[ids["Joe Biden"]] == "absent"
+
+            # restart in the middle of the session: the page reconnects, nobody is counted twice or lost
+            before = {r.person_id: r for r in store.records("hamilton")}
+            run.stop()
+            page.wait_for_selector("#conn[data-state=reconnecting]", timeout=15_000)
+            t_restart = time.time()
+            run = Run(gallery_url, port, tmp_path / "run2.log")
+            page.wait_for_selector("#conn[data-state=open]", timeout=30_000)
+            lin_id = ids["Lin-Manuel Miranda"]
+            wait_until(lambda: any(r.person_id == lin_id and r.last_seen > t_restart
+                                   for r in store.records("hamilton")), 90, "Lin seen again after the restart")
+            after = {r.person_id: r for r in store.records("hamilton")}
+            assert set(before) <= set(after) and len(after) == len(set(after))
+            assert len([r for r in store.records("hamilton") if r.person_id == lin_id]) == 1
+            assert after[lin_id].first_seen == pytest.approx(before[lin_id].first_seen)
+            page.wait_for_selector(f"{lin}[data-status=present]", timeout=10_000)
+            assert page_statuses(page)[ids["Joe Biden"]] == "absent"
+
+            # bad input from the dashboard: a roster naming people not enrolled, an overlapping session
+            page.click("#start-box summary")
+            page.fill("#start-form input[name=name]", "encore")
+            page.fill("#start-form input[name=people]", "Lin-Manuel Miranda, Nobody Enrolled")
+            page.click("#start-form button[type=submit]")
+            page.wait_for_selector("#start-msg.error", timeout=10_000)
+            assert "not enrolled: Nobody Enrolled" in page.inner_text("#start-msg")
+            page.fill("#start-form input[name=people]", "Joe Biden")
+            page.fill("#start-form input[name=cameras]", "cam0")
+            page.click("#start-form button[type=submit]")
+            page.wait_for_function("() => document.querySelector('#start-msg').textContent.includes('overlaps')",
+                                   timeout=10_000)
+            assert "overlaps session 'hamilton'" in page.inner_text("#start-msg")
+            # stop from the dashboard: the session closes, the absent person stays absent
+            page.click("#stop-btn")
+            page.wait_for_selector("#session-state[data-state=closed]", timeout=15_000)
+            assert store.get_session("hamilton").state() == "closed"
+            assert page_statuses(page)[ids["Joe Biden"]] == "absent"
+
+            # a browser without the token: a clear message, no data
+            anon = browser.new_page()
+            anon.goto(f"{base}/")
+            anon.wait_for_selector("#auth-error:not([hidden])", timeout=10_000)
+            assert "needs an access token" in anon.inner_text("#auth-error")
+            assert anon.get_attribute("#conn", "data-state") == "unauthorized"
+            status, body = http_get(f"{base}/api/attendance/report?session=hamilton")
+            assert status == 401 and b"token" in body
+            status, body = http_get(f"{base}/api/attendance/report?session=nope&token={TOKEN}")
+            assert status == 404 and b"Unknown attendance session 'nope'" in body
+            browser.close()
+    finally:
+        run.stop()
+
+
+def test_run_with_an_unknown_session_says_so(gallery_url, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream", "run", str(HAMILTON), "--no-server", "--max-frames", "1",
+         "--gallery", gallery_url, "--session", "no such session"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Unknown attendance session 'no such session'" in proc.stderr and "Traceback" not in proc.stderr
