@@ -209,3 +209,61 @@ def test_run_with_an_unknown_session_says_so(gallery_url, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Unknown attendance session 'no such session'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_blur_hides_faces_that_are_not_enrolled(tmp_path):
+    """The page blurs unknown faces (and only those) when asked; served by the real server, no models."""
+    import cv2
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from gallery.types import Person
+    from stream.attendance import AttendanceMonitor
+    from stream.attendance.web import AttendanceServer
+    from stream.config import AttendanceConfig, ServerConfig
+    from stream.faces import Faces, FrameResult
+
+    store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
+    people = [Person("p1", "Lin-Manuel Miranda", {"group": "h"})]
+    monitor = AttendanceMonitor(store, AttendanceConfig(), people=lambda: people)
+    monitor.start_session("blur", roster="group=h")
+    server = AttendanceServer(ServerConfig(port=0, token=TOKEN, jpeg_fps=30),
+                              stats=lambda: {"sources": {"cam0": {"fps": 12.5, "dropped": 7, "state": "running"}}},
+                              monitor=monitor).start()
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)  # sharp noise: blur shows as lost contrast
+    known, unknown = [40, 40, 200, 200], [400, 120, 560, 280]
+    faces = Faces(xyxy=[known, unknown], score=[0.9, 0.9], track_id=np.array([1, 2]), identity=["p1", None],
+                  name=["Lin-Manuel Miranda", "unknown"], similarity=np.array([0.95, np.nan], np.float32))
+    message = FrameResult("cam0", 0, time.time(), faces, width=640, height=360).to_json()
+    std_of = ("([x1, y1, x2, y2]) => { const c = document.querySelector('canvas[data-source=cam0]');"
+              " const d = c.getContext('2d').getImageData(x1 + 10, y1 + 10, x2 - x1 - 20, y2 - y1 - 20).data;"
+              " let s = 0, s2 = 0, n = 0; for (let i = 0; i < d.length; i += 4) { s += d[i]; s2 += d[i] * d[i]; n++; }"
+              " return Math.sqrt(s2 / n - (s / n) ** 2); }")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/?token={TOKEN}&blur=1")
+            page.wait_for_selector("#conn[data-state=open]", timeout=15_000)
+
+            def drawn_with(_):
+                server.publish(message, source="cam0", image=cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                return page.evaluate("() => Number(document.querySelector('canvas[data-source=cam0]')"
+                                     "?.dataset.drawn || 0) > 1")
+
+            wait_until(lambda: drawn_with(None), 20, "frames drawn")
+            sharp, blurred = page.evaluate(std_of, known), page.evaluate(std_of, unknown)
+            assert sharp > 30 and blurred < sharp / 3, (sharp, blurred)  # known stays sharp, unknown is blurred
+            page.uncheck("#blur")
+            assert page.evaluate(std_of, unknown) > 30
+            assert page.inner_text("figure.camera figcaption").replace("\n", " ").endswith(
+                "12.5 fps · dropped 7 · running")
+            # a websocket without the token is refused at the handshake
+            page2 = browser.new_page()
+            page2.goto(f"http://127.0.0.1:{server.port}/?token=wrong")
+            page2.wait_for_selector("#auth-error:not([hidden])", timeout=10_000)
+            assert "token in this page's address is wrong" in page2.inner_text("#auth-error")
+            browser.close()
+    finally:
+        server.stop()
