@@ -67,6 +67,13 @@ class AttendanceStore(abc.ABC):
     @abc.abstractmethod
     def unknown_snapshots(self, session: str) -> list[tuple[float, str, bytes]]: ...
 
+    @abc.abstractmethod
+    def forget_person(self, person_id: str) -> int:
+        """Remove a person from every session: records, snapshots, roster entries (gallery deletion).
+
+        Returns how many sessions held them.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional for backends
         """Release connections."""
 

@@ -126,6 +126,29 @@ class RedisAttendanceStore(AttendanceStore):
             out.append((meta["seen"], meta["camera"], jpeg))
         return out
 
+    def forget_person(self, person_id: str) -> int:
+        touched = 0
+        key = PREFIX + "sessions"
+        for s in self.sessions():
+            pipe = self._r.pipeline()
+            pipe.hdel(PREFIX + "rec:" + s.name, person_id)
+            pipe.hdel(PREFIX + "snap:" + s.name, person_id)
+            had_record = self._call(pipe.execute)[0]
+            on_roster = any(r.person_id == person_id for r in s.roster)
+            if on_roster:
+
+                def update(p, name=s.name, key=key):
+                    raw = p.hget(key, name)
+                    if raw:
+                        d = json.loads(raw)
+                        d["roster"] = [r for r in d.get("roster", []) if r["person_id"] != person_id]
+                        p.multi()
+                        p.hset(key, name, json.dumps(d))
+
+                self._call(self._r.transaction, update, key)
+            touched += bool(had_record or on_roster)
+        return touched
+
     def close(self) -> None:
         self._r.close()
 

@@ -146,6 +146,29 @@ class SQLiteAttendanceStore(AttendanceStore):
                        "AND snapshot IS NOT NULL ORDER BY seen", (session,))
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
+    def forget_person(self, person_id: str) -> int:
+        touched = set()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for (name,) in self._db.execute("SELECT session FROM attendance_records WHERE person_id = ?",
+                                                (person_id,)).fetchall():
+                    touched.add(name)
+                self._db.execute("DELETE FROM attendance_records WHERE person_id = ?", (person_id,))
+                for name, data in self._db.execute("SELECT name, data FROM attendance_sessions").fetchall():
+                    d = json.loads(data)
+                    kept = [r for r in d.get("roster", []) if r["person_id"] != person_id]
+                    if len(kept) != len(d.get("roster", [])):
+                        d["roster"] = kept
+                        touched.add(name)
+                        self._db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?",
+                                         (json.dumps(d), name))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(touched)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

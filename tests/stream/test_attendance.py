@@ -139,6 +139,11 @@ def test_store_upsert_keeps_earliest_first_seen_and_best_snapshot(store, store_u
     assert len(other.records("cs101")) == 1 and other.unknown_count("cs101") == 2
     assert other.unknown_snapshots("cs101") == [(pytest.approx(T0), "cam0", b"JPEG")]
     assert other.get_session("cs101").roster == s.roster
+    # deleting a person from the gallery removes every trace here too
+    store.upsert("cs101", "p-joe", "Joe Biden", True, T0 + 7, T0 + 8, "cam0", 0.7, b"J")
+    assert other.forget_person("p-joe") == 1
+    assert store.snapshot("cs101", "p-joe") is None and [r.person_id for r in store.records("cs101")] == ["p-lin"]
+    assert "p-joe" not in store.get_session("cs101").roster_ids()
     other.delete_session("cs101")
     assert store.get_session("cs101") is None and store.records("cs101") == [] and store.unknown_count("cs101") == 0
     other.close()
