@@ -172,6 +172,8 @@ class Pipeline:
         self.analyzer = analyzer
         self.matcher = matcher
         self.max_frames = max_frames
+        split = config.tracking.split_below
+        self.split_threshold = float(analyzer.threshold if split is None else split)
         self.batcher: EmbedBatcher | None = None
         self.sources: list[Source] = []
         self.workers: list[_Worker] = []
@@ -329,8 +331,15 @@ class Pipeline:
         timings["landmarks"] = (t1 - t0) * 1000
         timings["embed"] = (t2 - t1) * 1000
         timings["match"] = (t3 - t2) * 1000
-        for i, res in zip(need, results, strict=True):
-            track = tracks[i]
+        for j, (i, res) in enumerate(zip(need, results, strict=True)):
+            track, split = w.tracker.check_appearance(tracks[i], emb[j], self.split_threshold, frame.index,
+                                                      frame.timestamp)
+            if split is not None:  # the box continued but the face is someone else's: a new track
+                self._track_ended(w, split, frame.index, frame.timestamp)
+                tracks[i] = track
+                faces.track_id[i] = track.track_id
+                self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp,
+                                            track.info()))
             embedded[i] = True
             before = (track.person_id, track.name, track.age_frames, track.age_s)
             best = res.best

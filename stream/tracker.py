@@ -70,6 +70,8 @@ class Track:
     name: str = UNKNOWN
     similarity: float = float("nan")
     named_frames: int = 0  # frames seen while carrying the current name
+    appearance: np.ndarray | None = None  # mean of recent embeddings (normalised): who this track looks like
+    jumped: bool = False  # the last association was a weak overlap: maybe another face, check it
 
     @property
     def age_frames(self) -> int:
@@ -110,8 +112,16 @@ class TrackUpdate:
 class Tracker:
     """IoU tracker (Hungarian assignment) with per-track identity voting, for one source.
 
+    Boxes alone cannot tell a scene cut or two people crossing from one person
+    moving, so appearance keeps tracks honest: a track whose box jumped (weak
+    overlap) is re-embedded at once, and a track whose new embedding no longer
+    looks like its past ones is split (:meth:`check_appearance`), so a name
+    never passes from one person to another.
+
     Not thread-safe: each source's worker owns one tracker.
     """
+
+    JUMP_IOU = 0.5  # an association weaker than this triggers an immediate appearance check
 
     def __init__(self, config: TrackingConfig | None = None, first_id: int = 1):
         self.config = config or TrackingConfig()
@@ -134,6 +144,7 @@ class Tracker:
             for r, c in zip(rows, cols, strict=True):
                 if iou[r, c] >= self.config.iou_match:
                     assigned[r] = live[c]
+                    live[c].jumped = bool(iou[r, c] < self.JUMP_IOU)
         matched = {id(t) for t in assigned if t is not None}
         started: list[Track] = []
         old = len(self.tracks)
@@ -173,7 +184,7 @@ class Tracker:
     # -- identity ----------------------------------------------------------
     def needs_embedding(self, track: Track, frame: int) -> bool:
         """New, uncertain, or due for its periodic re-check."""
-        if track.last_embed_frame is None:
+        if track.last_embed_frame is None or track.jumped:
             return True
         if self.uncertain(track):
             return True
@@ -187,6 +198,31 @@ class Tracker:
             return track.votes[-1].person_id != track.person_id
         unknown_votes = sum(v.person_id is None for v in track.votes)
         return unknown_votes < self.config.min_votes and len(track.votes) < self.config.vote_window
+
+    def check_appearance(self, track: Track, embedding: np.ndarray, threshold: float, frame: int,
+                         timestamp: float) -> tuple[Track, Track | None]:
+        """Keep the track if ``embedding`` still looks like it, else split it.
+
+        Args:
+            embedding: the face's new L2-normalised embedding.
+            threshold: cosine similarity at or above which two faces are the same person.
+
+        Returns:
+            (the track the face belongs to, the ended track or None). On a split the
+            new track starts fresh (new id, no votes) at the same box.
+        """
+        emb = np.asarray(embedding, np.float32).reshape(-1)
+        track.jumped = False
+        if track.appearance is not None and float(track.appearance @ emb) < threshold:
+            fresh = Track(self._next_id, track.box.copy(), frame, timestamp, frame, timestamp)
+            self._next_id += 1
+            self.tracks = [fresh if t is track else t for t in self.tracks]
+            log.debug("track %d split: new face, now track %d", track.track_id, fresh.track_id)
+            fresh.appearance = emb
+            return fresh, track
+        mean = emb if track.appearance is None else 0.7 * track.appearance + 0.3 * emb
+        track.appearance = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return track, None
 
     def vote(self, track: Track, vote: Vote) -> bool:
         """Record a recognition and re-decide the identity; True when the name changed.

@@ -105,3 +105,28 @@ def test_unknown_person_stays_unknown_with_stable_id_and_settles():
         assert t.name == UNKNOWN
     # two votes settle "unknown"; after that, one check every 5 frames: 0,1, 6, 11, 16, 21, 26
     assert embeds == 7
+
+
+def unit(*v) -> np.ndarray:
+    x = np.array(v, np.float32)
+    return x / np.linalg.norm(x)
+
+
+def test_a_weak_overlap_triggers_a_check_and_a_new_face_splits_the_track():
+    tr = Tracker(TrackingConfig(iou_match=0.3, vote_window=5, min_votes=2, embed_every=10))
+    (t,) = tr.update(faces([0, 0, 100, 100]), 0, 0.0).tracks
+    for k in range(2):
+        t, split = tr.check_appearance(t, unit(1, 0, 0), 0.9, k, k)
+        assert split is None
+        tr.vote(t, Vote("ada", "Ada", 0.95, k))
+    tr.update(faces([2, 0, 102, 100]), 2, 2.0)
+    assert t.name == "Ada" and not tr.needs_embedding(t, 2)
+    # a scene cut: a smaller face overlapping the old box continues the track (IoU ~0.36)...
+    (same,) = tr.update(faces([40, 20, 100, 80]), 3, 3.0).tracks
+    assert same is t and tr.needs_embedding(t, 3)  # ...but is checked at once
+    same_look, split = tr.check_appearance(t, unit(0.99, 0.14, 0), 0.9, 3, 3.0)
+    assert split is None and same_look is t and not t.jumped
+    new, split = tr.check_appearance(t, unit(0, 1, 0), 0.9, 3, 3.0)  # somebody else
+    assert split is t and new is not t and new.track_id != t.track_id
+    assert new.name == UNKNOWN and not new.votes and tr.tracks == [new]
+    np.testing.assert_array_equal(new.box, t.box)

@@ -1,0 +1,202 @@
+"""End to end: the Hamilton clip through a real RTSP server, the live pipeline and a real websocket client.
+
+The RTSP server is GStreamer's (``tests/stream/rtsp_server.py`` under the system
+python); the gallery is a real SQLite store with Lin-Manuel Miranda enrolled from
+his photo; results are read back by a websocket client over a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import selectors
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stream.config import SourceConfig, load_config
+from stream.pipeline import Pipeline
+from stream.server import StreamServer
+from tests.conftest import EXAMPLES, HAMILTON, free_port
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+LIN = "Lin-Manuel Miranda"
+
+
+class RtspServer:
+    """``rtsp_server.py`` as a subprocess on a fixed port, so it can be killed and started again."""
+
+    def __init__(self, video: Path):
+        self.video = video
+        self.port = free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/live"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SCRIPT), str(self.video), str(self.port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout) or self.proc.stdout.readline().strip() != "READY":
+            self.kill()
+            pytest.fail(f"RTSP server did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def rtsp():
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.fail("the system python with GStreamer's RTSP server is missing; run `bash .ci/setup`")
+    server = RtspServer(HAMILTON)
+    server.start()
+    yield server
+    server.kill()
+
+
+class WsCollector:
+    """A real websocket client in its own thread that keeps every message it receives."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.messages: list[dict] = []
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self) -> WsCollector:
+        self._thread.start()
+        assert self.connected.wait(10), "websocket client could not connect"
+        return self
+
+    async def _run(self) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(self.url) as ws:
+            self.connected.set()
+            while not self._stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.2)
+                except asyncio.TimeoutError:
+                    continue
+                self.messages.append(json.loads(raw))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def frames(self, source: str) -> list[dict]:
+        return [m for m in self.messages if m.get("type") == "frame" and m["source"] == source]
+
+
+def wait_until(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def lin_matcher(tmp_path_factory, analyzer):
+    """A real SQLite gallery with Lin-Manuel Miranda enrolled from one photo, and its matcher."""
+    from gallery.matcher import Matcher
+    from gallery.store import open_store
+    from gallery.types import NewEmbedding, content_hash
+    from stream.imageio import load_image
+
+    photo = EXAMPLES / "Lin_Manuel_Miranda" / "lin-manuel-miranda.png"
+    faces = analyzer.analyze(load_image(photo))
+    assert len(faces) >= 1
+    biggest = int((faces.width * faces.height).argmax())
+    store = open_store(f"sqlite:///{tmp_path_factory.mktemp('gallery') / 'gallery.db'}")
+    store.enroll(LIN, [NewEmbedding(faces.embedding[biggest], analyzer.model_id, content_hash(photo.read_bytes()),
+                                    source=str(photo))])
+    matcher = Matcher(store, analyzer.model_id, analyzer.threshold)
+    yield matcher
+    matcher.close()
+    store.close()
+
+
+def test_rtsp_and_file_recognise_lin_manuel_miranda(rtsp, analyzer, lin_matcher):
+    config = load_config(overrides=["server.port=0", "server.stats_every=0"])
+    sources = [SourceConfig(url=str(HAMILTON), id="file"), SourceConfig(url=rtsp.url, id="rtsp")]
+    with StreamServer(config.server, static_dir=None) as server:
+        pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=lin_matcher)
+        server.attach(pipeline)
+        client = WsCollector(f"ws://127.0.0.1:{server.port}/").start()
+        try:
+            with pipeline:
+                assert pipeline.workers[0].done.wait(300), "the file did not finish"
+                # keep going until the RTSP source has shown one whole loop of the clip
+                wait_until(lambda: pipeline.source("rtsp").frames_read >= 300, 120, "a full loop over RTSP")
+                wait_until(lambda: len(client.frames("file")) >= 275, 30, "every file result on the websocket")
+        finally:
+            client.stop()
+    stats = pipeline.stats()["sources"]
+    assert stats["file"]["processed"] == 275 and stats["file"]["dropped"] == 0
+
+    by_frame = {m["frame"]: m for m in client.frames("file")}
+    assert sorted(by_frame) == list(range(275))
+    detected = [by_frame[k] for k in range(100, 201) if any(f["box"][2] - f["box"][0] >= 40
+                                                            for f in by_frame[k]["faces"])]
+    named = [m for m in detected if any(f["name"] == LIN for f in m["faces"])]
+    assert len(detected) >= 50, f"Lin's face found in only {len(detected)} of frames 100-200"
+    assert len(named) >= 0.9 * len(detected), f"named in {len(named)} of {len(detected)} frames"
+    for m in named:
+        assert sum(f["name"] == LIN for f in m["faces"]) == 1
+    # frames of other people (the pianist in profile, the audience with the Obamas) never carry his name
+    for k in list(range(20, 81)) + list(range(220, 275)):
+        assert all(f["name"] != LIN for f in by_frame[k]["faces"]), f"frame {k} names someone else as him"
+    face = next(f for m in named for f in m["faces"] if f["name"] == LIN)
+    assert face["person_id"] and face["similarity"] >= analyzer.threshold and face["age_frames"] >= 1
+    assert {"box", "score", "track_id", "age_s", "votes", "embedded"} <= set(face)
+    # the RTSP copy: results arrived over the websocket, and he is named there as well
+    rtsp_frames = client.frames("rtsp")
+    assert len(rtsp_frames) >= 100
+    assert any(f["name"] == LIN for m in rtsp_frames for f in m["faces"])
+    events = [m for m in client.messages if m.get("type") == "event" and m["source"] == "file"]
+    appeared = [e for e in events if e["event"] == "person_appeared"]
+    assert appeared and all(e["name"] == LIN for e in appeared)
+    assert any(e["event"] == "person_left" and e["name"] == LIN for e in events)
+    # embedding ran only for some faces, not every face of every frame (the point of tracking)
+    assert stats["file"]["embedded"] < stats["file"]["faces"] / 2
+
+
+def test_rtsp_outage_reconnects_while_another_source_keeps_flowing(rtsp, analyzer):
+    config = load_config(overrides=["server.port=0", "server.stats_every=0"])
+    sources = [
+        SourceConfig(url=rtsp.url, id="rtsp", stall_timeout=1.0, max_backoff=0.5),
+        SourceConfig(url=str(HAMILTON), id="other", realtime=True, loop=True),
+    ]
+    with StreamServer(config.server, static_dir=None) as server:
+        pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=None)
+        server.attach(pipeline)
+        client = WsCollector(f"ws://127.0.0.1:{server.port}/").start()
+        try:
+            with pipeline:
+                cam, other = pipeline.source("rtsp"), pipeline.source("other")
+                wait_until(lambda: len(client.frames("rtsp")) >= 30, 60, "RTSP results")
+                rtsp.kill()
+                wait_until(lambda: cam.state == "reconnecting", 30, "the outage to be noticed")
+                during_rtsp = len(client.frames("rtsp"))
+                other_before = len(client.frames("other"))
+                time.sleep(2.0)  # the outage lasts a while
+                assert len(client.frames("other")) > other_before + 10, "the second source stalled"
+                assert cam.state == "reconnecting"
+                rtsp.start()
+                wait_until(lambda: len(client.frames("rtsp")) >= during_rtsp + 30, 60, "RTSP results after restart")
+                assert cam.reconnects >= 1 and other.reconnects == 0
+        finally:
+            client.stop()
+    stats = pipeline.stats()["sources"]
+    assert stats["rtsp"]["reconnects"] >= 1 and stats["rtsp"]["state"] in ("running", "stopped")
+    indices = [m["frame"] for m in client.frames("rtsp")]
+    assert indices == sorted(indices)  # the receiver's count goes on across the reconnect
