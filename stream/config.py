@@ -145,6 +145,14 @@ class AttendanceScheduleEntry(Section):
         None, ge=0.0, le=1440.0, description="Late delay for this session; None = attendance.late_after_minutes."
     )
 
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: str, info: Any) -> str:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError(f"end {end} must be after start {start} (sessions do not span midnight)")
+        return end
+
 
 class AttendanceConfig(Section):
     min_frames: int = Field(5, ge=1, le=10000, description="Frames a person must be recognised on one track.")
