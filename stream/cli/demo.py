@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="serve the Gradio demo page (webcam, photos, enrolment, gallery)")
     p.add_argument("--host", help="interface to listen on (default: demo.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: demo.port, 7860)")
-    p.add_argument("--gallery", help="gallery URL, sqlite:///path.db or redis://host:port/db (default: gallery.url)")
+    p.add_argument("--gallery", help="gallery URL, sqlite:///path.db or redis://host:port/db (default: $FACESTREAM_GALLERY, then gallery.url)")
     p.add_argument("--no-enrol", action="store_true", help="hide the Enrol tab and deleting (public kiosks)")
     add_common_options(p)
     p.set_defaults(handler=cmd_demo)
@@ -25,8 +25,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         overrides.append(f"demo.host={args.host}")
     if args.port is not None:
         overrides.append(f"demo.port={args.port}")
-    if args.gallery:
-        overrides.append(f"gallery.url={args.gallery}")
     if args.no_enrol:
         overrides.append("demo.allow_enrolment=false")
     config = load_config(args.config, overrides)
@@ -34,7 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from stream.demo import build_demo, launch_demo
     from stream.demo.service import DemoService
 
-    service = DemoService(config)
+    service = DemoService(config, gallery=args.gallery)
     service.check()  # open the gallery and the models now: a bad URL fails here, not on the first click
     demo = build_demo(service, allow_enrolment=config.demo.allow_enrolment)
     print(f"facestream demo on http://{config.demo.host}:{config.demo.port}  (Ctrl-C to stop)", flush=True)

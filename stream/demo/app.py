@@ -47,27 +47,22 @@ IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"
 
 
 def photo_input(label: str, elem_id: str | None = None) -> gr.Image:
-    """An upload box for one photo, handed to handlers as a file path (see :class:`_PathImage`)."""
-    return _PathImage(label=label, sources=["upload", "clipboard"], type="filepath", image_mode=None,
-                      elem_id=elem_id)
-
-
-class _PathImage(gr.Image):
     """An upload box that hands the handler a file path and turns undecodable uploads into a message.
 
     Gradio opens every uploaded image with PIL before the handler runs; a file
     that is not an image would otherwise surface as a bare "Error". Passing a
-    path (``type="filepath"``, ``image_mode=None``) lets :func:`load_image`
-    do the real decoding with its size limit and EXIF handling. (No ``__init__`` here:
-    Gradio builds the browser's props from the constructor's signature.)
+    path (``type="filepath"``, ``image_mode=None``) lets :func:`load_image` do
+    the real decoding with its size limit and EXIF handling. The instance's
+    ``preprocess`` is wrapped rather than subclassed: Gradio writes a ``.pyi``
+    next to the source of every Component subclass.
     """
+    image = gr.Image(label=label, sources=["upload", "clipboard"], type="filepath", image_mode=None,
+                     elem_id=elem_id)
+    original = image.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"  # the browser draws it with the stock Image widget
-
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error:
             raise
         except Exception as exc:  # PIL's zoo of decode errors
@@ -76,6 +71,9 @@ class _PathImage(gr.Image):
                 "The uploaded file is not an image facestream can read. Use a JPEG, PNG, BMP, WEBP or TIFF photo.",
                 title="Not an image",
             ) from None
+
+    image.preprocess = preprocess  # type: ignore[method-assign]
+    return image
 
 
 def _friendly(fn: F) -> F:

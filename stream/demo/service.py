@@ -13,11 +13,12 @@ use, so the demo answers exactly what the rest of facestream would.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,13 +26,16 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from gallery.store import check_name
-from gallery.types import NewEmbedding, content_hash
+from gallery.matcher import Matcher
+from gallery.store import GalleryStore, check_name
+from stream import recognize
 from stream.config import Config
 from stream.draw import draw_faces
+from stream.enroll import SECOND_FACE_RATIO, Enroller, Photo
 from stream.errors import FacestreamError
 from stream.faces import UNKNOWN, Faces
 from stream.imageio import load_image
+from stream.recognize import gallery_errors, gallery_url, label_faces, open_gallery, open_matcher
 
 if TYPE_CHECKING:
     from stream.demo.live import LiveSession
@@ -121,12 +125,6 @@ class PersonRow:
     updated: str
 
 
-@dataclass
-class _Cache:
-    people: list[Any] = field(default_factory=list)
-    at: float = 0.0
-
-
 def redact_url(url: str) -> str:
     """A store URL fit to show on a public page: no password."""
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
@@ -136,13 +134,15 @@ class DemoService:
     """The demo's recognition back end: one analyzer, one gallery, one tracker per browser.
 
     Args:
-        config: the facestream configuration (gallery URL, thresholds, tracking).
+        config: the facestream configuration (gallery, thresholds, tracking, demo switches).
         analyzer: a ready :class:`~stream.analyzer.FaceAnalyzer` to share (tests pass theirs);
             built from ``config`` when omitted.
+        gallery: a gallery URL that wins over ``$FACESTREAM_GALLERY`` and ``gallery.url``.
     """
 
-    def __init__(self, config: Config, analyzer: Any = None):
+    def __init__(self, config: Config, analyzer: Any = None, gallery: str | None = None):
         self.config = config
+        self.gallery_url = gallery_url(config, gallery)
         self._analyzer = analyzer
         self._lock = threading.Lock()
         self._chip_cache: dict[str, bytes] = {}
@@ -159,34 +159,29 @@ class DemoService:
         return FaceAnalyzer(self.config)
 
     @cached_property
-    def store(self) -> Any:
-        from gallery.store import open_store
+    def store(self) -> GalleryStore:
+        return open_gallery(self.config, self.gallery_url)
 
-        return open_store(self.config.gallery.url)
+    @cached_property
+    def matcher(self) -> Matcher:
+        return open_matcher(self.analyzer, self.store)
 
     def check(self) -> None:
         """Open the gallery and load the models now, so a bad setup fails at start, not on a click."""
-        self.store  # noqa: B018
-        self.analyzer.model_id  # noqa: B018
+        self.matcher  # noqa: B018  (opens the store and prepares the model)
 
     def describe(self) -> str:
-        return f"Gallery: `{redact_url(self.config.gallery.url)}`."
+        return f"Gallery: `{redact_url(self.gallery_url)}`."
 
     @property
     def threshold(self) -> float:
         return self.analyzer.threshold
 
     def close(self) -> None:
-        store = self.__dict__.get("store")
-        if store is not None and hasattr(store, "close"):
-            store.close()
-
-    @cached_property
-    def matcher(self) -> Any:
-        from gallery.matcher import Matcher
-
-        return Matcher(self.store, self.analyzer.model_id, self.threshold,
-                       watch=self.config.gallery.url.startswith(("redis://", "rediss://", "unix://")))
+        for name in ("matcher", "store"):
+            resource = self.__dict__.pop(name, None)
+            if resource is not None:
+                resource.close()
 
     # -- live ------------------------------------------------------------------------------------
 
@@ -198,24 +193,16 @@ class DemoService:
 
     def live_frame(self, session: LiveSession, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """One webcam frame of ``session``: annotated frame and status line."""
-        rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
+        rgb = np.ascontiguousarray(np.asarray(rgb)[..., :3], dtype=np.uint8)
         return session.process(rgb)
 
     # -- photos ----------------------------------------------------------------------------------
 
-    def recognize(self, rgb: np.ndarray) -> Faces:
-        """Every face of a photo with its name (or unknown) and similarity."""
-        faces = self.analyzer.analyze(rgb)
-        if len(faces):
-            self.matcher.ensure_ready()
-            apply_matches(faces, self.matcher.search(faces.embedding, top_k=1))
-        return faces
-
     def identify(self, rgb: np.ndarray) -> PhotoResult:
-        """The Photo tab: every face named, drawn, and listed left to right."""
-        faces = self.recognize(rgb)
-        order = np.argsort(faces.xyxy[:, 0], kind="stable") if len(faces) else np.zeros(0, int)
-        faces = faces[order] if len(faces) else faces
+        """The Photo tab: every face named (as ``facestream identify`` does), drawn, listed left to right."""
+        faces, _ = recognize.identify(self.analyzer, self.matcher, rgb, top_k=1)
+        if len(faces):
+            faces = faces[np.argsort(faces.xyxy[:, 0], kind="stable")]
         rows = [
             FaceRow(i + 1, faces.name[i], None if np.isnan(faces.similarity[i]) else float(faces.similarity[i]),
                     tuple(int(round(v)) for v in faces.xyxy[i]))
@@ -223,38 +210,51 @@ class DemoService:
         ]
         return PhotoResult(self.draw(rgb, faces), rows, _summary(rows))
 
-    def one_face(self, rgb: np.ndarray, what: str) -> np.ndarray:
-        """The embedding of the single face a photo must hold (verification, look-alike).
+    def check_one_face(self, rgb: np.ndarray, what: str) -> Faces:
+        """The faces of a photo that must show one person (verify, look-alike), by enrolment's rule.
+
+        A small bystander is fine (the largest face is meant); two faces of similar size are not.
 
         Raises:
-            FacestreamError: no face, or several (which one was meant is a guess we do not make).
+            FacestreamError: no face, or several faces of similar size.
         """
-        faces = self.analyzer.detect(rgb)
+        faces = self.analyzer.detect(rgb, with_landmarks=False)
         if len(faces) == 0:
             raise FacestreamError(f"No face found in {what}.",
                                   "Use a photo where the face is visible and at least ~40 px wide.")
-        if len(faces) > 1:
-            raise FacestreamError(f"Found {len(faces)} faces in {what}, but this needs exactly one.",
+        widths = np.sort(faces.width)[::-1]
+        if len(faces) > 1 and widths[1] >= SECOND_FACE_RATIO * widths[0]:
+            raise FacestreamError(f"Found {len(faces)} faces in {what}, but this needs one person.",
                                   "Crop the photo to the person you mean.")
-        return self.analyzer.embed(rgb, faces).embedding[0]
+        return faces
+
+    def _largest_embedding(self, rgb: np.ndarray, what: str) -> np.ndarray:
+        faces = self.check_one_face(rgb, what)
+        largest = faces[[int(np.argmax(faces.width * faces.height))]]
+        return self.analyzer.embed(rgb, largest).embedding[0]
 
     def verify_photos(self, a: np.ndarray, b: np.ndarray) -> VerifyResult:
-        """1:1: are the faces of two photos the same person?"""
-        ea, eb = self.one_face(a, "the first photo"), self.one_face(b, "the second photo")
-        sim = float(np.dot(ea, eb))
+        """1:1: are the faces of two photos the same person (``facestream compare``)?"""
+        ea = self._largest_embedding(a, "the first photo")
+        eb = self._largest_embedding(b, "the second photo")
+        sim = self.analyzer.similarity(ea, eb)
         return VerifyResult(sim >= self.threshold, sim, self.threshold, "the second photo")
 
-    def verify_person(self, rgb: np.ndarray, ref: str) -> VerifyResult:
-        """1:1 against an enrolled person: their closest embedding decides."""
-        emb = self.one_face(rgb, "the photo")
-        match, same = self.matcher.similarity_to(emb, ref.strip())
-        return VerifyResult(same, match.similarity, self.threshold, f"**{match.name}** (best of their photos)")
+    def verify_person(self, rgb: np.ndarray, person: str) -> VerifyResult:
+        """1:1 against an enrolled person (``facestream verify``): their closest embedding decides."""
+        with gallery_errors():
+            self.store.get_person(person.strip())  # an unknown name fails before any model work
+        self.check_one_face(rgb, "the photo")
+        v = recognize.verify(self.analyzer, self.matcher, rgb, person.strip())
+        return VerifyResult(v.same, v.similarity, v.threshold, f"**{v.name}** (best of their photos)")
 
     def lookalike(self, rgb: np.ndarray, k: int = 5) -> list[LookAlike]:
         """The ``k`` closest enrolled people, each with one of their enrolled face chips."""
-        emb = self.one_face(rgb, "the photo")
-        self.matcher.ensure_ready()
-        result = self.matcher.search(emb[None], top_k=k)[0]
+        faces = self.check_one_face(rgb, "the photo")
+        faces = self.analyzer.embed(rgb, faces[[int(np.argmax(faces.width * faces.height))]])
+        with gallery_errors():
+            self.matcher.ensure_ready()
+        result = label_faces(self.matcher, faces, top_k=k)[0]
         chips = self._chips([m.person_id for m in result.candidates])
         return [
             LookAlike(m.rank, m.name, m.person_id, m.similarity, m.similarity >= self.threshold,
@@ -264,8 +264,8 @@ class DemoService:
 
     def _chips(self, person_ids: list[str]) -> dict[str, np.ndarray]:
         """One enrolled chip (RGB) per person, cached until the gallery changes."""
-        version = self.store.version()
-        with self._lock:
+        with gallery_errors(), self._lock:
+            version = self.store.version()
             if self._chip_cache_version != version:
                 self._chip_cache = {}
                 for pid, _hash, _source, jpeg in self.store.iter_chips(self.analyzer.model_id):
@@ -287,7 +287,7 @@ class DemoService:
         if scale < 1.0:
             size = (int(round(rgb.shape[1] * scale)), int(round(rgb.shape[0] * scale)))
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            faces = faces[np.arange(len(faces))] if len(faces) else faces
+            faces = faces[np.arange(len(faces))]  # a copy: the caller's faces keep their pixels
             faces.xyxy = faces.xyxy * scale
             faces.landmarks = None if faces.landmarks is None else faces.landmarks * scale
             faces.kps = None if faces.kps is None else faces.kps * scale
@@ -296,83 +296,56 @@ class DemoService:
     # -- enrolment -------------------------------------------------------------------------------
 
     def enroll(self, name: str, photos: list[Path]) -> EnrolReport:
-        """Enrol one person from photos with one face each; every photo gets its own verdict.
+        """Enrol one person from photos, as ``facestream enroll --name`` does, with a verdict per photo.
 
-        A bad photo (no face, several faces, not an image) is reported and skipped; the
-        others are still enrolled, in one store transaction.
+        Bad photos (no face, several faces, too small, blurred, not an image, already enrolled)
+        are reported and skipped; the good ones are stored in one transaction.
         """
         if not self.config.demo.allow_enrolment:
             raise FacestreamError("Enrolment is switched off on this demo.", "Set demo.allow_enrolment=true.")
-        name = check_name(name)
-        verdicts: list[PhotoVerdict] = []
-        pending: list[tuple[int, NewEmbedding]] = []
-        for path in photos:
-            verdict, embedding = self._enrol_photo(Path(path))
-            if embedding is not None and any(e.hash == embedding.hash for _, e in pending):
-                verdict, embedding = PhotoVerdict(verdict.photo, "the same photo twice: skipped", False), None
-            if embedding is not None:
-                pending.append((len(verdicts), embedding))
-            verdicts.append(verdict)
-        if not pending:
+        with gallery_errors():
+            name = check_name(name)
+        enroller = Enroller(self.analyzer, self.store, progress=False)
+        items = [Photo(Path(p).name, functools.partial(_read, Path(p))) for p in photos]
+        verdicts = [
+            PhotoVerdict(v.source, v.verdict.replace("_", " ") + (f": {v.detail}" if v.detail else ""), v.enrolled)
+            for v in enroller.enroll_person(name, items)
+        ]
+        with gallery_errors():
             person = self.store.find_person(name)
-            return EnrolReport(name, verdicts, person.n_embeddings if person else 0)
-        person, _ = self.store.enroll(name, [e for _, e in pending])
-        self.matcher.refresh(force=True)
-        return EnrolReport(person.name, verdicts, person.n_embeddings)
-
-    def _enrol_photo(self, path: Path) -> tuple[PhotoVerdict, NewEmbedding | None]:
-        label = path.name
-        try:
-            data = path.read_bytes()
-            rgb = load_image(data)
-        except (OSError, FacestreamError) as exc:
-            return PhotoVerdict(label, f"not an image: {exc}", False), None
-        faces = self.analyzer.detect(rgb)
-        if len(faces) == 0:
-            return PhotoVerdict(label, "no face found: use a photo where the face is clearly visible", False), None
-        if len(faces) > 1:
-            return PhotoVerdict(label, f"{len(faces)} faces: use a photo of this person alone", False), None
-        chips = self.analyzer.chips(rgb, faces)
-        vector = self.analyzer.embed_chips(chips)[0]
-        digest = content_hash(data)
-        owner = self.store.owner_of(self.analyzer.model_id, digest)
-        if owner is not None:
-            who = self.store.find_person(owner)
-            return PhotoVerdict(label, f"already enrolled as {who.name if who else owner}", False), None
-        chip = _jpeg(chips[0])
-        return PhotoVerdict(label, "enrolled", True), NewEmbedding(
-            vector, self.analyzer.model_id, digest, chip, source=f"demo:{label}", created=time.time())
+        return EnrolReport(person.name if person else name, verdicts, person.n_embeddings if person else 0)
 
     # -- gallery -------------------------------------------------------------------------------
 
     def people(self) -> list[PersonRow]:
         """Everyone enrolled, sorted by name, with their number of embeddings."""
-        return [PersonRow(p.id, p.name, p.n_embeddings, _when(p.updated)) for p in self.store.list_people()]
+        with gallery_errors():
+            return [PersonRow(p.id, p.name, p.n_embeddings, _when(p.updated)) for p in self.store.list_people()]
 
     def person_choices(self) -> list[str]:
         """Names for the person pickers; an unreachable store gives an empty list, not a broken page."""
         try:
             return [p.name for p in self.store.list_people()]
-        except Exception as exc:  # the page must still render; the click will show the real error
+        except Exception as exc:  # the page must still render; a click shows the real error
             log.warning("cannot list people for the page: %s", exc)
             return []
 
-    def delete(self, ref: str) -> str:
-        person = self.store.delete_person(ref.strip())
-        self.matcher.refresh(force=True)
-        return f"Deleted **{person.name}** and all {person.n_embeddings} of their embeddings."
+    def delete(self, person: str) -> str:
+        """Remove a person and every trace of them (``facestream people delete``)."""
+        with gallery_errors():
+            gone = self.store.delete_person(person.strip())
+        return f"Deleted **{gone.name}** and their {gone.n_embeddings} embedding(s)."
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FacestreamError(f"Cannot read {path.name} ({exc.strerror}).", "Upload it again.") from None
 
 
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
-
-
-def apply_matches(faces: Faces, results: list[Any]) -> Faces:
-    """Fill ``identity``/``name``/``similarity`` of faces from matcher results (in place)."""
-    faces.identity = [r.best.person_id if r.best else None for r in results]
-    faces.name = [r.best.name if r.best else UNKNOWN for r in results]
-    faces.similarity = np.array([r.similarity for r in results], dtype=np.float32)
-    return faces
 
 
 def _summary(rows: list[FaceRow]) -> str:
@@ -386,10 +359,3 @@ def _summary(rows: list[FaceRow]) -> str:
     if unknown:
         parts.append(f"{unknown} unknown")
     return "; ".join(parts) + "."
-
-
-def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise FacestreamError("Cannot encode a face chip as JPEG.", "Check the OpenCV installation.")
-    return buf.tobytes()
