@@ -196,7 +196,11 @@ class TrainConfig(Section):
     loss: Literal["arcface", "cosface", "triplet"] = Field("arcface", description="Margin head or metric loss.")
     epochs: int = Field(10, ge=1, le=1000, description="Passes over the training identities.")
     batch_size: int = Field(32, ge=2, le=4096, description="Chips per optimisation step.")
-    lr: float = Field(1e-4, gt=0.0, le=10.0, description="AdamW learning rate of the backbone (the head uses 10x).")
+    lr: float | None = Field(
+        None, gt=0.0, le=10.0,
+        description="AdamW learning rate of the backbone (the head uses 10x); None = 2e-5 when fine-tuning "
+        "pretrained weights, 1e-3 from scratch.",
+    )
     weight_decay: float = Field(5e-4, ge=0.0, le=1.0, description="AdamW weight decay.")
     freeze: str | None = Field(None, description="Freeze the backbone up to and including this named stage.")
     augment: bool = Field(True, description="Flip, colour, blur and small affine changes on training chips.")
