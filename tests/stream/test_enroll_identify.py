@@ -345,3 +345,59 @@ def test_model_change_is_detected_and_reembedding_restores_recognition(engine, s
     matcher.refresh()
     faces, _ = identify(engine, matcher, load_image(ex["Joe_Biden"][1]))
     assert faces.name == ["Joe_Biden"]
+
+
+# -- the command line ---------------------------------------------------------------------------
+def test_cli_end_to_end(tmp_path, capsys, monkeypatch):
+    """enroll -> identify/verify -> people list/show/rename/delete -> export/import, through `facestream`."""
+    import json
+
+    from stream.cli import main
+
+    ex = by_person(EXAMPLES)
+    folder = people_folder(tmp_path / "people", [("Barack_Obama", ex["Barack_Obama"][0]),
+                                                 ("Joe_Biden", ex["Joe_Biden"][0])])
+    url = f"sqlite://{tmp_path}/cli.db"
+    monkeypatch.setenv("FACESTREAM_GALLERY", url)  # the env var picks the gallery when --gallery is absent
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, err = run("enroll", str(folder), "--meta", "group=B2", "--quiet")
+    assert code == 0 and "2 enrolled" in out, out + err
+    code, out, _ = run("identify", str(GROUPS / "obama_and_biden.jpg"), "--json", "--top-k", "2",
+                       "--out", str(tmp_path / "annotated.jpg"))
+    result = json.loads(out)
+    assert code == 0 and {"Barack_Obama", "Joe_Biden"} <= {f["name"] for f in result["faces"]}
+    assert all(len(f["matches"]) == 2 and len(f["box"]) == 4 for f in result["faces"])
+    assert load_image(tmp_path / "annotated.jpg").shape == load_image(GROUPS / "obama_and_biden.jpg").shape
+    code, out, _ = run("verify", str(ex["Joe_Biden"][1]), "--person", "joe_biden")
+    assert code == 0 and out.startswith("SAME person") and "threshold" in out
+    code, out, _ = run("verify", str(ex["Joe_Biden"][1]), "--person", "Barack_Obama", "--json")
+    assert code == 1 and json.loads(out)["same_person"] is False
+    code, _, err = run("verify", str(ex["Joe_Biden"][1]), "--person", "Nobody")
+    assert code == 2 and "No person 'Nobody'" in err and "Traceback" not in err
+    code, out, _ = run("people", "list", "--json")
+    assert [p["name"] for p in json.loads(out)] == ["Barack_Obama", "Joe_Biden"]
+    assert json.loads(out)[0]["metadata"] == {"group": "B2"}
+    assert run("people", "rename", "Joe_Biden", "Joe Biden")[0] == 0
+    code, out, _ = run("people", "show", "joe biden", "--json")
+    assert json.loads(out)["embeddings"][0]["has_chip"] is True
+    assert run("gallery", "export", str(tmp_path / "g.zip"))[0] == 0
+    code, out, _ = run("people", "delete", "Joe Biden")
+    assert code == 0 and "deleted Joe Biden" in out
+    code, out, _ = run("identify", str(ex["Joe_Biden"][1]))
+    assert "unknown" in out
+    other = f"sqlite://{tmp_path}/other.db"
+    code, out, _ = run("gallery", "import", str(tmp_path / "g.zip"), "--gallery", other)
+    assert code == 0 and "imported 2 people" in out
+    code, out, _ = run("people", "list", "--gallery", other)
+    assert "Joe Biden" in out and "2 people" in out
+    code, _, err = run("identify", str(ex["Joe_Biden"][1]), "--gallery", f"sqlite://{tmp_path}/empty.db")
+    assert code == 2 and "empty" in err
+    code, _, err = run("people", "list", "--gallery", f"redis://127.0.0.1:{free_port()}/0")
+    assert code == 2 and "Cannot reach the Redis gallery" in err
+    code, _, err = run("enroll", str(tmp_path / "class.csv"))
+    assert code == 2 and "does not exist" in err
