@@ -82,7 +82,7 @@ class AttendanceMonitor:
         self._lock = threading.RLock()
         self._next_refresh = 0.0
         self._next_forget = 0.0
-        self._schedule_failed: set[str] = set()
+        self._opened: set[str] = set()  # timetable/day sessions this process has tried to open
         self._cameras: set[str] = set()
         self._day_session = False
         self._last_error = 0.0
@@ -146,15 +146,16 @@ class AttendanceMonitor:
 
     def _ensure_day_session(self, now: float) -> None:
         name, midnight = day_bounds(now)
-        if name in self.sessions:
+        if name in self.sessions or name in self._opened:
             return
         try:
             create_session(self.store, self.people, name, roster=self.config.default_roster, end=midnight,
                            late_after_s=self.config.late_after_minutes * 60, kind="default", now=now)
             log.info("attendance: recording into the day's session %r", name)
         except FacestreamError as exc:
-            if self.store.get_session(name) is None:
+            if self.store.get_session(name) is None:  # raises while the store is down: retried next time
                 log.error("attendance: cannot open the day's session: %s", exc)
+        self._opened.add(name)  # once per process: a day's session stopped by hand stays stopped
 
     def _ensure_scheduled(self, now: float) -> None:
         today = datetime.fromtimestamp(now)
@@ -164,9 +165,7 @@ class AttendanceMonitor:
             start = today.replace(hour=int(entry.start[:2]), minute=int(entry.start[3:]), second=0, microsecond=0)
             end = today.replace(hour=int(entry.end[:2]), minute=int(entry.end[3:]), second=0, microsecond=0)
             name = f"{entry.name} {today:%Y-%m-%d}"
-            if not (start.timestamp() <= now < end.timestamp()) or name in self.sessions:
-                continue
-            if name in self._schedule_failed:
+            if not (start.timestamp() <= now < end.timestamp()) or name in self.sessions or name in self._opened:
                 continue
             late = entry.late_after_minutes if entry.late_after_minutes is not None else self.config.late_after_minutes
             try:
@@ -175,9 +174,9 @@ class AttendanceMonitor:
                                late_after_s=late * 60, kind="scheduled", now=now)
                 log.info("attendance: timetable opened %r", name)
             except FacestreamError as exc:
-                if self.store.get_session(name) is None:  # another worker may have opened it first
-                    self._schedule_failed.add(name)
+                if self.store.get_session(name) is None:  # else another worker opened it first
                     log.error("attendance: timetable session %r not opened: %s", name, exc)
+            self._opened.add(name)  # tried once per process (a store outage raises above and retries)
 
     def refresh(self, now: float | None = None, force: bool = False) -> None:
         """Re-read sessions from the store; open timetable/day sessions; announce state changes."""
@@ -186,12 +185,13 @@ class AttendanceMonitor:
             if not force and now < self._next_refresh:
                 return
             self._next_refresh = now + self.config.refresh_seconds
+            since = now - 3600.0  # sessions that ended within the hour stay in view (their "closed" is announced)
             try:
-                self.sessions = {s.name: s for s in self.store.sessions()}
+                self.sessions = {s.name: s for s in self.store.open_sessions(since)}
                 self._ensure_scheduled(now)
                 if self._day_session and self.config.default_session:
                     self._ensure_day_session(now)
-                self.sessions = {s.name: s for s in self.store.sessions()}
+                self.sessions = {s.name: s for s in self.store.open_sessions(since)}
             except FacestreamError as exc:
                 self._store_error(exc, now)
                 return
@@ -205,7 +205,7 @@ class AttendanceMonitor:
                         events.append({"type": "session", "action": state, "session": s.to_json(now)})
             for name in set(self._states) - set(self.sessions):
                 del self._states[name]
-                events.append({"type": "session", "action": "deleted", "session": {"name": name}})
+                events.append({"type": "session", "action": "gone", "session": {"name": name}})
         for e in events:
             self._emit(e)
 

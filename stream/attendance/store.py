@@ -32,6 +32,10 @@ class AttendanceStore(abc.ABC):
     def sessions(self) -> list[Session]:
         """Every session, oldest start first."""
 
+    def open_sessions(self, since: float) -> list[Session]:
+        """Sessions not ended before ``since`` (what a running monitor needs; years of old days stay unread)."""
+        return [s for s in self.sessions() if s.end is None or s.end > since]
+
     @abc.abstractmethod
     def set_end(self, name: str, end: float | None) -> None: ...
 

@@ -1,6 +1,6 @@
 """Attendance in Redis: shared by every worker that uses the same gallery URL.
 
-Keys (all under ``facestream:attendance:``): ``sessions`` (hash name -> JSON),
+Keys (all under ``facestream:attendance:``): ``sessions`` (hash name -> JSON), ``ends`` (sorted set name -> end),
 ``rec:<session>`` (hash person -> JSON), ``snap:<session>`` (hash person -> JPEG),
 ``unknown:<session>`` (counter), ``unknownsnap:<session>`` (list). A record
 update is one Lua script, so two workers seeing the same person at once still
@@ -64,7 +64,17 @@ class RedisAttendanceStore(AttendanceStore):
                                   "Check that redis-server is running; attendance resumes when it is back.") from None
 
     def add_session(self, session: Session) -> bool:
-        return bool(self._call(self._r.hsetnx, PREFIX + "sessions", session.name, json.dumps(session.to_dict())))
+        created = bool(self._call(self._r.hsetnx, PREFIX + "sessions", session.name, json.dumps(session.to_dict())))
+        if created:
+            self._call(self._r.zadd, PREFIX + "ends", {session.name: _score(session.end)})
+        return created
+
+    def open_sessions(self, since: float) -> list[Session]:
+        names = self._call(self._r.zrangebyscore, PREFIX + "ends", f"({since}", "+inf")
+        if not names:
+            return []
+        raw = self._call(self._r.hmget, PREFIX + "sessions", names)
+        return sorted((Session.from_dict(json.loads(v)) for v in raw if v), key=lambda s: (s.start, s.name))
 
     def get_session(self, name: str) -> Session | None:
         raw = self._call(self._r.hget, PREFIX + "sessions", name)
@@ -84,12 +94,14 @@ class RedisAttendanceStore(AttendanceStore):
                 data["end"] = end
                 pipe.multi()
                 pipe.hset(key, name, json.dumps(data))
+                pipe.zadd(PREFIX + "ends", {name: _score(end)})
 
         self._call(self._r.transaction, update, key)
 
     def delete_session(self, name: str) -> None:
         pipe = self._r.pipeline()
         pipe.hdel(PREFIX + "sessions", name)
+        pipe.zrem(PREFIX + "ends", name)
         for part in ("rec:", "snap:", "unknown:", "unknownsnap:"):
             pipe.delete(PREFIX + part + name)
         self._call(pipe.execute)
@@ -151,6 +163,10 @@ class RedisAttendanceStore(AttendanceStore):
 
     def close(self) -> None:
         self._r.close()
+
+
+def _score(end: float | None) -> float:
+    return float("inf") if end is None else float(end)
 
 
 def _record(d: dict) -> Record:

@@ -18,7 +18,8 @@ from stream.errors import FacestreamError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attendance_sessions (
-    name TEXT PRIMARY KEY, start REAL NOT NULL, data TEXT NOT NULL);
+    name TEXT PRIMARY KEY, start REAL NOT NULL, data TEXT NOT NULL, end_ts REAL);
+CREATE INDEX IF NOT EXISTS attendance_sessions_end ON attendance_sessions(end_ts);
 CREATE TABLE IF NOT EXISTS attendance_records (
     session TEXT NOT NULL, person_id TEXT NOT NULL, name TEXT NOT NULL, on_roster INTEGER NOT NULL,
     first_seen REAL NOT NULL, last_seen REAL NOT NULL, camera TEXT NOT NULL, best_similarity REAL NOT NULL,
@@ -58,8 +59,8 @@ class SQLiteAttendanceStore(AttendanceStore):
 
     def add_session(self, session: Session) -> bool:
         with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO attendance_sessions VALUES (?, ?, ?)",
-                                   (session.name, session.start, json.dumps(session.to_dict())))
+            cur = self._db.execute("INSERT OR IGNORE INTO attendance_sessions VALUES (?, ?, ?, ?)",
+                                   (session.name, session.start, json.dumps(session.to_dict()), session.end))
             return cur.rowcount == 1
 
     def get_session(self, name: str) -> Session | None:
@@ -70,6 +71,11 @@ class SQLiteAttendanceStore(AttendanceStore):
         rows = self._q("SELECT data FROM attendance_sessions ORDER BY start, name")
         return [Session.from_dict(json.loads(r[0])) for r in rows]
 
+    def open_sessions(self, since: float) -> list[Session]:
+        rows = self._q("SELECT data FROM attendance_sessions WHERE end_ts IS NULL OR end_ts > ? ORDER BY start, name",
+                       (since,))
+        return [Session.from_dict(json.loads(r[0])) for r in rows]
+
     def set_end(self, name: str, end: float | None) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -78,8 +84,8 @@ class SQLiteAttendanceStore(AttendanceStore):
                 if row:
                     data = json.loads(row[0])
                     data["end"] = end
-                    self._db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?",
-                                     (json.dumps(data), name))
+                    self._db.execute("UPDATE attendance_sessions SET data = ?, end_ts = ? WHERE name = ?",
+                                     (json.dumps(data), end, name))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -139,9 +139,15 @@ def test_store_upsert_keeps_earliest_first_seen_and_best_snapshot(store, store_u
     assert len(other.records("cs101")) == 1 and other.unknown_count("cs101") == 2
     assert other.unknown_snapshots("cs101") == [(pytest.approx(T0), "cam0", b"JPEG")]
     assert other.get_session("cs101").roster == s.roster
+    # a running monitor reads only sessions that have not long ended
+    create_session(store, lambda: PEOPLE, "old", names=["Joe Biden"], start=T0 - 9000, end=T0 - 5000, now=T0)
+    assert [x.name for x in store.open_sessions(T0 - 3600)] == ["cs101"]
+    store.set_end("cs101", T0 + 50)
+    assert store.open_sessions(T0 + 60) == [] and [x.name for x in store.open_sessions(T0)] == ["cs101"]
+    store.set_end("cs101", None)
     # deleting a person from the gallery removes every trace here too
     store.upsert("cs101", "p-joe", "Joe Biden", True, T0 + 7, T0 + 8, "cam0", 0.7, b"J")
-    assert other.forget_person("p-joe") == 1
+    assert other.forget_person("p-joe") == 2  # his record in cs101, his roster places in cs101 and old
     assert store.snapshot("cs101", "p-joe") is None and [r.person_id for r in store.records("cs101")] == ["p-lin"]
     assert "p-joe" not in store.get_session("cs101").roster_ids()
     other.delete_session("cs101")
