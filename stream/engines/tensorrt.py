@@ -93,6 +93,11 @@ def engine_cache_dir() -> Path:
     return path
 
 
+def fp16_supported(trt: Any) -> bool:
+    """TensorRT 8-10 take ``BuilderFlag.FP16``; 11 removed it in favour of strongly typed (fp16) ONNX models."""
+    return hasattr(trt.BuilderFlag, "FP16")
+
+
 def build_engine(trt: Any, onnx_path: Path, input_size: int, max_batch: int, fp16: bool, opt_batch: int) -> bytes:
     """Parse the ONNX file and build a serialized engine for batches 1..max_batch."""
     logger = trt.Logger(trt.Logger.WARNING)
@@ -107,10 +112,7 @@ def build_engine(trt: Any, onnx_path: Path, input_size: int, max_batch: int, fp1
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 2 << 30)
     if fp16:
-        if hasattr(trt.BuilderFlag, "FP16") and builder.platform_has_fast_fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
-        else:
-            log.warning("tensorrt: fp16 not available with this TensorRT/GPU; building in the ONNX precision")
+        config.set_flag(trt.BuilderFlag.FP16)  # allows fp16 kernels; TensorRT keeps fp32 where faster/needed
     profile = builder.create_optimization_profile()
     inp = network.get_input(0)
     shape = (3, input_size, input_size)
@@ -143,6 +145,10 @@ class TensorRTEmbedder(Embedder):
         self.trt = trt
         self.device = torch.device("cuda", torch.cuda.current_device())
         gpu = torch.cuda.get_device_name(self.device)
+        if fp16 and not fp16_supported(trt):
+            log.warning("tensorrt %s has no BuilderFlag.FP16 (strongly typed networks only); building in fp32",
+                        trt.__version__)
+            fp16 = False
         precision = "fp16" if fp16 else "fp32"
         onnx_path = Path(spec.onnx_path)
         if not onnx_path.is_file():

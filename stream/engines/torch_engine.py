@@ -130,6 +130,7 @@ class TorchEmbedder(Embedder):
             torch.set_num_threads(threads)  # process-wide: torch has no per-module pool
         model = load_model(spec) if model is None else model.eval()
         if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed chip size: let cuDNN pick the fastest kernels once
             model = model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
         self.model = model
         self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)

@@ -198,7 +198,8 @@ def test_auto_picks_onnxruntime_cpu_here_and_says_why(spec, caplog):
 
 def test_explicit_engines_load_by_name(spec, real_chips, reference):
     for engine, name in [("onnxruntime", "onnxruntime:CPUExecutionProvider"), ("torch", "torch:cpu:fp32")]:
-        with create_embedder(spec, EmbedderConfig(engine=engine, device="cpu", max_batch=4, threads=1)) as emb:
+        # threads=0: torch.set_num_threads is process-wide and would slow every later test
+        with create_embedder(spec, EmbedderConfig(engine=engine, device="cpu", max_batch=4, threads=0)) as emb:
             assert emb.name == name
             np.testing.assert_allclose(emb.embed(real_chips[:6]), reference[:6], atol=1e-4, rtol=0)
 
