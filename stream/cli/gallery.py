@@ -233,8 +233,15 @@ def cmd_people_delete(args: argparse.Namespace) -> int:
     from stream.recognize import gallery_errors
 
     with gallery_errors():
-        person = _store(args).delete_person(args.person)
+        store = _store(args)
+        person = store.delete_person(args.person)
     print(f"deleted {person.name} (id {person.id}) and {person.n_embeddings} embeddings")
+    # attendance (helper H): every trace goes, so their attendance records and face snapshots too
+    from stream.attendance import open_attendance_store
+
+    sessions = open_attendance_store(store.url).forget_person(person.id)
+    if sessions:
+        print(f"removed {person.name} from {sessions} attendance session(s)")
     return 0
 
 
