@@ -79,3 +79,17 @@ def test_bad_input_is_one_clear_line(url, capsys):
     assert rc == 2 and "Unknown attendance session 'y'" in err and "Known sessions: x" in err
     rc, _, err = run(capsys, "attendance", "report", "x", "--csv", "/nonexistent/dir/r.csv", *opt)
     assert rc == 2 and "Cannot write the report" in err
+
+
+def test_people_delete_removes_their_attendance_too(url, capsys):
+    opt = ["--set", f"gallery.url={url}"]
+    assert run(capsys, "attendance", "start", "s", "--roster", "group=hamilton", *opt)[0] == 0
+    store = open_attendance_store(url)
+    s = store.get_session("s")
+    lin = next(r for r in s.roster if r.name == "Lin-Manuel Miranda")
+    store.upsert("s", lin.person_id, lin.name, True, s.start, s.start, "cam0", 0.9, b"\xff\xd8jpeg")
+    rc, out, err = run(capsys, "people", "delete", "Lin-Manuel Miranda", "--gallery", url)
+    assert rc == 0, err
+    assert "removed Lin-Manuel Miranda from 1 attendance session(s)" in out
+    assert store.records("s") == [] and store.snapshot("s", lin.person_id) is None
+    assert [r.name for r in store.get_session("s").roster] == ["Alex Lacamoire"]
