@@ -88,8 +88,14 @@ def _corners(rect: np.ndarray, angle: float) -> np.ndarray:
 
 def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 2x3 affine matrix mapping three src points onto three dst points."""
-    a = np.hstack([np.asarray(src[:3], np.float64), np.ones((3, 1))])
-    return np.linalg.solve(a, np.asarray(dst[:3], np.float64)).T
+    src = np.asarray(src[:3], np.float64)
+    dst = np.asarray(dst[:3], np.float64)
+    # Closed form (edges from point 0): a 3x3 LAPACK solve costs more in call overhead.
+    (a, b), (c, d) = (src[1] - src[0]), (src[2] - src[0])
+    det = a * d - b * c
+    inv = np.array([[d, -c], [-b, a]]) / det  # inverse of [[a, c], [b, d]]
+    lin = np.column_stack([dst[1] - dst[0], dst[2] - dst[0]]) @ inv
+    return np.hstack([lin, (dst[0] - lin @ src[0])[:, None]])
 
 
 def _area(rect: np.ndarray) -> float:
