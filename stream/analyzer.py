@@ -54,7 +54,16 @@ class FaceAnalyzer:
         """The embedding model's :class:`stream.models.ModelSpec` (prepared on first use)."""
         from stream.models import get_model
 
-        return get_model(self.config.embedder.model)
+        return get_model(self.config.embedder.model, tracking_uri=self._tracking_uri())
+
+    def _tracking_uri(self) -> str | None:
+        """The configured MLflow store for models:/ URIs; None (MLFLOW_TRACKING_URI, else default) if unchanged."""
+        from stream.config import MlflowConfig, expand_path
+
+        uri = self.config.mlflow.tracking_uri
+        if uri == MlflowConfig().tracking_uri:
+            return None
+        return f"sqlite:///{expand_path(uri[len('sqlite:///'):])}" if uri.startswith("sqlite:///") else uri
 
     @cached_property
     def embedder(self):
