@@ -58,7 +58,7 @@ class DlibReader:
     """
 
     def __init__(self, data: bytes | bytearray | memoryview, name: str = "<bytes>"):
-        self.data = memoryview(bytes(data))
+        self.data = bytes(data)
         self.pos = 0
         self.name = name
 
@@ -80,7 +80,7 @@ class DlibReader:
     def read_bytes(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
             raise self._fail(f"wanted {n} bytes, only {self.remaining} left")
-        out = bytes(self.data[self.pos : self.pos + n])
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -93,13 +93,19 @@ class DlibReader:
 
     def read_int(self, max_bytes: int = 8) -> int:
         """A compact integer; ``max_bytes`` is the C++ type's size (8 for long/int64, 4 for int)."""
-        start = self.pos
-        control = self.read_bytes(1)[0]
+        # Hot path (a shape predictor holds ~1M numbers): index the bytes directly.
+        data, pos = self.data, self.pos
+        if pos >= len(data):
+            raise self._fail("wanted an integer, no bytes left")
+        control = data[pos]
         size = control & 0x0F
         if size > max_bytes or control & 0x70:
-            self.pos = start
             raise self._fail(f"bad integer control byte 0x{control:02x} (at most {max_bytes} bytes)")
-        value = int.from_bytes(self.read_bytes(size), "little", signed=False)
+        end = pos + 1 + size
+        if end > len(data):
+            raise self._fail(f"integer needs {size} bytes, only {len(data) - pos - 1} left")
+        value = int.from_bytes(data[pos + 1 : end], "little")
+        self.pos = end
         return -value if control & 0x80 else value
 
     def read_uint(self, max_bytes: int = 8) -> int:
@@ -120,7 +126,7 @@ class DlibReader:
 
     def read_float(self) -> float:
         """A float/double in dlib's portable form: mantissa (int64) * 2**exponent (int16)."""
-        if self.remaining and self.data[self.pos] & 0x70:
+        if self.pos < len(self.data) and self.data[self.pos] & 0x70:
             raise self._fail("float in dlib's pre-2013 text format (not supported)")
         mantissa = self.read_int(8)
         exponent = self.read_int(2)
@@ -168,9 +174,37 @@ class DlibReader:
             nr, nc = -nr, -nc
         else:  # the old format wrote the dimensions the other way round
             nr, nc = nc, nr
-        read_item = read_item or DlibReader.read_float
+        if read_item is None:
+            return self.read_floats(nr * nc).reshape(nr, nc)
         values = [read_item(self) for _ in range(nr * nc)]
         return np.asarray(values, dtype=np.float64).reshape(nr, nc)
+
+    def read_floats(self, n: int) -> np.ndarray:
+        """``n`` consecutive dlib floats as float64; :meth:`read_float` inlined, since models hold millions."""
+        out = np.empty(n, dtype=np.float64)
+        data, pos, size_of = self.data, self.pos, len(self.data)
+        ldexp, from_bytes = math.ldexp, int.from_bytes
+        for i in range(n):
+            parts = []
+            for max_bytes in (8, 2):  # mantissa (int64), exponent (int16)
+                if pos >= size_of:
+                    self.pos = pos
+                    raise self._fail("float truncated")
+                control = data[pos]
+                size = control & 0x0F
+                if size > max_bytes or control & 0x70 or pos + 1 + size > size_of:
+                    self.pos = pos
+                    raise self._fail(f"bad float byte 0x{control:02x}")
+                value = from_bytes(data[pos + 1 : pos + 1 + size], "little")
+                parts.append(-value if control & 0x80 else value)
+                pos += 1 + size
+            mantissa, exponent = parts
+            if exponent >= EXP_INF:
+                out[i] = {EXP_INF: math.inf, EXP_NINF: -math.inf}.get(exponent, math.nan)
+            else:
+                out[i] = ldexp(mantissa, exponent)
+        self.pos = pos
+        return out
 
     def read_tensor(self) -> np.ndarray:
         """A dnn ``resizable_tensor``: shape (num_samples, k, nr, nc) of little-endian float32."""

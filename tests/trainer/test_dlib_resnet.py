@@ -85,6 +85,29 @@ def test_matrix_new_and_old_dimension_order():
     np.testing.assert_array_equal(old, new)
 
 
+def test_generic_reader_consumes_the_5_point_shape_predictor():
+    """The same primitives read a different dlib model to its last byte (what a numpy port would use)."""
+    r = DlibReader.from_file(default_model_path().parent / "shape_predictor_5_face_landmarks.dat")
+    r.expect_int(1)
+    initial_shape = r.read_matrix()
+
+    def split(r):  # impl::split_feature: idx1, idx2, thresh
+        return r.read_uint(), r.read_uint(), r.read_float()
+
+    def tree(r):  # impl::regression_tree: splits, leaf_values
+        return r.read_vector(split), r.read_vector(DlibReader.read_matrix)
+
+    forests = r.read_vector(lambda r: r.read_vector(tree))
+    anchor_idx = r.read_vector(lambda r: r.read_vector(DlibReader.read_uint))
+    deltas = r.read_vector(lambda r: r.read_vector(lambda r: (r.read_float(), r.read_float())))
+    r.expect_end()
+    assert initial_shape.shape == (10, 1)  # 5 points, x and y
+    assert len(forests) == len(anchor_idx) == len(deltas) == 15  # cascade depth
+    splits, leaves = forests[0][0]
+    assert len(leaves) == len(splits) + 1 and leaves[0].shape == (10, 1)
+    assert 0.2 < initial_shape.max() <= 1.0  # normalised to the face box
+
+
 # --------------------------------------------------------------------------- the model file
 
 
