@@ -301,42 +301,77 @@ class RedisStore(GalleryStore):
         chunk: list[tuple[Person, list[NewEmbedding]]] = []
 
         def flush() -> None:
+            if not chunk:
+                return
             now = time.time()
             pipe = self.r.pipeline(transaction=True)
             dims = {m.decode(): int(d) for m, d in self.r.hgetall(self.k("dims")).items()}
+            people, display, names = {}, {}, {}
+            vec: dict[str, dict[str, bytes]] = {}
+            owner: dict[str, dict[str, str]] = {}
+            info: dict[str, dict[str, str]] = {}
+            chips: dict[str, dict[str, bytes]] = {}
             for person, embs in chunk:
-                record = {"name": check_name(person.name), "metadata": person.metadata or {},
-                          "created": person.created or now, "updated": person.updated or now}
-                self._write_person(pipe, person.id, record, None)
+                name = check_name(person.name)
+                people[person.id] = json.dumps({"name": name, "metadata": person.metadata or {},
+                                                "created": person.created or now, "updated": person.updated or now})
+                display[person.id] = name
+                names[name.casefold()] = person.id
+                members = []
                 for e in embs:
                     v = check_vector(e, dims.get(e.model_id))
                     dims[e.model_id] = len(v)
-                    pipe.hset(self.k("vec", e.model_id), f"{person.id}|{e.hash}", v.tobytes())
-                    pipe.hset(self.k("owner", e.model_id), e.hash, person.id)
-                    pipe.hset(self.k("info", e.model_id), e.hash,
-                              json.dumps({"source": e.source, "created": e.created or now}))
+                    vec.setdefault(e.model_id, {})[f"{person.id}|{e.hash}"] = v.tobytes()
+                    owner.setdefault(e.model_id, {})[e.hash] = person.id
+                    info.setdefault(e.model_id, {})[e.hash] = json.dumps({"source": e.source,
+                                                                          "created": e.created or now})
                     if e.chip:
-                        pipe.hset(self.k("chip", e.model_id), e.hash, e.chip)
-                    pipe.sadd(self.k("pemb", person.id), f"{e.model_id}|{e.hash}")
-            for m, d in dims.items():
-                pipe.hset(self.k("dims"), m, d)
+                        chips.setdefault(e.model_id, {})[e.hash] = e.chip
+                    members.append(f"{e.model_id}|{e.hash}")
+                if members:
+                    pipe.sadd(self.k("pemb", person.id), *members)
+            for key, mapping in (("people", people), ("display", display), ("names", names)):
+                pipe.hset(self.k(key), mapping=mapping)
+            for kind, per_model in (("vec", vec), ("owner", owner), ("info", info), ("chip", chips)):
+                for m, mapping in per_model.items():
+                    pipe.hset(self.k(kind, m), mapping=mapping)
+            if dims:
+                pipe.hset(self.k("dims"), mapping={m: d for m, d in dims.items() if d is not None})
             self._bump(pipe, "import", None)
             pipe.execute()
             chunk.clear()
 
         for person, embs in items:
             n += 1
-            known = (person.id and self.r.hexists(self.k("people"), person.id)) or self.r.hexists(
-                self.k("names"), person.name.strip().casefold())
-            if known or not person.id:
-                self.enroll(person.name, embs, person.metadata, person.id or None)
+            if not person.id:
+                self.enroll(person.name, embs, person.metadata)
                 continue
             chunk.append((person, embs))
             if len(chunk) >= batch:
+                self._split_known(chunk)
                 flush()
         if chunk:
+            self._split_known(chunk)
             flush()
         return n
+
+    def _split_known(self, chunk: list[tuple[Person, list[NewEmbedding]]]) -> None:
+        """Enrol people who already exist (by id or name) one by one, and drop them from ``chunk``."""
+        pipe = self.r.pipeline(transaction=False)
+        for person, _ in chunk:
+            pipe.hexists(self.k("people"), person.id)
+            pipe.hexists(self.k("names"), person.name.strip().casefold())
+        flags = pipe.execute()
+        seen: set[str] = set()
+        fresh = []
+        for j, (person, embs) in enumerate(chunk):
+            key = person.name.strip().casefold()
+            if flags[2 * j] or flags[2 * j + 1] or key in seen:
+                self.enroll(person.name, embs, person.metadata, person.id)
+            else:
+                seen.add(key)
+                fresh.append((person, embs))
+        chunk[:] = fresh
 
     @_guard
     def rename_person(self, ref: str, new_name: str) -> Person:

@@ -198,9 +198,33 @@ class SqliteStore(GalleryStore):
         def flush() -> None:
             now = time.time()
             with self._tx() as db:
-                for person, embs in chunk:
-                    pid = self._resolve(db, person.name, person.id, person.metadata, person.created or now)
-                    self._add(db, pid, embs, now)
+                ids = [p.id for p, _ in chunk]
+                names = [p.name.strip() for p, _ in chunk]
+                marks = ",".join("?" * len(chunk))
+                clash = db.execute(f"SELECT 1 FROM people WHERE id IN ({marks}) OR name COLLATE NOCASE IN ({marks}) "
+                                   "LIMIT 1", (*ids, *names)).fetchone()
+                if clash or not all(ids) or len({n.casefold() for n in names}) < len(names):
+                    for person, embs in chunk:  # merging into existing people: one by one
+                        pid = self._resolve(db, person.name, person.id, person.metadata, person.created or now)
+                        self._add(db, pid, embs, now)
+                else:  # all new: a few executemany calls for the whole chunk
+                    db.executemany("INSERT INTO people(id, name, metadata, created, updated) VALUES (?, ?, ?, ?, ?)",
+                                   [(p.id, check_name(p.name), json.dumps(p.metadata or {}), p.created or now,
+                                     p.updated or now) for p, _ in chunk])
+                    dims: dict[str, int | None] = {}
+                    rows, chips = [], []
+                    for person, embs in chunk:
+                        for e in embs:
+                            if e.model_id not in dims:
+                                dims[e.model_id] = self._dim(db, e.model_id)
+                            v = check_vector(e, dims[e.model_id])
+                            dims[e.model_id] = len(v)
+                            rows.append((e.model_id, e.hash, person.id, v.tobytes(), e.source, e.created or now))
+                            if e.chip:
+                                chips.append((e.model_id, e.hash, e.chip))
+                    db.executemany("INSERT OR IGNORE INTO embeddings(model_id, hash, person_id, vector, source, "
+                                   "created) VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    db.executemany("INSERT OR REPLACE INTO chips(model_id, hash, jpeg) VALUES (?, ?, ?)", chips)
             chunk.clear()
 
         for item in items:
