@@ -138,7 +138,7 @@ def _tag_metrics(tags: dict[str, str]) -> dict[str, float] | None:
 
 
 def register_model(run_id: str, artifact_path: str, name: str, metrics: dict[str, float], split: str,
-                   champion_metrics_on_split: Any = None) -> Promotion:
+                   champion_metrics_on_split: Any = None, baseline: dict[str, float] | None = None) -> Promotion:
     """Register the logged model directory as a new version and move ``champion`` if it wins.
 
     Args:
@@ -150,6 +150,9 @@ def register_model(run_id: str, artifact_path: str, name: str, metrics: dict[str
         champion_metrics_on_split: ``callable(version) -> metrics | None`` that measures the
             current champion on this split when its tags are from another split; None
             keeps such a champion (metrics from different splits are not comparable).
+        baseline: the pretrained model's metrics on this split; with no champion yet, the
+            first version must not be worse than it (the runtime's default model is the
+            implicit champion).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -168,8 +171,12 @@ def register_model(run_id: str, artifact_path: str, name: str, metrics: dict[str
     except MlflowException:
         champ = None
     if champ is None:
+        if baseline is not None and is_better(baseline, metrics):
+            return Promotion(str(version), False, f"no champion yet, and worse than the pretrained model: {PRIMARY} "
+                             f"{metrics[PRIMARY]:.4f} vs {baseline[PRIMARY]:.4f}, {SECONDARY} "
+                             f"{metrics[SECONDARY]:.4f} vs {baseline[SECONDARY]:.4f}")
         client.set_registered_model_alias(name, CHAMPION, version)
-        return Promotion(str(version), True, "first registered model: it is the champion")
+        return Promotion(str(version), True, "first registered model, not worse than the pretrained one: champion")
     old = _tag_metrics(champ.tags) if champ.tags.get(SPLIT_TAG) == split else None
     how = "its tags on this split"
     if old is None and champion_metrics_on_split is not None:

@@ -35,6 +35,8 @@ from trainer.data import ChipSet, describe, load_chip_set, split_by_identity
 log = logging.getLogger(__name__)
 
 PRETRAINED = "dlib_resnet"
+FINETUNE_LR = 2e-5
+SCRATCH_LR = 1e-3
 
 
 @dataclass
@@ -225,14 +227,23 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         if hasattr(loss_fn, "init_centres") and tc.pretrained:
             emb = ev.embed_torch(model, train_cs.chips, device)
             loss_fn.init_centres(torch.from_numpy(emb).to(device), torch.from_numpy(train_cs.labels).to(device))
-        params = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": tc.lr}]
+        lr = tc.lr or (FINETUNE_LR if tc.pretrained and tc.model == PRETRAINED else SCRATCH_LR)
+        mlflow.log_param("lr_used", lr)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        params = [{"params": trainable, "lr": lr}]
         if any(True for _ in loss_fn.parameters()):
-            params.append({"params": list(loss_fn.parameters()), "lr": tc.lr * 10})
+            params.append({"params": list(loss_fn.parameters()), "lr": lr * 10})
         opt = torch.optim.AdamW(params, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc.epochs)
         aug_cfg = AugmentConfig()
         gen = torch.Generator().manual_seed(tc.seed)
         history: list[dict[str, float]] = []
+        has_val = len(splits["val"].names) >= 2
+        # the best epoch by validation (TAR@FAR1e-2, then AUC) is kept; when fine-tuning,
+        # "epoch 0" (the starting weights) competes too, so a run never ends worse on val than it began
+        best_key, best_state, best_epoch = None, None, tc.epochs
+        if has_val and tc.pretrained:
+            best_key, best_state, best_epoch = _val_key(model, splits["val"], device, tc), _state(model), 0
         per_identity = 4 if tc.loss == "triplet" else None
         from tqdm import tqdm
 
@@ -251,20 +262,28 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
                         f"Training diverged at epoch {epoch} (loss {loss.item()}).", "Lower --set train.lr=...")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 5.0)
                 opt.step()
                 seen += len(idx)
                 total += loss.item() * len(idx)
             sched.step()
             elapsed = time.perf_counter() - t0
             row = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_images_per_s": seen / max(elapsed, 1e-9)}
-            if len(splits["val"].names) >= 2:
+            if has_val:
                 vm, _ = ev.evaluate(ev.embed_torch(model, splits["val"].chips, device), splits["val"].labels,
                                     seed=tc.seed, max_pairs=tc.max_pairs)
                 row.update({f"val_{k}": vm[k] for k in ("auc", "tar_far1e-2", "eer", "top1")})
+                key = (vm["tar_far1e-2"], vm["auc"])
+                if best_key is None or key >= best_key:  # ties go to the later (more trained) epoch
+                    best_key, best_state, best_epoch = key, _state(model), epoch
             history.append(row)
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
 
+        if best_state is not None and best_epoch != tc.epochs:
+            log.info("keeping epoch %d, the best on validation identities", best_epoch)
+            model.load_state_dict(best_state)
+        mlflow.log_param("best_epoch", best_epoch)
         threshold, calibrated_on = _calibrate(model, splits, device, tc.seed, tc.max_pairs)
         metrics, roc = ev.evaluate(ev.embed_torch(model, test_cs.chips, device), test_cs.labels,
                                    seed=tc.seed, max_pairs=tc.max_pairs)
@@ -295,12 +314,22 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
                 run.info.run_id, "model", config.mlflow.registry_name, metrics, test_cs.fingerprint(),
                 champion_metrics_on_split=_champion_evaluator(config.mlflow.registry_name, uri, test_cs, tc.seed,
                                                               tc.max_pairs),
+                baseline=pre_metrics,
             )
             result.version, result.promoted, result.decision = promo.version, promo.promoted, promo.reason
             mlflow.set_tags({"facestream.version": promo.version, "facestream.champion": str(promo.promoted),
                              "facestream.decision": promo.reason})
             log.info("registered %s v%s: %s", config.mlflow.registry_name, promo.version, promo.reason)
     return result
+
+
+def _state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _val_key(model, val: ChipSet, device, tc) -> tuple[float, float]:
+    vm, _ = ev.evaluate(ev.embed_torch(model, val.chips, device), val.labels, seed=tc.seed, max_pairs=tc.max_pairs)
+    return vm["tar_far1e-2"], vm["auc"]
 
 
 def _analyzer(config: Config):

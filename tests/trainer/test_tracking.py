@@ -37,14 +37,18 @@ def metrics(tar: float, auc: float) -> dict[str, float]:
 
 def test_champion_moves_only_for_a_better_model_on_the_same_split(tmp_path, store):
     name = "facestream-embedder"
-    first = tracking.register_model(log_model(tmp_path, "a"), "model", name, metrics(0.80, 0.95), "split1")
-    assert first.promoted and first.version == "1"
+    below_baseline = tracking.register_model(log_model(tmp_path, "0"), "model", name, metrics(0.5, 0.9), "split1",
+                                             baseline=metrics(0.6, 0.9))
+    assert not below_baseline.promoted and "worse than the pretrained" in below_baseline.reason
+    first = tracking.register_model(log_model(tmp_path, "a"), "model", name, metrics(0.80, 0.95), "split1",
+                                    baseline=metrics(0.80, 0.95))
+    assert first.promoted and first.version == "2"
     worse = tracking.register_model(log_model(tmp_path, "b"), "model", name, metrics(0.70, 0.99), "split1")
     assert not worse.promoted and "does not beat" in worse.reason
     tie = tracking.register_model(log_model(tmp_path, "c"), "model", name, metrics(0.80, 0.95), "split1")
     assert not tie.promoted
     auc_wins = tracking.register_model(log_model(tmp_path, "d"), "model", name, metrics(0.80, 0.96), "split1")
-    assert auc_wins.promoted and auc_wins.previous == "1"
+    assert auc_wins.promoted and auc_wins.previous == "2"
     other = tracking.register_model(log_model(tmp_path, "e"), "model", name, metrics(0.99, 0.999), "split2")
     assert not other.promoted and "another test split" in other.reason
     # measured again on split2, the champion is worse: the new version wins
