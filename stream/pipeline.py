@@ -220,13 +220,18 @@ class Pipeline:
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> Pipeline:
         """Open every source (all or none, with clear errors), then start the worker threads."""
-        if self.matcher is not None:
-            cfg = self.config.embedder
-            self.batcher = EmbedBatcher(self.analyzer.embed_chips, cfg.max_batch, cfg.batch_wait_ms)
-            if len(self.matcher) == 0:
-                log.warning("the gallery is empty: every face will be 'unknown' until people are enrolled")
-        self.analyzer.detector  # noqa: B018 - load the detector before the clock starts
-        self.sources = open_sources(self.source_configs)
+        self.sources = open_sources(self.source_configs)  # first: a bad path fails before models load
+        try:
+            self.analyzer.detector  # noqa: B018 - load the models before the workers start
+            if self.matcher is not None:
+                cfg = self.config.embedder
+                self.batcher = EmbedBatcher(self.analyzer.embed_chips, cfg.max_batch, cfg.batch_wait_ms)
+                if len(self.matcher) == 0:
+                    log.warning("the gallery is empty: every face will be 'unknown' until people are enrolled")
+        except BaseException:
+            for s in self.sources:
+                s.stop()
+            raise
         self._stop.clear()
         self.started_at = time.time()
         self.workers = [_Worker(self, s) for s in self.sources]

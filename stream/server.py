@@ -345,10 +345,14 @@ class StreamServer:
         return self._response(200, target.read_bytes(), ctype)
 
     # -- statistics ----------------------------------------------------------------
+    def client_stats(self) -> list[dict]:
+        """Per connected client: its subscription, queue length (now and at most), sent and dropped."""
+        return [c.info() for c in self._snapshot]
+
     def server_stats(self) -> dict:
         sent = list(self.send_latency_ms)
         pub = list(self.publish_latency_ms)
-        clients = [c.info() for c in self._snapshot]
+        clients = self.client_stats()
         return {
             "url": self.url, "clients": len(clients), "published": self.published, "rejected": self.rejected,
             "dropped": sum(c["dropped"] for c in clients),

@@ -200,3 +200,31 @@ def test_rtsp_outage_reconnects_while_another_source_keeps_flowing(rtsp, analyze
     assert stats["rtsp"]["reconnects"] >= 1 and stats["rtsp"]["state"] in ("running", "stopped")
     indices = [m["frame"] for m in client.frames("rtsp")]
     assert indices == sorted(indices)  # the receiver's count goes on across the reconnect
+
+
+def test_cli_run_writes_jsonl_video_and_attendance(tmp_path, lin_matcher):
+    """``facestream run`` on the clip: JSON lines, the annotated video, attendance in the gallery's store."""
+    import cv2
+
+    from stream.attendance import open_attendance_store
+    from stream.cli import main
+
+    url = lin_matcher.store.url
+    jsonl, video = tmp_path / "out.jsonl", tmp_path / "out.mp4"
+    argv = ["run", str(HAMILTON), "--gallery", url, "--jsonl", str(jsonl), "--record", str(video),
+            "--max-frames", "30", "--port", "0", "--set", "attendance.min_frames=3"]
+    assert main(argv) == 0
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    frames = [m for m in lines if m["type"] == "frame"]
+    assert [m["frame"] for m in frames] == list(range(30))
+    assert any(f["name"] == LIN for m in frames[:15] for f in m["faces"])  # the wide shot opens on him
+    assert any(m["type"] == "event" and m["event"] == "person_appeared" for m in lines)
+    cap = cv2.VideoCapture(str(video))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 30 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
+    store = open_attendance_store(url)
+    records = [r for s in store.sessions() for r in store.records(s.name)]
+    assert [r.name for r in records] == [LIN]
+    assert main(["run", str(tmp_path / "missing.mp4"), "--gallery", url, "--no-server"]) == 2
