@@ -388,20 +388,15 @@ class Pipeline:
 
 
 def open_matcher(config: Config, analyzer: Any) -> Any:
-    """The gallery matcher for the configured store and the analyzer's model.
+    """The gallery matcher for the configured store (``gallery.url`` or ``$FACESTREAM_GALLERY``) and model.
 
     Raises:
         FacestreamError: the store cannot be opened (bad URL, Redis down).
     """
-    from gallery.errors import GalleryError
-    from gallery.matcher import Matcher
-    from gallery.store import open_store
+    from stream.recognize import open_gallery
+    from stream.recognize import open_matcher as matcher_for
 
-    try:
-        store = open_store(config.gallery.url)
-        return Matcher(store, analyzer.model_id, analyzer.threshold)
-    except GalleryError as exc:
-        raise FacestreamError(exc.problem, exc.fix) from None
+    return matcher_for(analyzer, open_gallery(config))
 
 
 class JsonlWriter:

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="interface to listen on (default: server.host)")
     p.add_argument("--port", type=int, help="websocket/HTTP port (0 = any free port; default: server.port)")
     p.add_argument("--no-server", action="store_true", help="do not start the websocket/HTTP server")
+    p.add_argument("--dashboard", action="store_true",
+                   help="print the browser dashboard's address (with the token); it is served at "
+                        "http://HOST:PORT/ whenever the server runs")
     p.add_argument("--token", help="clients must present this token (?token= or Authorization: Bearer)")
     p.add_argument("--record", metavar="OUT.mp4", help="write the annotated video (one file per source)")
     p.add_argument("--jsonl", metavar="FILE", help="write every result and event as JSON lines")
@@ -38,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop each source after N frames")
     p.add_argument("--model", help="embedding model (registry name, folder, or models:/ URI)")
     p.add_argument("--engine", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference engine")
-    p.add_argument("--session", help="record attendance into this session (default: the day's session)")
+    p.add_argument("--session", help="record attendance into this existing session (default: the day's session)")
     p.add_argument("--no-attendance", action="store_true", help="do not record attendance")
     add_common_options(p)
     p.set_defaults(handler=cmd_run)
@@ -63,17 +66,13 @@ def _config(args: argparse.Namespace):
     return config, sources
 
 
-def _attendance(config, args, matcher):
-    """The attendance monitor for this run, or None (disabled, or the attendance package is absent)."""
-    if args.no_attendance or matcher is None:
+def _attendance(config, args, analyzer, cameras: list[str]):
+    """The attendance monitor for this run, or None (``--no-attendance``)."""
+    if args.no_attendance:
         return None
-    try:
-        from stream.attendance import AttendanceMonitor, open_attendance_store
-    except ImportError:
-        return None
-    store = open_attendance_store(config.gallery.url)
-    monitor = AttendanceMonitor(store, config.attendance, people=matcher.store.list_people)
-    return monitor
+    from stream.attendance.live import attendance_for_run
+
+    return attendance_for_run(config, cameras, session=args.session, threshold=analyzer.threshold)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -81,10 +80,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stream.pipeline import JsonlWriter, Pipeline, VideoRecorder, open_matcher
 
     config, sources = _config(args)
+    if args.dashboard and args.no_server:
+        raise FacestreamError("--dashboard needs the server.", "Drop --no-server.")
     analyzer = FaceAnalyzer(config)
     matcher = open_matcher(config, analyzer)
     pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=matcher, max_frames=args.max_frames)
-    monitor = _attendance(config, args, matcher)
+    monitor = None
     server = None
     outputs: list = []
     stop = threading.Event()
@@ -95,16 +96,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             outputs.append(JsonlWriter(args.jsonl).attach(pipeline))
         if args.record:
             outputs.append(VideoRecorder(args.record, pipeline.sources).attach(pipeline))
+        monitor = _attendance(config, args, analyzer, [s.id for s in pipeline.sources])
         if monitor is not None:
             pipeline.add_listener(monitor.on_result)
-            if args.session:
-                monitor.start_session(args.session, cameras=[s.id for s in pipeline.sources])
-            elif config.attendance.default_session:
-                monitor.record_day_session([s.id for s in pipeline.sources])
         if not args.no_server:
             server = _server(config, pipeline, monitor)
             print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
                   flush=True)
+            if args.dashboard:  # attendance dashboard (helper H)
+                query = f"?token={config.server.token}" if config.server.token else ""
+                print(f"dashboard: http://{config.server.host}:{server.port}/{query}", flush=True)
         while not stop.is_set() and not pipeline.wait(timeout=0.5):
             pass
         if pipeline.error is not None:
@@ -117,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
         matcher.close()
+        matcher.store.close()
     for sid, s in pipeline.stats()["sources"].items():
         print(f"{sid}: {s['processed']} frames, {s['dropped']} dropped, {s['reconnects']} reconnects, "
               f"latency p50 {s['latency_ms']['p50']} ms")
@@ -128,9 +130,9 @@ def _server(config, pipeline, monitor):
     from stream.server import StreamServer
 
     if monitor is not None:
-        from stream.attendance.web import AttendanceServer
+        from stream.attendance.live import dashboard_server
 
-        server = AttendanceServer(config.server, stats=pipeline.stats, monitor=monitor).start()
+        server = dashboard_server(config, monitor, stats=pipeline.stats).start()
     else:
         server = StreamServer(config.server, stats=pipeline.stats).start()
     server.attach(pipeline)

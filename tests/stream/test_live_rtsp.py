@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import selectors
+import signal
 import subprocess
 import threading
 import time
@@ -194,6 +195,15 @@ def test_rtsp_outage_reconnects_while_another_source_keeps_flowing(rtsp, analyze
                 rtsp.start()
                 wait_until(lambda: len(client.frames("rtsp")) >= during_rtsp + 30, 60, "RTSP results after restart")
                 assert cam.reconnects >= 1 and other.reconnects == 0
+                # a server that hangs (connection open, nothing sent) is caught by the stall timeout
+                reconnects = cam.reconnects
+                rtsp.proc.send_signal(signal.SIGSTOP)
+                try:
+                    wait_until(lambda: cam.reconnects > reconnects, 30, "the stall to be noticed")
+                finally:
+                    rtsp.proc.send_signal(signal.SIGCONT)
+                after_stall = len(client.frames("rtsp"))
+                wait_until(lambda: len(client.frames("rtsp")) >= after_stall + 30, 60, "RTSP results after the stall")
         finally:
             client.stop()
     stats = pipeline.stats()["sources"]
