@@ -30,7 +30,8 @@ from gallery.types import Match, MatchResult
 
 log = logging.getLogger(__name__)
 
-BLOCK_ROWS = 65536  # rows per matrix-product block: its (queries x rows) scores stay in cache
+BLOCK_ROWS = 65536  # rows per matrix-product block for a batch of 16 queries (scaled by batch size)
+SEED_ROWS = 2048  # rows fully ranked per query; after them only rows above the running k-th best are kept
 MAX_CANDIDATE_ROWS = 4096  # beyond this many rows per query, score every person exactly instead
 RETRY_SECONDS = 1.0  # after a failed reload (store down), wait this long before trying again
 
@@ -59,11 +60,12 @@ class _Index:
         starts = np.flatnonzero(np.r_[True, rp[1:] != rp[:-1]]) if len(rp) else np.zeros(0, np.int64)
         max_rows = int(np.diff(np.r_[starts, len(rp)]).max()) if len(rp) else 0
         index = cls(data, starts, max_rows)
-        if device == "cuda" and len(rp):
+        if device in ("cuda", "torch") and len(rp):
             import torch
 
-            index.device_matrix = torch.from_numpy(np.ascontiguousarray(data.matrix)).to("cuda")
-            index.device_rows = torch.from_numpy(rp.astype(np.int64)).to("cuda")
+            where = "cuda" if device == "cuda" else "cpu"
+            index.device_matrix = torch.from_numpy(np.array(data.matrix, copy=True)).to(where)
+            index.device_rows = torch.from_numpy(rp.astype(np.int64)).to(where)
         return index
 
 
@@ -77,16 +79,17 @@ def top_rows(matrix: np.ndarray, queries: np.ndarray, r: int) -> tuple[np.ndarra
         (n, r) int64 row indices and (n, r) float32 scores.
     """
     n, total = len(queries), len(matrix)
-    first = min(total, max(BLOCK_ROWS, r))
+    block = max(4096, BLOCK_ROWS * 16 // max(n, 1))  # keeps the (n x block) score tile near 4 MB
+    first = min(total, max(SEED_ROWS, r))
     scores = queries @ matrix[:first].T
-    part = np.argpartition(-scores, r - 1, axis=1)[:, :r] if r < first else np.tile(np.arange(first), (n, 1))
+    part = np.argpartition(scores, -r, axis=1)[:, -r:] if r < first else np.tile(np.arange(first), (n, 1))
     cand_q = [np.repeat(np.arange(n), r)]
     cand_i = [part.reshape(-1)]
     cand_s = [np.take_along_axis(scores, part, axis=1).reshape(-1)]
     kth = cand_s[0].reshape(n, r).min(axis=1)
     pending = 0
-    for start in range(first, total, BLOCK_ROWS):
-        scores = queries @ matrix[start:start + BLOCK_ROWS].T
+    for start in range(first, total, block):
+        scores = queries @ matrix[start:start + block].T
         qq, cc = np.nonzero(scores > kth[:, None])
         if len(qq):
             cand_q.append(qq)
@@ -125,7 +128,8 @@ class Matcher:
         model_id: the embedding model's id; only embeddings of this model are searched.
         threshold: cosine similarity at or above which the closest person is named.
         min_margin: also call a face unknown when the second person is within this margin (0 = off).
-        device: "cpu" (numpy), "cuda" (torch) or "auto" (cuda when torch sees a GPU).
+        device: "cpu" (numpy), "cuda" (torch on the GPU), "auto" (cuda when torch sees a GPU), or
+            "torch" (torch on the CPU: the GPU code path, testable anywhere).
         watch: listen for store change events (Redis) instead of checking the version per search.
     """
 

@@ -31,14 +31,15 @@ def test_top_rows_matches_a_full_sort_across_blocks(monkeypatch):
         np.testing.assert_allclose(np.take_along_axis(full, idx, 1), ref, rtol=1e-6)
 
 
+@pytest.mark.parametrize("device", ["cpu", "torch"])
 @pytest.mark.parametrize("per_person", [1, 3])
-def test_search_equals_brute_force(store, per_person):
+def test_search_equals_brute_force(store, per_person, device):
     rng = np.random.default_rng(10 + per_person)
     people = {f"p{i}": unit(rng, per_person) for i in range(60)}
     for name, vecs in people.items():
         store.enroll(name, [emb(v) for v in vecs])
     queries = unit(rng, 5)
-    with Matcher(store, "m1", threshold=0.5, device="cpu") as matcher:
+    with Matcher(store, "m1", threshold=0.5, device=device) as matcher:
         assert len(matcher) == 60 and matcher.rows == 60 * per_person
         results = matcher.search(queries, top_k=4)
     for q, res in zip(queries, results, strict=True):
