@@ -59,7 +59,7 @@ class Run:
     """`facestream run` on the looping clip, as a separate process (so it can be killed and restarted)."""
 
     def __init__(self, url: str, port: int, log: Path, session: str | None = "hamilton"):
-        cmd = [sys.executable, "-m", "stream", "-v", "run", str(HAMILTON), "--loop", "--realtime",
+        cmd = [sys.executable, "-m", "stream", "-v", "run", str(HAMILTON), "--loop", "--realtime", "--dashboard",
                "--gallery", url, "--port", str(port), "--token", TOKEN]
         if session:
             cmd += ["--session", session]
@@ -123,6 +123,8 @@ def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path
     port = free_port()
     run = Run(gallery_url, port, tmp_path / "run1.log")
     base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: f"dashboard: {base}/?token={TOKEN}" in (tmp_path / "run1.log").read_text(), 10,
+               "the dashboard address printed by --dashboard")
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
