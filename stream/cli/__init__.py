@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 
+from gallery.errors import GalleryError
 from stream.errors import FacestreamError
 
 # Order here is the order in --help.
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return int(args.handler(args) or 0)
-    except FacestreamError as exc:
+    except (FacestreamError, GalleryError) as exc:  # GalleryError: the gallery's twin of FacestreamError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
