@@ -295,3 +295,31 @@ def test_bad_input_gives_clear_messages(tmp_path):
                    now=T0 + 61)
     with pytest.raises(FacestreamError, match="Unsupported store URL"):
         open_attendance_store("mysql://x")
+
+
+def test_two_workers_on_one_redis_count_a_person_once(redis_url):
+    """Two processes' monitors (one per camera) see the same person at once: one record, earliest sighting."""
+    import threading
+
+    stores = [open_attendance_store(redis_url) for _ in range(2)]
+    create_session(stores[0], lambda: PEOPLE, "shared", roster="group=hamilton", start=T0, now=T0)
+    cfg = AttendanceConfig(min_frames=3, flush_seconds=0.1)
+    monitors = [AttendanceMonitor(s, cfg, people=lambda: PEOPLE, clock=Clock(T0 + 1)) for s in stores]
+    barrier = threading.Barrier(2)
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        t = T0 + 1 + 0.5 * k  # camera 1 sees Lin half a second later
+        for _ in range(60):
+            t += 1 / 30
+            monitors[k].observe(f"cam{k}", t, faces((1, "p-lin", 0.8 + 0.01 * k)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    recs = stores[1].records("shared")
+    assert [r.person_id for r in recs] == ["p-lin"]
+    assert recs[0].camera == "cam0" and recs[0].first_seen == pytest.approx(T0 + 1 + 1 / 30, abs=1e-3)
+    assert recs[0].best_similarity == pytest.approx(0.81) and recs[0].last_seen > T0 + 2.9
