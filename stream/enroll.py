@@ -240,6 +240,24 @@ class Enroller:
             self.on_person(name)
         return verdicts
 
+    def enroll_chips(self, name: str, chips: np.ndarray, metadata: dict[str, Any] | None = None,
+                     source: str = "camera", person_id: str | None = None) -> int:
+        """Enrol aligned chips (n, S, S, 3) captured elsewhere (a live track, the demo's webcam).
+
+        The chips are trusted (the caller picked sharp, frontal ones); each is keyed by the hash
+        of its pixels. One transaction; returns how many embeddings were added.
+        """
+        chips = np.asarray(chips, np.uint8)
+        if chips.ndim != 4 or not len(chips):
+            raise FacestreamError("No face chips to enrol.", "Capture at least one face first.")
+        vectors = self.analyzer.embed_chips(chips)
+        embs = [NewEmbedding(v, self.analyzer.model_id, content_hash(c.tobytes()),
+                             encode_jpeg(c) if self.cfg.keep_chips else None, source)
+                for v, c in zip(vectors, chips, strict=True)]
+        with _gallery():
+            _, added = self.store.enroll(name, embs, metadata, person_id)
+        return added
+
     def run(self, groups: list[tuple[str, list[Photo], dict[str, Any], str | None]]) -> EnrollReport:
         """Enrol ``(name, photos, metadata, person_id)`` groups with a progress bar; stops cleanly on store loss."""
         from tqdm import tqdm

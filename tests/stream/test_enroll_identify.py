@@ -261,6 +261,44 @@ def test_interrupted_enrolment_keeps_whole_people_and_resumes(engine, store, tmp
     assert [(p.name, p.n_embeddings) for p in store.list_people()] == [(n, 2) for n in names]
 
 
+def test_redis_lost_mid_enrolment_stops_cleanly(engine, redis_server, redis_url, tmp_path):
+    """The person being written when Redis goes away is absent; everyone before is kept; re-run resumes."""
+    import redis
+
+    photos = [(i, ps[0]) for i, ps in by_person(CELEBS).items()][:3]
+    folder = people_folder(tmp_path / "people", photos)
+    store = open_store(redis_url)
+
+    def pull_the_plug(name: str) -> None:
+        redis.Redis.from_url(redis_url).save()  # what was committed so far survives the restart
+        redis_server.stop()
+
+    try:
+        with pytest.raises(FacestreamError, match="Enrolment stopped at .*person 2 of 3.*1 people finished"):
+            Enroller(engine, store, progress=False, on_person=pull_the_plug).enroll_folder(folder)
+    finally:
+        redis_server.start()
+    try:
+        assert [p.name for p in store.list_people()] == [photos[0][0]]
+        report = Enroller(engine, store, progress=False).enroll_folder(folder)
+        assert report.counts() == {"enrolled": 2, "duplicate": 1}
+        assert len(store.list_people()) == 3
+    finally:
+        redis.Redis.from_url(redis_url).flushdb()
+        (redis_server.workdir / "dump.rdb").unlink(missing_ok=True)
+
+
+def test_enroll_live_chips(engine, store):
+    rgb = load_image(by_person(EXAMPLES)["Rose_Leslie"][0])
+    faces = engine.detect(rgb)
+    chips = engine.chips(rgb, faces)
+    enroller = Enroller(engine, store, progress=False)
+    assert enroller.enroll_chips("Rose", chips, {"source": "cam0"}) == 1
+    assert enroller.enroll_chips("Rose", chips) == 0  # same pixels: idempotent
+    faces, _ = identify(engine, open_matcher(engine, store, watch=False), load_image(GROUPS / "kit_with_rose.jpg"))
+    assert "Rose" in faces.name
+
+
 # -- rosters and URLs -----------------------------------------------------------------------------
 @pytest.fixture
 def http_dir(tmp_path):
