@@ -132,8 +132,8 @@ def _live_tab(service: DemoService) -> None:
         gr.Markdown("Allow the camera, then press record: every frame is tracked and named as in `facestream run`.")
         with gr.Row():
             cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
-            out = gr.Image(label="Recognised", type="numpy", format="jpeg", interactive=False)
-        status = gr.Markdown()
+            out = gr.Image(label="Recognised", type="numpy", format="jpeg", interactive=False, elem_id="live-output")
+        status = gr.Markdown(elem_id="live-status")
         session = gr.State(None)
 
         @_friendly
