@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -79,6 +80,7 @@ class AttendanceMonitor:
         self._states: dict[str, str] = {}
         self._written: dict[tuple[str, str], tuple[float, float]] = {}
         self._listeners: list[Listener] = []
+        self._recent: deque[dict[str, Any]] = deque(maxlen=100)
         self._lock = threading.RLock()
         self._next_refresh = 0.0
         self._next_forget = 0.0
@@ -92,7 +94,13 @@ class AttendanceMonitor:
         """``fn(event_dict)`` for every attendance/session/unknown event (called from the pipeline thread)."""
         self._listeners.append(fn)
 
+    def recent(self) -> list[dict[str, Any]]:
+        """The last attendance events, oldest first (a page that connects late still sees the story)."""
+        return list(self._recent)
+
     def _emit(self, event: dict[str, Any]) -> None:
+        event.setdefault("at", round(self.clock(), 3))
+        self._recent.append(event)
         for fn in list(self._listeners):
             try:
                 fn(event)

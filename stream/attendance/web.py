@@ -50,6 +50,7 @@ class AttendanceServer(StreamServer):
         hello = super()._hello(client)
         try:
             hello["attendance"] = self.monitor.current()
+            hello["attendance_recent"] = self.monitor.recent()
         except FacestreamError as exc:
             hello["attendance_error"] = str(exc)
         return hello

@@ -21,6 +21,7 @@
   let stopped = false;         // true after an auth failure: retrying cannot help
   let refetchTimer = null;
   let requestId = 0;
+  let historyShown = false;
   const blurBox = $("#blur");
   blurBox.checked = params.get("blur") === "1";
 
@@ -80,18 +81,22 @@
         (msg.sources || []).forEach(ensureCamera);
         if (msg.attendance) applyStates(msg.attendance);
         if (msg.attendance_error) log("error", msg.attendance_error);
+        if (!historyShown) {  // what happened before this page connected, once
+          historyShown = true;
+          for (const ev of msg.attendance_recent || []) logEvent(ev);
+        }
         log("info", "connected to the server");
         break;
       case "frame": onFrame(msg); break;
-      case "attendance": onRecord(msg); break;
+      case "attendance": onRecord(msg); logEvent(msg); break;
       case "unknown": {
         const st = sessions.get(msg.session);
         if (st) { st.unknown = msg.count; if (msg.session === selected) renderSession(); }
-        log("unknown", `unknown face on ${msg.camera} (${msg.count} in ${msg.session})`);
+        logEvent(msg);
         break;
       }
       case "session":
-        log("session", `session ${msg.session.name} ${msg.action}`);
+        logEvent(msg);
         scheduleRefetch();
         break;
       case "attendance_reply":
@@ -252,13 +257,22 @@
     } catch (err) { /* reconnect logic handles outages */ }
   }
 
+  // one line in the event log per attendance event (live, or from the server's recent history)
+  function logEvent(msg) {
+    if (msg.type === "attendance" && msg.new) {
+      const rec = msg.record;
+      const tag = rec.on_roster ? rec.status : "not on roster";
+      log(rec.status, `${rec.name} ${tag} in ${msg.session} (${rec.camera}, ${rec.best_similarity.toFixed(2)})`, msg.at);
+    } else if (msg.type === "unknown") {
+      log("unknown", `unknown face on ${msg.camera} (${msg.count} in ${msg.session})`, msg.at);
+    } else if (msg.type === "session") {
+      log("session", `session ${msg.session.name} ${msg.action}`, msg.at);
+    }
+  }
+
   function onRecord(msg) {
     const st = sessions.get(msg.session);
     const rec = msg.record;
-    if (msg.new) {
-      const tag = rec.on_roster ? rec.status : "not on roster";
-      log(rec.status, `${rec.name} ${tag} in ${msg.session} (${rec.camera}, ${rec.best_similarity.toFixed(2)})`);
-    }
     if (!st) { scheduleRefetch(); return; }
     const row = st.roster.find((r) => r.person_id === rec.person_id);
     if (row) Object.assign(row, rec, { name: row.name });
@@ -363,10 +377,11 @@
   });
 
   // ---- event log -------------------------------------------------------------------------------------------------
-  function log(kind, text) {
+  function log(kind, text, at) {
     const li = document.createElement("li");
     li.dataset.kind = kind;
-    li.innerHTML = `<time>${new Date().toLocaleTimeString()}</time><b>${esc(kind)}</b> ${esc(text)}`;
+    const when = at ? new Date(at * 1000) : new Date();
+    li.innerHTML = `<time>${when.toLocaleTimeString()}</time><b>${esc(kind)}</b> ${esc(text)}`;
     const list = $("#log");
     list.insertBefore(li, list.firstChild);
     while (list.children.length > 300) list.removeChild(list.lastChild);

@@ -134,6 +134,9 @@ def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path
             lin = f"#roster tr[data-person-id='{ids['Lin-Manuel Miranda']}']"
             page.wait_for_selector(f"{lin}[data-status=present]", timeout=90_000)
             assert page.get_attribute(f"#roster tr[data-person-id='{ids['Joe Biden']}']", "data-status") == "absent"
+            # the event log tells the story, including what happened before the page connected
+            page.wait_for_selector("#log li[data-kind=present]", timeout=10_000)
+            assert "Lin-Manuel Miranda present in hamilton" in page.inner_text("#log")
             # the live view draws boxes with names over the frames
             page.wait_for_function(
                 "() => [...document.querySelectorAll('#cameras canvas')].some(c => Number(c.dataset.drawn) > 0"
