@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,7 @@ class LiveResult(FrameResult):
 
     Attributes:
         tracks: per face, the track's state (see :meth:`stream.tracker.Track.info`).
-        embedded: per face, whether it was embedded on this frame.
+        embedded: per face, whether an embedding of it updated its track's identity on this frame.
         t_read: ``perf_counter()`` when the frame was read (latency origin).
         image: the BGR frame (for recording and the dashboard's live view).
     """
@@ -79,6 +80,16 @@ class TrackEvent:
                 "time": round(self.timestamp, 3), **self.track}
 
 
+@dataclass
+class _Pending:
+    """An embedding request in flight for some tracks of one frame."""
+
+    tracks: list[Track]
+    future: Future
+    frame: int
+    timestamp: float
+
+
 ResultListener = Callable[[LiveResult, np.ndarray], None]
 EventListener = Callable[[TrackEvent], None]
 
@@ -99,6 +110,7 @@ class _Worker:
         self.processed = 0
         self.faces = 0
         self.embedded = 0
+        self.pending: deque[_Pending] = deque()
         self.errors = 0
         self.done = threading.Event()
         self.timings: dict[str, deque[float]] = {s: deque(maxlen=300) for s in STAGES}
@@ -292,7 +304,7 @@ class Pipeline:
         for track in update.started:
             self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp, track.info()))
         embedded = [False] * len(faces)
-        if self.matcher is not None and len(faces) and len(self.matcher):
+        if self.batcher is not None and (len(faces) or w.pending):
             embedded = self._recognize(w, frame, rgb, faces, update.tracks, timings)
         for track in update.ended:
             self._track_ended(w, track, frame.index, frame.timestamp)
@@ -307,7 +319,6 @@ class Pipeline:
                             image=frame.image)
         w.processed += 1
         w.faces += len(faces)
-        w.embedded += sum(embedded)
         for k, v in timings.items():
             w.timings[k].append(v)
         w.latency.append((now - frame.t_read) * 1000)
@@ -317,47 +328,79 @@ class Pipeline:
 
     def _recognize(self, w: _Worker, frame: Frame, rgb: np.ndarray, faces: Faces, tracks: list[Track],
                    timings: dict[str, float]) -> list[bool]:
-        """Landmarks, chips, one batched embedding call and a gallery search, for the tracks that need it."""
+        """Landmarks and chips for the tracks that need them, one batched embedding request, the votes.
+
+        Live sources never wait for the model: the request is queued and its
+        answer applied on a later frame (usually the next), so a frame's latency
+        is detection plus tracking. Files wait, so every run over a file names
+        the same faces on the same frames.
+        """
+        embedded = [False] * len(faces)
+        self._collect(w, frame, faces, tracks, embedded, timings, block=False)
         min_face = self.config.match.min_face
         side = np.minimum(faces.width, faces.height)
         need = [i for i, tr in enumerate(tracks) if side[i] >= min_face and w.tracker.needs_embedding(tr, frame.index)]
-        embedded = [False] * len(faces)
-        if not need:
+        if not need or not len(self.matcher):
             return embedded
         t0 = time.perf_counter()
         sub = faces[np.array(need)]
         sub.landmarks = self.analyzer.landmarker.predict(rgb, sub.xyxy)
         chips = self.analyzer.chips(rgb, sub)
         t1 = time.perf_counter()
-        emb = self.batcher(chips, w.producer)
-        t2 = time.perf_counter()
-        results = self.matcher.search(emb, top_k=1)
-        t3 = time.perf_counter()
         timings["landmarks"] = (t1 - t0) * 1000
-        timings["embed"] = (t2 - t1) * 1000
-        timings["match"] = (t3 - t2) * 1000
-        for j, (i, res) in enumerate(zip(need, results, strict=True)):
-            track, split = w.tracker.check_appearance(tracks[i], emb[j], self.split_threshold, frame.index,
-                                                      frame.timestamp)
-            if split is not None:  # the box continued but the face is someone else's: a new track
-                self._track_ended(w, split, frame.index, frame.timestamp)
-                tracks[i] = track
-                faces.track_id[i] = track.track_id
-                self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp,
-                                            track.info()))
-            embedded[i] = True
-            before = (track.person_id, track.name, track.age_frames, track.age_s)
-            best = res.best
-            vote = Vote(best.person_id if best else None, best.name if best else UNKNOWN, float(res.similarity),
-                        frame.index)
-            if w.tracker.vote(track, vote):
-                if before[0] is not None:
-                    info = {**track.info(), "person_id": before[0], "name": before[1]}
-                    self._emit_event(TrackEvent("person_left", w.source.id, frame.index, frame.timestamp, info))
-                if track.known:
-                    self._emit_event(TrackEvent("person_appeared", w.source.id, frame.index, frame.timestamp,
-                                                track.info()))
+        for i in need:
+            tracks[i].pending = True
+        w.pending.append(_Pending([tracks[i] for i in need], self.batcher.submit(chips, w.producer), frame.index,
+                                  frame.timestamp))
+        if not w.source.live:
+            self._collect(w, frame, faces, tracks, embedded, timings, block=True)
+        timings["embed"] = (time.perf_counter() - t1) * 1000 - timings.get("match", 0.0)
         return embedded
+
+    def _collect(self, w: _Worker, frame: Frame, faces: Faces, tracks: list[Track], embedded: list[bool],
+                 timings: dict[str, float], block: bool) -> None:
+        """Apply the embeddings that are ready (all of them when ``block``): appearance check, search, vote."""
+        while w.pending and (block or w.pending[0].future.done()):
+            p = w.pending.popleft()
+            try:
+                emb = p.future.result()
+            finally:
+                for t in p.tracks:
+                    t.pending = False
+            t0 = time.perf_counter()
+            results = self.matcher.search(emb, top_k=1)
+            timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - t0) * 1000
+            alive = {id(t) for t in w.tracker.tracks}
+            here = {id(t): i for i, t in enumerate(tracks)}
+            for track, e, res in zip(p.tracks, emb, results, strict=True):
+                if id(track) not in alive:
+                    continue  # ended or split while the model ran
+                i = here.get(id(track))
+                track, split = w.tracker.check_appearance(track, e, self.split_threshold, p.frame, p.timestamp)
+                if split is not None:  # the box continued but the face is someone else's: a new track
+                    self._track_ended(w, split, frame.index, frame.timestamp)
+                    self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp,
+                                                track.info()))
+                    if i is not None:
+                        tracks[i] = track
+                        faces.track_id[i] = track.track_id
+                if i is not None:
+                    embedded[i] = True
+                w.embedded += 1
+                self._vote(w, track, res, p.frame, frame)
+
+    def _vote(self, w: _Worker, track: Track, res: Any, embed_frame: int, frame: Frame) -> None:
+        before = (track.person_id, track.name)
+        best = res.best
+        vote = Vote(best.person_id if best else None, best.name if best else UNKNOWN, float(res.similarity),
+                    embed_frame)
+        if w.tracker.vote(track, vote):
+            if before[0] is not None:
+                info = {**track.info(), "person_id": before[0], "name": before[1]}
+                self._emit_event(TrackEvent("person_left", w.source.id, frame.index, frame.timestamp, info))
+            if track.known:
+                self._emit_event(TrackEvent("person_appeared", w.source.id, frame.index, frame.timestamp,
+                                            track.info()))
 
     def _track_ended(self, w: _Worker, track: Track, frame_index: int, timestamp: float) -> None:
         info = track.info()

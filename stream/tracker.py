@@ -72,6 +72,7 @@ class Track:
     named_frames: int = 0  # frames seen while carrying the current name
     appearance: np.ndarray | None = None  # mean of recent embeddings (normalised): who this track looks like
     jumped: bool = False  # the last association was a weak overlap: maybe another face, check it
+    pending: bool = False  # an embedding of this track is being computed (live pipeline)
 
     @property
     def age_frames(self) -> int:
@@ -183,7 +184,9 @@ class Tracker:
 
     # -- identity ----------------------------------------------------------
     def needs_embedding(self, track: Track, frame: int) -> bool:
-        """New, uncertain, or due for its periodic re-check."""
+        """New, uncertain, or due for its periodic re-check (and no embedding of it already in flight)."""
+        if track.pending:
+            return False
         if track.last_embed_frame is None or track.jumped:
             return True
         if self.uncertain(track):
