@@ -5,13 +5,14 @@ anyone, so sightings are accumulated per (camera, track): a track confirms a
 person once it has been recognised as that person on at least ``min_frames``
 frames spanning at least ``min_seconds``. If the track's identity switches, the
 count starts again for the new person. Unknown tracks are confirmed the same
-way and counted once each.
+way, and counted once each when they leave without ever having been named
+(a track is often unknown for its first frames, before its votes name it).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -27,8 +28,7 @@ class TrackState:
     last_ts: float = 0.0
     best_similarity: float = float("-inf")
     confirmed: bool = False
-    flushed_ts: float = field(default=float("-inf"))  # last time this track's sighting was written to the store
-    flushed_similarity: float = float("-inf")
+    ever_named: bool = False  # some frame of this track carried a name (then it is nobody's "unknown face")
 
 
 @dataclass
@@ -52,7 +52,7 @@ class PresenceRule:
     """
 
     def __init__(self, min_frames: int = 5, min_seconds: float = 0.0, threshold: float | None = None,
-                 forget_after: float = 30.0):
+                 forget_after: float = 10.0):
         self.min_frames = max(1, int(min_frames))
         self.min_seconds = float(min_seconds)
         self.threshold = threshold
@@ -68,8 +68,9 @@ class PresenceRule:
         key = (camera, int(track_id))
         state = self.tracks.get(key)
         if state is None or state.person_id != person_id:
+            named = (state is not None and state.ever_named) or person_id is not None
             state = TrackState(camera=camera, track_id=int(track_id), person_id=person_id, name=name,
-                               first_ts=ts)
+                               first_ts=ts, ever_named=named)
             self.tracks[key] = state
         state.frames += 1
         state.last_ts = ts
@@ -82,8 +83,7 @@ class PresenceRule:
             state.confirmed = newly = True
         return Sighting(state=state, newly_confirmed=newly, improved=improved)
 
-    def forget(self, now: float) -> None:
-        """Drop tracks not seen for ``forget_after`` seconds (they have left the picture)."""
+    def forget(self, now: float) -> list[TrackState]:
+        """Drop tracks not seen for ``forget_after`` seconds (they have left the picture); returns them."""
         stale = [k for k, s in self.tracks.items() if now - s.last_ts > self.forget_after]
-        for k in stale:
-            del self.tracks[k]
+        return [self.tracks.pop(k) for k in stale]

@@ -81,6 +81,8 @@ class AttendanceMonitor:
         self._written: dict[tuple[str, str], tuple[float, float]] = {}
         self._listeners: list[Listener] = []
         self._recent: deque[dict[str, Any]] = deque(maxlen=100)
+        # unknown tracks confirmed but not counted yet: counted when they leave still nameless
+        self._pending_unknown: dict[tuple[str, int], tuple[float, list[str], bytes | None]] = {}
         self._lock = threading.RLock()
         self._next_refresh = 0.0
         self._next_forget = 0.0
@@ -263,16 +265,24 @@ class AttendanceMonitor:
                 box = faces.xyxy[i]
                 try:
                     if pid is None:
-                        if sighting.newly_confirmed:
-                            self._unknown(sessions, camera, ts, frame, box)
+                        if sighting.newly_confirmed and not sighting.state.ever_named:
+                            snap = face_snapshot(frame, box) if self.config.keep_unknown_snapshots else None
+                            self._pending_unknown[(camera, int(faces.track_id[i]))] = (
+                                ts, [s.name for s in sessions], snap)
                     else:
                         for s in sessions:
                             self._record(s, sighting, camera, ts, frame, box)
                 except FacestreamError as exc:
                     self._store_error(exc, ts)
             if ts >= self._next_forget:
-                self.rule.forget(ts)
-                self._next_forget = ts + 5.0
+                self._next_forget = ts + 1.0
+                for state in self.rule.forget(ts):
+                    pending = self._pending_unknown.pop((state.camera, state.track_id), None)
+                    if pending is not None and not state.ever_named:
+                        try:
+                            self._unknown(state.camera, *pending)
+                        except FacestreamError as exc:
+                            self._store_error(exc, ts)
 
     def _record(self, s: Session, sighting: Sighting, camera: str, ts: float, frame, box) -> None:
         st = sighting.state
@@ -292,11 +302,11 @@ class AttendanceMonitor:
                      camera, best)
         self._emit({"type": "attendance", "session": s.name, "new": created, "record": rec.to_json(s)})
 
-    def _unknown(self, sessions: list[Session], camera: str, ts: float, frame, box) -> None:
-        snap = face_snapshot(frame, box) if self.config.keep_unknown_snapshots else None
-        for s in sessions:
-            count = self.store.add_unknown(s.name, ts, camera, snap)
-            self._emit({"type": "unknown", "session": s.name, "camera": camera, "time": ts, "count": count})
+    def _unknown(self, camera: str, ts: float, sessions: list[str], snap: bytes | None) -> None:
+        """Count one unknown face (a track that left without a name) in the sessions it was seen in."""
+        for name in sessions:
+            count = self.store.add_unknown(name, ts, camera, snap)
+            self._emit({"type": "unknown", "session": name, "camera": camera, "time": ts, "count": count})
 
     def _store_error(self, exc: FacestreamError, now: float) -> None:
         if now - self._last_error > 10:

@@ -323,3 +323,24 @@ def test_two_workers_on_one_redis_count_a_person_once(redis_url):
     assert [r.person_id for r in recs] == ["p-lin"]
     assert recs[0].camera == "cam0" and recs[0].first_seen == pytest.approx(T0 + 1 + 1 / 30, abs=1e-3)
     assert recs[0].best_similarity == pytest.approx(0.81) and recs[0].last_seen > T0 + 2.9
+
+
+def test_unknown_faces_are_counted_once_when_they_leave_nameless(tmp_path):
+    store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
+    clock = Clock()
+    mon = AttendanceMonitor(store, AttendanceConfig(min_frames=3, keep_unknown_snapshots=True),
+                            people=lambda: PEOPLE, clock=clock)
+    mon.start_session("s", roster="group=hamilton")
+    img = frame()
+    # track 1: unknown for its first frames, then its votes name it Lin -> not an unknown face
+    feed(mon, clock, 5, (1, None, float("nan")), img=img)
+    feed(mon, clock, 3, (1, "p-lin", 0.9), img=img)
+    # track 2: a stranger for 10 frames
+    feed(mon, clock, 10, (2, None, float("nan")), img=img)
+    assert store.unknown_count("s") == 0  # still in the picture: not counted yet
+    clock.t += 30  # both leave; the next frame (of someone else) lets the monitor notice
+    feed(mon, clock, 1, (3, "p-joe", 0.9))
+    assert store.unknown_count("s") == 1 and len(store.unknown_snapshots("s")) == 1
+    clock.t += 30
+    feed(mon, clock, 1, (3, "p-joe", 0.9))
+    assert store.unknown_count("s") == 1
