@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -160,7 +161,7 @@ class _Mailbox:
         self.closed = False
         self.dropped = 0
 
-    def put(self, frame: Frame, alive: callable) -> bool:
+    def put(self, frame: Frame, alive: Callable[[], bool]) -> bool:
         """Hand over a frame; live sources replace an unread one. False once the box closed."""
         with self.cond:
             if self.latest_only:
@@ -365,7 +366,7 @@ class Source:
                         self.last_error = str(exc)
                         wait = self._backoff(attempt)
                         attempt += 1
-                        log.warning("source %s: reconnect attempt %d failed (%s); next in %.1fs", self.id, attempt, exc, wait)
+                        log.warning("source %s: reconnecting failed (%s); next attempt in %.1fs", self.id, exc, wait)
                         self._sleep(wait, gen)
                         continue
                     if attempt or self.state == "reconnecting":
