@@ -121,11 +121,18 @@ def pyramid_down(img: np.ndarray) -> np.ndarray:
     if h <= 8 or w <= 8:
         return np.zeros((0, 0, 3), np.uint8)
     oc, orow = (w - 3) // 2, (h - 3) // 2
-    sums = cv2.sepFilter2D(img, cv2.CV_32F, _KERNEL, _KERNEL, borderType=cv2.BORDER_CONSTANT)
-    return (sums[2:2 + 2 * orow:2, 2:2 + 2 * oc:2] * (1.0 / 256.0)).astype(np.uint8)
+    out = np.empty((orow, oc, 3), np.uint8)
+    # In strips of output rows, so a face filling a 10000 px photo needs tens of MB, not GB.
+    for r0 in range(0, orow, _STRIP):
+        r1 = min(orow, r0 + _STRIP)
+        part = img[2 * r0: 2 * r1 + 3]  # input rows 2*r .. 2*r+4 for every output row r
+        sums = cv2.sepFilter2D(part, cv2.CV_32F, _KERNEL, _KERNEL, borderType=cv2.BORDER_CONSTANT)
+        out[r0:r1] = sums[2:2 + 2 * (r1 - r0):2, 2:2 + 2 * oc:2] * (1.0 / 256.0)
+    return out
 
 
 _KERNEL = np.array([1, 4, 6, 4, 1], np.float32)
+_STRIP = 256
 
 
 def chip_transforms(landmarks: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:
