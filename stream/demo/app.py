@@ -98,9 +98,14 @@ def _friendly(fn: F) -> F:
 
 
 def _photo(path: str | None, what: str = "a photo") -> np.ndarray:
+    """Decode an upload; messages name the visitor's file, not the server's temporary path."""
     if not path:
         raise FacestreamError(f"No photo given for {what}.", "Upload a photo first.")
-    return load_image(path)
+    try:
+        return load_image(path)
+    except FacestreamError as exc:
+        name = Path(path).name
+        raise FacestreamError(exc.problem.replace(str(path), name), exc.fix) from None
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> dict[str, Any]:

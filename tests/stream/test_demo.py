@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -135,6 +137,25 @@ def test_identify_refuses_a_file_that_is_not_an_image(client, tmp_path):
     bogus.write_bytes(b"\x89PNG but not really")
     with pytest.raises(AppError, match="not an image"):
         client.predict(handle_file(str(bogus)), api_name="/identify")
+
+
+def huge_png(path: Path, side: int = 20000) -> Path:
+    """A valid 1-bit PNG of side x side pixels in a few kB: too big to decode, cheap to send."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (1 + side // 8)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_huge_image_is_refused_with_a_message(client, tmp_path):
+    with pytest.raises(AppError, match=r"huge\.png is 20000x20000 pixels, larger than facestream reads") as err:
+        client.predict(handle_file(str(huge_png(tmp_path / "huge.png"))), api_name="/identify")
+    assert "/tmp" not in str(err.value)  # the visitor's file name, not the server's temp path
 
 
 def test_verify_two_photos_and_a_photo_against_a_person(client, enrolled):
@@ -276,10 +297,39 @@ def test_live_tab_names_a_person_on_a_browser_webcam(app, tmp_path, enrolled):
             page.get_by_role("button", name="capture photo").click()  # gradio's Record button
             page.locator("#live-status").get_by_text("Lin-Manuel Miranda").wait_for(timeout=90_000)
             page.locator("#live-output img").wait_for(timeout=30_000)
-            status = page.locator("#live-status").inner_text()
-            page.screenshot(path=str(tmp_path / "live.png"))
+            for _ in range(20):  # frames keep coming: keep a screenshot taken while he is named
+                page.screenshot(path=str(tmp_path / "live.png"))
+                status = page.locator("#live-status").inner_text()
+                if "Lin-Manuel Miranda" in status:
+                    break
         finally:
             browser.close()
     assert not errors, errors
     assert "frames/s" in status
     shutil.copy(tmp_path / "live.png", ROOT / "artifacts" / "demo-live.png")
+
+
+def test_the_demo_service_works_on_a_redis_gallery(analyzer, redis_url):
+    """Same page, shared store: enrol, identify and delete through Redis instead of SQLite."""
+    from stream.config import load_config
+    from stream.demo import DemoService
+    from stream.imageio import load_image
+
+    svc = DemoService(load_config(), analyzer=analyzer, gallery=redis_url)
+    try:
+        assert svc.enroll("Barack Obama", [OBAMA]).count == 1
+        result = svc.identify(load_image(OBAMA_AND_BIDEN))
+        assert [f.name for f in result.faces][:2] == ["unknown", "Barack Obama"]
+        assert redis_url in svc.describe()
+        assert "Barack Obama" in svc.delete("Barack Obama")
+        assert svc.people() == []
+    finally:
+        svc.close()
+
+
+def test_cli_demo_fails_clearly_on_a_bad_gallery(capsys):
+    from stream.cli import main
+
+    assert main(["demo", "--gallery", "ftp://nowhere/gallery", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "ftp://nowhere/gallery" in err and "Traceback" not in err
