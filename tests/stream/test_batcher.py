@@ -29,7 +29,7 @@ def chips_of(values: list[int]) -> np.ndarray:
 
 def test_results_go_back_to_their_callers():
     model = CountingModel()
-    b = EmbedBatcher(model, max_batch=64, max_wait_ms=50)
+    b = EmbedBatcher(model, max_batch=64, max_wait_ms=10_000)  # all four producers waiting: sent at once
     try:
         producers = [b.register_producer() for _ in range(4)]
         out: dict[int, np.ndarray] = {}
