@@ -150,7 +150,8 @@ def predict(head, x: np.ndarray) -> np.ndarray:
 
 def train_classifier(labels_file: str | Path, config, images_dir: str | Path | None = None,
                      tracking_uri: str | None = None, out_dir: str | Path | None = None, analyzer=None,
-                     test_fraction: float = 0.25, seed: int = 0, progress: bool = True) -> ClassifierResult:
+                     test_fraction: float = 0.25, seed: int = 0, progress: bool = True,
+                     cache: str | Path | None = None) -> ClassifierResult:
     """Embed the labelled images, fit a head, evaluate on held-out images, log everything to MLflow.
 
     Raises:
@@ -161,7 +162,7 @@ def train_classifier(labels_file: str | Path, config, images_dir: str | Path | N
     from tqdm import tqdm
 
     from trainer import tracking
-    from trainer.data import chip_for_image
+    from trainer.data import cached_chip, chip_cache_root
     from trainer.evaluate import plot_confusions
 
     table = read_labels(labels_file)
@@ -173,8 +174,9 @@ def train_classifier(labels_file: str | Path, config, images_dir: str | Path | N
 
         analyzer = FaceAnalyzer(config)
     chips, keep, skipped = [], [], []
+    cache_root = chip_cache_root(analyzer, cache or config.train.chip_cache)
     for i, p in enumerate(tqdm(paths, desc="embedding", unit="img", disable=not progress)):
-        chip, reason = chip_for_image(analyzer, p)
+        chip, reason, _ = cached_chip(analyzer, p, cache_root)
         if chip is None:
             skipped.append((str(p), reason))
             log.warning("skipped %s: %s", p, reason)

@@ -174,6 +174,27 @@ def chip_for_image(analyzer, path: Path) -> tuple[np.ndarray | None, str]:
     return analyzer.chips(rgb, faces)[0], "ok"
 
 
+def chip_cache_root(analyzer, cache: str | Path | None = None) -> Path:
+    """The cache folder for this analyzer's preprocessing settings (created)."""
+    root = (Path(cache).expanduser() if cache else default_cache_dir()) / preprocessing_key(analyzer)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def cached_chip(analyzer, path: Path, cache_root: Path) -> tuple[np.ndarray | None, str, str]:
+    """(chip or None, reason, content digest) of one image, from the cache when it has the image's hash."""
+    try:
+        digest = file_digest(path)
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})", ""
+    entry = cache_root / f"{digest}.npz"
+    chip, reason = _read_cache(entry)
+    if reason is None:
+        chip, reason = chip_for_image(analyzer, path)
+        _write_cache(entry, chip, reason)
+    return chip, reason, digest
+
+
 def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache: str | Path | None = None,
                   progress: bool = True) -> ChipSet:
     """Scan identity folders and turn every image into an aligned chip (cached by content hash).
@@ -201,24 +222,10 @@ def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache
 
         analyzer = FaceAnalyzer()
     key = preprocessing_key(analyzer)
-    cache_root = Path(cache).expanduser() if cache else default_cache_dir()
-    cache_root = cache_root / key
-    cache_root.mkdir(parents=True, exist_ok=True)
+    cache_root = chip_cache_root(analyzer, cache)
     chips, names, paths, digests = [], [], [], []
-    hits = 0
     for name, path in tqdm(items, desc="preparing chips", unit="img", disable=not progress):
-        try:
-            digest = file_digest(path)
-        except OSError as exc:
-            report.skipped.append((str(path), f"unreadable ({exc})"))
-            continue
-        entry = cache_root / f"{digest}.npz"
-        chip, reason = _read_cache(entry)
-        if reason is None:
-            chip, reason = chip_for_image(analyzer, path)
-            _write_cache(entry, chip, reason)
-        else:
-            hits += 1
+        chip, reason, digest = cached_chip(analyzer, path, cache_root)
         if chip is None:
             report.skipped.append((str(path), reason))
             log.warning("skipped %s: %s", path, reason)
@@ -227,7 +234,7 @@ def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache
         names.append(name)
         paths.append(str(path))
         digests.append(digest)
-    log.info("%d chips (%d from cache), %d images skipped", len(chips), hits, len(report.skipped))
+    log.info("%d chips, %d images skipped", len(chips), len(report.skipped))
     uniq = sorted(set(names))
     if len(uniq) < 2:
         raise FacestreamError(

@@ -184,6 +184,9 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
 
     tc = config.train
     uri = tracking.setup(tracking_uri or config.mlflow.tracking_uri, config.mlflow.experiment)
+    device = pick_device(tc.device)
+    torch.manual_seed(tc.seed)
+    model = build_model(tc.model, tc.pretrained, tc.freeze)  # before the slow chips: a typo fails at once
     if isinstance(data, ChipSet):
         chips, roots = data, ["(chips in memory)"]
     else:
@@ -191,10 +194,8 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         chips = load_chip_set(roots, analyzer or _analyzer(config), cache=tc.chip_cache, progress=progress)
     splits = split_by_identity(chips, seed=tc.seed, val_fraction=tc.val_fraction, test_fraction=tc.test_fraction)
     train_cs, test_cs = splits["train"], splits["test"]
-    device = pick_device(tc.device)
-    torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
-    model = build_model(tc.model, tc.pretrained, tc.freeze).to(device)
+    model = model.to(device)
     baseline = model if tc.model == PRETRAINED and tc.pretrained else build_model(PRETRAINED, True, None).to(device)
 
     out_root = Path(out_dir).expanduser() if out_dir else _default_out()
