@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
@@ -127,3 +129,46 @@ def test_open_sources_is_all_or_nothing(numbered_video, tmp_path):
     finally:
         for s in sources:
             s.stop()
+
+
+class MjpegCamera(BaseHTTPRequestHandler):
+    """An HTTP MJPEG camera (multipart/x-mixed-replace) that hangs up after 20 frames per connection."""
+
+    connections = 0
+
+    def do_GET(self) -> None:
+        MjpegCamera.connections += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        try:
+            for k in range(20):
+                ok, buf = cv2.imencode(".jpg", np.full((48, 64, 3), 10 * k, np.uint8))
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                 % len(buf) + buf.tobytes() + b"\r\n")
+                time.sleep(1 / 30)
+        except OSError:
+            pass
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_http_mjpeg_camera_reconnects_when_it_hangs_up():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MjpegCamera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/video.mjpg"
+    try:
+        with Source(SourceConfig(url=url, open_retries=0, stall_timeout=2, max_backoff=0.2), "http") as src:
+            assert src.live and src.kind == "stream"
+            frames = []
+            deadline = time.monotonic() + 60
+            while (len(frames) < 30 or src.reconnects < 1) and time.monotonic() < deadline:
+                f = src.read(timeout=0.5)
+                if f is not None:
+                    frames.append(f)
+            assert len(frames) >= 30 and src.reconnects >= 1 and MjpegCamera.connections >= 2
+            assert frames[0].image.shape == (48, 64, 3)
+            assert [f.index for f in frames] == sorted(f.index for f in frames)
+    finally:
+        server.shutdown()
