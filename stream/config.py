@@ -35,8 +35,8 @@ class DetectorConfig(Section):
     tiling: Literal["off", "auto", "on"] = Field(
         "off",
         description="Overlapping tiles for small faces in large frames; 'auto' tiles frames wider than tile_size. "
-        "Off by default: one model call per frame finds faces of ~160 px and up in 1920x1080; tiling finds ~40 px "
-        "faces (and background people in photos) at ~15 model calls per 1080p frame.",
+        "Off by default: one model call per frame finds faces of ~240 px and up in 1920x1080 (bench/detect.py); "
+        "tiling finds ~40 px faces (and background people in photos) at 16 model calls per 1080p frame.",
     )
     tile_size: int = Field(
         512, ge=128, le=4096, description="Tile side in pixels (512 finds 40 px faces; 640 only ~48-56 px)."
