@@ -10,9 +10,9 @@ canvas and the real 1920x1080 ``obama-1080p.jpg``. Reported: median ms per
 ``FaceDetector.detect`` call (downscale, tiles, NMS included).
 
 Smallest face: a real face (with its head) from each of four photos is pasted
-into the 1080p frame at 160, 120, 96, 80, 64, 56, 48, 40, 32, 24 and 16 px
-(detector box width) at two places; a face counts as found when a detection
-overlaps it with IoU > 0.4. ``smallest_all`` is the smallest size found for
+into the 1080p frame at 480, 320, 240, 200, 160, 120, 96, 80, 64, 56, 48, 40, 32,
+24 and 16 px (detector box width) at two places (moved inwards where a big one
+would not fit); a face counts as found when a detection overlaps it with IoU > 0.4. ``smallest_all`` is the smallest size found for
 every face and place, ``smallest_any`` the smallest found at least once.
 
 Results go to ``bench/results/detect-<machine>.json`` (see bench/common.py).
@@ -46,7 +46,7 @@ MODES = {
     "full": DetectorConfig(model="full", tiling="off"),
     "full+tiling": DetectorConfig(model="full", tiling="on"),
 }
-SIZES = (160, 120, 96, 80, 64, 56, 48, 40, 32, 24, 16)
+SIZES = (480, 320, 240, 200, 160, 120, 96, 80, 64, 56, 48, 40, 32, 24, 16)
 FACES = (
     EXAMPLES / "Kit_Harington" / "john1.jpeg",
     EXAMPLES / "Joe_Biden" / "biden.jpg",
@@ -97,6 +97,8 @@ def smallest_face(det: FaceDetector, ref: FaceDetector, frame: np.ndarray) -> di
         for path in FACES:
             patch, box = face_patch(ref, path, size)
             for x, y in PLACES:
+                x = min(x, frame.shape[1] - patch.shape[1])
+                y = min(y, frame.shape[0] - patch.shape[0])
                 img = frame.copy()
                 img[y:y + patch.shape[0], x:x + patch.shape[1]] = patch
                 truth = (box + np.array([x, y, x, y], np.float32))[None]
