@@ -33,14 +33,15 @@ RUN apt-get update \
 
 WORKDIR /opt/facestream/app
 
-# Dependencies first (cached while only the code changes): CUDA torch, then the project.
+# CUDA torch first (from its own index), then the project and its dependencies.
 COPY pyproject.toml README.md* ./
 COPY stream ./stream
 COPY gallery ./gallery
 COPY trainer ./trainer
 COPY configs ./configs
 RUN pip install "$TORCH_SPEC" --index-url "$TORCH_INDEX" \
- && pip install . \
+ # editable: configs/default.yaml and the dashboard are read from this folder
+ && pip install -e . \
  # the CPU onnxruntime the project depends on and the GPU build share one module name: keep the GPU one
  && pip uninstall -y onnxruntime \
  && pip install --no-deps "$ORT_GPU_SPEC"
