@@ -24,8 +24,13 @@ REGISTRY = "facestream-embedder"
 
 
 @pytest.fixture(scope="module")
-def celeb_chips(analyzer, tmp_path_factory):
-    return load_chip_set(CELEBS, analyzer, cache=tmp_path_factory.mktemp("chips"), progress=False)
+def chip_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("chips")
+
+
+@pytest.fixture(scope="module")
+def celeb_chips(analyzer, chip_cache):
+    return load_chip_set(CELEBS, analyzer, cache=chip_cache, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +161,20 @@ def test_skips_unreadable_and_faceless_images_and_refuses_one_identity(analyzer,
     reasons = {Path(p).name: why for p, why in cs.report.skipped}
     assert reasons["broken.jpg"].startswith("unreadable") and reasons["group.jpg"].startswith("2 usable faces")
     assert cs.report.empty_folders == [str(tmp_path / "data" / "empty_person")]
+
+
+def test_eval_command_compares_with_pretrained_on_the_same_split(finetuned, chip_cache, tmp_path, capsys):
+    from stream.cli import main
+
+    out = tmp_path / "eval"
+    rc = main(["eval", "--data", str(CELEBS), "--model", str(finetuned.model_dir), "--out", str(out), "--json",
+               "--set", f"train.chip_cache={chip_cache}"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split_fingerprint"] == finetuned.test_split  # the split training held out
+    assert result["model"] == finetuned.spec.model_id and result["pretrained"].startswith("dlib-resnet-v1@")
+    # the runtime's ONNX engine reproduces what the trainer measured in torch
+    for k in ("auc", "tar_far1e-2", "top1"):
+        assert result["metrics"][k] == pytest.approx(finetuned.metrics[k], abs=1e-3)
+        assert result["pretrained_metrics"][k] == pytest.approx(finetuned.pretrained_metrics[k], abs=1e-3)
+    assert (out / "roc.png").stat().st_size > 5000 and (out / "metrics.json").is_file()
