@@ -35,6 +35,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     service = DemoService(config, gallery=args.gallery)
     service.check()  # open the gallery and the models now: a bad URL fails here, not on the first click
     demo = build_demo(service, allow_enrolment=config.demo.allow_enrolment)
-    print(f"facestream demo on http://{config.demo.host}:{config.demo.port}  (Ctrl-C to stop)", flush=True)
-    launch_demo(demo, config.demo.host, config.demo.port, block=True)
+    launch_demo(demo, config.demo.host, config.demo.port, block=False)
+    print(f"facestream demo on {demo.local_url}  (Ctrl-C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
+        service.close()
     return 0

@@ -14,6 +14,7 @@ the tests call stable endpoints: ``/live``, ``/identify``, ``/verify``,
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import os
 from collections.abc import Callable
@@ -69,7 +70,7 @@ def photo_input(label: str, elem_id: str | None = None) -> gr.Image:
             log.info("rejected upload: %s", exc)
             raise gr.Error(
                 "The uploaded file is not an image facestream can read. Use a JPEG, PNG, BMP, WEBP or TIFF photo.",
-                title="Not an image",
+                title="Not an image", print_exception=False,
             ) from None
 
     image.preprocess = preprocess  # type: ignore[method-assign]
@@ -77,7 +78,12 @@ def photo_input(label: str, elem_id: str | None = None) -> gr.Image:
 
 
 def _friendly(fn: F) -> F:
-    """Run a handler and show visitor-caused errors as one readable message in the page."""
+    """Run a handler and show visitor-caused errors as one readable message in the page.
+
+    The message is HTML-escaped (Gradio renders error text as HTML, and it may quote
+    a name a visitor typed) and logged at INFO: a visitor's bad photo is not a
+    server fault worth a traceback in the log.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -86,12 +92,13 @@ def _friendly(fn: F) -> F:
         except gr.Error:
             raise
         except (FacestreamError, GalleryError) as exc:
-            raise gr.Error(str(exc), title="Cannot do that") from None
+            log.info("%s: %s", fn.__name__, exc)
+            raise gr.Error(html.escape(str(exc)), title="Cannot do that", print_exception=False) from None
         except Exception as exc:
             log.exception("demo handler %s failed", fn.__name__)
             raise gr.Error(
                 f"Something went wrong on the server ({type(exc).__name__}). The server log has the details.",
-                title="Server error",
+                title="Server error", print_exception=False,
             ) from None
 
     return wrapper  # type: ignore[return-value]
@@ -176,18 +183,18 @@ def _photo_tab(service: DemoService) -> None:
 
 
 def _verify_tab(service: DemoService) -> None:
-    with gr.Tab("Verify", id="verify"):
+    with gr.Tab("Verify", id="verify") as tab:
         gr.Markdown("Is it the same person? Compare two photos, or a photo with someone enrolled.")
         with gr.Row():
-            photo_a = photo_input("Photo")
+            photo_a = photo_input("Photo", elem_id="verify-a")
             with gr.Column():
-                photo_b = photo_input("Second photo")
+                photo_b = photo_input("Second photo", elem_id="verify-b")
                 person = gr.Dropdown(
                     label="...or an enrolled person (leave empty to use the second photo)",
                     choices=service.person_choices(), value=None, allow_custom_value=True,
                 )
         button = gr.Button("Verify", variant="primary")
-        verdict = gr.Markdown()
+        verdict = gr.Markdown(elem_id="verify-verdict")
 
         @_friendly
         def verify(path_a: str | None, path_b: str | None, who: str | None) -> str:
@@ -197,13 +204,13 @@ def _verify_tab(service: DemoService) -> None:
             return service.verify_photos(a, _photo(path_b, "the second photo (or pick a person)")).markdown()
 
         button.click(verify, [photo_a, photo_b, person], verdict, api_name="verify")
-        button.click(lambda: gr.Dropdown(choices=service.person_choices()), None, person, api_name=False)
+        tab.select(lambda: gr.Dropdown(choices=service.person_choices()), None, person, api_name=False)
 
 
 def _lookalike_tab(service: DemoService) -> None:
     with gr.Tab("Look-alike", id="lookalike"):
         with gr.Row():
-            photo = photo_input("Your photo (one face)")
+            photo = photo_input("Your photo (one face)", elem_id="lookalike-input")
             with gr.Column():
                 gallery = gr.Gallery(label="Closest enrolled people", columns=5, height=260, object_fit="contain")
                 table = gr.Dataframe(headers=LOOKALIKE_COLUMNS, label="Similarity", interactive=False)
@@ -224,7 +231,8 @@ def _lookalike_tab(service: DemoService) -> None:
 def _enrol_tab(service: DemoService) -> None:
     with gr.Tab("Enrol", id="enrol"):
         name = gr.Textbox(label="Name", placeholder="Ada Lovelace")
-        files = gr.File(label="Photos (one face each)", file_count="multiple", file_types=IMAGE_TYPES)
+        files = gr.File(label="Photos (one face each)", file_count="multiple", file_types=IMAGE_TYPES,
+                        elem_id="enrol-files")
         button = gr.Button("Enrol", variant="primary")
         status = gr.Markdown()
         table = gr.Dataframe(headers=ENROL_COLUMNS, label="Per photo", interactive=False)
@@ -256,7 +264,7 @@ def _gallery_tab(service: DemoService, allow_delete: bool) -> None:
         if not allow_delete:
             return
         with gr.Row():
-            who = gr.Dropdown(label="Person", choices=service.person_choices(), allow_custom_value=True)
+            who = gr.Dropdown(label="Person", choices=service.person_choices(), allow_custom_value=True, value=None)
             delete_button = gr.Button("Delete", variant="stop")
 
         @_friendly
