@@ -92,6 +92,11 @@ def test_every_endpoint_is_named(client):
     assert {"/live", "/identify", "/verify", "/lookalike", "/enroll", "/people", "/delete"} <= named
 
 
+def test_no_telemetry_or_share_link(app):
+    assert app.analytics_enabled is False  # no version check or analytics calls to the internet
+    assert not app.share and app.share_url is None
+
+
 def test_enrol_reports_a_verdict_per_photo(client, tmp_path):
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("this is not a photo")
@@ -228,6 +233,10 @@ def test_live_names_lin_manuel_on_the_hamilton_clip(service, enrolled):
     assert len(named) >= seen // 2, f"named on frames {named} of {seen}"
 
 
+def _is_local(url: str) -> bool:
+    return url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+
+
 def test_page_works_in_a_real_browser(app, tmp_path, enrolled):
     """Chromium loads the page without script errors, uploads a group photo and gets names back."""
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -235,11 +244,13 @@ def test_page_works_in_a_real_browser(app, tmp_path, enrolled):
         pytest.fail("Debian chromium is missing at /usr/bin/chromium; run `bash .ci/setup`")
     shot = tmp_path / "demo.png"
     errors: list[str] = []
+    outside: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda req: None if _is_local(req.url) else outside.append(req.url))
             page.goto(app.local_url, wait_until="domcontentloaded", timeout=60_000)
             for tab in ["Live", "Photo", "Verify", "Look-alike", "Enrol", "Gallery"]:
                 page.get_by_role("tab", name=tab).wait_for(timeout=60_000)
@@ -253,6 +264,7 @@ def test_page_works_in_a_real_browser(app, tmp_path, enrolled):
         finally:
             browser.close()
     assert not errors, errors
+    assert not outside, f"the page reached outside this machine: {outside}"
     assert "Barack Obama" in status and "Joe Biden" in status, status
     assert shot.stat().st_size > 10_000
     artifacts = ROOT / "artifacts"
