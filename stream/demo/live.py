@@ -1,10 +1,13 @@
 """One browser's webcam stream: its own tracker over the shared face engine and gallery.
 
 Each browser session gets a :class:`LiveSession` (kept in ``gr.State``), so two
-visitors never share tracks. The frame step is the live runtime's: detect every
+visitors never share tracks. The frame step is the live runtime's (``stream.pipeline``): detect every
 frame, track with :class:`stream.tracker.Tracker`, embed only the tracks that
-need it (new, uncertain, or due for a re-check) and let the tracker's vote
-decide the name, so the demo names people exactly as ``facestream run`` does.
+need it (new, uncertain, or due for a re-check), split a track whose face
+stopped looking like itself, and let the tracker's vote decide the name, so the
+demo names people exactly as ``facestream run`` does on a file. The one
+difference: a browser waits for each answer, so embeddings are applied on the
+same frame instead of a later one.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class LiveSession:
     def __init__(self, service: DemoService):
         self.service = service
         self.tracker = Tracker(service.config.tracking)
+        split = service.config.tracking.split_below
+        self.split_threshold = float(service.analyzer.threshold if split is None else split)
         self.frame = 0
         self.fps = 0.0
         self._last: float | None = None
@@ -51,16 +56,23 @@ class LiveSession:
                 if self.tracker.needs_embedding(track, self.frame)
                 and min(faces.width[i], faces.height[i]) >= min_face
             ]
+            tracks = list(update.tracks)
             if need and len(matcher):
                 sub = analyzer.embed(rgb, faces[np.array(need)])
-                for i, result in zip(need, matcher.search(sub.embedding, top_k=1), strict=True):
+                results = matcher.search(sub.embedding, top_k=1)
+                for i, emb, result in zip(need, sub.embedding, results, strict=True):
+                    # A box that continued onto someone else's face starts a fresh track (as in run).
+                    track, _ended = self.tracker.check_appearance(tracks[i], emb, self.split_threshold,
+                                                                  self.frame, timestamp)
+                    tracks[i] = track
+                    faces.track_id[i] = track.track_id
                     best = result.best
                     vote = Vote(best.person_id if best else None, best.name if best else UNKNOWN,
                                 float(result.similarity), self.frame)
-                    self.tracker.vote(update.tracks[i], vote)
-            faces.identity = [t.person_id for t in update.tracks]
-            faces.name = [t.name for t in update.tracks]
-            faces.similarity = np.array([t.similarity for t in update.tracks], dtype=np.float32)
+                    self.tracker.vote(track, vote)
+            faces.identity = [t.person_id for t in tracks]
+            faces.name = [t.name for t in tracks]
+            faces.similarity = np.array([t.similarity for t in tracks], dtype=np.float32)
             self._tick()
             return faces
 
