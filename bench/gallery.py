@@ -1,7 +1,8 @@
 """Gallery search and load speed: top-5 latency for 10k/100k/1M people, load time from SQLite and Redis.
 
     .venv/bin/python bench/gallery.py                        # 10k, 100k, 1M; numpy (+ torch on a GPU)
-    .venv/bin/python bench/gallery.py --sizes 10000,100000 --no-stores
+    .venv/bin/python bench/gallery.py --only search         # -> gallery-search-<machine>.json
+    .venv/bin/python bench/gallery.py --only load --store-size 100000
 
 Vectors are synthetic: 128-d standard normal, L2-normalised, one per person (the
 scan cost does not depend on what the faces look like). For each size it reports
@@ -125,14 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,100000,1000000", help="comma list of gallery sizes (people)")
     p.add_argument("--repeats", type=int, default=20, help="timed single queries per size (median reported)")
-    p.add_argument("--no-stores", action="store_true", help="skip the SQLite/Redis load timings")
+    p.add_argument("--only", choices=["search", "load"], help="run one part (saved as gallery-<part>-<machine>.json)")
     p.add_argument("--store-size", type=int, default=None, help="people for the load timings (default: largest)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     sizes = [int(s) for s in args.sizes.split(",")]
     devices = ["cpu"] + (["cuda"] if _cuda_available() else [])
     results: dict = {"dim": DIM, "top_k": 5, "search": {}, "load": {}}
-    for n in sizes:
+    for n in sizes if args.only != "load" else []:
         matrix = vectors(n)
         for device in devices:
             r = bench_search(matrix, device, args.repeats)
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s %8d people: single %.1f ms, batch64 %.1f ms (x%.1f), %.1f GB/s", device, n,
                      r["single_query"]["median_ms"], r["batch_64"]["median_ms"], r["batch_over_single"],
                      r["scan_gb_per_s"])
-    if not args.no_stores:
+    if args.only != "search":
         n = args.store_size or max(sizes)
         matrix = vectors(n)
         with tempfile.TemporaryDirectory() as tmp:
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait()
-    write_result("gallery", {**results, "machine": machine_info()})
+    write_result("gallery" + (f"-{args.only}" if args.only else ""), {**results, "machine": machine_info()})
     return 0
 
 
