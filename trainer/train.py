@@ -309,7 +309,9 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         mlflow.log_artifacts(str(model_dir), artifact_path="model")
         mlflow.set_tag("facestream.model_id", spec.model_id)
         result = TrainResult(run.info.run_id, model_dir, spec, metrics, pre_metrics, history,
-                             chips.fingerprint(), test_cs.fingerprint(), skipped=list(chips.report.skipped))
+                             chips.fingerprint(), test_cs.fingerprint(),
+                             skipped=[(f, "empty identity folder") for f in chips.report.empty_folders]
+                             + list(chips.report.skipped))
         if register:
             promo = tracking.register_model(
                 run.info.run_id, "model", config.mlflow.registry_name, metrics, test_cs.fingerprint(),
