@@ -146,12 +146,20 @@ class Matcher:
         self._index = _Index.build(GalleryMatrix(-1, [], [], np.zeros((0, 0), np.float32),
                                                  np.zeros(0, np.int32)), "cpu")
         self.reloads = 0
-        self._sub = store.subscribe(self._on_event) if watch else None
+        self._sub = None
         self.refresh(force=True)
+        # Subscribe after the first load: the "resync" sent on connecting catches any write in between.
+        self._sub = store.subscribe(self._on_event) if watch else None
         log.info("matcher: %d people, %d embeddings of %s on %s", len(self), self.rows, model_id, self.device)
 
     # -- cache --------------------------------------------------------------------------------
     def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("op") == "resync" and not self._stale:
+            try:  # (re)connected: reload only if something changed meanwhile
+                if self.store.version() == self._index.data.version:
+                    return
+            except GalleryError:
+                pass
         self._stale = True
         try:
             self.refresh()
