@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stream.demo.service import md
 from stream.draw import draw_faces
 from stream.faces import UNKNOWN, Faces
 from stream.tracker import Tracker, Vote
@@ -38,6 +39,7 @@ class LiveSession:
         split = service.config.tracking.split_below
         self.split_threshold = float(service.analyzer.threshold if split is None else split)
         self.frame = 0
+        self.last_faces: Faces = Faces.empty()
         self.fps = 0.0
         self._last: float | None = None
         self._lock = threading.Lock()  # frames of one session are processed one at a time, in order
@@ -78,7 +80,7 @@ class LiveSession:
 
     def process(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """One webcam frame in, the annotated frame and a one-line status out."""
-        faces = self.step(rgb)
+        faces = self.last_faces = self.step(rgb)
         return draw_faces(rgb, faces, landmarks=False), self.summary(faces)
 
     def _tick(self) -> None:
@@ -91,6 +93,6 @@ class LiveSession:
     def summary(self, faces: Faces) -> str:
         names = sorted({n for n in faces.name or [] if n != UNKNOWN})
         unknown = sum(n == UNKNOWN for n in faces.name or [])
-        who = ", ".join(f"**{n}**" for n in names) or "nobody known"
+        who = ", ".join(f"**{md(n)}**" for n in names) or "nobody known"
         extra = f" + {unknown} unknown" if unknown else ""
         return f"{len(faces)} face(s): {who}{extra} · {self.fps:.1f} frames/s · frame {self.frame}"

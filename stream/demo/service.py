@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 # Photos bigger than this are shown scaled down (detection and embedding still use the full image).
 DISPLAY_SIDE = 1600
+_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()<>#+!|~&-]")
 
 
 @dataclass
@@ -113,8 +114,8 @@ class EnrolReport:
 
     def markdown(self) -> str:
         ok = sum(v.enrolled for v in self.verdicts)
-        return (f"**{self.name}**: {ok} of {len(self.verdicts)} photos enrolled; "
-                f"{self.name} now has {self.count} embedding{'s' if self.count != 1 else ''}.")
+        return (f"**{md(self.name)}**: {ok} of {len(self.verdicts)} photos enrolled; "
+                f"{md(self.name)} now has {self.count} embedding{'s' if self.count != 1 else ''}.")
 
 
 @dataclass
@@ -123,6 +124,11 @@ class PersonRow:
     name: str
     count: int
     updated: str
+
+
+def md(text: str) -> str:
+    """Text shown literally in Markdown: a name typed by a visitor must not become a link or markup."""
+    return _MD_SPECIAL.sub(r"\\\g<0>", text)
 
 
 def redact_url(url: str) -> str:
@@ -246,7 +252,7 @@ class DemoService:
             self.store.get_person(person.strip())  # an unknown name fails before any model work
         self.check_one_face(rgb, "the photo")
         v = recognize.verify(self.analyzer, self.matcher, rgb, person.strip())
-        return VerifyResult(v.same, v.similarity, v.threshold, f"**{v.name}** (best of their photos)")
+        return VerifyResult(v.same, v.similarity, v.threshold, f"**{md(v.name)}** (best of their photos)")
 
     def lookalike(self, rgb: np.ndarray, k: int = 5) -> list[LookAlike]:
         """The ``k`` closest enrolled people, each with one of their enrolled face chips."""
@@ -334,7 +340,7 @@ class DemoService:
         """Remove a person and every trace of them (``facestream people delete``)."""
         with gallery_errors():
             gone = self.store.delete_person(person.strip())
-        return f"Deleted **{gone.name}** and their {gone.n_embeddings} embedding(s)."
+        return f"Deleted **{md(gone.name)}** and their {gone.n_embeddings} embedding(s)."
 
 
 def _read(path: Path) -> bytes:
@@ -355,7 +361,7 @@ def _summary(rows: list[FaceRow]) -> str:
     unknown = len(rows) - len(known)
     parts = [f"**{len(rows)} face{'s' if len(rows) != 1 else ''}**"]
     if known:
-        parts.append("recognised: " + ", ".join(known))
+        parts.append("recognised: " + ", ".join(md(n) for n in known))
     if unknown:
         parts.append(f"{unknown} unknown")
     return "; ".join(parts) + "."

@@ -225,7 +225,8 @@ def test_live_names_lin_manuel_on_the_hamilton_clip(service, enrolled):
             annotated, summary = service.live_frame(session, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             assert annotated.shape == (360, 640, 3) and annotated.dtype == np.uint8
             seen += 1
-            if "Lin-Manuel Miranda" in summary:
+            assert f"{len(session.last_faces)} face(s)" in summary
+            if "Lin-Manuel Miranda" in session.last_faces.name:
                 named.append(index)
         index += 1
     cap.release()
@@ -345,3 +346,10 @@ def test_cli_demo_fails_clearly_on_a_bad_gallery(capsys):
     assert main(["demo", "--gallery", "ftp://nowhere/gallery", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert "ftp://nowhere/gallery" in err and "Traceback" not in err
+
+
+def test_names_are_shown_literally_in_markdown():
+    from stream.demo.service import md
+
+    assert md("[Win](http://evil.example) <b>x</b>") == r"\[Win\]\(http://evil.example\) \<b\>x\</b\>"
+    assert md("Lin-Manuel Miranda") == r"Lin\-Manuel Miranda"
