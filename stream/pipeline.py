@@ -348,13 +348,14 @@ class Pipeline:
         chips = self.analyzer.chips(rgb, sub)
         t1 = time.perf_counter()
         timings["landmarks"] = (t1 - t0) * 1000
+        match_before = timings.get("match", 0.0)
         for i in need:
             tracks[i].pending = True
         w.pending.append(_Pending([tracks[i] for i in need], self.batcher.submit(chips, w.producer), frame.index,
                                   frame.timestamp))
         if not w.source.live:
             self._collect(w, frame, faces, tracks, embedded, timings, block=True)
-        timings["embed"] = (time.perf_counter() - t1) * 1000 - timings.get("match", 0.0)
+        timings["embed"] = (time.perf_counter() - t1) * 1000 - (timings.get("match", 0.0) - match_before)
         return embedded
 
     def _collect(self, w: _Worker, frame: Frame, faces: Faces, tracks: list[Track], embedded: list[bool],
