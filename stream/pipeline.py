@@ -167,6 +167,9 @@ class Pipeline:
         analyzer: a :class:`stream.analyzer.FaceAnalyzer` (detector, landmarks, embedder).
         matcher: a :class:`gallery.matcher.Matcher`, or None to detect and track only.
         max_frames: stop each source after this many processed frames (0 = no limit).
+        wait_for_embeddings: True: a frame waits for its embeddings (reproducible names per frame);
+            False: never (throughput; identities land a frame or two later); None: files wait, live
+            sources do not.
 
     Example::
 
@@ -176,7 +179,7 @@ class Pipeline:
     """
 
     def __init__(self, config: Config, sources: list[SourceConfig] | None = None, *, analyzer: Any,
-                 matcher: Any | None = None, max_frames: int = 0):
+                 matcher: Any | None = None, max_frames: int = 0, wait_for_embeddings: bool | None = None):
         self.config = config
         self.source_configs = list(sources if sources is not None else config.sources)
         if not self.source_configs:
@@ -184,6 +187,7 @@ class Pipeline:
         self.analyzer = analyzer
         self.matcher = matcher
         self.max_frames = max_frames
+        self.wait_for_embeddings = wait_for_embeddings
         split = config.tracking.split_below
         self.split_threshold = float(analyzer.threshold if split is None else split)
         self.batcher: EmbedBatcher | None = None
@@ -332,8 +336,9 @@ class Pipeline:
 
         Live sources never wait for the model: the request is queued and its
         answer applied on a later frame (usually the next), so a frame's latency
-        is detection plus tracking. Files wait, so every run over a file names
-        the same faces on the same frames.
+        is detection plus tracking. Files wait (unless ``wait_for_embeddings``
+        says otherwise), so every run over a file names the same faces on the
+        same frames.
         """
         embedded = [False] * len(faces)
         self._collect(w, frame, faces, tracks, embedded, timings, block=False)
@@ -353,7 +358,8 @@ class Pipeline:
             tracks[i].pending = True
         w.pending.append(_Pending([tracks[i] for i in need], self.batcher.submit(chips, w.producer), frame.index,
                                   frame.timestamp))
-        if not w.source.live:
+        wait = (not w.source.live) if self.wait_for_embeddings is None else self.wait_for_embeddings
+        if wait:
             self._collect(w, frame, faces, tracks, embedded, timings, block=True)
         timings["embed"] = (time.perf_counter() - t1) * 1000 - (timings.get("match", 0.0) - match_before)
         return embedded
