@@ -58,17 +58,14 @@ class GalleryMatrix:
         """Group ``(person_id, float32 bytes)`` rows by person into one matrix."""
         if not rows:
             return cls(version, [], [], np.zeros((0, dim_hint), np.float32), np.zeros((0,), np.int32))
-        rows.sort(key=lambda r: r[0])
-        person_ids: list[str] = []
-        row_person = np.empty(len(rows), np.int32)
-        last = None
-        for i, (pid, _) in enumerate(rows):
-            if pid != last:
-                person_ids.append(pid)
-                last = pid
-            row_person[i] = len(person_ids) - 1
-        blob = b"".join(r[1] for r in rows)
-        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
+        index: dict[str, int] = {}
+        rp = np.fromiter((index.setdefault(pid, len(index)) for pid, _ in rows), np.int32, len(rows))
+        order = np.argsort(rp, kind="stable")  # group each person's rows together, in first-seen order
+        matrix = np.frombuffer(b"".join([r[1] for r in rows]), dtype=np.float32).reshape(len(rows), -1)
+        if np.any(np.diff(order) != 1):
+            matrix, rp = matrix[order], rp[order]
+        person_ids = list(index)
+        row_person = rp
         return cls(version, person_ids, [names.get(p, p) for p in person_ids], matrix, row_person)
 
 
