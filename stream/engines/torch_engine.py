@@ -143,7 +143,7 @@ class TorchEmbedder(Embedder):
                 (self.max_batch, self.input_size, self.input_size, 3), dtype=torch.uint8
             ).pin_memory()
         precision = "fp16" if self.fp16 else "fp32"
-        self.name = f"torch:{self.device.type}:{precision}" + (":graphs" if self.cuda_graphs else "")
+        self.name = f"torch:{self.device.type}:{precision}"
         log.info(
             "torch %s: model %s on %s, %s, threads %d, CUDA graphs %s (buckets %s)",
             torch.__version__, spec.name, self.device, precision, torch.get_num_threads(),
