@@ -101,7 +101,8 @@ def auto_plan(spec: Any, device: str = "auto") -> tuple[list[tuple[str, str]], l
             plan.append(("onnxruntime", "cuda"))
         else:
             skipped.append("onnxruntime:CUDA/TensorRT providers: not in this onnxruntime build")
-    plan.append(("onnxruntime", "cpu"))
+    if device != "cuda":  # device=cuda was asked for: never end up on the CPU
+        plan.append(("onnxruntime", "cpu"))
     return plan, skipped
 
 
