@@ -312,3 +312,13 @@ def test_available_engines_reports_each_engine(spec):
     assert "tensorrt" in info["tensorrt"].lower() and info["tensorrt"] != "ok"
     assert info["torch:cuda"] != "ok" and "CUDA" in info["torch:cuda"]
     assert info["onnxruntime:CUDAExecutionProvider"] != "ok"
+
+
+def test_auto_plan_here_is_onnxruntime_cpu_with_reasons(spec):
+    from stream.engines import auto_plan
+
+    plan, skipped = auto_plan(spec, "auto")
+    assert plan == [("onnxruntime", "cpu")]
+    assert any(s.startswith("tensorrt:") for s in skipped) and any(s.startswith("torch:cuda:") for s in skipped)
+    assert auto_plan(spec, "cpu") == ([("onnxruntime", "cpu")], ["embedder.device=cpu"])
+    assert auto_plan(spec, "cuda")[0] == []  # no GPU engine here, and device=cuda never means the CPU
