@@ -105,6 +105,7 @@ class _Worker:
         self.pipeline = pipeline
         self.source = source
         self.tracker = Tracker(pipeline.config.tracking)
+        self.detector: Any = None  # own MediaPipe graph when several sources run (set by the pipeline)
         self.producer = pipeline.batcher.register_producer() if pipeline.batcher else None
         self.thread = threading.Thread(target=self.run, name=f"pipeline-{source.id}", daemon=True)
         self.processed = 0
@@ -251,6 +252,12 @@ class Pipeline:
         self._stop.clear()
         self.started_at = time.time()
         self.workers = [_Worker(self, s) for s in self.sources]
+        if len(self.workers) > 1:
+            # one MediaPipe graph serves one call at a time: a graph per source lets them detect in parallel
+            from stream.detect import FaceDetector
+
+            for w in self.workers[1:]:
+                w.detector = FaceDetector(self.config.detector)
         self._watchdog = Watchdog(self.sources).start()
         for w in self.workers:
             w.thread.start()
@@ -281,6 +288,10 @@ class Pipeline:
             self._watchdog = None
         if self.batcher:
             self.batcher.close()
+        for w in self.workers:
+            if w.detector is not None:
+                w.detector.close()
+                w.detector = None
         log.info("pipeline stopped: %s", {w.source.id: w.processed for w in self.workers})
 
     def __enter__(self) -> Pipeline:
@@ -299,7 +310,7 @@ class Pipeline:
         t_start = time.perf_counter()
         timings = {"decode": frame.decode_ms}
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-        faces = self.analyzer.detect(rgb, with_landmarks=False)
+        faces = w.detector.detect(rgb) if w.detector is not None else self.analyzer.detect(rgb, with_landmarks=False)
         t = time.perf_counter()
         timings["detect"] = (t - t_start) * 1000
         update = w.tracker.update(faces, frame.index, frame.timestamp)
