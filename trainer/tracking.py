@@ -106,7 +106,8 @@ def setup(uri: str, experiment: str) -> str:
     uri = resolve_tracking_uri(uri)
     check_store(uri)
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    mlflow.set_registry_uri(uri)  # facestream keeps its model registry in the tracking store
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     if client.get_experiment_by_name(experiment) is None:
         client.create_experiment(experiment, artifact_location=artifact_root(uri))
     mlflow.set_experiment(experiment)
@@ -138,7 +139,8 @@ def _tag_metrics(tags: dict[str, str]) -> dict[str, float] | None:
 
 
 def register_model(run_id: str, artifact_path: str, name: str, metrics: dict[str, float], split: str,
-                   champion_metrics_on_split: Any = None, baseline: dict[str, float] | None = None) -> Promotion:
+                   champion_metrics_on_split: Any = None, baseline: dict[str, float] | None = None,
+                   tracking_uri: str | None = None) -> Promotion:
     """Register the logged model directory as a new version and move ``champion`` if it wins.
 
     Args:
@@ -153,11 +155,13 @@ def register_model(run_id: str, artifact_path: str, name: str, metrics: dict[str
         baseline: the pretrained model's metrics on this split; with no champion yet, the
             first version must not be worse than it (the runtime's default model is the
             implicit champion).
+        tracking_uri: the store (tracking and registry); default: MLflow's current one.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         client.get_registered_model(name)
     except MlflowException:

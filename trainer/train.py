@@ -317,7 +317,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
                 run.info.run_id, "model", config.mlflow.registry_name, metrics, test_cs.fingerprint(),
                 champion_metrics_on_split=_champion_evaluator(config.mlflow.registry_name, uri, test_cs, tc.seed,
                                                               tc.max_pairs),
-                baseline=pre_metrics,
+                baseline=pre_metrics, tracking_uri=uri,
             )
             result.version, result.promoted, result.decision = promo.version, promo.promoted, promo.reason
             mlflow.set_tags({"facestream.version": promo.version, "facestream.champion": str(promo.promoted),

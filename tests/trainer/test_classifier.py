@@ -37,6 +37,7 @@ def test_celeba_attributes_are_learned_and_logged(analyzer, tmp_path, chip_cache
                                   progress=False, cache=chip_cache)
     finally:
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     m = result.metrics
     assert result.names == ["Male", "Is_Angelina"]
     assert m["accuracy_Male"] >= 0.8 and m["f1_Male"] >= 0.75  # gender from a face embedding: easy

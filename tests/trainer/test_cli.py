@@ -15,6 +15,7 @@ from tests.conftest import CELEBS
 def _reset_mlflow():
     yield
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:

@@ -18,6 +18,7 @@ def store(tmp_path, monkeypatch):
     uri = tracking.setup(f"sqlite:///{tmp_path}/mlflow.db", "facestream-test")
     yield uri
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 def log_model(tmp_path, tag: str) -> str:
@@ -55,7 +56,7 @@ def test_champion_moves_only_for_a_better_model_on_the_same_split(tmp_path, stor
     measured = tracking.register_model(log_model(tmp_path, "f"), "model", name, metrics(0.99, 0.999), "split2",
                                        champion_metrics_on_split=lambda v: metrics(0.5, 0.9))
     assert measured.promoted and "re-evaluated" in measured.reason
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     assert str(client.get_model_version_by_alias(name, "champion").version) == measured.version
 
     # the runtime resolves the alias to a model directory

@@ -38,6 +38,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     yield f"sqlite:///{root}/mlflow.db", root
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 def config(store_uri: str, **train):
@@ -135,7 +136,7 @@ def test_a_worse_model_does_not_take_the_champion(finetuned, celeb_chips, store,
     worse = train_embedder(celeb_chips, cfg, out_dir=tmp_path, progress=False)
     assert worse.metrics["tar_far1e-2"] < finetuned.metrics["tar_far1e-2"]
     assert worse.version == "2" and not worse.promoted and "does not beat" in worse.decision
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert str(client.get_model_version_by_alias(REGISTRY, "champion").version) == finetuned.version
     assert worse.test_split == finetuned.test_split
 
