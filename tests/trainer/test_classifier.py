@@ -19,11 +19,6 @@ def celeb_images() -> list[tuple[str, str]]:
             if not p.parent.name.startswith("_")]
 
 
-@pytest.fixture(scope="module")
-def chip_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("chips")
-
-
 def test_celeba_attributes_are_learned_and_logged(analyzer, tmp_path, chip_cache):
     rows = celeb_images()
     lines = [str(len(rows)), "Male Is_Angelina"]

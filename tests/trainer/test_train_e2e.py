@@ -24,11 +24,6 @@ REGISTRY = "facestream-embedder"
 
 
 @pytest.fixture(scope="module")
-def chip_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("chips")
-
-
-@pytest.fixture(scope="module")
 def celeb_chips(analyzer, chip_cache):
     return load_chip_set(CELEBS, analyzer, cache=chip_cache, progress=False)
 
