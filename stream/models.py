@@ -362,6 +362,32 @@ def _default_tracking_uri() -> str:
     return uri
 
 
+def _resolve_models_uri(uri: str, tracking_uri: str) -> str:
+    """The artifact location behind ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/NAME/STAGE``.
+
+    facestream keeps its model registry in the tracking store, so both URIs are the same.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    ref = uri[len("models:/"):].strip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+    else:
+        name, _, which = ref.partition("/")
+        if which.isdigit():
+            version = which
+        else:
+            stages = None if which in ("", "latest") else [which]
+            versions = client.get_latest_versions(name, stages=stages)
+            if not versions:
+                raise FacestreamError(f"Model {name} has no version{' in ' + which if stages else ''}.",
+                                      "Register one with `facestream train`.")
+            version = max(versions, key=lambda v: int(v.version)).version
+    return client.get_model_version_download_uri(name, version)
+
+
 def _from_mlflow(uri: str, tracking_uri: str | None) -> ModelSpec:
     """Download an MLflow model's artifacts into the cache and load the model directory inside."""
     try:
@@ -377,14 +403,13 @@ def _from_mlflow(uri: str, tracking_uri: str | None) -> ModelSpec:
     target = root / _slug(uri)
     tmp = Path(tempfile.mkdtemp(prefix=".dl.", dir=root))
     log.info("downloading %s from MLflow (%s)", uri, tracking_uri)
-    registry_uri = tracking_uri  # facestream keeps its registry in the tracking store
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     try:
-        # models:/ URIs resolve through mlflow's global registry URI (download_artifacts'
-        # own arguments do not reach that resolution), so set both and restore them after.
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(registry_uri)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
+        # Resolve with an explicit client: setting mlflow's global tracking/registry
+        # URIs (and "restoring" them) would pin them for everything else in the process.
+        source = _resolve_models_uri(uri, tracking_uri) if uri.startswith("models:/") else uri
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=tracking_uri)
+        )
     except Exception as exc:  # MlflowException, connection errors, bad URIs: all mean "cannot get it"
         shutil.rmtree(tmp, ignore_errors=True)
         text = (exc.message if isinstance(exc, MlflowException) else str(exc)).strip().splitlines()
@@ -398,9 +423,6 @@ def _from_mlflow(uri: str, tracking_uri: str | None) -> ModelSpec:
             f"MLflow could not provide {uri}: {detail.rstrip('.')}.",
             f"Check the model name/version or run id, and the tracking store ({tracking_uri}).",
         ) from None
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
     spec_dir = _find_spec_dir(local if local.is_dir() else local.parent)
     if spec_dir is None:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,8 +33,14 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
     return add(fn) if fn is not None else add
 
 
+def _import_builtin_backbones() -> None:
+    """Register the backbones that live in their own modules (they register on import)."""
+    import trainer.small_net  # noqa: F401
+
+
 def list_models() -> list[str]:
     """Registered architecture names."""
+    _import_builtin_backbones()
     return sorted(_REGISTRY)
 
 
@@ -44,6 +50,7 @@ def create_model(name: str, pretrained: bool = True, **kwargs: Any) -> nn.Module
     Raises:
         stream.errors.FacestreamError: unknown name (the message lists the valid ones).
     """
+    _import_builtin_backbones()
     factory = _REGISTRY.get(name)
     if factory is None:
         from stream.errors import FacestreamError
