@@ -44,6 +44,11 @@ class DetectorConfig(Section):
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour.")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping boxes are merged.")
     max_side: int = Field(1920, ge=320, le=16384, description="Larger images are downscaled to this side for detection.")
+    threads: int = Field(
+        2, ge=1, le=32,
+        description="MediaPipe graphs detecting at once in the live pipeline, shared over the sources: one stream's "
+        "frames are detected in parallel (results stay in order); N streams get threads // N each, at least one.",
+    )
 
     @field_validator("tiling", mode="before")
     @classmethod
@@ -65,7 +70,12 @@ class EmbedderConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where torch/ONNX Runtime run.")
     fp16: bool = Field(True, description="Half precision on GPU engines.")
     max_batch: int = Field(64, ge=1, le=4096, description="Largest batch sent to the model at once.")
-    threads: int = Field(0, ge=0, le=256, description="CPU threads for ONNX Runtime/torch; 0 = all cores.")
+    threads: int = Field(
+        1, ge=0, le=256,
+        description="CPU threads for ONNX Runtime/torch; 0 = all cores. 1 leaves the other cores to detection, "
+        "which runs on every frame: on 2 cores the live pipeline did 119 fps with 1 vs 107 with all "
+        "(bench/live.py); 0 suits bulk embedding on an otherwise idle machine.",
+    )
     batch_wait_ms: float = Field(
         2.0, ge=0.0, le=100.0, description="Live batching: how long to wait for other cameras' faces before a model call."
     )

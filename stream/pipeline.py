@@ -16,11 +16,12 @@ server only enqueues; slow consumers buffer on their side).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,12 @@ class _Worker:
         self.pipeline = pipeline
         self.source = source
         self.tracker = Tracker(pipeline.config.tracking)
-        self.detector: Any = None  # own MediaPipe graph when several sources run (set by the pipeline)
+        # MediaPipe graphs this source detects with (one call at a time each) and the pool that
+        # runs them: with more than one, the next frames are detected while this one is finished.
+        self.detectors: queue.SimpleQueue = queue.SimpleQueue()
+        self.own_detectors: list[Any] = []
+        self.depth = 1
+        self.pool: ThreadPoolExecutor | None = None
         self.producer = pipeline.batcher.register_producer() if pipeline.batcher else None
         self.thread = threading.Thread(target=self.run, name=f"pipeline-{source.id}", daemon=True)
         self.processed = 0
@@ -118,17 +124,47 @@ class _Worker:
         self.latency: deque[float] = deque(maxlen=1000)
         self.stamps: deque[float] = deque(maxlen=64)
 
+    def detect(self, frame: Frame) -> tuple[np.ndarray, Faces, float]:
+        """RGB frame, its faces (no landmarks yet) and the milliseconds detection took."""
+        import cv2
+
+        t0 = time.perf_counter()
+        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+        detector = self.detectors.get()
+        try:
+            faces = detector.detect(rgb)
+        finally:
+            self.detectors.put(detector)
+        return rgb, faces, (time.perf_counter() - t0) * 1000
+
+    def _submit(self, frame: Frame) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(self.detect, frame)
+        done: Future = Future()
+        try:
+            done.set_result(self.detect(frame))
+        except Exception as exc:  # surfaced by .result() in the frame loop, like a pooled job's
+            done.set_exception(exc)
+        return done
+
     def run(self) -> None:
         p = self.pipeline
+        inflight: deque[tuple[Frame, Future]] = deque()
         try:
             while not p._stop.is_set():
-                frame = self.source.read(timeout=0.5)
-                if frame is None:
+                # Keep up to `depth` frames in detection; wait for a frame only when none is in flight.
+                while len(inflight) < self.depth:
+                    frame = self.source.read(timeout=0.0 if inflight else 0.5)
+                    if frame is None:
+                        break
+                    inflight.append((frame, self._submit(frame)))
+                if not inflight:
                     if self.source.ended:
                         break
                     continue
+                frame, job = inflight.popleft()
                 try:
-                    p._process(self, frame)
+                    p._process(self, frame, *job.result())
                 except FacestreamError:
                     raise
                 except Exception:
@@ -142,6 +178,8 @@ class _Worker:
             p.error = exc
             log.error("source %s stopped: %s", self.source.id, exc)
         finally:
+            for _, job in inflight:
+                job.cancel()
             for t in self.tracker.end_all():
                 p._track_ended(self, t, self.processed, time.time())
             if p.batcher and self.producer is not None:
@@ -252,12 +290,7 @@ class Pipeline:
         self._stop.clear()
         self.started_at = time.time()
         self.workers = [_Worker(self, s) for s in self.sources]
-        if len(self.workers) > 1:
-            # one MediaPipe graph serves one call at a time: a graph per source lets them detect in parallel
-            from stream.detect import FaceDetector
-
-            for w in self.workers[1:]:
-                w.detector = FaceDetector(self.config.detector)
+        self._give_detectors()
         self._watchdog = Watchdog(self.sources).start()
         for w in self.workers:
             w.thread.start()
@@ -266,6 +299,28 @@ class Pipeline:
             self._stats_thread.start()
         log.info("pipeline running on %d source(s): %s", len(self.sources), ", ".join(s.id for s in self.sources))
         return self
+
+    def _give_detectors(self) -> None:
+        """Share ``detector.threads`` MediaPipe graphs over the sources, at least one each.
+
+        A graph serves one call at a time, so parallel detection needs one graph per
+        call in flight: several sources run side by side, and a single stream has its
+        next frames detected while the current one is tracked and recognised.
+        """
+        from stream.detect import FaceDetector
+
+        depth = max(1, self.config.detector.threads // len(self.workers))
+        for i, w in enumerate(self.workers):
+            w.depth = depth
+            for k in range(depth):
+                if i == 0 and k == 0:
+                    w.detectors.put(self.analyzer.detector)  # already loaded, shared under its lock
+                else:
+                    det = FaceDetector(self.config.detector)
+                    w.own_detectors.append(det)
+                    w.detectors.put(det)
+            if depth > 1:
+                w.pool = ThreadPoolExecutor(depth, thread_name_prefix=f"detect-{w.source.id}")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every source is done (files ended, max_frames reached); True if so."""
@@ -289,9 +344,12 @@ class Pipeline:
         if self.batcher:
             self.batcher.close()
         for w in self.workers:
-            if w.detector is not None:
-                w.detector.close()
-                w.detector = None
+            if w.pool is not None:
+                w.pool.shutdown(wait=True, cancel_futures=True)
+                w.pool = None
+            for det in w.own_detectors:
+                det.close()
+            w.own_detectors.clear()
         log.info("pipeline stopped: %s", {w.source.id: w.processed for w in self.workers})
 
     def __enter__(self) -> Pipeline:
@@ -304,15 +362,11 @@ class Pipeline:
         return next(s for s in self.sources if s.id == source_id)
 
     # -- the frame step ----------------------------------------------------------
-    def _process(self, w: _Worker, frame: Frame) -> LiveResult:
-        import cv2
-
-        t_start = time.perf_counter()
-        timings = {"decode": frame.decode_ms}
-        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-        faces = w.detector.detect(rgb) if w.detector is not None else self.analyzer.detect(rgb, with_landmarks=False)
+    def _process(self, w: _Worker, frame: Frame, rgb: np.ndarray, faces: Faces, detect_ms: float) -> LiveResult:
+        """Track, recognise and publish one detected frame (frames of a source arrive in order)."""
         t = time.perf_counter()
-        timings["detect"] = (t - t_start) * 1000
+        t_start = t - detect_ms / 1000
+        timings = {"decode": frame.decode_ms, "detect": detect_ms}
         update = w.tracker.update(faces, frame.index, frame.timestamp)
         t2 = time.perf_counter()
         timings["track"] = (t2 - t) * 1000
