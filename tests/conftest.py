@@ -99,6 +99,14 @@ def redis_url(redis_server) -> str:
     return redis_server.url
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path) -> str:
+    """Each store-backed test runs twice: on a SQLite file and on the real Redis server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/gallery.db"
+    return request.getfixturevalue("redis_url")
+
+
 def _is_up(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):

@@ -114,6 +114,11 @@ def plot_roc(rocs: dict[str, Roc], path: str | Path, title: str = "ROC on held-o
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str | Path) -> Path:
+    """Lay out, write as PNG and release a figure (figures left open leak memory over many runs)."""
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
@@ -138,11 +143,7 @@ def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
     b.grid(True, alpha=0.3)
     if b.lines:
         b.legend(loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_confusions(matrices: dict[str, np.ndarray], path: str | Path) -> Path:
@@ -162,8 +163,4 @@ def plot_confusions(matrices: dict[str, np.ndarray], path: str | Path) -> Path:
         ax.set_xticks([0, 1], ["pred 0", "pred 1"])
         ax.set_yticks([0, 1], ["true 0", "true 1"])
         ax.set_title(name, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

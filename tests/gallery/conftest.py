@@ -9,13 +9,6 @@ from gallery.store import open_store
 from gallery.types import NewEmbedding, content_hash
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/gallery.db"
-    return request.getfixturevalue("redis_url")
-
-
 @pytest.fixture
 def store(store_url):
     s = open_store(store_url)

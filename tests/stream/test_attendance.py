@@ -54,13 +54,6 @@ def faces(*items: tuple[int, str | None, float]) -> Faces:
     )
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/gallery.db"
-    return request.getfixturevalue("redis_url")
-
-
 @pytest.fixture
 def store(store_url):
     s = open_attendance_store(store_url)
