@@ -22,7 +22,6 @@ from tests.conftest import EXAMPLES, GROUPS, HAMILTON, ROOT, free_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -240,7 +239,7 @@ def _is_local(url: str) -> bool:
 
 def test_page_works_in_a_real_browser(app, tmp_path, enrolled):
     """Chromium loads the page without script errors, uploads a group photo and gets names back."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     if not Path("/usr/bin/chromium").exists():
         pytest.fail("Debian chromium is missing at /usr/bin/chromium; run `bash .ci/setup`")
     shot = tmp_path / "demo.png"
@@ -293,7 +292,7 @@ def write_y4m(video: Path, out: Path, first: int, last: int) -> Path:
 
 def test_live_tab_names_a_person_on_a_browser_webcam(app, tmp_path, enrolled):
     """Chromium's fake camera plays the Hamilton clip into the Live tab; the page names Lin-Manuel Miranda."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     camera = write_y4m(HAMILTON, tmp_path / "camera.y4m", 100, 160)
     args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={camera}"]

@@ -23,9 +23,6 @@ from stream.engines.torch_engine import TorchEmbedder, bucket_for, buckets_for
 from stream.errors import FacestreamError
 from tests.conftest import EXAMPLES, single_person_photos
 
-torch = pytest.importorskip("torch")
-
-
 # ----------------------------------------------------------------------------- fixtures
 
 

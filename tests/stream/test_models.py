@@ -150,7 +150,7 @@ def test_model_info(prepared):
 
 
 def test_mlflow_run_and_registered_model(prepared, tmp_path, monkeypatch):
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow
     monkeypatch.chdir(tmp_path)  # MLflow writes nothing into the checkout
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the store the trainer uses
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -175,7 +175,6 @@ def test_mlflow_run_and_registered_model(prepared, tmp_path, monkeypatch):
 
 
 def test_mlflow_server_not_reachable(monkeypatch, model_cache):
-    pytest.importorskip("mlflow")
     from tests.conftest import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
