@@ -266,7 +266,10 @@ def _explain(err: ValidationError, origin: str) -> FacestreamError:
             lines.append(f"unknown key '{dotted}'.{hint}")
         else:
             lines.append(f"'{dotted}': {e['msg']} (got {e.get('input')!r})")
-    return FacestreamError(f"Bad configuration in {origin}: " + "; ".join(lines) + ".", "Fix the key or value and retry.")
+    text = "; ".join(lines)
+    if not text.endswith((".", "?")):
+        text += "."
+    return FacestreamError(f"Bad configuration in {origin}: {text}", "Fix the key or value and retry.")
 
 
 def _parse_scalar(text: str) -> Any:
