@@ -58,12 +58,10 @@ class FaceAnalyzer:
 
     def _tracking_uri(self) -> str | None:
         """The configured MLflow store for models:/ URIs; None (MLFLOW_TRACKING_URI, else default) if unchanged."""
-        from stream.config import MlflowConfig, expand_path
+        from stream.config import MlflowConfig, expand_sqlite_uri
 
         uri = self.config.mlflow.tracking_uri
-        if uri == MlflowConfig().tracking_uri:
-            return None
-        return f"sqlite:///{expand_path(uri[len('sqlite:///'):])}" if uri.startswith("sqlite:///") else uri
+        return None if uri == MlflowConfig().tracking_uri else expand_sqlite_uri(uri)
 
     @cached_property
     def embedder(self):

@@ -345,6 +345,19 @@ def load_config(
         raise _explain(err, origin) from None
 
 
+def expand_sqlite_uri(uri: str) -> str:
+    """``sqlite:///~/x.db`` with variables and ``~`` expanded and the path made absolute.
+
+    MLflow expands neither, and a relative path would move with the working
+    directory; other URIs (servers) come back unchanged.
+    """
+    uri = os.path.expandvars(uri.strip())
+    if not uri.startswith("sqlite:///"):
+        return uri
+    path = Path(uri[len("sqlite:///"):]).expanduser()
+    return f"sqlite:///{path if path.is_absolute() else path.resolve()}"
+
+
 def expand_path(url_path: str) -> Path:
     """Expand ``~`` and environment variables in a configured path."""
     return Path(os.path.expandvars(url_path)).expanduser()

@@ -355,12 +355,9 @@ def _default_tracking_uri() -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    from stream.config import MlflowConfig, expand_path
+    from stream.config import MlflowConfig, expand_sqlite_uri
 
-    uri = MlflowConfig().tracking_uri
-    if uri.startswith("sqlite:///"):
-        return f"sqlite:///{expand_path(uri[len('sqlite:///'):])}"
-    return uri
+    return expand_sqlite_uri(MlflowConfig().tracking_uri)
 
 
 def _resolve_models_uri(uri: str, tracking_uri: str) -> str:

@@ -14,13 +14,13 @@ compared by their tags.
 from __future__ import annotations
 
 import logging
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stream.config import expand_sqlite_uri
 from stream.errors import FacestreamError
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,9 @@ def resolve_tracking_uri(uri: str) -> str:
     MLflow itself does not expand ``~``, and a SQLite store in a missing folder
     fails with an unhelpful error, so both are handled here.
     """
-    uri = os.path.expandvars(uri.strip())
+    uri = expand_sqlite_uri(uri)
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):]).expanduser()
-        if not path.is_absolute():
-            path = path.resolve()
+        path = Path(uri[len("sqlite:///"):])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

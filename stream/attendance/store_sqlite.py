@@ -11,9 +11,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from gallery.sqlite_store import sqlite_path
 from stream.attendance.model import Record, Session
 from stream.attendance.store import AttendanceStore
-from stream.config import expand_path
 from stream.errors import FacestreamError
 
 _SCHEMA = """
@@ -30,19 +30,10 @@ CREATE INDEX IF NOT EXISTS attendance_unknown_session ON attendance_unknown(sess
 """
 
 
-def sqlite_path(url: str) -> Path:
-    """The file the gallery uses for ``url`` (same rules as ``gallery.sqlite_store``): ``sqlite:////abs.db``,
-    ``sqlite:///~/x.db``, ``sqlite:///rel.db`` or a bare path."""
-    rest = url[len("sqlite://"):] if url.startswith("sqlite://") else url
-    if rest.startswith(("/~", "/$", "/./", "/../")):
-        rest = rest[1:]
-    return expand_path(rest)
-
-
 class SQLiteAttendanceStore(AttendanceStore):
     def __init__(self, url: str):
         self.url = url
-        path = sqlite_path(url)
+        path = Path(sqlite_path(url))  # the gallery's own file: one rule for both
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.detect import face_patch  # the bench pastes faces the same way
 from stream.config import DetectorConfig
 from stream.detect import FaceDetector, box_iou, nms, tile_grid
 from stream.draw import KNOWN, UNKNOWN_COLOR, draw_faces
@@ -50,23 +51,6 @@ def frame_1080p() -> np.ndarray:
     return img
 
 
-def _face_patch(detector: FaceDetector, path, face_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """A real face with its head around it, scaled so the detector's box is ``face_px`` wide.
-
-    Returns the patch and the face box inside the patch.
-    """
-    img = load_image(path)
-    x1, y1, x2, y2 = detector.detect(img).xyxy[0]
-    side = max(x2 - x1, y2 - y1)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    X1, Y1 = int(max(0, cx - side)), int(max(0, cy - side))
-    X2, Y2 = int(min(img.shape[1], cx + side)), int(min(img.shape[0], cy + side))
-    k = face_px / side
-    patch = cv2.resize(img[Y1:Y2, X1:X2], None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
-    box = np.array([(x1 - X1) * k, (y1 - Y1) * k, (x2 - X1) * k, (y2 - Y1) * k], np.float32)
-    return patch, box
-
-
 def _paste(frame: np.ndarray, patch: np.ndarray, box: np.ndarray, x: int, y: int):
     out = frame.copy()
     h, w = patch.shape[:2]
@@ -101,7 +85,7 @@ def test_group_photos_yield_all_their_people(detector, path):
 
 
 def test_tiling_finds_a_44px_face_in_a_1080p_frame(detector, tiled, frame_1080p):
-    patch, box = _face_patch(detector, EXAMPLES / "Kit_Harington" / "john1.jpeg", 44)
+    patch, box = face_patch(detector, EXAMPLES / "Kit_Harington" / "john1.jpeg", 44)
     frame, truth = _paste(frame_1080p, patch, box, 1500, 640)
     found = tiled.detect(frame)
     assert box_iou(truth, found.xyxy).max(initial=0) > 0.4
@@ -112,7 +96,7 @@ def test_tiling_finds_a_44px_face_in_a_1080p_frame(detector, tiled, frame_1080p)
 
 
 def test_a_face_across_a_tile_edge_is_found_once(detector, tiled, frame_1080p):
-    patch, box = _face_patch(detector, EXAMPLES / "Joe_Biden" / "biden.jpg", 120)
+    patch, box = face_patch(detector, EXAMPLES / "Joe_Biden" / "biden.jpg", 120)
     tiles = tile_grid(1920, 1080, tiled.cfg.tile_size, tiled.cfg.tile_overlap)
     edge = tiles[1][2]  # right edge of the first tile of the top row
     x = int(edge - (box[0] + box[2]) / 2)  # face centred on that edge
