@@ -125,6 +125,10 @@ class SourceConfig(Section):
     stall_timeout: float = Field(
         5.0, ge=0.2, le=600.0, description="Seconds without a frame before the watchdog reopens a live source."
     )
+    open_timeout: float = Field(
+        10.0, ge=0.5, le=600.0,
+        description="Seconds one connection attempt may take (handshake and first frames) before it counts as failed.",
+    )
     max_backoff: float = Field(10.0, ge=0.05, le=600.0, description="Longest wait between reconnect attempts (s).")
     open_retries: int = Field(3, ge=0, le=100, description="Attempts to open a live source at start before giving up.")
 

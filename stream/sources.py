@@ -8,7 +8,10 @@ as fast as the consumer can take them deliver every frame, in order.
 A live source that stops delivering is reopened by the :class:`Watchdog`, with
 exponential backoff, by starting a fresh reader thread: a reader stuck inside
 FFmpeg cannot be interrupted safely, so it is abandoned (it exits when its read
-returns) and the other sources never notice.
+returns) and the other sources never notice. Connecting has its own, longer
+budget (``open_timeout``): an RTSP handshake plus the probe of the first frames
+can take seconds on a busy machine, and a watchdog that judged a connection
+attempt by the frame-stall clock would abandon every attempt before it finished.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 FILE_QUEUE = 8  # frames a file reader may run ahead of its consumer
+CONNECT_GRACE = 2.0  # seconds past open_timeout before the watchdog gives up on a hung connection attempt
 
 
 @dataclass
@@ -90,7 +94,7 @@ class _Capture(Protocol):
 class _CvCapture:
     """An OpenCV (FFmpeg backend) capture for webcams, files and network streams."""
 
-    def __init__(self, url: str, kind: str, timeout_s: float):
+    def __init__(self, url: str, kind: str, open_timeout: float, read_timeout: float):
         import cv2
 
         self._cv2 = cv2
@@ -101,8 +105,8 @@ class _CvCapture:
             # TCP for RTSP: a dead server then fails the read at once instead of
             # waiting out UDP timeouts; set before the capture is created.
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-            ms = int(timeout_s * 1000)
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)]
             self.cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         else:
             self.cap = cv2.VideoCapture(str(Path(url).expanduser()), cv2.CAP_FFMPEG)
@@ -222,6 +226,7 @@ class Source:
         self._index = 0
         self._threads: list[threading.Thread] = []
         self.state = "new"
+        self.connecting = False  # the current reader is inside a connection attempt
         self.reconnects = 0
         self.frames_read = 0
         self.last_error: str | None = None
@@ -291,7 +296,7 @@ class Source:
     def _connect(self) -> _Capture:
         if self.kind == "folder":
             return _FolderCapture(self.url)
-        return _CvCapture(self.url, self.kind, self.config.stall_timeout)
+        return _CvCapture(self.url, self.kind, self.config.open_timeout, self.config.stall_timeout)
 
     def _describe(self) -> str:
         return {"webcam": "camera", "stream": "stream", "folder": "image folder", "file": "video file"}[self.kind] + \
@@ -338,6 +343,7 @@ class Source:
         """Abandon the current reader and start a fresh one that reconnects (watchdog's remedy)."""
         if not self._running:
             return
+        self.connecting = False
         self.reconnects += 1
         self.state = "reconnecting"
         self.last_error = reason
@@ -347,6 +353,27 @@ class Source:
 
     def _current(self, gen: int) -> bool:
         return self._running and gen == self._gen
+
+    def _connected(self, gen: int) -> None:
+        """A connection attempt of reader ``gen`` ended; the stall clock restarts now."""
+        if self._current(gen):
+            self.connecting = False
+            self.last_frame_at = time.monotonic()
+
+    def stalled(self, now: float) -> bool:
+        """True when the watchdog should abandon the current reader and start a fresh one.
+
+        A reader that is reading is stalled after ``stall_timeout`` without a frame.
+        A connection attempt has FFmpeg's own ``open_timeout``; the watchdog only
+        steps in if that attempt hangs well past it. A reader waiting out its
+        backoff between attempts is left alone: it retries by itself.
+        """
+        if not (self.live and self._running):
+            return False
+        idle = now - self.last_frame_at
+        if self.connecting:
+            return idle > self.config.open_timeout + CONNECT_GRACE
+        return self.state == "running" and idle > self.config.stall_timeout
 
     def _sleep(self, seconds: float, gen: int) -> None:
         end = time.monotonic() + seconds
@@ -360,15 +387,18 @@ class Source:
             while self._current(gen):
                 if cap is None:
                     self.last_frame_at = time.monotonic()
+                    self.connecting = True
                     try:
                         cap = self._connect()
                     except OSError as exc:
+                        self._connected(gen)
                         self.last_error = str(exc)
                         wait = self._backoff(attempt)
                         attempt += 1
                         log.warning("source %s: reconnecting failed (%s); next attempt in %.1fs", self.id, exc, wait)
                         self._sleep(wait, gen)
                         continue
+                    self._connected(gen)
                     if attempt or self.state == "reconnecting":
                         log.info("source %s: reconnected after %d attempt(s)", self.id, attempt + 1)
                     attempt = 0
@@ -446,10 +476,9 @@ class Watchdog:
         while not self._stop.wait(self.period):
             now = time.monotonic()
             for s in self.sources:
-                if s.live and s._running and s.state in ("running", "reconnecting"):
-                    idle = now - s.last_frame_at
-                    if idle > s.config.stall_timeout + (s.config.max_backoff if s.state == "reconnecting" else 0):
-                        s.reopen(f"no frame for {idle:.1f}s")
+                if s.stalled(now):
+                    what = "connection attempt hung" if s.connecting else "no frame"
+                    s.reopen(f"{what} for {now - s.last_frame_at:.1f}s")
 
 
 def open_sources(configs: list[SourceConfig]) -> list[Source]:

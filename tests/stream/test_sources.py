@@ -135,9 +135,11 @@ class MjpegCamera(BaseHTTPRequestHandler):
     """An HTTP MJPEG camera (multipart/x-mixed-replace) that hangs up after 20 frames per connection."""
 
     connections = 0
+    answer_after = 0.0  # seconds each connection waits before its first byte (a slow handshake)
 
     def do_GET(self) -> None:
-        MjpegCamera.connections += 1
+        type(self).connections += 1
+        time.sleep(self.answer_after)
         self.send_response(200)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.end_headers()
@@ -170,5 +172,39 @@ def test_http_mjpeg_camera_reconnects_when_it_hangs_up():
             assert len(frames) >= 30 and src.reconnects >= 1 and MjpegCamera.connections >= 2
             assert frames[0].image.shape == (48, 64, 3)
             assert [f.index for f in frames] == sorted(f.index for f in frames)
+    finally:
+        server.shutdown()
+
+
+class SlowMjpegCamera(MjpegCamera):
+    connections = 0
+    answer_after = 2.5
+
+
+def test_slow_handshake_is_waited_for_not_taken_for_a_stall():
+    """Connecting takes longer than the stall timeout: the watchdog must let each attempt finish.
+
+    A watchdog that ran the stall clock during a connection attempt would abandon
+    every attempt after ``stall_timeout`` and the source would never come back.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowMjpegCamera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/video.mjpg"
+    config = SourceConfig(url=url, open_retries=0, stall_timeout=1.0, open_timeout=10.0, max_backoff=0.2)
+    try:
+        with Source(config, "slow") as src:
+            dog = Watchdog([src]).start()
+            try:
+                frames = []
+                deadline = time.monotonic() + 60
+                while len(frames) < 45 and time.monotonic() < deadline:  # 20 per connection: three connections
+                    f = src.read(timeout=0.5)
+                    if f is not None:
+                        frames.append(f)
+            finally:
+                dog.stop()
+            assert len(frames) >= 45, f"only {len(frames)} frames; reconnects={src.reconnects}, {src.last_error}"
+            # each hang-up costs one reconnect; none was spent abandoning a connection attempt
+            assert SlowMjpegCamera.connections <= src.reconnects + 1
     finally:
         server.shutdown()
