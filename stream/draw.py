@@ -38,8 +38,17 @@ def _label(faces: Faces, i: int) -> tuple[str, tuple[int, int, int]]:
     return " ".join(parts), color
 
 
-def _blur_box(img: np.ndarray, box: np.ndarray) -> None:
-    """Pixelate one box in place (privacy for people nobody enrolled)."""
+def pixelate(img: np.ndarray, boxes: list) -> None:
+    """Pixelate each (x1, y1, x2, y2) box of ``img`` in place: privacy for people nobody enrolled.
+
+    Coarse cells, not a Gaussian blur: a blur of a face can be partly undone, a
+    handful of averaged cells cannot.
+    """
+    for box in boxes:
+        _pixelate_box(img, box)
+
+
+def _pixelate_box(img: np.ndarray, box: np.ndarray) -> None:
     h, w = img.shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
@@ -77,9 +86,7 @@ def draw_faces(
     text_thick = max(1, round(font_scale * 1.6))
     pad = max(2, round(3 * font_scale))
     if blur_unknown and faces.name is not None:
-        for i in range(len(faces)):
-            if (faces.name[i] or UNKNOWN) == UNKNOWN:
-                _blur_box(out, faces.xyxy[i])
+        pixelate(out, [faces.xyxy[i] for i in range(len(faces)) if (faces.name[i] or UNKNOWN) == UNKNOWN])
     for i in range(len(faces)):
         text, color = _label(faces, i)
         x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])

@@ -30,7 +30,7 @@ import numpy as np
 from stream.batcher import EmbedBatcher
 from stream.config import Config, SourceConfig
 from stream.errors import FacestreamError
-from stream.faces import UNKNOWN, Faces, FrameResult
+from stream.faces import Faces, FrameResult
 from stream.sources import Frame, Source, Watchdog, open_sources
 from stream.tracker import Track, Tracker, Vote
 
@@ -407,9 +407,8 @@ class Pipeline:
         """
         embedded = [False] * len(faces)
         self._collect(w, frame, faces, tracks, embedded, timings, block=False)
-        min_face = self.config.match.min_face
-        side = np.minimum(faces.width, faces.height)
-        need = [i for i, tr in enumerate(tracks) if side[i] >= min_face and w.tracker.needs_embedding(tr, frame.index)]
+        need = w.tracker.to_embed(tracks, np.minimum(faces.width, faces.height), frame.index,
+                                  self.config.match.min_face)
         if not need or not len(self.matcher):
             return embedded
         t0 = time.perf_counter()
@@ -463,10 +462,7 @@ class Pipeline:
 
     def _vote(self, w: _Worker, track: Track, res: Any, embed_frame: int, frame: Frame) -> None:
         before = (track.person_id, track.name)
-        best = res.best
-        vote = Vote(best.person_id if best else None, best.name if best else UNKNOWN, float(res.similarity),
-                    embed_frame)
-        if w.tracker.vote(track, vote):
+        if w.tracker.vote(track, Vote.from_match(res, embed_frame)):
             if before[0] is not None:
                 info = {**track.info(), "person_id": before[0], "name": before[1]}
                 self._emit_event(TrackEvent("person_left", w.source.id, frame.index, frame.timestamp, info))

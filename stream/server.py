@@ -77,6 +77,19 @@ class Client:
         }
 
 
+def _hide_unknown_faces(image: np.ndarray, faces: list[dict]) -> np.ndarray:
+    """A copy of ``image`` with the boxes of the message's unknown faces pixelated (known ones untouched)."""
+    from stream.draw import pixelate
+    from stream.faces import UNKNOWN
+
+    boxes = [f["box"] for f in faces if f.get("name", UNKNOWN) == UNKNOWN and "box" in f]
+    if not boxes:
+        return image
+    out = image.copy()
+    pixelate(out, boxes)
+    return out
+
+
 def _parse_sources(value: Any) -> set[str] | None:
     if value in (None, "", "*", "all"):
         return None
@@ -186,6 +199,8 @@ class StreamServer:
             source: the source it belongs to, for subscriptions.
             t_read: ``perf_counter()`` when its frame was read, for latency stats.
             image: the BGR frame; attached as JPEG for viewers that asked, at ``jpeg_fps``.
+                With ``blur_unknown`` the message's unknown faces are pixelated
+                first, so their pixels never leave the process.
         """
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -194,6 +209,8 @@ class StreamServer:
         jpeg_text = None
         if image is not None and source is not None and self.wants_jpeg(source):
             self._last_jpeg[source] = time.monotonic()
+            if self.config.blur_unknown:
+                image = _hide_unknown_faces(image, message.get("faces") or [])
             jpeg_text = text[:-1] + ',"jpeg":"' + self._encode_jpeg(image) + '"}'
         self.published += 1
         try:

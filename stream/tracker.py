@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -45,6 +46,12 @@ class Vote:
     name: str
     similarity: float
     frame: int
+
+    @classmethod
+    def from_match(cls, result: Any, frame: int) -> Vote:
+        """The vote of one gallery search result (``gallery.matcher`` answer: ``best`` and ``similarity``)."""
+        best = result.best
+        return cls(best.person_id if best else None, best.name if best else UNKNOWN, float(result.similarity), frame)
 
 
 @dataclass(eq=False)
@@ -183,6 +190,10 @@ class Tracker:
         return ended
 
     # -- identity ----------------------------------------------------------
+    def to_embed(self, tracks: list[Track], side: np.ndarray, frame: int, min_face: float) -> list[int]:
+        """Indices of this frame's tracks to embed now: big enough to recognise, and new, uncertain or due."""
+        return [i for i, t in enumerate(tracks) if side[i] >= min_face and self.needs_embedding(t, frame)]
+
     def needs_embedding(self, track: Track, frame: int) -> bool:
         """New, uncertain, or due for its periodic re-check (and no embedding of it already in flight)."""
         if track.pending:

@@ -52,12 +52,8 @@ class LiveSession:
             self.frame += 1
             faces = analyzer.detect(rgb, with_landmarks=False)
             update = self.tracker.update(faces, self.frame, timestamp)
-            min_face = self.service.config.match.min_face
-            need = [
-                i for i, track in enumerate(update.tracks)
-                if self.tracker.needs_embedding(track, self.frame)
-                and min(faces.width[i], faces.height[i]) >= min_face
-            ]
+            need = self.tracker.to_embed(update.tracks, np.minimum(faces.width, faces.height), self.frame,
+                                         self.service.config.match.min_face)
             tracks = list(update.tracks)
             if need and len(matcher):
                 sub = analyzer.embed(rgb, faces[np.array(need)])
@@ -68,10 +64,7 @@ class LiveSession:
                                                                   self.frame, timestamp)
                     tracks[i] = track
                     faces.track_id[i] = track.track_id
-                    best = result.best
-                    vote = Vote(best.person_id if best else None, best.name if best else UNKNOWN,
-                                float(result.similarity), self.frame)
-                    self.tracker.vote(track, vote)
+                    self.tracker.vote(track, Vote.from_match(result, self.frame))
             faces.identity = [t.person_id for t in tracks]
             faces.name = [t.name for t in tracks]
             faces.similarity = np.array([t.similarity for t in tracks], dtype=np.float32)

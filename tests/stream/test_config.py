@@ -6,11 +6,24 @@ import pytest
 
 from stream.config import Config, load_config
 from stream.errors import FacestreamError
+from tests.conftest import ROOT
 
 
 def test_default_yaml_matches_the_code_defaults():
     # configs/default.yaml documents the defaults; it must not drift from the models.
     assert load_config(env={}) == Config()
+    # ...and it lists every setting, so it can be read as the reference of what may be set
+    import yaml
+
+    written = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+
+    def keys(tree: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in tree.items():
+            out |= keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+        return out
+
+    assert keys(written) == keys(Config().model_dump())
 
 
 def test_unknown_key_names_the_nearest_valid_one(tmp_path):
