@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,7 +158,10 @@ class AttendanceScheduleEntry(Section):
         default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], description="Weekdays the session runs."
     )
     start: str = Field(..., pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local start time, HH:MM.")
-    end: str = Field(..., pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local end time, HH:MM (after start).")
+    end: str = Field(
+        ..., pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Local end time, HH:MM; earlier than start = the next morning (a night shift).",
+    )
     late_after_minutes: float | None = Field(
         None, ge=0.0, le=1440.0, description="Late delay for this session; None = attendance.late_after_minutes."
     )
@@ -166,9 +170,15 @@ class AttendanceScheduleEntry(Section):
     @classmethod
     def _end_after_start(cls, end: str, info: Any) -> str:
         start = info.data.get("start")
-        if start is not None and end <= start:
-            raise ValueError(f"end {end} must be after start {start} (sessions do not span midnight)")
+        if start is not None and end == start:
+            raise ValueError(f"end {end} equals start: give the time the session ends (earlier = next day)")
         return end
+
+    def window(self, day: datetime) -> tuple[datetime, datetime]:
+        """Start and end of the occurrence that starts on ``day`` (local); overnight ends the next day."""
+        start = day.replace(hour=int(self.start[:2]), minute=int(self.start[3:]), second=0, microsecond=0)
+        end = day.replace(hour=int(self.end[:2]), minute=int(self.end[3:]), second=0, microsecond=0)
+        return start, end + timedelta(days=1) if end <= start else end
 
 
 class AttendanceConfig(Section):

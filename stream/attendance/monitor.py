@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -169,12 +169,12 @@ class AttendanceMonitor:
 
     def _ensure_scheduled(self, now: float) -> None:
         today = datetime.fromtimestamp(now)
-        for entry in self.config.schedule:
-            if _DAYS[today.weekday()] not in entry.days:
-                continue
-            start = today.replace(hour=int(entry.start[:2]), minute=int(entry.start[3:]), second=0, microsecond=0)
-            end = today.replace(hour=int(entry.end[:2]), minute=int(entry.end[3:]), second=0, microsecond=0)
-            name = f"{entry.name} {today:%Y-%m-%d}"
+        # yesterday too: a night shift that started yesterday evening may still be running
+        occurrences = [(entry, day) for entry in self.config.schedule
+                       for day in (today, today - timedelta(days=1)) if _DAYS[day.weekday()] in entry.days]
+        for entry, day in occurrences:
+            start, end = entry.window(day)
+            name = f"{entry.name} {day:%Y-%m-%d}"  # named after the day it starts
             if not (start.timestamp() <= now < end.timestamp()) or name in self.sessions or name in self._opened:
                 continue
             late = entry.late_after_minutes if entry.late_after_minutes is not None else self.config.late_after_minutes

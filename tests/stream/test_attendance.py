@@ -254,6 +254,38 @@ def test_sessions_started_elsewhere_and_the_timetable_take_effect(tmp_path):
     assert any(e["type"] == "session" and e["action"] == "closed" and e["session"]["name"] == "cli" for e in events)
 
 
+def test_a_night_shift_in_the_timetable_runs_past_midnight(tmp_path):
+    """``start 22:00, end 06:00`` on Sundays: open at 01:30 on Monday, named after Sunday, closed by 06:00."""
+    from datetime import datetime
+
+    store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
+    cfg = AttendanceConfig(min_frames=2, schedule=[
+        AttendanceScheduleEntry(name="night", people=["Joe Biden"], days=["sun"], start="22:00", end="06:00"),
+        AttendanceScheduleEntry(name="day", people=["Joe Biden"], days=["mon"], start="09:00", end="17:00"),
+    ])
+    monday_0130 = datetime(2026, 11, 23, 1, 30)  # 2026-11-22 is a Sunday
+    clock = Clock(monday_0130.timestamp())
+    mon = AttendanceMonitor(store, cfg, people=lambda: PEOPLE, clock=clock)
+    mon.refresh(force=True)
+    assert sorted(mon.sessions) == ["night 2026-11-22"]
+    night = mon.sessions["night 2026-11-22"]
+    assert night.start == datetime(2026, 11, 22, 22, 0).timestamp()
+    assert night.end == datetime(2026, 11, 23, 6, 0).timestamp() and night.state(clock.t) == "active"
+    feed(mon, clock, 3, (1, "p-joe", 0.9))
+    assert [r.name for r in store.records("night 2026-11-22")] == ["Joe Biden"]
+    # at 07:00 the night shift is over and nothing else is due yet
+    later = AttendanceMonitor(store, cfg, people=lambda: PEOPLE, clock=Clock(datetime(2026, 11, 23, 7).timestamp()))
+    later.refresh(force=True)
+    assert [n for n, s in later.sessions.items() if s.state(later.clock()) == "active"] == []
+    # a Monday night is not a Sunday night: nothing opens at 23:00 on Monday
+    monday_night = AttendanceMonitor(store, cfg, people=lambda: PEOPLE,
+                                     clock=Clock(datetime(2026, 11, 23, 23).timestamp()))
+    monday_night.refresh(force=True)
+    assert "night 2026-11-23" not in monday_night.sessions
+    with pytest.raises(ValueError, match="equals start"):
+        AttendanceScheduleEntry(name="x", start="08:00", end="08:00")
+
+
 def test_bad_input_gives_clear_messages(tmp_path):
     store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
     with pytest.raises(FacestreamError, match="No attendance sessions"):
