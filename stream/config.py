@@ -142,7 +142,7 @@ class ServerConfig(Section):
     jpeg_fps: float = Field(5.0, ge=0.0, le=60.0, description="Most JPEG frames per second per source sent to viewers.")
     jpeg_quality: int = Field(70, ge=10, le=100, description="JPEG quality of the frames sent to viewers.")
     blur_unknown: bool = Field(
-        False, description="Pixelate faces not recognised as an enrolled person in the frames sent to viewers."
+        False, description="Pixelate faces not recognised as an enrolled person in viewers' frames and --record videos."
     )
     stats_every: float = Field(30.0, ge=0.0, le=86400.0, description="Log per-source stats every N seconds; 0 = never.")
 

@@ -550,11 +550,14 @@ class VideoRecorder:
     """Writes the annotated frames of each source to an MP4 (``--record out.mp4``).
 
     With several sources, each gets its own file: ``out_cam0.mp4``, ``out_cam1.mp4``.
+    With ``blur_unknown`` (``server.blur_unknown``) unknown faces are pixelated
+    in the video as they are in the viewers' frames.
     """
 
-    def __init__(self, path: str, sources: list[Source]):
+    def __init__(self, path: str, sources: list[Source], blur_unknown: bool = False):
         from pathlib import Path
 
+        self.blur_unknown = blur_unknown
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FacestreamError(f"Cannot record to {path}: the folder does not exist.", "Create it or fix --record.")
@@ -587,7 +590,7 @@ class VideoRecorder:
                     raise FacestreamError(f"Cannot record to {out}.", "Use an .mp4 or .avi path you can write.")
                 self._writers[result.source_id] = writer
                 log.info("recording %s to %s", result.source_id, out)
-        annotated = draw_faces(rgb, result.faces, landmarks=False)
+        annotated = draw_faces(rgb, result.faces, blur_unknown=self.blur_unknown, landmarks=False)
         writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:

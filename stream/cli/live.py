@@ -95,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.jsonl:
             outputs.append(JsonlWriter(args.jsonl).attach(pipeline))
         if args.record:
-            outputs.append(VideoRecorder(args.record, pipeline.sources).attach(pipeline))
+            outputs.append(VideoRecorder(args.record, pipeline.sources,
+                                         blur_unknown=config.server.blur_unknown).attach(pipeline))
         monitor = _attendance(config, args, analyzer, [s.id for s in pipeline.sources])
         if monitor is not None:
             pipeline.add_listener(monitor.on_result)
