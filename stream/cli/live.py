@@ -77,7 +77,8 @@ def _attendance(config, args, analyzer, cameras: list[str]):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from stream.analyzer import FaceAnalyzer
-    from stream.pipeline import JsonlWriter, Pipeline, VideoRecorder, open_matcher
+    from stream.outputs import JsonlWriter, VideoRecorder
+    from stream.pipeline import Pipeline, open_matcher
 
     config, sources = _config(args)
     if args.dashboard and args.no_server:

@@ -61,7 +61,8 @@ def test_viewers_jpeg_has_strangers_pixelated_and_known_faces_sharp():
 
 
 def test_recorded_video_has_strangers_pixelated(tmp_path):
-    from stream.pipeline import LiveResult, VideoRecorder
+    from stream.outputs import VideoRecorder
+    from stream.pipeline import LiveResult
 
     rgb = noise_frame(5)
 
