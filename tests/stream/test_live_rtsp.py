@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -126,21 +127,28 @@ def lin_matcher(tmp_path_factory, analyzer):
     store.close()
 
 
-def test_rtsp_and_file_recognise_lin_manuel_miranda(rtsp, analyzer, lin_matcher):
+@contextmanager
+def live(sources: list[SourceConfig], analyzer, matcher):
+    """The pipeline on ``sources`` behind a real websocket server, with a real client collecting everything."""
     config = load_config(overrides=["server.port=0", "server.stats_every=0"])
-    sources = [SourceConfig(url=str(HAMILTON), id="file"), SourceConfig(url=rtsp.url, id="rtsp")]
     with StreamServer(config.server, static_dir=None) as server:
-        pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=lin_matcher)
+        pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=matcher)
         server.attach(pipeline)
         client = WsCollector(f"ws://127.0.0.1:{server.port}/").start()
         try:
             with pipeline:
-                assert pipeline.workers[0].done.wait(300), "the file did not finish"
-                # keep going until the RTSP source has shown one whole loop of the clip
-                wait_until(lambda: pipeline.source("rtsp").frames_read >= 300, 120, "a full loop over RTSP")
-                wait_until(lambda: len(client.frames("file")) >= 275, 30, "every file result on the websocket")
+                yield pipeline, client
         finally:
             client.stop()
+
+
+def test_rtsp_and_file_recognise_lin_manuel_miranda(rtsp, analyzer, lin_matcher):
+    sources = [SourceConfig(url=str(HAMILTON), id="file"), SourceConfig(url=rtsp.url, id="rtsp")]
+    with live(sources, analyzer, lin_matcher) as (pipeline, client):
+        assert pipeline.workers[0].done.wait(300), "the file did not finish"
+        # keep going until the RTSP source has shown one whole loop of the clip
+        wait_until(lambda: pipeline.source("rtsp").frames_read >= 300, 120, "a full loop over RTSP")
+        wait_until(lambda: len(client.frames("file")) >= 275, 30, "every file result on the websocket")
     stats = pipeline.stats()["sources"]
     assert stats["file"]["processed"] == 275 and stats["file"]["dropped"] == 0
 
@@ -172,43 +180,35 @@ def test_rtsp_and_file_recognise_lin_manuel_miranda(rtsp, analyzer, lin_matcher)
 
 
 def test_rtsp_outage_reconnects_while_another_source_keeps_flowing(rtsp, analyzer):
-    config = load_config(overrides=["server.port=0", "server.stats_every=0"])
     sources = [
         SourceConfig(url=rtsp.url, id="rtsp", stall_timeout=1.0, max_backoff=0.5),
         SourceConfig(url=str(HAMILTON), id="other", realtime=True, loop=True),
     ]
-    with StreamServer(config.server, static_dir=None) as server:
-        pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=None)
-        server.attach(pipeline)
-        client = WsCollector(f"ws://127.0.0.1:{server.port}/").start()
+    with live(sources, analyzer, None) as (pipeline, client):
+        cam, other = pipeline.source("rtsp"), pipeline.source("other")
+        wait_until(lambda: len(client.frames("rtsp")) >= 30, 60, "RTSP results")
+        rtsp.kill()
+        wait_until(lambda: cam.state == "reconnecting", 30, "the outage to be noticed")
+        during_rtsp = len(client.frames("rtsp"))
+        processed_at_outage = pipeline.workers[0].processed
+        other_before = len(client.frames("other"))
+        # the outage lasts until the second source has delivered plenty more results
+        wait_until(lambda: len(client.frames("other")) > other_before + 30, 60,
+                   "the second source to keep flowing during the outage")
+        assert cam.state == "reconnecting" and cam.reconnects >= 1
+        assert pipeline.workers[0].processed <= processed_at_outage + 2  # at most frames in flight
+        rtsp.start()
+        wait_until(lambda: len(client.frames("rtsp")) >= during_rtsp + 30, 60, "RTSP results after restart")
+        assert cam.reconnects >= 1 and other.reconnects == 0
+        # a server that hangs (connection open, nothing sent) is caught by the stall timeout
+        reconnects = cam.reconnects
+        rtsp.proc.send_signal(signal.SIGSTOP)
         try:
-            with pipeline:
-                cam, other = pipeline.source("rtsp"), pipeline.source("other")
-                wait_until(lambda: len(client.frames("rtsp")) >= 30, 60, "RTSP results")
-                rtsp.kill()
-                wait_until(lambda: cam.state == "reconnecting", 30, "the outage to be noticed")
-                during_rtsp = len(client.frames("rtsp"))
-                processed_at_outage = pipeline.workers[0].processed
-                other_before = len(client.frames("other"))
-                # the outage lasts until the second source has delivered plenty more results
-                wait_until(lambda: len(client.frames("other")) > other_before + 30, 60,
-                           "the second source to keep flowing during the outage")
-                assert cam.state == "reconnecting" and cam.reconnects >= 1
-                assert pipeline.workers[0].processed <= processed_at_outage + 2  # at most frames in flight
-                rtsp.start()
-                wait_until(lambda: len(client.frames("rtsp")) >= during_rtsp + 30, 60, "RTSP results after restart")
-                assert cam.reconnects >= 1 and other.reconnects == 0
-                # a server that hangs (connection open, nothing sent) is caught by the stall timeout
-                reconnects = cam.reconnects
-                rtsp.proc.send_signal(signal.SIGSTOP)
-                try:
-                    wait_until(lambda: cam.reconnects > reconnects, 30, "the stall to be noticed")
-                finally:
-                    rtsp.proc.send_signal(signal.SIGCONT)
-                after_stall = len(client.frames("rtsp"))
-                wait_until(lambda: len(client.frames("rtsp")) >= after_stall + 30, 60, "RTSP results after the stall")
+            wait_until(lambda: cam.reconnects > reconnects, 30, "the stall to be noticed")
         finally:
-            client.stop()
+            rtsp.proc.send_signal(signal.SIGCONT)
+        after_stall = len(client.frames("rtsp"))
+        wait_until(lambda: len(client.frames("rtsp")) >= after_stall + 30, 60, "RTSP results after the stall")
     stats = pipeline.stats()["sources"]
     assert stats["rtsp"]["reconnects"] >= 1 and stats["rtsp"]["state"] in ("running", "stopped")
     indices = [m["frame"] for m in client.frames("rtsp")]
