@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 
 from gallery.errors import GalleryError
 from stream.errors import FacestreamError
@@ -34,6 +35,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set match.threshold=0.9 (repeatable)",
     )
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, help: str, handler: Callable[..., int],
+                common: Callable[[argparse.ArgumentParser], None] = add_common_options) -> argparse.ArgumentParser:
+    """One sub-command that runs ``handler(args)``, with the shared options; add its own arguments to the result."""
+    parser = sub.add_parser(name, help=help)
+    common(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:

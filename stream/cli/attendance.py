@@ -11,14 +11,14 @@ import argparse
 import sys
 from datetime import datetime
 
-from stream.cli import add_common_options
+from stream.cli import add_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("attendance", help="attendance sessions: start, stop, list, show, report")
     sub = p.add_subparsers(dest="attendance_command", metavar="ACTION", required=True)
 
-    s = sub.add_parser("start", help="start (or schedule) a session")
+    s = add_command(sub, "start", "start (or schedule) a session", _start)
     s.add_argument("name", help="session name, e.g. 'cs101 monday'")
     s.add_argument("--roster", metavar="KEY=VALUE", help="expected people by metadata, e.g. group=cs101")
     s.add_argument("--people", action="append", default=[], metavar="NAMES",
@@ -30,34 +30,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--end", metavar="TIME", help="HH:MM today or YYYY-MM-DD HH:MM (default: until stopped)")
     g.add_argument("--duration", metavar="DUR", help="e.g. 90m, 1.5h")
     s.add_argument("--late-after", type=float, metavar="MIN", help="minutes after the start that count as late")
-    add_common_options(s)
-    s.set_defaults(handler=_start)
 
-    s = sub.add_parser("stop", help="end a session now (default: the latest running one)")
+    s = add_command(sub, "stop", "end a session now (default: the latest running one)", _stop)
     s.add_argument("name", nargs="?")
-    add_common_options(s)
-    s.set_defaults(handler=_stop)
 
-    s = sub.add_parser("list", help="every session with its state and counts")
-    add_common_options(s)
-    s.set_defaults(handler=_list)
+    add_command(sub, "list", "every session with its state and counts", _list)
 
-    s = sub.add_parser("show", help="one session's roster with present / late / absent")
+    s = add_command(sub, "show", "one session's roster with present / late / absent", _show)
     s.add_argument("name", nargs="?", help="default: the latest session")
-    add_common_options(s)
-    s.set_defaults(handler=_show)
 
-    s = sub.add_parser("report", help="export a session as CSV or XLSX (default: the latest, CSV to stdout)")
+    s = add_command(sub, "report", "export a session as CSV or XLSX (default: the latest, CSV to stdout)", _report)
     s.add_argument("name", nargs="?", help="default: the latest session")
     s.add_argument("--csv", metavar="PATH", help="write CSV here ('-' = stdout)")
     s.add_argument("--xlsx", metavar="PATH", help="write an Excel workbook here")
-    add_common_options(s)
-    s.set_defaults(handler=_report)
 
-    s = sub.add_parser("delete", help="delete a session and everything recorded in it")
+    s = add_command(sub, "delete", "delete a session and everything recorded in it", _delete)
     s.add_argument("name")
-    add_common_options(s)
-    s.set_defaults(handler=_delete)
 
 
 def _config(args):

@@ -7,36 +7,28 @@ import json
 import sys
 from pathlib import Path
 
-from stream.cli import add_common_options
+from stream.cli import add_command
 from stream.errors import FacestreamError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("detect", help="find faces (boxes, scores, landmarks) in images")
+    p = add_command(sub, "detect", "find faces (boxes, scores, landmarks) in images", cmd_detect)
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", help="draw the faces: an image path (one input) or a folder (several)")
-    add_common_options(p)
-    p.set_defaults(handler=cmd_detect)
 
-    p = sub.add_parser("compare", help="1:1 verification: are the faces in two photos the same person?")
+    p = add_command(sub, "compare", "1:1 verification: are the faces in two photos the same person?", cmd_compare)
     p.add_argument("image_a")
     p.add_argument("image_b")
     p.add_argument("--json", action="store_true", help="print JSON (keys: same, similarity, threshold)")
-    add_common_options(p)
-    p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("models", help="prepare the embedding model or show what runs")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    prep = msub.add_parser("prepare", help="convert the pretrained model to ONNX and cache it (once)")
+    prep = add_command(msub, "prepare", "convert the pretrained model to ONNX and cache it (once)", cmd_models_prepare)
     prep.add_argument("name", nargs="?", default=None, help="model name (default: the configured one)")
     prep.add_argument("--force", action="store_true", help="rebuild even if cached")
-    add_common_options(prep)
-    prep.set_defaults(handler=cmd_models_prepare)
-    info = msub.add_parser("info", help="model spec, cache location and available engines")
+    info = add_command(msub, "info", "model spec, cache location and available engines", cmd_models_info)
     info.add_argument("--json", action="store_true")
-    add_common_options(info)
-    info.set_defaults(handler=cmd_models_info)
 
 
 def _analyzer(args: argparse.Namespace):

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from stream.cli import add_common_options
+from stream.cli import add_command, add_common_options
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("enroll", help="add people from a folder of folders, photos, or a roster CSV/XLSX")
+    p = add_command(sub, "enroll", "add people from a folder of folders, photos, or a roster CSV/XLSX",
+                    cmd_enroll, _common)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="people/ (one sub-folder per person), photos or URLs with --name, or roster.csv/.xlsx")
     p.add_argument("--name", help="the person in the given photos")
@@ -32,64 +33,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photo-column", help="roster column holding photo paths/URLs (default: photo, image, url, ...)")
     p.add_argument("--json", action="store_true", help="print every verdict as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _common(p)
-    p.set_defaults(handler=cmd_enroll)
 
-    p = sub.add_parser("identify", help="name every face in a photo (1:N), or list look-alikes with --top-k")
+    p = add_command(sub, "identify", "name every face in a photo (1:N), or list look-alikes with --top-k",
+                    cmd_identify, _common)
     p.add_argument("photo")
     p.add_argument("--top-k", type=int, default=None, help="closest enrolled people per face (default match.top_k)")
     p.add_argument("--out", help="write the photo with boxes and names here")
     p.add_argument("--json", action="store_true")
-    _common(p)
-    p.set_defaults(handler=cmd_identify)
 
-    p = sub.add_parser("verify", help="is the face in this photo that person (1:1)? exit 0 yes, 1 no")
+    p = add_command(sub, "verify", "is the face in this photo that person (1:1)? exit 0 yes, 1 no", cmd_verify, _common)
     p.add_argument("photo")
     p.add_argument("--person", required=True, help="name or id of the enrolled person")
     p.add_argument("--json", action="store_true")
-    _common(p)
-    p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("people", help="list, show, rename or delete enrolled people")
     psub = p.add_subparsers(dest="people_command", metavar="ACTION", required=True)
-    q = psub.add_parser("list", help="everyone enrolled")
+    q = add_command(psub, "list", "everyone enrolled", cmd_people_list, _common)
     q.add_argument("--json", action="store_true")
-    _common(q)
-    q.set_defaults(handler=cmd_people_list)
-    q = psub.add_parser("show", help="one person: metadata and embeddings")
+    q = add_command(psub, "show", "one person: metadata and embeddings", cmd_people_show, _common)
     q.add_argument("person", help="name or id")
     q.add_argument("--json", action="store_true")
-    _common(q)
-    q.set_defaults(handler=cmd_people_show)
-    q = psub.add_parser("rename", help="change a display name")
+    q = add_command(psub, "rename", "change a display name", cmd_people_rename, _common)
     q.add_argument("person")
     q.add_argument("new_name")
-    _common(q)
-    q.set_defaults(handler=cmd_people_rename)
-    q = psub.add_parser("delete", help="remove a person and every trace (embeddings, chips, caches)")
+    q = add_command(psub, "delete", "remove a person and every trace (embeddings, chips, caches)",
+                    cmd_people_delete, _common)
     q.add_argument("person")
-    _common(q)
-    q.set_defaults(handler=cmd_people_delete)
 
     p = sub.add_parser("gallery", help="export/import a gallery, show its models, re-embed after a model change")
     gsub = p.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
-    q = gsub.add_parser("export", help="write people, embeddings and chips to a .zip")
+    q = add_command(gsub, "export", "write people, embeddings and chips to a .zip", cmd_gallery_export, _common)
     q.add_argument("file")
-    _common(q)
-    q.set_defaults(handler=cmd_gallery_export)
-    q = gsub.add_parser("import", help="add the people of an exported .zip (idempotent)")
+    q = add_command(gsub, "import", "add the people of an exported .zip (idempotent)", cmd_gallery_import, _common)
     q.add_argument("file")
-    _common(q)
-    q.set_defaults(handler=cmd_gallery_import)
-    q = gsub.add_parser("info", help="people, embeddings per model, and whether they match the current model")
+    q = add_command(gsub, "info", "people, embeddings per model, and whether they match the current model",
+                    cmd_gallery_info, _common)
     q.add_argument("--json", action="store_true")
-    _common(q)
-    q.set_defaults(handler=cmd_gallery_info)
-    q = gsub.add_parser("reembed", help="re-embed stored face chips with the current model")
+    q = add_command(gsub, "reembed", "re-embed stored face chips with the current model", cmd_gallery_reembed, _common)
     q.add_argument("--from-model", help="model id whose chips to re-embed (default: every other model)")
     q.add_argument("--drop-old", action="store_true", help="delete the old model's embeddings afterwards")
-    _common(q)
-    q.set_defaults(handler=cmd_gallery_reembed)
 
 
 def _config(args: argparse.Namespace):
