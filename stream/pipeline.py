@@ -96,6 +96,20 @@ ResultListener = Callable[[LiveResult, np.ndarray], None]
 EventListener = Callable[[TrackEvent], None]
 
 
+def _appearances(tracks: list[Track]) -> np.ndarray | None:
+    """Each track's appearance embedding (NaN rows for tracks not embedded yet); None if none has one.
+
+    Listeners get what each face looks like without another model call: the
+    attendance monitor uses it to tell a returning stranger from a new one.
+    """
+    looks = [t.appearance for t in tracks]
+    known = next((a for a in looks if a is not None), None)
+    if known is None:
+        return None
+    blank = np.full_like(known, np.nan)
+    return np.stack([blank if a is None else a for a in looks]).astype(np.float32)
+
+
 def _p(values, q: float) -> float | None:
     return round(float(np.percentile(list(values), q)), 2) if values else None
 
@@ -381,6 +395,7 @@ class Pipeline:
         faces.identity = [t.person_id for t in update.tracks]
         faces.name = [t.name for t in update.tracks]
         faces.similarity = np.array([t.similarity for t in update.tracks], dtype=np.float32)
+        faces.embedding = _appearances(update.tracks)
         now = time.perf_counter()
         timings["total"] = (now - t_start) * 1000 + frame.decode_ms
         h, wd = frame.image.shape[:2]

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,6 +58,24 @@ def face_snapshot(frame_rgb: np.ndarray | None, box: Iterable[float], max_side: 
     return buf.tobytes() if ok else None
 
 
+@dataclass
+class _Stranger:
+    """An unknown track confirmed in some sessions, counted when it leaves still nameless."""
+
+    first_ts: float
+    sessions: list[str]
+    snapshot: bytes | None
+    look: np.ndarray | None = None  # its latest appearance embedding, when the pipeline gave one
+
+
+def _row(embedding: np.ndarray | None, i: int) -> np.ndarray | None:
+    """Face ``i``'s embedding, or None when there is none (no matrix, or a NaN row: not embedded yet)."""
+    if embedding is None:
+        return None
+    row = np.asarray(embedding[i], np.float32)
+    return row if np.isfinite(row).all() else None
+
+
 class AttendanceMonitor:
     """Marks attendance from live results.
 
@@ -64,7 +83,8 @@ class AttendanceMonitor:
         store: where sessions and records live (same URL as the gallery).
         config: the ``attendance`` config section.
         people: returns the enrolled people (for rosters of the day's and timetable sessions).
-        threshold: similarity a frame needs to count (None: trust the tracker's identity).
+        threshold: similarity a frame needs to count (None: trust the tracker's identity); also
+            what makes two unknown tracks one stranger (see :meth:`_unknown`).
         clock: wall time source (tests pass their own).
     """
 
@@ -76,13 +96,17 @@ class AttendanceMonitor:
         self.people = people or (lambda: [])
         self.clock = clock
         self.rule = PresenceRule(self.config.min_frames, self.config.min_seconds, threshold)
+        self.threshold = threshold
         self.sessions: dict[str, Session] = {}
         self._states: dict[str, str] = {}
         self._written: dict[tuple[str, str], tuple[float, float]] = {}
         self._listeners: list[Listener] = []
         self._recent: deque[dict[str, Any]] = deque(maxlen=100)
         # unknown tracks confirmed but not counted yet: counted when they leave still nameless
-        self._pending_unknown: dict[tuple[str, int], tuple[float, list[str], bytes | None]] = {}
+        self._pending_unknown: dict[tuple[str, int], _Stranger] = {}
+        # per session, the look of every stranger counted by this process (memory only: strangers'
+        # faces are not enrolled, so their embeddings are never written anywhere)
+        self._strangers: dict[str, list[np.ndarray]] = {}
         self._lock = threading.RLock()
         self._next_refresh = 0.0
         self._next_forget = 0.0
@@ -202,6 +226,8 @@ class AttendanceMonitor:
                 if self._day_session and self.config.default_session:
                     self._ensure_day_session(now)
                 self.sessions = {s.name: s for s in self.store.open_sessions(since)}
+                for gone in set(self._strangers) - set(self.sessions):
+                    del self._strangers[gone]
             except FacestreamError as exc:
                 self._store_error(exc, now)
                 return
@@ -265,10 +291,14 @@ class AttendanceMonitor:
                 box = faces.xyxy[i]
                 try:
                     if pid is None:
+                        key = (camera, int(faces.track_id[i]))
                         if sighting.newly_confirmed and not sighting.state.ever_named:
                             snap = face_snapshot(frame, box) if self.config.keep_unknown_snapshots else None
-                            self._pending_unknown[(camera, int(faces.track_id[i]))] = (
-                                ts, [s.name for s in sessions], snap)
+                            self._pending_unknown[key] = _Stranger(ts, [s.name for s in sessions], snap)
+                        stranger = self._pending_unknown.get(key)
+                        look = _row(faces.embedding, i)
+                        if stranger is not None and look is not None:
+                            stranger.look = look  # the track's latest appearance (a running mean)
                     else:
                         for s in sessions:
                             self._record(s, sighting, camera, ts, frame, box)
@@ -280,7 +310,7 @@ class AttendanceMonitor:
                     pending = self._pending_unknown.pop((state.camera, state.track_id), None)
                     if pending is not None and not state.ever_named:
                         try:
-                            self._unknown(state.camera, *pending)
+                            self._unknown(state.camera, pending)
                         except FacestreamError as exc:
                             self._store_error(exc, ts)
 
@@ -302,11 +332,24 @@ class AttendanceMonitor:
                      camera, best)
         self._emit({"type": "attendance", "session": s.name, "new": created, "record": rec.to_json(s)})
 
-    def _unknown(self, camera: str, ts: float, sessions: list[str], snap: bytes | None) -> None:
-        """Count one unknown face (a track that left without a name) in the sessions it was seen in."""
-        for name in sessions:
-            count = self.store.add_unknown(name, ts, camera, snap)
-            self._emit({"type": "unknown", "session": name, "camera": camera, "time": ts, "count": count})
+    def _unknown(self, camera: str, stranger: _Stranger) -> None:
+        """Count one unknown face (a track that left without a name) in the sessions it was seen in.
+
+        A stranger who walks out and comes back starts a new track; when the new
+        track looks like a stranger already counted in that session (similarity
+        at the match threshold), it is the same person and is not counted again.
+        """
+        for name in stranger.sessions:
+            seen = self._strangers.setdefault(name, [])
+            if stranger.look is not None and self.threshold is not None and seen \
+                    and float(np.max(np.stack(seen) @ stranger.look)) >= self.threshold:
+                log.debug("attendance: an unknown face in %r came back; not counted again", name)
+                continue
+            count = self.store.add_unknown(name, stranger.first_ts, camera, stranger.snapshot)
+            if stranger.look is not None:
+                seen.append(stranger.look)
+            self._emit({"type": "unknown", "session": name, "camera": camera, "time": stranger.first_ts,
+                        "count": count})
 
     def _store_error(self, exc: FacestreamError, now: float) -> None:
         if now - self._last_error > 10:

@@ -369,3 +369,37 @@ def test_unknown_faces_are_counted_once_when_they_leave_nameless(tmp_path):
     clock.t += 30
     feed(mon, clock, 1, (3, "p-joe", 0.9))
     assert store.unknown_count("s") == 1
+
+
+def test_a_stranger_who_comes_back_is_counted_once(tmp_path):
+    """Two tracks that look alike (the pipeline's appearance embeddings) are one stranger, not two."""
+    store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
+    clock = Clock()
+    config = AttendanceConfig(min_frames=3)
+    mon = AttendanceMonitor(store, config, people=lambda: PEOPLE, threshold=0.9, clock=clock)
+    mon.start_session("s", roster="group=hamilton")
+    rng = np.random.default_rng(0)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    ada, bob = unit(rng.normal(size=128)), unit(rng.normal(size=128))
+
+    def visit(monitor: AttendanceMonitor, track: int, look: np.ndarray | None) -> int:
+        for k in range(6):
+            f = faces((track, None, float("nan")))
+            # like the pipeline: no embedding on the first frames, then the track's running appearance
+            f.embedding = None if look is None or k < 2 else look[None, :]
+            clock.t += 1 / 30
+            monitor.observe("cam0", clock.t, f)
+        clock.t += 30  # gone; the next frame (of someone else) lets the monitor notice
+        feed(monitor, clock, 1, (99, "p-joe", 0.9))
+        return store.unknown_count("s")
+
+    assert visit(mon, 1, ada) == 1
+    assert visit(mon, 2, unit(ada + 0.1 * unit(rng.normal(size=128)))) == 1  # Ada again: new track, same face
+    assert visit(mon, 3, bob) == 2  # somebody else
+    assert visit(mon, 4, None) == 3  # never embedded (too small, say): nothing to compare with, so counted
+    # strangers' looks live in memory only: a restarted process cannot recognise Ada, and counts her again
+    restarted = AttendanceMonitor(store, config, people=lambda: PEOPLE, threshold=0.9, clock=clock)
+    assert visit(restarted, 5, ada) == 4

@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stream.config import SourceConfig, load_config
@@ -144,7 +145,9 @@ def live(sources: list[SourceConfig], analyzer, matcher):
 
 def test_rtsp_and_file_recognise_lin_manuel_miranda(rtsp, analyzer, lin_matcher):
     sources = [SourceConfig(url=str(HAMILTON), id="file"), SourceConfig(url=rtsp.url, id="rtsp")]
+    looks: list = []  # what listeners get besides the JSON: each face's appearance embedding
     with live(sources, analyzer, lin_matcher) as (pipeline, client):
+        pipeline.add_listener(lambda result, rgb: looks.append(result.faces.embedding))
         assert pipeline.workers[0].done.wait(300), "the file did not finish"
         # keep going until the RTSP source has shown one whole loop of the clip
         wait_until(lambda: pipeline.source("rtsp").frames_read >= 300, 120, "a full loop over RTSP")
@@ -175,6 +178,9 @@ def test_rtsp_and_file_recognise_lin_manuel_miranda(rtsp, analyzer, lin_matcher)
     appeared = [e for e in events if e["event"] == "person_appeared"]
     assert appeared and all(e["name"] == LIN for e in appeared)
     assert any(e["event"] == "person_left" and e["name"] == LIN for e in events)
+    looks = [e for e in looks if e is not None]
+    assert looks and {e.shape[1] for e in looks} == {128}
+    assert any(np.isfinite(e).all(axis=1).any() for e in looks)
     # embedding ran only for some faces, not every face of every frame (the point of tracking)
     assert stats["file"]["embedded"] < stats["file"]["faces"] / 2
 
