@@ -61,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# modules of the optional extras, and the extra that brings each
+EXTRAS = {"gradio": "demo", "gradio_client": "demo", "mlflow": "train", "matplotlib": "train"}
+
+
+def missing_extra(exc: ModuleNotFoundError, command: str | None) -> FacestreamError | None:
+    """The clear error for a command whose optional dependency is not installed; None for other imports."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return FacestreamError(f"'facestream {command}' needs {module}, which is not installed.",
+                           f"Install the extra: pip install 'facestream[{extra}]' (or pip install -e '.[{extra}]').")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -73,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except (FacestreamError, GalleryError) as exc:  # GalleryError: the gallery's twin of FacestreamError
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        error = missing_extra(exc, args.command)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
