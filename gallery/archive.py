@@ -22,7 +22,6 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +125,5 @@ def read_archive(path: str | Path) -> tuple[dict[str, Any], list[tuple[Person, l
 def import_gallery(store: GalleryStore, path: str | Path) -> dict[str, Any]:
     """Add an archive's people to ``store`` (merging by id or name; existing embeddings are skipped)."""
     manifest, people = read_archive(path)
-    store.import_people(iter_people(people))
+    store.import_people(people)
     return manifest
-
-
-def iter_people(people: list[tuple[Person, list[NewEmbedding]]]) -> Iterator[tuple[Person, list[NewEmbedding]]]:
-    yield from people

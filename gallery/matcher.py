@@ -3,8 +3,10 @@
 The store is the truth; the matcher holds a cache of it: an L2-normalised
 float32 matrix (rows grouped by person) and the ids and names. The cache is
 rebuilt when the store's version changes. With Redis, a pub/sub listener
-rebuilds it in the background the moment any process writes, so searches never
-poll; with SQLite, a search first compares the version (one indexed read).
+hears every write by any process (events carry ``op``, ``person`` and ``time``)
+and rebuilds it in the background when the store's version differs from the
+snapshot's, so searches never poll; with SQLite, a search first compares the
+version (one indexed read).
 
 Search is a memory-bound scan: one BLAS matrix product per block of rows, and
 only rows that beat the running k-th best are kept (``argpartition`` once per
@@ -145,7 +147,6 @@ class Matcher:
         self._retry_at = 0.0
         self._index = _Index.build(GalleryMatrix(-1, [], [], np.zeros((0, 0), np.float32),
                                                  np.zeros(0, np.int32)), "cpu")
-        self.reloads = 0
         self._sub = None
         self.refresh(force=True)
         # Subscribe after the first load: the "resync" sent on connecting catches any write in between.
@@ -154,8 +155,10 @@ class Matcher:
 
     # -- cache --------------------------------------------------------------------------------
     def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("op") == "resync" and not self._stale:
-            try:  # (re)connected: reload only if something changed meanwhile
+        if not self._stale:
+            # One cheap read skips the reload when the snapshot already has this change (e.g. the
+            # previous event's reload read it; load_matrix reads the version before the rows).
+            try:
                 if self.store.version() == self._index.data.version:
                     return
             except GalleryError:
@@ -184,7 +187,6 @@ class Matcher:
                 self._retry_at = time.monotonic() + RETRY_SECONDS
                 raise
             self._index = _Index.build(data, self.device)
-            self.reloads += 1
             log.debug("matcher: reloaded version %d: %d people", data.version, len(data.person_ids))
             return True
 

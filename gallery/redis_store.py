@@ -12,7 +12,7 @@ Key layout (prefix ``facestream:``)::
     info:<model>          hash  hash -> JSON {source, created}
     chip:<model>          hash  hash -> JPEG bytes of the aligned face chip
     pemb:<person_id>      set   "<model>|<hash>" (everything to remove on delete)
-    events                pub/sub channel: JSON {op, person, version}
+    events                pub/sub channel: JSON {op, person, time}
 
 Every change is one MULTI/EXEC transaction (with WATCH where it reads first)
 that also bumps ``version`` and PUBLISHes an event, so either all of a person is
@@ -22,6 +22,7 @@ written and announced or none of it.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import threading
@@ -59,17 +60,32 @@ def _down(url: str, exc: Exception) -> GalleryError:
     )
 
 
+def _failure(url: str, exc: Exception) -> GalleryError:
+    """The GalleryError for a Redis client exception."""
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        return _down(url, exc)
+    return GalleryError(f"Redis refused the operation ({exc}).", "Check the Redis server's logs.")
+
+
 def _guard(fn: Callable) -> Callable:
-    """Turn a lost Redis connection into one clear GalleryError."""
+    """Turn a lost Redis connection into one clear GalleryError, also while a generator is iterated."""
+    if inspect.isgeneratorfunction(fn):  # its body runs on next(), after a plain wrapper has returned
+
+        @functools.wraps(fn)
+        def gen_wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(self, *args, **kwargs)
+            except (RedisError, OSError) as exc:
+                raise _failure(self.url, exc) from None
+
+        return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise _down(self.url, exc) from None
-        except RedisError as exc:
-            raise GalleryError(f"Redis refused the operation ({exc}).", "Check the Redis server's logs.") from None
+        except (RedisError, OSError) as exc:
+            raise _failure(self.url, exc) from None
 
     return wrapper
 
@@ -206,7 +222,7 @@ class RedisStore(GalleryStore):
 
     @_guard
     def list_people(self) -> list[Person]:
-        pids = sorted(k.decode() for k in self.r.hkeys(self.k("people")))
+        pids = [k.decode() for k in self.r.hkeys(self.k("people"))]
         return sorted(self._people(pids), key=lambda p: p.name.casefold())
 
     def _write_person(self, pipe: Any, pid: str, record: dict[str, Any], old_name: str | None) -> None:
@@ -229,8 +245,8 @@ class RedisStore(GalleryStore):
                     continue
 
     def _stage_enroll(self, pipe: Any, name: str, embeddings: list[NewEmbedding], metadata: dict[str, Any] | None,
-                      person_id: str | None, now: float) -> tuple[str, int, list[tuple[str, bytes, NewEmbedding]]]:
-        """Reads (under WATCH) deciding what one enrolment writes; returns (pid, is_new, rows)."""
+                      person_id: str | None, now: float) -> tuple[str, int]:
+        """Reads (under WATCH) deciding what one enrolment writes; returns (pid, embeddings added)."""
         name = check_name(name)
         existing = person_id if person_id and pipe.hexists(self.k("people"), person_id) else None
         by_name = pipe.hget(self.k("names"), name.casefold())
@@ -260,7 +276,7 @@ class RedisStore(GalleryStore):
         changed = raw is None or bool(metadata) or bool(rows)
         if not changed:
             pipe.unwatch()
-            return pid, 0, []
+            return pid, 0
         pipe.multi()
         if rows:
             record["updated"] = now
@@ -277,7 +293,7 @@ class RedisStore(GalleryStore):
                 pipe.hset(self.k("chip", m), e.hash, e.chip)
             pipe.sadd(self.k("pemb", pid_), f"{m}|{e.hash}")
         self._bump(pipe, "enroll", pid)
-        return pid, len(rows), rows
+        return pid, len(rows)
 
     @_guard
     def enroll(self, name: str, embeddings: list[NewEmbedding], metadata: dict[str, Any] | None = None,
@@ -287,7 +303,7 @@ class RedisStore(GalleryStore):
         watch = [self.k("names"), self.k("dims"), *(self.k("owner", m) for m in models)]
         if person_id:
             watch.append(self.k("pemb", person_id))
-        pid, added, _ = self._transaction(
+        pid, added = self._transaction(
             lambda pipe: self._stage_enroll(pipe, name, embeddings, metadata, person_id, now), *watch)
         return self._people([pid])[0], added
 
@@ -300,7 +316,7 @@ class RedisStore(GalleryStore):
         n = 0
         chunk: list[tuple[Person, list[NewEmbedding]]] = []
 
-        def flush() -> None:
+        def flush(taken: set[tuple[str, str]]) -> None:
             if not chunk:
                 return
             now = time.time()
@@ -321,6 +337,9 @@ class RedisStore(GalleryStore):
                 for e in embs:
                     v = check_vector(e, dims.get(e.model_id))
                     dims[e.model_id] = len(v)
+                    if (e.model_id, e.hash) in taken:  # already someone's: first owner wins, as in SQLite
+                        continue
+                    taken.add((e.model_id, e.hash))
                     vec.setdefault(e.model_id, {})[f"{person.id}|{e.hash}"] = v.tobytes()
                     owner.setdefault(e.model_id, {})[e.hash] = person.id
                     info.setdefault(e.model_id, {})[e.hash] = json.dumps({"source": e.source,
@@ -348,15 +367,16 @@ class RedisStore(GalleryStore):
                 continue
             chunk.append((person, embs))
             if len(chunk) >= batch:
-                self._split_known(chunk)
-                flush()
+                flush(self._split_known(chunk))
         if chunk:
-            self._split_known(chunk)
-            flush()
+            flush(self._split_known(chunk))
         return n
 
-    def _split_known(self, chunk: list[tuple[Person, list[NewEmbedding]]]) -> None:
-        """Enrol people who already exist (by id or name) one by one, and drop them from ``chunk``."""
+    def _split_known(self, chunk: list[tuple[Person, list[NewEmbedding]]]) -> set[tuple[str, str]]:
+        """Enrol people who already exist (by id or name) one by one, and drop them from ``chunk``.
+
+        Returns the ``(model_id, hash)`` pairs of the remaining people that are already stored.
+        """
         pipe = self.r.pipeline(transaction=False)
         for person, _ in chunk:
             pipe.hexists(self.k("people"), person.id)
@@ -372,6 +392,14 @@ class RedisStore(GalleryStore):
                 seen.add(key)
                 fresh.append((person, embs))
         chunk[:] = fresh
+        return self._owned([(e.model_id, e.hash) for _, embs in fresh for e in embs])
+
+    def _owned(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The ``(model_id, hash)`` pairs among ``keys`` that already have an owner."""
+        pipe = self.r.pipeline(transaction=False)
+        for model_id, h in keys:
+            pipe.hexists(self.k("owner", model_id), h)
+        return {key for key, owned in zip(keys, pipe.execute(), strict=True) if owned}
 
     @_guard
     def rename_person(self, ref: str, new_name: str) -> Person:

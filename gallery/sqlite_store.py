@@ -266,8 +266,7 @@ class SqliteStore(GalleryStore):
         with self._tx() as db:
             pid, _ = self._ref(db, ref)
             person = self.find_person(pid)
-            db.execute("DELETE FROM chips WHERE hash IN (SELECT hash FROM embeddings WHERE person_id = ?)", (pid,))
-            db.execute("DELETE FROM embeddings WHERE person_id = ?", (pid,))
+            # ON DELETE CASCADE (foreign_keys=ON) removes the embeddings and, per (model, hash), their chips.
             db.execute("DELETE FROM people WHERE id = ?", (pid,))
         assert person is not None
         return person
@@ -308,7 +307,7 @@ class SqliteStore(GalleryStore):
 
     def delete_model(self, model_id: str) -> int:
         with self._tx() as db:
-            db.execute("DELETE FROM chips WHERE model_id = ?", (model_id,))
+            # the chips go by ON DELETE CASCADE; rowcount counts the embeddings only
             return db.execute("DELETE FROM embeddings WHERE model_id = ?", (model_id,)).rowcount
 
     def export_people(self) -> Iterator[tuple[Person, list[NewEmbedding]]]:

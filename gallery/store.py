@@ -53,11 +53,10 @@ class GalleryMatrix:
     row_person: np.ndarray
 
     @classmethod
-    def build(cls, version: int, rows: list[tuple[str, bytes]], names: dict[str, str], dim_hint: int = 0
-              ) -> GalleryMatrix:
+    def build(cls, version: int, rows: list[tuple[str, bytes]], names: dict[str, str]) -> GalleryMatrix:
         """Group ``(person_id, float32 bytes)`` rows by person into one matrix."""
         if not rows:
-            return cls(version, [], [], np.zeros((0, dim_hint), np.float32), np.zeros((0,), np.int32))
+            return cls(version, [], [], np.zeros((0, 0), np.float32), np.zeros((0,), np.int32))
         index: dict[str, int] = {}
         rp = np.fromiter((index.setdefault(pid, len(index)) for pid, _ in rows), np.int32, len(rows))
         order = np.argsort(rp, kind="stable")  # group each person's rows together, in first-seen order
