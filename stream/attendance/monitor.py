@@ -111,7 +111,6 @@ class AttendanceMonitor:
         self._next_refresh = 0.0
         self._next_forget = 0.0
         self._opened: set[str] = set()  # timetable/day sessions this process has tried to open
-        self._cameras: set[str] = set()
         self._day_session = False
         self._last_error = 0.0
 
@@ -168,13 +167,12 @@ class AttendanceMonitor:
                     f"(sources: {', '.join(cameras)}).", "Give the sources the session's ids, or another session.")
             self.refresh(force=True)
         elif self.config.default_session:
-            self.record_day_session(cameras)
+            self.record_day_session()
         else:
             self.refresh(force=True)
 
-    def record_day_session(self, cameras: Iterable[str] = ()) -> None:
+    def record_day_session(self) -> None:
         """Keep a session for the day open while this process runs (``facestream run`` without --session)."""
-        self._cameras |= set(cameras)
         self._day_session = True
         self.refresh(force=True)
 
@@ -253,8 +251,7 @@ class AttendanceMonitor:
 
     def attendance(self, name: str | None = None) -> Attendance:
         """The full picture of one session (default: the latest)."""
-        session = self.store.require_session(name)
-        return Attendance.build(session, self.store.records(session.name), self.store.unknown_count(session.name))
+        return self.store.attendance(self.store.require_session(name))
 
     def current(self) -> list[dict[str, Any]]:
         """``attendance_state`` messages for what a newly connected dashboard should show."""
@@ -266,8 +263,7 @@ class AttendanceMonitor:
             sessions = [latest] if latest else []
         out = []
         for s in sorted(sessions, key=lambda s: (s.kind == "default", -s.start)):
-            att = Attendance.build(s, self.store.records(s.name), self.store.unknown_count(s.name))
-            out.append(att.to_json(now))
+            out.append(self.store.attendance(s).to_json(now))
         return out
 
     # -- frames ------------------------------------------------------------------------------------

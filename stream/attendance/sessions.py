@@ -2,7 +2,7 @@
 
 Used by the CLI, the dashboard and the timetable alike, so every way of starting
 a session refuses the same mistakes: a duplicate name, an end before the start,
-a roster naming people not enrolled, or two sessions on one camera at once.
+a negative late delay, a roster naming people not enrolled, or two sessions on one camera at once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def create_session(store: AttendanceStore, people: Callable[[], Iterable[PersonL
         start: epoch seconds (default now); ``end``: epoch seconds or None (until stopped).
 
     Raises:
-        FacestreamError: bad name, duplicate, end before start, roster problems, overlap.
+        FacestreamError: bad name, duplicate, end before start, negative late delay, roster problems, overlap.
     """
     now = time.time() if now is None else now
     name = check_session_name(name)
@@ -45,6 +45,10 @@ def create_session(store: AttendanceStore, people: Callable[[], Iterable[PersonL
     if end is not None and end <= start:
         raise FacestreamError(f"Session {name!r} would end ({_when(end)}) before it starts ({_when(start)}).",
                               "Give an end after the start, or a positive --duration.")
+    late_after_s = float(late_after_s)
+    if not late_after_s >= 0:  # also refuses NaN
+        raise FacestreamError(f"Session {name!r} has a negative late delay ({late_after_s / 60:g} min).",
+                              "Give a late delay of 0 minutes or more.")
     if store.get_session(name) is not None:
         raise FacestreamError(f"An attendance session named {name!r} already exists.",
                               "Pick another name, or see it with `facestream attendance show NAME`.")
@@ -61,7 +65,7 @@ def create_session(store: AttendanceStore, people: Callable[[], Iterable[PersonL
             entries = sorted((RosterEntry(p.id, p.name) for p in everyone), key=lambda r: r.name.lower())
             selector = "everyone enrolled"
     session = Session(name=name, cameras=cameras, roster=entries, selector=selector, start=start, end=end,
-                      late_after_s=float(late_after_s), kind=kind, created=now)
+                      late_after_s=late_after_s, kind=kind, created=now)
     if kind != "default":
         for other in store.sessions():
             if other.kind != "default" and other.state(now) != "closed" and other.overlaps(session):

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import abc
 
-from stream.attendance.model import Record, Session
+from stream.attendance.model import Attendance, Record, Session
 from stream.errors import FacestreamError
+
+
+class SessionNotFound(FacestreamError):
+    """No session by that name, or none at all (the dashboard answers 404)."""
 
 
 class AttendanceStore(abc.ABC):
@@ -91,16 +95,20 @@ class AttendanceStore(abc.ABC):
         if name is None:
             session = self.latest_session()
             if session is None:
-                raise FacestreamError(f"No attendance sessions in {self.url}.",
+                raise SessionNotFound(f"No attendance sessions in {self.url}.",
                                       "Start one with `facestream attendance start NAME ...` or `facestream run`.")
             return session
         session = self.get_session(name)
         if session is None:
             known = [s.name for s in self.sessions()][-10:]
             hint = f"Known sessions: {', '.join(known)}." if known else "There are no sessions yet."
-            raise FacestreamError(f"Unknown attendance session {name!r}.",
+            raise SessionNotFound(f"Unknown attendance session {name!r}.",
                                   f"{hint} List them with `facestream attendance list`.")
         return session
+
+    def attendance(self, session: Session) -> Attendance:
+        """A session's full picture, read from its records and unknown-face count."""
+        return Attendance.build(session, self.records(session.name), self.unknown_count(session.name))
 
 
 def open_attendance_store(url: str) -> AttendanceStore:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gallery.sqlite_store import sqlite_path
@@ -44,13 +46,38 @@ class SQLiteAttendanceStore(AttendanceStore):
                                   "Check gallery.url and that the folder is writable.") from None
         self._lock = threading.Lock()
 
-    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, one thread at a time; a locked, read-only or full file becomes a FacestreamError
+        (what the monitor catches and retries, so a live run keeps going)."""
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise FacestreamError(f"Attendance database error in {self.url} ({exc}).",
+                                      "Check that the file is writable and the disk not full; "
+                                      "attendance resumes when the database is writable.") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it or nothing."""
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # a failed COMMIT may have rolled back already
+                    db.execute("ROLLBACK")
+                raise
+
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._locked() as db:
+            return db.execute(sql, args).fetchall()
 
     def add_session(self, session: Session) -> bool:
-        with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO attendance_sessions VALUES (?, ?, ?, ?)",
+        with self._locked() as db:
+            cur = db.execute("INSERT OR IGNORE INTO attendance_sessions VALUES (?, ?, ?, ?)",
                                    (session.name, session.start, json.dumps(session.to_dict()), session.end))
             return cur.rowcount == 1
 
@@ -68,54 +95,42 @@ class SQLiteAttendanceStore(AttendanceStore):
         return [Session.from_dict(json.loads(r[0])) for r in rows]
 
     def set_end(self, name: str, end: float | None) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT data FROM attendance_sessions WHERE name = ?", (name,)).fetchone()
-                if row:
-                    data = json.loads(row[0])
-                    data["end"] = end
-                    self._db.execute("UPDATE attendance_sessions SET data = ?, end_ts = ? WHERE name = ?",
-                                     (json.dumps(data), end, name))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            row = db.execute("SELECT data FROM attendance_sessions WHERE name = ?", (name,)).fetchone()
+            if row:
+                data = json.loads(row[0])
+                data["end"] = end
+                db.execute("UPDATE attendance_sessions SET data = ?, end_ts = ? WHERE name = ?",
+                           (json.dumps(data), end, name))
 
     def delete_session(self, name: str) -> None:
-        with self._lock:
+        with self._transaction() as db:
             for table, col in (("attendance_sessions", "name"), ("attendance_records", "session"),
                                ("attendance_unknown", "session")):
-                self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
+                db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
 
     def upsert(self, session, person_id, name, on_roster, first_seen, last_seen, camera, similarity,
                snapshot=None):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO attendance_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (session, person_id, name, int(on_roster), first_seen, last_seen, camera, similarity, snapshot))
-                created = cur.rowcount == 1
-                if not created:
-                    self._db.execute(
-                        """UPDATE attendance_records SET
-                           camera = CASE WHEN ? < first_seen THEN ? ELSE camera END,
-                           first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?),
-                           snapshot = CASE WHEN ? IS NOT NULL AND (? > best_similarity OR snapshot IS NULL)
-                                      THEN ? ELSE snapshot END,
-                           best_similarity = MAX(best_similarity, ?)
-                           WHERE session = ? AND person_id = ?""",
-                        (first_seen, camera, first_seen, last_seen, snapshot, similarity, snapshot, similarity, session,
-                         person_id))
-                row = self._db.execute(
-                    "SELECT session, person_id, name, on_roster, first_seen, last_seen, camera, best_similarity, "
-                    "snapshot IS NOT NULL FROM attendance_records WHERE session = ? AND person_id = ?",
-                    (session, person_id)).fetchone()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO attendance_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session, person_id, name, int(on_roster), first_seen, last_seen, camera, similarity, snapshot))
+            created = cur.rowcount == 1
+            if not created:
+                db.execute(
+                    """UPDATE attendance_records SET
+                       camera = CASE WHEN ? < first_seen THEN ? ELSE camera END,
+                       first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?),
+                       snapshot = CASE WHEN ? IS NOT NULL AND (? > best_similarity OR snapshot IS NULL)
+                                  THEN ? ELSE snapshot END,
+                       best_similarity = MAX(best_similarity, ?)
+                       WHERE session = ? AND person_id = ?""",
+                    (first_seen, camera, first_seen, last_seen, snapshot, similarity, snapshot, similarity, session,
+                     person_id))
+            row = db.execute(
+                "SELECT session, person_id, name, on_roster, first_seen, last_seen, camera, best_similarity, "
+                "snapshot IS NOT NULL FROM attendance_records WHERE session = ? AND person_id = ?",
+                (session, person_id)).fetchone()
         return _record(row), created
 
     def records(self, session: str) -> list[Record]:
@@ -130,9 +145,9 @@ class SQLiteAttendanceStore(AttendanceStore):
         return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def add_unknown(self, session, seen, camera, snapshot=None):
-        with self._lock:
-            self._db.execute("INSERT INTO attendance_unknown VALUES (?, ?, ?, ?)", (session, seen, camera, snapshot))
-            return self._db.execute("SELECT COUNT(*) FROM attendance_unknown WHERE session = ?",
+        with self._transaction() as db:
+            db.execute("INSERT INTO attendance_unknown VALUES (?, ?, ?, ?)", (session, seen, camera, snapshot))
+            return db.execute("SELECT COUNT(*) FROM attendance_unknown WHERE session = ?",
                                     (session,)).fetchone()[0]
 
     def unknown_count(self, session: str) -> int:
@@ -145,25 +160,18 @@ class SQLiteAttendanceStore(AttendanceStore):
 
     def forget_person(self, person_id: str) -> int:
         touched = set()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for (name,) in self._db.execute("SELECT session FROM attendance_records WHERE person_id = ?",
-                                                (person_id,)).fetchall():
+        with self._transaction() as db:
+            for (name,) in db.execute("SELECT session FROM attendance_records WHERE person_id = ?",
+                                      (person_id,)).fetchall():
+                touched.add(name)
+            db.execute("DELETE FROM attendance_records WHERE person_id = ?", (person_id,))
+            for name, data in db.execute("SELECT name, data FROM attendance_sessions").fetchall():
+                d = json.loads(data)
+                kept = [r for r in d.get("roster", []) if r["person_id"] != person_id]
+                if len(kept) != len(d.get("roster", [])):
+                    d["roster"] = kept
                     touched.add(name)
-                self._db.execute("DELETE FROM attendance_records WHERE person_id = ?", (person_id,))
-                for name, data in self._db.execute("SELECT name, data FROM attendance_sessions").fetchall():
-                    d = json.loads(data)
-                    kept = [r for r in d.get("roster", []) if r["person_id"] != person_id]
-                    if len(kept) != len(d.get("roster", [])):
-                        d["roster"] = kept
-                        touched.add(name)
-                        self._db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?",
-                                         (json.dumps(d), name))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                    db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?", (json.dumps(d), name))
         return len(touched)
 
     def close(self) -> None:

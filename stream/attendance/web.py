@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.http11 import Request, Response
 
-from stream.attendance.model import Attendance
 from stream.attendance.monitor import AttendanceMonitor
 from stream.attendance.report import to_csv, to_xlsx
+from stream.attendance.store import SessionNotFound
 from stream.errors import FacestreamError
 from stream.server import StreamServer
 
@@ -89,8 +89,6 @@ class AttendanceServer(StreamServer):
         kwargs: dict[str, Any] = {"cameras": cameras, "roster": (msg.get("roster") or "").strip() or None,
                                   "names": [str(n) for n in names]}
         if late not in (None, ""):
-            if float(late) < 0:
-                raise FacestreamError("The late delay is negative.", "Give minutes >= 0.")
             kwargs["late_after_s"] = float(late) * 60
         if duration not in (None, ""):
             if float(duration) <= 0:
@@ -109,7 +107,7 @@ class AttendanceServer(StreamServer):
             try:
                 return self._api(path[len(API):], parse_qs(urlsplit(request.path).query))
             except FacestreamError as exc:
-                status = 404 if "Unknown attendance session" in exc.problem or "No attendance" in exc.problem else 400
+                status = 404 if isinstance(exc, SessionNotFound) else 400
                 return self._json(status, {"error": exc.problem, "fix": exc.fix})
         return super()._http(connection, request)
 
@@ -123,8 +121,8 @@ class AttendanceServer(StreamServer):
         if sub == "/sessions":
             return self._json(200, [s.to_json() for s in store.sessions()])
         if sub == "/report":
-            session = store.require_session(_one(query, "session"))
-            att = Attendance.build(session, store.records(session.name), store.unknown_count(session.name))
+            att = self.monitor.attendance(_one(query, "session"))
+            session = att.session
             fmt = (_one(query, "format") or "csv").lower()
             if fmt not in ("csv", "xlsx"):
                 raise FacestreamError(f"Unknown report format {fmt!r}.", "Use format=csv or format=xlsx.")

@@ -76,10 +76,6 @@ def _start(args) -> int:
     if args.duration:
         end = (start or datetime.now().timestamp()) + parse_duration(args.duration)
     late = config.attendance.late_after_minutes if args.late_after is None else args.late_after
-    if late < 0:
-        from stream.errors import FacestreamError
-
-        raise FacestreamError(f"--late-after {late} is negative.", "Give minutes >= 0.")
     names = [n for item in args.people for n in item.split(",")]
     session = create_session(store, gallery_people(config.gallery.url), args.name, cameras=args.camera,
                              roster=args.roster, names=names, start=start, end=end, late_after_s=late * 60)
@@ -99,8 +95,6 @@ def _stop(args) -> int:
 
 
 def _list(args) -> int:
-    from stream.attendance import Attendance
-
     store = _store(_config(args))
     sessions = store.sessions()
     if not sessions:
@@ -108,7 +102,7 @@ def _list(args) -> int:
         return 0
     print(f"{'session':<28} {'state':<9} {'kind':<9} {'start':<19} {'end':<19} present late absent other")
     for s in sessions:
-        c = Attendance.build(s, store.records(s.name), store.unknown_count(s.name)).counts()
+        c = store.attendance(s).counts()
         print(f"{s.name:<28} {s.state():<9} {s.kind:<9} {_fmt(s.start):<19} {_fmt(s.end):<19} "
               f"{c['present']:>7} {c['late']:>4} {c['absent']:>6} {c['not_on_roster']:>5}")
     return 0
@@ -120,9 +114,7 @@ def _show(args) -> int:
     config = _config(args)
     store = _store(config)
     session = store.require_session(args.name)
-    from stream.attendance import Attendance
-
-    att = Attendance.build(session, store.records(session.name), store.unknown_count(session.name))
+    att = store.attendance(session)
     print(f"session {session.name!r} ({session.state()}, cameras {', '.join(session.cameras) or 'all'}, "
           f"{_fmt(session.start)} to {_fmt(session.end)}, roster {session.selector or '-'})")
     for row in report_rows(att):
@@ -137,12 +129,12 @@ def _show(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from stream.attendance import Attendance, to_csv, to_xlsx
+    from stream.attendance import to_csv, to_xlsx
     from stream.errors import FacestreamError
 
     store = _store(_config(args))
     session = store.require_session(args.name)
-    att = Attendance.build(session, store.records(session.name), store.unknown_count(session.name))
+    att = store.attendance(session)
     outputs = [(args.csv, to_csv), (args.xlsx, to_xlsx)]
     if not args.csv and not args.xlsx:
         outputs = [("-", to_csv)]

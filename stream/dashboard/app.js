@@ -47,6 +47,7 @@
     if (stopped) return;
     setConn(ws ? "reconnecting" : "connecting", ws ? "reconnecting…" : "connecting…");
     try {
+      // also the token check: a browser cannot read why a websocket handshake was refused
       const resp = await fetch("/api/attendance" + query(), { cache: "no-store" });
       if (resp.status === 401) return authFailed("server refused the token (401)");
       if (resp.ok) applyStates(await resp.json());
@@ -218,11 +219,7 @@
         const sources = stats.sources || {};
         for (const [id, s] of Object.entries(sources)) {
           const cam = ensureCamera(id);
-          cam.stats = {
-            fps: s.fps ?? s.fps_processed ?? s.processed_fps ?? null,
-            dropped: s.dropped ?? s.frames_dropped ?? s.dropped_frames ?? null,
-            state: s.state ?? s.status ?? null,
-          };
+          cam.stats = s;  // the pipeline's fps, dropped and state
           renderCaption(cam);
         }
       }
@@ -249,8 +246,9 @@
       const resp = await fetch("/api/attendance" + query(), { cache: "no-store" });
       if (resp.status === 401) return authFailed();
       if (!resp.ok) return;
-      applyStates(await resp.json());
-      if (selected) {
+      const list = await resp.json();
+      applyStates(list);
+      if (selected && !list.some((st) => st.session.name === selected)) {  // an older session picked by hand
         const one = await fetch("/api/attendance" + query({ session: selected }), { cache: "no-store" });
         if (one.ok) applyStates(await one.json());
       }

@@ -234,30 +234,35 @@ class DemoService:
                                   "Crop the photo to the person you mean.")
         return faces
 
-    def _largest_embedding(self, rgb: np.ndarray, what: str) -> np.ndarray:
+    def _one_face(self, rgb: np.ndarray, what: str) -> Faces:
+        """The person of a photo that must show one (see :meth:`check_one_face`): its largest face, embedded.
+
+        Not ``analyzer.largest_face``: that would detect a second time to apply the one-person rule.
+        """
         faces = self.check_one_face(rgb, what)
-        largest = faces[[int(np.argmax(faces.width * faces.height))]]
-        return self.analyzer.embed(rgb, largest).embedding[0]
+        return self.analyzer.embed(rgb, faces[[int(np.argmax(faces.width * faces.height))]])
 
     def verify_photos(self, a: np.ndarray, b: np.ndarray) -> VerifyResult:
         """1:1: are the faces of two photos the same person (``facestream compare``)?"""
-        ea = self._largest_embedding(a, "the first photo")
-        eb = self._largest_embedding(b, "the second photo")
+        ea = self._one_face(a, "the first photo").embedding[0]
+        eb = self._one_face(b, "the second photo").embedding[0]
         sim = self.analyzer.similarity(ea, eb)
         return VerifyResult(sim >= self.threshold, sim, self.threshold, "the second photo")
 
     def verify_person(self, rgb: np.ndarray, person: str) -> VerifyResult:
         """1:1 against an enrolled person (``facestream verify``): their closest embedding decides."""
+        person = person.strip()
         with gallery_errors():
-            self.store.get_person(person.strip())  # an unknown name fails before any model work
-        self.check_one_face(rgb, "the photo")
-        v = recognize.verify(self.analyzer, self.matcher, rgb, person.strip())
-        return VerifyResult(v.same, v.similarity, v.threshold, f"**{md(v.name)}** (best of their photos)")
+            self.store.get_person(person)  # an unknown name fails before any model work
+        embedding = self._one_face(rgb, "the photo").embedding[0]
+        with gallery_errors():
+            match, same = self.matcher.similarity_to(embedding, person)
+        return VerifyResult(same, match.similarity, self.matcher.threshold,
+                            f"**{md(match.name)}** (best of their photos)")
 
     def lookalike(self, rgb: np.ndarray, k: int = 5) -> list[LookAlike]:
         """The ``k`` closest enrolled people, each with one of their enrolled face chips."""
-        faces = self.check_one_face(rgb, "the photo")
-        faces = self.analyzer.embed(rgb, faces[[int(np.argmax(faces.width * faces.height))]])
+        faces = self._one_face(rgb, "the photo")
         with gallery_errors():
             self.matcher.ensure_ready()
         result = label_faces(self.matcher, faces, top_k=k)[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 import time
 
 import numpy as np
@@ -27,6 +28,7 @@ from stream.attendance import (
     to_xlsx,
 )
 from stream.attendance.marker import PresenceRule
+from stream.attendance.store import SessionNotFound
 from stream.config import AttendanceConfig, AttendanceScheduleEntry
 from stream.errors import FacestreamError
 from stream.faces import Faces
@@ -311,6 +313,12 @@ def test_bad_input_gives_clear_messages(tmp_path):
         create_session(store, lambda: PEOPLE, "x", roster="group=audience", start=T0, end=T0 - 1, now=T0)
     with pytest.raises(FacestreamError, match="Bad session name"):
         create_session(store, lambda: PEOPLE, "../etc", roster="group=audience", now=T0)
+    for late in (-60.0, float("nan")):  # every caller (CLI, dashboard, timetable) gets the same check
+        with pytest.raises(FacestreamError, match="negative late delay"):
+            create_session(store, lambda: PEOPLE, "x", roster="group=audience", cameras=["cam7"], late_after_s=late,
+                           now=T0)
+    with pytest.raises(SessionNotFound):  # a distinct type, so the dashboard's API can answer 404
+        store.require_session("evening")
     # another camera, or a time after the first one ended, is fine
     create_session(store, lambda: PEOPLE, "side", roster="group=audience", cameras=["cam2"], now=T0)
     stop_session(store, "morning", now=T0 + 60)
@@ -403,3 +411,26 @@ def test_a_stranger_who_comes_back_is_counted_once(tmp_path):
     # strangers' looks live in memory only: a restarted process cannot recognise Ada, and counts her again
     restarted = AttendanceMonitor(store, config, people=lambda: PEOPLE, threshold=0.9, clock=clock)
     assert visit(restarted, 5, ada) == 4
+
+
+def test_a_locked_sqlite_file_is_a_clear_error_and_the_live_run_goes_on(tmp_path):
+    """Another process holding the write lock gives a FacestreamError (not sqlite3's); the monitor retries."""
+    path = tmp_path / "g.db"
+    store = open_attendance_store(f"sqlite:///{path}")
+    clock = Clock()
+    mon = AttendanceMonitor(store, AttendanceConfig(min_frames=3), people=lambda: PEOPLE, clock=clock)
+    mon.start_session("s", roster="group=hamilton")
+    store._db.execute("PRAGMA busy_timeout = 50")  # fail fast instead of waiting 30 s for the lock
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    with pytest.raises(FacestreamError, match="resumes when the database is writable"):
+        store.upsert("s", "p-joe", "Joe Biden", True, T0, T0, "cam0", 0.9)
+    with pytest.raises(FacestreamError, match="database is locked"):
+        store.add_unknown("s", T0, "cam0")
+    feed(mon, clock, 5, (1, "p-lin", 0.9))  # confirmed while locked: no traceback, nothing written yet
+    assert store.records("s") == []
+    other.execute("ROLLBACK")
+    other.close()
+    feed(mon, clock, 1, (1, "p-lin", 0.9))  # the next frame writes it
+    assert [r.person_id for r in store.records("s")] == ["p-lin"] and store.unknown_count("s") == 0
+    store.close()

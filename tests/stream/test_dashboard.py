@@ -272,3 +272,45 @@ def test_blur_hides_faces_that_are_not_enrolled(tmp_path):
             browser.close()
     finally:
         server.stop()
+
+
+def test_dashboard_commands_get_the_session_checks_and_a_missing_session_is_404(tmp_path):
+    """No browser: the websocket command and the HTTP API, on a real server over a real SQLite store."""
+    import json
+
+    from websockets.sync.client import connect
+
+    from gallery.types import Person
+    from stream.attendance import AttendanceMonitor
+    from stream.attendance.web import AttendanceServer
+    from stream.config import AttendanceConfig, ServerConfig
+
+    store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
+    people = [Person("p1", "Lin-Manuel Miranda", {"group": "h"})]
+    monitor = AttendanceMonitor(store, AttendanceConfig(), people=lambda: people)
+    server = AttendanceServer(ServerConfig(port=0, token=TOKEN), monitor=monitor).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        status, body = http_get(f"{base}/api/attendance/report?token={TOKEN}")
+        assert status == 404 and b"No attendance sessions" in body
+        with connect(f"ws://127.0.0.1:{server.port}/?token={TOKEN}") as ws:
+
+            def command(**msg) -> dict:
+                ws.send(json.dumps({"type": "attendance_start", "id": 1, **msg}))
+                while (reply := json.loads(ws.recv(timeout=10)))["type"] != "attendance_reply":
+                    pass
+                return reply
+
+            reply = command(name="x", people="Lin-Manuel Miranda", late_after_minutes=-5)
+            assert not reply["ok"] and "negative late delay" in reply["error"]  # create_session's own check
+            reply = command(name="x", people="Lin-Manuel Miranda", duration_minutes=0)
+            assert not reply["ok"] and "duration must be positive" in reply["error"]
+            assert command(name="x", people="Lin-Manuel Miranda", late_after_minutes=2)["ok"]
+        assert store.get_session("x").late_after_s == 120
+        status, body = http_get(f"{base}/api/attendance?session=nope&token={TOKEN}")
+        assert status == 404 and b"Unknown attendance session 'nope'" in body
+        status, body = http_get(f"{base}/api/attendance/report?session=x&format=pdf&token={TOKEN}")
+        assert status == 400 and b"Unknown report format" in body
+    finally:
+        server.stop()
+        store.close()

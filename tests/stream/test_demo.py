@@ -182,6 +182,22 @@ def test_verify_needs_one_face_and_a_known_person(client, tmp_path, enrolled):
         client.predict(handle_file(str(OBAMA2)), None, "Nobody Atall", api_name="/verify")
 
 
+def test_verify_person_detects_once_and_agrees_with_the_cli(service, enrolled, monkeypatch):
+    from stream import recognize
+    from stream.imageio import load_image
+
+    rgb = load_image(OBAMA2)
+    calls = []
+    detect = service.analyzer.detect
+    monkeypatch.setattr(service.analyzer, "detect", lambda *a, **k: calls.append(1) or detect(*a, **k))
+    result = service.verify_person(rgb, " Barack Obama ")
+    assert len(calls) == 1  # one detection for the one-face check and the embedding alike
+    monkeypatch.undo()
+    cli = recognize.verify(service.analyzer, service.matcher, rgb, "Barack Obama")
+    assert result.same and cli.same and result.similarity == pytest.approx(cli.similarity, abs=1e-4)
+    assert result.threshold == cli.threshold and "Barack Obama" in result.against
+
+
 def test_lookalike_ranks_the_right_person_first_with_a_photo(client, enrolled):
     gallery, table = client.predict(handle_file(str(BIDEN2)), api_name="/lookalike")
     assert table["data"][0][1] == "Joe Biden" and table["data"][0][3] == "yes"
