@@ -1,8 +1,8 @@
 """Configuration: pydantic models with documented, bounded fields.
 
 Loaded from YAML (``configs/default.yaml`` and a user file), then environment
-variables (``FACESTREAM__SECTION__KEY=value``), then CLI ``section.key=value``
-pairs, in that order. Every model forbids unknown keys, and an unknown key fails
+variables (``$FACESTREAM_GALLERY``, then ``FACESTREAM__SECTION__KEY=value``), then
+CLI ``section.key=value`` pairs and flags, in that order. Every model forbids unknown keys, and an unknown key fails
 with the nearest valid name, because a typo that silently does nothing is the
 worst kind of configuration bug.
 """
@@ -22,6 +22,7 @@ from stream.errors import FacestreamError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 ENV_PREFIX = "FACESTREAM__"
+GALLERY_ENV = "FACESTREAM_GALLERY"  # short form of FACESTREAM__GALLERY__URL
 
 
 class Section(BaseModel):
@@ -96,7 +97,7 @@ class MatchConfig(Section):
 class GalleryConfig(Section):
     url: str = Field(
         "sqlite:///~/.local/share/facestream/gallery.db",
-        description="sqlite:///path/to/file.db or redis://host:port/db (env FACESTREAM_GALLERY and --gallery win).",
+        description="sqlite:///path/to/file.db or redis://host:port/db ($FACESTREAM_GALLERY wins, --gallery over both).",
     )
     enroll_min_face: int = Field(40, ge=8, le=4000, description="Enrolment refuses faces narrower than this (pixels).")
     enroll_min_sharpness: float = Field(
@@ -290,7 +291,13 @@ def _explain(err: ValidationError, origin: str) -> FacestreamError:
 
 
 def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+    """A value as YAML reads it (``0.9``, ``true``, ``[a, b]``); text that is not valid YAML stays text."""
+    if text == "":
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -332,7 +339,8 @@ def load_config(
     Args:
         path: a YAML file whose sections override ``configs/default.yaml``.
         overrides: ``["section.key=value", ...]`` or ``{"section.key": value}``; highest precedence.
-        env: environment to read ``FACESTREAM__SECTION__KEY`` variables from (default ``os.environ``).
+        env: environment to read ``$FACESTREAM_GALLERY`` and ``FACESTREAM__SECTION__KEY`` variables from
+            (default ``os.environ``).
     """
     tree: dict[str, Any] = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
     origin = "configs/default.yaml"
@@ -340,6 +348,9 @@ def load_config(
         tree = _deep_merge(tree, _read_yaml(Path(path).expanduser()))
         origin = str(path)
     env = os.environ if env is None else env
+    if env.get(GALLERY_ENV):  # taken as-is: a URL is never YAML
+        _set_dotted(tree, "gallery.url", env[GALLERY_ENV])
+        origin += f" + ${GALLERY_ENV}"
     for key, value in sorted(env.items()):
         if key.startswith(ENV_PREFIX):
             _set_dotted(tree, key[len(ENV_PREFIX):].lower().replace("__", "."), _parse_scalar(value))

@@ -61,26 +61,53 @@ class VideoRecorder:
 
     With several sources, each gets its own file: ``out_cam0.mp4``, ``out_cam1.mp4``.
     With ``blur_unknown`` (``server.blur_unknown``) unknown faces are pixelated
-    in the video as they are in the viewers' frames.
+    in the video as they are in the viewers' frames. Attached before the pipeline
+    starts, it finds the sources (for their frame rate) at their first frame.
     """
 
-    def __init__(self, path: str, sources: list[Source], blur_unknown: bool = False):
+    def __init__(self, path: str, sources: list[Source] | None = None, blur_unknown: bool = False):
         self.blur_unknown = blur_unknown
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FacestreamError(f"Cannot record to {path}: the folder does not exist.", "Create it or fix --record.")
-        self.sources = {s.id: s for s in sources}
+        self.sources = {s.id: s for s in sources or []}
+        self._pipeline: Pipeline | None = None
         self._writers: dict[str, Any] = {}
+        self._failed: set[str] = set()  # sources whose file could not be opened: not retried every frame
         self._lock = threading.Lock()
 
     def file_for(self, source_id: str):
-        if len(self.sources) == 1:
+        count = len(self._pipeline.source_configs) if self._pipeline is not None else len(self.sources)
+        if count == 1:
             return self.path
         return self.path.with_name(f"{self.path.stem}_{source_id}{self.path.suffix or '.mp4'}")
 
     def attach(self, pipeline: Pipeline) -> VideoRecorder:
+        self._pipeline = pipeline
         pipeline.add_listener(self.on_result)
         return self
+
+    def _fps(self, source_id: str) -> float:
+        src = self.sources.get(source_id)
+        if src is None and self._pipeline is not None:
+            src = next((s for s in self._pipeline.sources if s.id == source_id), None)
+        return src.fps_native if src and src.fps_native else 30.0
+
+    def _open(self, result: LiveResult):
+        """The source's writer, or None (logged once) when the file cannot be written."""
+        import cv2
+
+        out = self.file_for(result.source_id)
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), self._fps(result.source_id),
+                                 (result.width, result.height))
+        if not writer.isOpened():
+            self._failed.add(result.source_id)
+            log.error("cannot record %s to %s; use an .mp4 or .avi path you can write. Not recording %s.",
+                      result.source_id, out, result.source_id)
+            return None
+        self._writers[result.source_id] = writer
+        log.info("recording %s to %s", result.source_id, out)
+        return writer
 
     def on_result(self, result: LiveResult, rgb: np.ndarray) -> None:
         import cv2
@@ -88,16 +115,13 @@ class VideoRecorder:
         from stream.draw import draw_faces
 
         with self._lock:
+            if result.source_id in self._failed:
+                return
             writer = self._writers.get(result.source_id)
             if writer is None:
-                src = self.sources.get(result.source_id)
-                fps = src.fps_native if src and src.fps_native else 30.0
-                out = self.file_for(result.source_id)
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (result.width, result.height))
-                if not writer.isOpened():
-                    raise FacestreamError(f"Cannot record to {out}.", "Use an .mp4 or .avi path you can write.")
-                self._writers[result.source_id] = writer
-                log.info("recording %s to %s", result.source_id, out)
+                writer = self._open(result)
+        if writer is None:
+            return
         annotated = draw_faces(rgb, result.faces, blur_unknown=self.blur_unknown, landmarks=False)
         writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
 

@@ -32,7 +32,7 @@ from stream.batcher import EmbedBatcher
 from stream.config import Config, SourceConfig
 from stream.errors import FacestreamError
 from stream.faces import Faces, FrameResult
-from stream.sources import Frame, Source, Watchdog, open_sources
+from stream.sources import Frame, Source, Watchdog, open_sources, source_ids
 from stream.tracker import Track, Tracker, Vote
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def _appearances(tracks: list[Track]) -> np.ndarray | None:
     return np.stack([blank if a is None else a for a in looks]).astype(np.float32)
 
 
-def _p(values, q: float) -> float | None:
+def percentile(values, q: float) -> float | None:
+    """The q-th percentile of recent timings in ms, 2 decimals; None when there are none yet."""
     return round(float(np.percentile(list(values), q)), 2) if values else None
 
 
@@ -207,8 +208,8 @@ class _Worker:
         return {
             **self.source.stats(), "processed": self.processed, "fps": round(fps, 2), "faces": self.faces,
             "embedded": self.embedded, "errors": self.errors, "tracks": len(self.tracker.tracks),
-            "timings_ms_p50": {k: _p(v, 50) for k, v in self.timings.items()},
-            "latency_ms": {"p50": _p(self.latency, 50), "p99": _p(self.latency, 99)},
+            "timings_ms_p50": {k: percentile(v, 50) for k, v in self.timings.items()},
+            "latency_ms": {"p50": percentile(self.latency, 50), "p99": percentile(self.latency, 99)},
         }
 
 
@@ -238,6 +239,7 @@ class Pipeline:
         self.source_configs = list(sources if sources is not None else config.sources)
         if not self.source_configs:
             raise FacestreamError("No sources to read.", "Give a camera index, file, folder or URL, or set `sources:`.")
+        self.source_ids = source_ids(self.source_configs)  # for listeners attached before start()
         self.analyzer = analyzer
         self.matcher = matcher
         self.max_frames = max_frames
@@ -250,6 +252,8 @@ class Pipeline:
         self.error: FacestreamError | None = None
         self._result_listeners: list[ResultListener] = []
         self._event_listeners: list[EventListener] = []
+        self._listener_errors: set[tuple[Callable, str]] = set()  # FacestreamErrors already logged
+        self._listener_lock = threading.Lock()
         self._stop = threading.Event()
         self._watchdog: Watchdog | None = None
         self._stats_thread: threading.Thread | None = None
@@ -268,24 +272,34 @@ class Pipeline:
         if on_event is not None:
             self._event_listeners.append(on_event)
 
-    def remove_listener(self, fn: Callable) -> None:
-        for group in (self._result_listeners, self._event_listeners):
-            if fn in group:
-                group.remove(fn)
-
     def _emit_result(self, result: LiveResult, rgb: np.ndarray) -> None:
         for fn in list(self._result_listeners):
             try:
                 fn(result, rgb)
-            except Exception:  # one broken consumer must not stop recognition
-                log.exception("result listener %r failed", fn)
+            except Exception as exc:  # one broken consumer must not stop recognition
+                self._listener_failed(fn, exc)
 
     def _emit_event(self, event: TrackEvent) -> None:
         for fn in list(self._event_listeners):
             try:
                 fn(event)
-            except Exception:
-                log.exception("event listener %r failed", fn)
+            except Exception as exc:
+                self._listener_failed(fn, exc)
+
+    def _listener_failed(self, fn: Callable, exc: Exception) -> None:
+        """Log a listener's failure; a user-fixable one (FacestreamError) once, as its message.
+
+        A listener fails the same way on every frame, and a traceback per frame would bury the fix.
+        """
+        if not isinstance(exc, FacestreamError):
+            log.exception("listener %r failed", fn)
+            return
+        key = (fn, str(exc))
+        with self._listener_lock:
+            if key in self._listener_errors:
+                return
+            self._listener_errors.add(key)
+        log.error("listener %r: %s", fn, exc)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -515,7 +529,7 @@ class Pipeline:
 
 
 def open_matcher(config: Config, analyzer: Any) -> Any:
-    """The gallery matcher for the configured store (``gallery.url`` or ``$FACESTREAM_GALLERY``) and model.
+    """The gallery matcher for the configured store (``gallery.url``, which ``$FACESTREAM_GALLERY`` sets) and model.
 
     Raises:
         FacestreamError: the store cannot be opened (bad URL, Redis down).

@@ -1,8 +1,9 @@
 """Recognition on still images: who is in this photo (1:N), is this that person (1:1).
 
 The glue between the face engine (:class:`stream.analyzer.FaceAnalyzer`) and the
-gallery (:mod:`gallery`): which gallery to open (``--gallery`` >
-``$FACESTREAM_GALLERY`` > ``gallery.url``), a matcher for the analyzer's model,
+gallery (:mod:`gallery`): which gallery to open (``--gallery``, else
+``gallery.url``, in which :func:`stream.config.load_config` already applied
+``$FACESTREAM_GALLERY``), a matcher for the analyzer's model,
 and the per-image answers the CLI, the demo and the live pipeline share.
 Gallery errors become :class:`FacestreamError` here, at the edge of ``stream``.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +29,6 @@ from stream.faces import UNKNOWN, Faces
 
 log = logging.getLogger(__name__)
 
-GALLERY_ENV = "FACESTREAM_GALLERY"
-
 
 @contextmanager
 def gallery_errors() -> Iterator[None]:
@@ -42,8 +40,12 @@ def gallery_errors() -> Iterator[None]:
 
 
 def gallery_url(config: Config, url: str | None = None) -> str:
-    """The gallery to use: an explicit URL, else ``$FACESTREAM_GALLERY``, else ``gallery.url``."""
-    return url or os.environ.get(GALLERY_ENV) or config.gallery.url
+    """The gallery to use: an explicit URL, else ``gallery.url`` (which ``$FACESTREAM_GALLERY`` sets).
+
+    Reading the environment only in :func:`stream.config.load_config` keeps one answer for
+    recognition and attendance, which records into ``config.gallery.url``.
+    """
+    return url or config.gallery.url
 
 
 def open_gallery(config: Config, url: str | None = None) -> GalleryStore:

@@ -37,6 +37,7 @@ from websockets.http11 import Request, Response
 
 from stream.config import ServerConfig
 from stream.errors import FacestreamError
+from stream.pipeline import percentile
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,6 @@ def _parse_sources(value: Any) -> set[str] | None:
         return None
     items = value.split(",") if isinstance(value, str) else list(value)
     return {str(s).strip() for s in items if str(s).strip()} or None
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 2) if values else None
 
 
 class StreamServer:
@@ -373,8 +370,8 @@ class StreamServer:
         return {
             "url": self.url, "clients": len(clients), "published": self.published, "rejected": self.rejected,
             "dropped": sum(c["dropped"] for c in clients),
-            "latency_ms": {"publish_p50": _percentile(pub, 50), "publish_p99": _percentile(pub, 99),
-                           "sent_p50": _percentile(sent, 50), "sent_p99": _percentile(sent, 99)},
+            "latency_ms": {"publish_p50": percentile(pub, 50), "publish_p99": percentile(pub, 99),
+                           "sent_p50": percentile(sent, 50), "sent_p99": percentile(sent, 99)},
             "client_list": clients,
         }
 

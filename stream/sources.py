@@ -223,7 +223,6 @@ class Source:
         self._running = False
         self._gen = 0
         self._lock = threading.Lock()
-        self._index = 0
         self._threads: list[threading.Thread] = []
         self.state = "new"
         self.connecting = False  # the current reader is inside a connection attempt
@@ -445,8 +444,7 @@ class Source:
         self.last_frame_at = now
         self._rate.append(now)
         self.height, self.width = img.shape[:2]
-        frame = Frame(self.id, self._index, time.time(), img, time.perf_counter(), decode_ms)
-        self._index += 1
+        frame = Frame(self.id, self.frames_read, time.time(), img, time.perf_counter(), decode_ms)
         self.frames_read += 1
         self._box.put(frame, lambda: self._current(gen))
 
@@ -481,6 +479,19 @@ class Watchdog:
                     s.reopen(f"{what} for {now - s.last_frame_at:.1f}s")
 
 
+def source_ids(configs: list[SourceConfig]) -> list[str]:
+    """Each source's id (``config.id``, else cam0, cam1...), known before any source opens.
+
+    Raises:
+        FacestreamError: two sources share an id.
+    """
+    ids = [c.id or f"cam{i}" for i, c in enumerate(configs)]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise FacestreamError(f"Two sources share the id {sorted(dupes)[0]!r}.", "Give each source a unique id.")
+    return ids
+
+
 def open_sources(configs: list[SourceConfig]) -> list[Source]:
     """Start every configured source (ids default to cam0, cam1...); all or none.
 
@@ -488,12 +499,8 @@ def open_sources(configs: list[SourceConfig]) -> list[Source]:
         FacestreamError: a source cannot be opened, or two share an id.
     """
     sources: list[Source] = []
-    ids = [c.id or f"cam{i}" for i, c in enumerate(configs)]
-    dupes = {i for i in ids if ids.count(i) > 1}
-    if dupes:
-        raise FacestreamError(f"Two sources share the id {sorted(dupes)[0]!r}.", "Give each source a unique id.")
     try:
-        for sid, cfg in zip(ids, configs, strict=True):
+        for sid, cfg in zip(source_ids(configs), configs, strict=True):
             sources.append(Source(cfg, sid).start())
     except BaseException:
         for s in sources:

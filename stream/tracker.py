@@ -76,7 +76,6 @@ class Track:
     person_id: str | None = None
     name: str = UNKNOWN
     similarity: float = float("nan")
-    named_frames: int = 0  # frames seen while carrying the current name
     appearance: np.ndarray | None = None  # mean of recent embeddings (normalised): who this track looks like
     jumped: bool = False  # the last association was a weak overlap: maybe another face, check it
     pending: bool = False  # an embedding of this track is being computed (live pipeline)
@@ -168,8 +167,6 @@ class Tracker:
                 t.last_frame, t.last_seen = frame, timestamp
                 t.hits += 1
                 t.missing = 0
-                if t.known:
-                    t.named_frames += 1
         ended: list[Track] = []
         keep: list[Track] = []
         for k, t in enumerate(self.tracks):
@@ -270,6 +267,5 @@ class Tracker:
             track.name = next(v.name for v in reversed(track.votes) if v.person_id == best)
             track.similarity = float(np.mean(sims))
         if changed:
-            track.named_frames = 1 if best is not None else 0
             log.debug("track %d is now %s", track.track_id, track.name)
         return changed

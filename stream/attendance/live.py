@@ -1,9 +1,9 @@
 """Wiring attendance (and the dashboard) into ``facestream run``.
 
-``facestream run`` calls :func:`attendance_for_run` once its sources are known
-and adds ``monitor.on_result`` as a pipeline result listener; with
-``--dashboard`` it serves through :func:`dashboard_server` instead of a plain
-:class:`stream.server.StreamServer`.
+``facestream run`` calls :func:`attendance_for_run` with its sources' ids and
+adds ``monitor.on_result`` as a pipeline result listener before the pipeline
+starts; with ``--dashboard`` it serves through :func:`dashboard_server` instead
+of a plain :class:`stream.server.StreamServer`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def attendance_for_run(config: Config, cameras: list[str], session: str | None =
             (``attendance.default_session``). Sessions started elsewhere, or by the timetable, are
             recorded too whenever they watch one of these cameras.
         threshold: the similarity a frame needs (the matcher's threshold).
+
+    The store is ``config.gallery.url``, the gallery recognition searches (``load_config`` applies
+    ``$FACESTREAM_GALLERY`` there), so names and attendance come from one place.
 
     Raises:
         FacestreamError: unknown or ended session, unreachable store.

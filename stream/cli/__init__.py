@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from gallery.errors import GalleryError
 from stream.errors import FacestreamError
@@ -35,6 +37,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set match.threshold=0.9 (repeatable)",
     )
+
+
+def flag_overrides(overrides: list[str], flags: dict[str, Any]) -> list[str]:
+    """``--set`` pairs plus the given flags (``{"server.token": args.token}``), the flags last so they win.
+
+    A flag's value is written as JSON (which YAML reads back unchanged), so ``--token '#abc'`` or
+    ``--token 12345`` stays the string typed rather than a YAML comment or a number.
+    """
+    return [*overrides, *(f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None)]
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, help: str, handler: Callable[..., int],

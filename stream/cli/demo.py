@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stream.cli import add_common_options
+from stream.cli import add_common_options, flag_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,13 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from stream.config import load_config
 
-    overrides = list(args.overrides)
-    if args.host:
-        overrides.append(f"demo.host={args.host}")
-    if args.port is not None:
-        overrides.append(f"demo.port={args.port}")
-    if args.no_enrol:
-        overrides.append("demo.allow_enrolment=false")
+    overrides = flag_overrides(args.overrides, {"demo.host": args.host or None, "demo.port": args.port,
+                                                "demo.allow_enrolment": False if args.no_enrol else None})
     config = load_config(args.config, overrides)
 
     from stream.demo import build_demo, launch_demo

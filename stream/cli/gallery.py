@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from stream.cli import add_command, add_common_options
+from stream.cli import add_command, add_common_options, flag_overrides
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -77,13 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace):
     from stream.config import load_config
 
-    return load_config(args.config, args.overrides)
+    return load_config(args.config, flag_overrides(args.overrides, {"gallery.url": args.gallery}))
 
 
 def _store(args: argparse.Namespace, config: Any = None):
     from stream.recognize import open_gallery
 
-    return open_gallery(config or _config(args), args.gallery)
+    return open_gallery(config or _config(args))
 
 
 def _analyzer(config: Any):
@@ -116,7 +116,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def cmd_identify(args: argparse.Namespace) -> int:
     from stream.imageio import load_image, save_image
-    from stream.recognize import gallery_errors, identify, open_matcher, results_to_json
+    from stream.recognize import identify, open_matcher, results_to_json
 
     config = _config(args)
     top_k = args.top_k or config.match.top_k
@@ -124,8 +124,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     analyzer = _analyzer(config)
     store = _store(args, config)
     matcher = open_matcher(analyzer, store, watch=False)
-    with gallery_errors():
-        matcher.ensure_ready()
+    matcher.ensure_ready()
     faces, results = identify(analyzer, matcher, rgb, top_k=top_k)
     if args.out:
         from stream.draw import draw_faces
@@ -170,10 +169,7 @@ def _when(t: float) -> str:
 
 
 def cmd_people_list(args: argparse.Namespace) -> int:
-    from stream.recognize import gallery_errors
-
-    with gallery_errors():
-        people = _store(args).list_people()
+    people = _store(args).list_people()
     if args.json:
         _dump([p.to_json() for p in people])
         return 0
@@ -185,12 +181,9 @@ def cmd_people_list(args: argparse.Namespace) -> int:
 
 
 def cmd_people_show(args: argparse.Namespace) -> int:
-    from stream.recognize import gallery_errors
-
     store = _store(args)
-    with gallery_errors():
-        person = store.get_person(args.person)
-        embs = store.embeddings_of(person.id)
+    person = store.get_person(args.person)
+    embs = store.embeddings_of(person.id)
     if args.json:
         _dump({**person.to_json(), "embeddings": [e.to_json() for e in embs]})
         return 0
@@ -203,20 +196,14 @@ def cmd_people_show(args: argparse.Namespace) -> int:
 
 
 def cmd_people_rename(args: argparse.Namespace) -> int:
-    from stream.recognize import gallery_errors
-
-    with gallery_errors():
-        person = _store(args).rename_person(args.person, args.new_name)
+    person = _store(args).rename_person(args.person, args.new_name)
     print(f"renamed to {person.name} (id {person.id})")
     return 0
 
 
 def cmd_people_delete(args: argparse.Namespace) -> int:
-    from stream.recognize import gallery_errors
-
-    with gallery_errors():
-        store = _store(args)
-        person = store.delete_person(args.person)
+    store = _store(args)
+    person = store.delete_person(args.person)
     print(f"deleted {person.name} (id {person.id}) and {person.n_embeddings} embeddings")
     # attendance (helper H): every trace goes, so their attendance records and face snapshots too
     from stream.attendance import open_attendance_store
@@ -229,33 +216,26 @@ def cmd_people_delete(args: argparse.Namespace) -> int:
 
 def cmd_gallery_export(args: argparse.Namespace) -> int:
     from gallery.archive import export_gallery
-    from stream.recognize import gallery_errors
 
-    with gallery_errors():
-        m = export_gallery(_store(args), args.file)
+    m = export_gallery(_store(args), args.file)
     print(f"exported {m['people']} people, {m['embeddings']} embeddings to {args.file}")
     return 0
 
 
 def cmd_gallery_import(args: argparse.Namespace) -> int:
     from gallery.archive import import_gallery
-    from stream.recognize import gallery_errors
 
-    with gallery_errors():
-        m = import_gallery(_store(args), args.file)
+    m = import_gallery(_store(args), args.file)
     print(f"imported {m['people']} people, {m['embeddings']} embeddings from {args.file}")
     return 0
 
 
 def cmd_gallery_info(args: argparse.Namespace) -> int:
-    from stream.recognize import gallery_errors, gallery_url
-
     config = _config(args)
-    with gallery_errors():
-        store = _store(args, config)
-        info = {"url": gallery_url(config, args.gallery), "people": len(store.list_people()),
-                "embeddings_per_model": store.model_counts(), "version": store.version(),
-                "configured_model": config.embedder.model}
+    store = _store(args, config)
+    info = {"url": config.gallery.url, "people": len(store.list_people()),
+            "embeddings_per_model": store.model_counts(), "version": store.version(),
+            "configured_model": config.embedder.model}
     if args.json:
         _dump(info)
         return 0
@@ -267,14 +247,12 @@ def cmd_gallery_info(args: argparse.Namespace) -> int:
 
 def cmd_gallery_reembed(args: argparse.Namespace) -> int:
     from stream.enroll import Enroller
-    from stream.recognize import gallery_errors
 
     config = _config(args)
     store = _store(args, config)
     analyzer = _analyzer(config)
-    with gallery_errors():
-        models = [args.from_model] if args.from_model else [
-            m for m in store.model_counts() if m != analyzer.model_id]
+    models = [args.from_model] if args.from_model else [
+        m for m in store.model_counts() if m != analyzer.model_id]
     if not models:
         print(f"every embedding is already made by {analyzer.model_id}")
         return 0
@@ -283,7 +261,6 @@ def cmd_gallery_reembed(args: argparse.Namespace) -> int:
         report = enroller.reembed(model)
         print(f"{model} -> {analyzer.model_id}: {report.summary()}", file=sys.stdout)
         if args.drop_old:
-            with gallery_errors():
-                n = store.delete_model(model)
+            n = store.delete_model(model)
             print(f"dropped {n} embeddings of {model}")
     return 0

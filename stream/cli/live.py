@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 
-from stream.cli import add_common_options
+from stream.cli import add_common_options, flag_overrides
 from stream.errors import FacestreamError
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace):
     from stream.config import SourceConfig, load_config
 
-    overrides = list(args.overrides)
-    for key, value in (("gallery.url", args.gallery), ("server.port", args.port), ("server.host", args.host),
-                       ("server.token", args.token), ("embedder.model", args.model), ("embedder.engine", args.engine)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
+    overrides = flag_overrides(args.overrides, {
+        "gallery.url": args.gallery, "server.port": args.port, "server.host": args.host,
+        "server.token": args.token, "embedder.model": args.model, "embedder.engine": args.engine})
     config = load_config(args.config, overrides)
     if args.sources:
         sources = [SourceConfig(url=s, realtime=args.realtime, loop=args.loop) for s in args.sources]
@@ -92,17 +90,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        pipeline.start()
+        # every output listens before the first frame, so none misses the start of a run
         if args.jsonl:
             outputs.append(JsonlWriter(args.jsonl).attach(pipeline))
         if args.record:
-            outputs.append(VideoRecorder(args.record, pipeline.sources,
-                                         blur_unknown=config.server.blur_unknown).attach(pipeline))
-        monitor = _attendance(config, args, analyzer, [s.id for s in pipeline.sources])
+            outputs.append(VideoRecorder(args.record, blur_unknown=config.server.blur_unknown).attach(pipeline))
+        monitor = _attendance(config, args, analyzer, pipeline.source_ids)
         if monitor is not None:
             pipeline.add_listener(monitor.on_result)
         if not args.no_server:
             server = _server(config, pipeline, monitor)
+        pipeline.start()
+        if server is not None:
             print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
                   flush=True)
             if args.dashboard:  # attendance dashboard (helper H)

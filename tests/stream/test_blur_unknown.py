@@ -81,3 +81,21 @@ def test_recorded_video_has_strangers_pixelated(tmp_path):
     plain, hidden = record(False), record(True)
     assert contrast(plain, STRANGER) > 30 and contrast(hidden, KNOWN) > 30
     assert contrast(hidden, STRANGER) < contrast(plain, STRANGER) / 3
+
+
+def test_recorder_that_cannot_open_its_file_says_so_once(tmp_path, caplog):
+    """An unwritable --record file used to raise (a traceback) on every frame; now one error, then silence."""
+    import logging
+
+    from stream.outputs import VideoRecorder
+    from stream.pipeline import LiveResult
+
+    recorder = VideoRecorder(str(tmp_path / "taken.mp4"), [])
+    recorder.file_for("cam0").mkdir()  # a folder where the file should go: no writer can open it
+    with caplog.at_level(logging.ERROR, logger="stream.outputs"):
+        for k in range(5):
+            recorder.on_result(LiveResult("cam0", k, time.time(), known_and_stranger(), width=320, height=240),
+                               noise_frame())
+    recorder.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "cannot record cam0" in errors[0].getMessage() and errors[0].exc_info is None

@@ -70,3 +70,58 @@ def test_bad_yaml_and_missing_file_are_clear(tmp_path):
         load_config(bad, env={})
     with pytest.raises(FacestreamError, match="has no '='"):
         load_config(overrides=["detector.model"], env={})
+
+
+def test_values_that_are_not_yaml_stay_text():
+    # `--set k=[x` and FACESTREAM__... = "[x" used to end in a raw YAML traceback
+    conf = load_config(overrides=["server.token=[x"], env={"FACESTREAM__DEMO__HOST": "{bad"})
+    assert conf.server.token == "[x" and conf.demo.host == "{bad"
+
+
+def test_run_flags_arrive_as_typed(monkeypatch):
+    """`run --token '#abc'` once turned auth off (a YAML comment) and `--token 12345` failed (a number)."""
+    from stream.cli import build_parser
+    from stream.cli.live import _config
+
+    monkeypatch.delenv("FACESTREAM_GALLERY", raising=False)
+    for token in ("#abc", "12345", "[x", "yes"):
+        args = build_parser().parse_args(["run", "clip.mp4", "--token", token, "--port", "0",
+                                          "--gallery", "sqlite:///g #1.db"])
+        config, _ = _config(args)
+        assert config.server.token == token
+        assert config.server.port == 0 and config.gallery.url == "sqlite:///g #1.db"
+
+
+def test_cli_set_that_is_not_yaml_is_a_config_error_not_a_traceback(capsys):
+    from stream.cli import main
+
+    assert main(["detect", "missing.jpg", "--set", "detector.model=[x"]) == 2
+    err = capsys.readouterr().err
+    assert "Bad configuration" in err and "'detector.model'" in err and "Traceback" not in err
+
+
+def test_gallery_env_sits_between_the_file_and_the_overrides(tmp_path):
+    """$FACESTREAM_GALLERY lands in gallery.url, the one answer recognition and attendance both use."""
+    from stream.recognize import gallery_url
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("gallery:\n  url: sqlite:///file.db\n")
+    env = {"FACESTREAM_GALLERY": "redis://127.0.0.1:6379/3"}
+    assert load_config(cfg, env={}).gallery.url == "sqlite:///file.db"
+    conf = load_config(cfg, env=env)
+    assert conf.gallery.url == "redis://127.0.0.1:6379/3" == gallery_url(conf)
+    assert load_config(cfg, ["gallery.url=sqlite:///flag.db"], env=env).gallery.url == "sqlite:///flag.db"
+    both = {**env, "FACESTREAM__GALLERY__URL": "sqlite:///long.db"}  # the long form is the more specific
+    assert load_config(env=both).gallery.url == "sqlite:///long.db"
+
+
+def test_run_gallery_flag_wins_over_the_env_everywhere(monkeypatch):
+    from stream.cli import build_parser
+    from stream.cli.live import _config
+    from stream.recognize import gallery_url
+
+    monkeypatch.setenv("FACESTREAM_GALLERY", "sqlite:///env.db")
+    config, _ = _config(build_parser().parse_args(["run", "clip.mp4"]))
+    assert config.gallery.url == gallery_url(config) == "sqlite:///env.db"
+    config, _ = _config(build_parser().parse_args(["run", "clip.mp4", "--gallery", "sqlite:///flag.db"]))
+    assert config.gallery.url == gallery_url(config) == "sqlite:///flag.db"

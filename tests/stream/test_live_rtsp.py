@@ -221,6 +221,29 @@ def test_rtsp_outage_reconnects_while_another_source_keeps_flowing(rtsp, analyze
     assert indices == sorted(indices)  # the receiver's count goes on across the reconnect
 
 
+def test_a_listener_attached_before_start_sees_frame_0_and_its_user_error_is_logged_once(analyzer, caplog):
+    """A FacestreamError from a listener is one clear log line, not a traceback per frame."""
+    import logging
+
+    from stream.errors import FacestreamError
+
+    seen: list[int] = []
+
+    def broken(result, rgb) -> None:
+        seen.append(result.frame_index)
+        raise FacestreamError("Cannot write the thing.", "Fix the thing.")
+
+    config = load_config(overrides=["server.stats_every=0"])
+    pipeline = Pipeline(config, [SourceConfig(url=str(HAMILTON))], analyzer=analyzer, max_frames=5)
+    pipeline.add_listener(broken)
+    with caplog.at_level(logging.ERROR, logger="stream.pipeline"), pipeline:
+        assert pipeline.wait(60)
+    assert seen == list(range(5))
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "Cannot write the thing. Fix the thing." in errors[0].getMessage()
+    assert errors[0].exc_info is None
+
+
 def test_cli_run_writes_jsonl_video_and_attendance(tmp_path, lin_matcher):
     """``facestream run`` on the clip: JSON lines, the annotated video, attendance in the gallery's store."""
     import cv2

@@ -12,7 +12,7 @@ import pytest
 
 from stream.config import SourceConfig
 from stream.errors import FacestreamError
-from stream.sources import Source, Watchdog, open_sources, redact, source_kind
+from stream.sources import Source, Watchdog, open_sources, redact, source_ids, source_kind
 from tests.conftest import HAMILTON, free_port
 
 N_FRAMES = 40
@@ -129,6 +129,14 @@ def test_open_sources_is_all_or_nothing(numbered_video, tmp_path):
     finally:
         for s in sources:
             s.stop()
+
+
+def test_source_ids_are_known_before_anything_opens(tmp_path):
+    # `facestream run` names the cameras to attendance before the pipeline starts reading
+    missing = str(tmp_path / "missing.mp4")
+    assert source_ids([SourceConfig(url=missing), SourceConfig(url=missing, id="door")]) == ["cam0", "door"]
+    with pytest.raises(FacestreamError, match="share the id"):
+        source_ids([SourceConfig(url=missing, id="cam1"), SourceConfig(url=missing)])
 
 
 class MjpegCamera(BaseHTTPRequestHandler):
