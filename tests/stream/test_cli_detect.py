@@ -55,3 +55,11 @@ def test_bad_inputs_each_get_one_message_and_the_good_ones_still_run(tmp_path):
         assert len(report[name]["faces"]) == 1, name
     assert report["noface.png"]["faces"] == []
     assert "error" not in report["border.jpg"]
+
+
+def test_a_one_pixel_high_image_gets_one_message(tmp_path):
+    Image.new("RGB", (40, 1), (120, 130, 140)).save(tmp_path / "sliver.png")
+    out = _detect(tmp_path / "sliver.png")
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "too small" in errors[0] and "40x1" in errors[0], out.stderr

@@ -319,3 +319,55 @@ def test_auto_plan_here_is_onnxruntime_cpu_with_reasons(spec):
     assert any(s.startswith("tensorrt:") for s in skipped) and any(s.startswith("torch:cuda:") for s in skipped)
     assert auto_plan(spec, "cpu") == ([("onnxruntime", "cpu")], ["embedder.device=cpu"])
     assert auto_plan(spec, "cuda")[0] == []  # no GPU engine here, and device=cuda never means the CPU
+
+
+def test_auto_on_cuda_without_a_gpu_engine_says_why_each_was_skipped(spec):
+    from stream.engines import auto_plan
+
+    plan, skipped = auto_plan(spec, "cuda")
+    assert plan == []
+    with pytest.raises(FacestreamError) as info:
+        create_embedder(spec, EmbedderConfig(engine="auto", device="cuda"))
+    for reason in skipped:  # tensorrt, torch:cuda and the onnxruntime GPU providers, each with its cause
+        assert reason in info.value.problem
+    assert "device=cpu" in info.value.fix
+
+
+def test_auto_when_every_candidate_fails_names_the_skipped_ones_too(spec, tmp_path):
+    import dataclasses
+
+    gone = dataclasses.replace(spec, onnx_path=tmp_path / "nope.onnx")
+    with pytest.raises(FacestreamError, match="No embedding engine could load") as info:
+        create_embedder(gone, EmbedderConfig(engine="auto", device="auto"))
+    assert "nope.onnx" in info.value.problem and "tensorrt:" in info.value.problem
+
+
+def test_threads_first_using_the_analyzer_share_one_embedder(monkeypatch):
+    """cached_property stopped locking in Python 3.12: the analyzer's own lock must stop a second build."""
+    import stream.engines
+    from stream.analyzer import FaceAnalyzer
+    from stream.config import Config
+
+    built = []
+    real = stream.engines.create_embedder
+
+    def counting(spec, cfg=None):
+        built.append(spec.name)
+        return real(spec, cfg)
+
+    monkeypatch.setattr(stream.engines, "create_embedder", counting)
+    analyzer = FaceAnalyzer(Config())
+    start, seen = threading.Barrier(4), []
+
+    def first_use():
+        start.wait()
+        seen.append(analyzer.embedder)
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and all(e is seen[0] for e in seen)
+    assert analyzer.embedder is seen[0] and analyzer.spec is analyzer.spec
+    seen[0].close()
