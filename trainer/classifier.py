@@ -193,11 +193,12 @@ def train_classifier(labels_file: str | Path, config, images_dir: str | Path | N
     n_test = max(1, round(test_fraction * len(keep)))
     test, train = order[:n_test], order[n_test:]
     head = fit_head(x[train], y[train], seed=seed)
-    pred = predict(head, x[test]) >= 0.5
+    probs = predict(head, x[test])
+    pred = probs >= 0.5
     metrics = M.classification_metrics(y[test], pred, table.names)
     for k, n in enumerate(table.names):
         if y[test, k].any() and not y[test, k].all():
-            metrics[f"auc_{n}"] = M.roc_auc(M.roc_curve(predict(head, x[test])[:, k], y[test, k]))
+            metrics[f"auc_{n}"] = M.roc_auc(M.roc_curve(probs[:, k], y[test, k]))
     confusions = {n: M.confusion_matrix(y[test, k], pred[:, k]) for k, n in enumerate(table.names)}
 
     out_root = Path(out_dir).expanduser() if out_dir else Path(tempfile.mkdtemp(prefix="facestream-classifier-"))

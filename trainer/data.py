@@ -14,13 +14,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from stream.errors import FacestreamError
+from stream.models import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,6 @@ def scan_identity_folders(roots: Sequence[str | Path], report: ScanReport | None
                 continue
             items.extend((name, p) for p in images)
     return items
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (hex): the cache key, so renamed or moved images still hit the cache."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -184,7 +176,7 @@ def chip_cache_root(analyzer, cache: str | Path | None = None) -> Path:
 def cached_chip(analyzer, path: Path, cache_root: Path) -> tuple[np.ndarray | None, str, str]:
     """(chip or None, reason, content digest) of one image, from the cache when it has the image's hash."""
     try:
-        digest = file_digest(path)
+        digest = file_sha256(path)  # content, not name: renamed or moved images still hit the cache
     except OSError as exc:
         return None, f"unreadable ({exc.strerror or exc})", ""
     entry = cache_root / f"{digest}.npz"
@@ -320,9 +312,3 @@ def describe(splits: dict[str, ChipSet]) -> dict[str, int]:
         out[f"{s}_identities"] = len(cs.names)
     return out
 
-
-def iter_batches(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterable[np.ndarray]:
-    """Index batches over ``n`` items, shuffled when ``rng`` is given."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]

@@ -20,14 +20,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from stream.errors import FacestreamError
+
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
 
 
-class ExportMismatchError(RuntimeError):
-    """ONNX Runtime's output differs from torch's beyond the tolerance."""
+EXPORT_FIX = ("No model file was written. The exporter or ONNX Runtime handles one of the model's operations "
+              "differently from torch, or the model is random in eval mode: check the installed "
+              "torch and onnxruntime versions and the model's forward.")
+
+
+class ExportMismatchError(FacestreamError):
+    """ONNX Runtime's output differs from torch's beyond the tolerance.
+
+    A FacestreamError, so the CLI shows the message and the fix instead of a traceback.
+    """
+
+    def __init__(self, problem: str, fix: str | None = EXPORT_FIX):
+        super().__init__(problem, fix)
 
 
 def export_onnx(

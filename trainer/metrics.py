@@ -81,15 +81,17 @@ def threshold_at_far(roc: Roc, far: float) -> float:
     return float(roc.thresholds[ok[-1]])
 
 
-def best_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def best_accuracy(scores: np.ndarray, labels: np.ndarray, roc: Roc | None = None) -> tuple[float, float]:
     """(accuracy, threshold) of the threshold that classifies the pairs best (accept if score >= t).
 
     The threshold returned lies halfway between the two neighbouring scores, so it
     transfers to new pairs better than a threshold sitting exactly on one pair's score.
+    ``roc`` is ``roc_curve(scores, labels)`` when the caller has it already (saves a sort).
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).astype(bool).ravel()
-    roc = roc_curve(scores, labels)
+    if roc is None:
+        roc = roc_curve(scores, labels)
     n_pos, n_neg = labels.sum(), (~labels).sum()
     correct = roc.tpr * n_pos + (1.0 - roc.fpr) * n_neg
     i = int(np.argmax(correct))
@@ -133,7 +135,7 @@ def verification_metrics(embeddings: np.ndarray, labels: np.ndarray, max_pairs: 
     scores = np.einsum("nd,nd->n", emb[i], emb[j])
     same = np.asarray(labels)[i] == np.asarray(labels)[j]
     roc = roc_curve(scores, same)
-    acc, thr = best_accuracy(scores, same)
+    acc, thr = best_accuracy(scores, same, roc)
     metrics = {
         "auc": roc_auc(roc),
         "eer": equal_error_rate(roc),

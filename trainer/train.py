@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -79,12 +80,9 @@ def pick_device(name: str):
 
 def build_model(name: str, pretrained: bool, freeze: str | None):
     """The named architecture (pretrained if asked and available), frozen up to ``freeze``."""
-    import trainer.small_net  # noqa: F401  (registers small_net)
-    from trainer.models import create_model, list_models
+    from trainer.models import create_model
 
-    if name not in list_models():
-        raise FacestreamError(f"Unknown model architecture '{name}'.", f"Use one of: {', '.join(list_models())}.")
-    model = create_model(name, pretrained=pretrained)
+    model = create_model(name, pretrained=pretrained)  # names the valid architectures when unknown
     if freeze:
         names = list(getattr(model, "stage_names", ()))
         if freeze not in names:
@@ -113,14 +111,14 @@ def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator, per_
 
 def _calibrate(model, splits: dict[str, ChipSet], device, seed: int, max_pairs: int) -> tuple[float, str]:
     """Best-accuracy cosine threshold on validation identities (train identities when val is empty)."""
-    from trainer.metrics import all_pairs, best_accuracy
+    from trainer.metrics import verification_metrics
 
     for name in ("val", "train"):
         cs = splits[name]
         if len(cs.names) >= 2 and np.bincount(cs.labels).max() >= 2:
             emb = ev.embed_torch(model, cs.chips, device)
-            i, j = all_pairs(cs.labels, max_pairs=max_pairs, seed=seed)
-            _, thr = best_accuracy(np.einsum("nd,nd->n", emb[i], emb[j]), cs.labels[i] == cs.labels[j])
+            # its "threshold" is best_accuracy's over the same seeded pairs
+            thr = verification_metrics(emb, cs.labels, max_pairs=max_pairs, seed=seed)[0]["threshold"]
             return float(np.clip(thr, -1.0, 1.0)), name
     raise FacestreamError("No split has two identities to calibrate a threshold on.", "Add more identities.")
 
@@ -137,20 +135,22 @@ def save_model_dir(model, out_root: Path, name: str, input_size: int, padding: f
 
     cpu = copy.deepcopy(model).cpu().eval()
     tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=out_root))
-    torch.save(cpu.state_dict(), tmp / "weights.pt")
-    digest = hashlib.sha256((tmp / "weights.pt").read_bytes()).hexdigest()[:12]
-    model_id = f"{name}@{digest}"
-    export_onnx(cpu, tmp / "model.onnx", input_size=input_size)
-    target = out_root / model_id
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    tmp.rename(target)
+    try:
+        torch.save(cpu.state_dict(), tmp / "weights.pt")
+        digest = hashlib.sha256((tmp / "weights.pt").read_bytes()).hexdigest()[:12]
+        model_id = f"{name}@{digest}"
+        export_onnx(cpu, tmp / "model.onnx", input_size=input_size)
+        target = out_root / model_id
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:  # a failed export must not leave a half-written folder in the model cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     spec = ModelSpec(
         name=name, model_id=model_id, onnx_path=target / "model.onnx", input_size=input_size, padding=padding,
         landmarks="dlib5", mean=tuple(getattr(cpu, "mean_rgb", ev.MEAN_RGB)), std=ev.STD,
-        embedding_dim=int(cpu(torch.zeros(2, 3, input_size, input_size)).shape[1]),
+        embedding_dim=_embedding_dim(cpu, "cpu", input_size),
         threshold=float(threshold), architecture=architecture, weights_path=target / "weights.pt", extra=extra,
     )
     spec.save(target)
@@ -246,6 +246,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         if has_val and tc.pretrained:
             best_key, best_state, best_epoch = _val_key(model, splits["val"], device, tc), _state(model), 0
         per_identity = 4 if tc.loss == "triplet" else None
+        mean = torch.tensor(ev.MEAN_RGB, device=device).view(1, 3, 1, 1)
         from tqdm import tqdm
 
         for epoch in tqdm(range(1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress):
@@ -255,7 +256,6 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
                 x = torch.from_numpy(train_cs.chips[idx]).to(device).permute(0, 3, 1, 2).float()
                 if tc.augment:
                     x = augment(x, aug_cfg, generator=gen)
-                mean = torch.tensor(ev.MEAN_RGB, device=device).view(1, 3, 1, 1)
                 y = torch.from_numpy(train_cs.labels[idx]).to(device)
                 loss = loss_fn(model((x - mean) / ev.STD), y)
                 if not torch.isfinite(loss):
