@@ -1,10 +1,10 @@
 """Configuration: pydantic models with documented, bounded fields.
 
 Loaded from YAML (``configs/default.yaml`` and a user file), then environment
-variables (``$FACESTREAM_GALLERY``, then ``FACESTREAM__SECTION__KEY=value``), then
-CLI ``section.key=value`` pairs and flags, in that order. Every model forbids unknown keys, and an unknown key fails
-with the nearest valid name, because a typo that silently does nothing is the
-worst kind of configuration bug.
+variables (``$FACESTREAM_GALLERY``, then ``FACESTREAM__SECTION__KEY=value``),
+then CLI ``section.key=value`` pairs and flags, in that order. Every model
+forbids unknown keys, and an unknown key fails with the nearest valid name,
+because a typo that silently does nothing is the worst kind of configuration bug.
 """
 
 from __future__ import annotations
