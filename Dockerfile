@@ -35,13 +35,14 @@ WORKDIR /opt/facestream/app
 
 # CUDA torch first (from its own index), then the project and its dependencies.
 COPY pyproject.toml README.md* ./
+COPY facestream ./facestream
 COPY stream ./stream
 COPY gallery ./gallery
 COPY trainer ./trainer
 COPY configs ./configs
 RUN pip install "$TORCH_SPEC" --index-url "$TORCH_INDEX" \
- # editable: configs/default.yaml and the dashboard are read from this folder
- && pip install -e . \
+ # a plain install: the defaults and the dashboard ship inside the package
+ && pip install . \
  # the CPU onnxruntime the project depends on and the GPU build share one module name: keep the GPU one
  && pip uninstall -y onnxruntime \
  && pip install --no-deps "$ORT_GPU_SPEC"

@@ -8,7 +8,7 @@ setup:
 
 # Install everything, then run the test suite (what CI runs).
 test: setup
-	$(BIN)/ruff check stream gallery trainer tests bench
+	$(BIN)/ruff check facestream stream gallery trainer configs tests bench
 	$(BIN)/python -m pytest -q
 
 # Install everything, then run the main job on the bundled example.
@@ -16,4 +16,4 @@ example: setup
 	bash examples/run_example.sh
 
 lint:
-	$(BIN)/ruff check stream gallery trainer tests bench
+	$(BIN)/ruff check facestream stream gallery trainer configs tests bench

@@ -24,15 +24,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine_info, redis_server, summarize, time_calls, write_result  # noqa: E402
-from stream.attendance import (  # noqa: E402
+from facestream.stream.attendance import (  # noqa: E402
     AttendanceMonitor,
     create_session,
     open_attendance_store,
     to_csv,
     to_xlsx,
 )
-from stream.config import AttendanceConfig  # noqa: E402
-from stream.faces import Faces  # noqa: E402
+from facestream.stream.config import AttendanceConfig  # noqa: E402
+from facestream.stream.engine.faces import Faces  # noqa: E402
 
 
 class _P:

@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine_info, write_result  # noqa: E402
-from trainer.metrics import best_accuracy, equal_error_rate, roc_auc, roc_curve  # noqa: E402
+from facestream.trainer.metrics import best_accuracy, equal_error_rate, roc_auc, roc_curve  # noqa: E402
 
 SETS = ("deepface_celebs", "face_recognition_examples")
 
 
 def embed_set(analyzer, folder: Path) -> tuple[list[str], list[str], np.ndarray]:
-    from stream.imageio import load_image
+    from facestream.stream.engine.imageio import load_image
 
     with open(folder / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="dlib-resnet-v1")
     args = p.parse_args(argv)
 
-    from stream.analyzer import FaceAnalyzer
-    from stream.config import load_config
+    from facestream.stream.config import load_config
+    from facestream.stream.engine.analyzer import FaceAnalyzer
 
     info = machine_info()  # before the run, so its load average is the machine's, not the benchmark's
     analyzer = FaceAnalyzer(load_config(overrides={"embedder.model": args.model}))

@@ -31,11 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine_info, summarize, time_calls, write_result  # noqa: E402
-from stream.align import align_faces  # noqa: E402
-from stream.config import DetectorConfig  # noqa: E402
-from stream.detect import FaceDetector, box_iou  # noqa: E402
-from stream.imageio import load_image  # noqa: E402
-from stream.landmarks import LandmarkPredictor  # noqa: E402
+from facestream.stream.config import DetectorConfig  # noqa: E402
+from facestream.stream.engine.align import align_faces  # noqa: E402
+from facestream.stream.engine.detect import FaceDetector, box_iou  # noqa: E402
+from facestream.stream.engine.imageio import load_image  # noqa: E402
+from facestream.stream.engine.landmarks import LandmarkPredictor  # noqa: E402
 
 log = logging.getLogger("bench.detect")
 

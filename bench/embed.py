@@ -80,11 +80,11 @@ def bench_engine(embedder, batches: list[int], repeats: int, warmup: int, min_se
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    from stream.config import EmbedderConfig
-    from stream.engines import create_embedder
-    from stream.engines.torch_engine import cuda_available
-    from stream.errors import FacestreamError
-    from stream.models import get_model
+    from facestream.errors import FacestreamError
+    from facestream.stream.config import EmbedderConfig
+    from facestream.stream.engine.model_store import get_model
+    from facestream.stream.engine.runtimes import create_embedder
+    from facestream.stream.engine.runtimes.torchrt import cuda_available
 
     info = machine_info()
     on_gpu = args.device == "cuda" or (args.device == "auto" and cuda_available()[0])

@@ -27,9 +27,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine_info, redis_server, summarize, time_calls, write_result  # noqa: E402
-from gallery.matcher import Matcher, _cuda_available  # noqa: E402
-from gallery.store import GalleryMatrix, GalleryStore, open_store  # noqa: E402
-from gallery.types import NewEmbedding, Person  # noqa: E402
+from facestream.gallery import open_store  # noqa: E402
+from facestream.gallery.matcher import Matcher, _cuda_available  # noqa: E402
+from facestream.gallery.store import GalleryMatrix, GalleryStore  # noqa: E402
+from facestream.gallery.types import NewEmbedding, Person  # noqa: E402
 
 log = logging.getLogger("bench.gallery")
 DIM = 128

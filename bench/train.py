@@ -45,9 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def bench_training(device: str, batch: int, repeats: int, warmup: int) -> list[dict]:
     import torch
 
-    from trainer.augment import AugmentConfig, augment
-    from trainer.losses import make_loss
-    from trainer.models import create_model
+    from facestream.stream.engine.networks import create_model
+    from facestream.trainer.augment import AugmentConfig, augment
+    from facestream.trainer.losses import make_loss
 
     rng = np.random.default_rng(0)
     chips = torch.from_numpy(rng.integers(0, 256, (batch, 150, 150, 3), dtype=np.uint8))
@@ -82,7 +82,7 @@ def bench_training(device: str, batch: int, repeats: int, warmup: int) -> list[d
 
 
 def bench_eval(n_images: int, repeats: int) -> dict:
-    from trainer.evaluate import evaluate
+    from facestream.trainer.evaluate import evaluate
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(n_images // 4), 4)
@@ -99,14 +99,14 @@ def bench_eval(n_images: int, repeats: int) -> dict:
 
 def bench_devices(name: str) -> list[str]:
     """auto: CPU, plus CUDA when torch sees a GPU; cpu or cuda: that one (the trainer's rules and errors)."""
-    from trainer.train import pick_device
+    from facestream.trainer.train import pick_device
 
     picked = pick_device(name).type
     return ["cpu", "cuda"] if name == "auto" and picked == "cuda" else [picked]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stream.errors import FacestreamError
+    from facestream.errors import FacestreamError
 
     args = parse_args(argv)
     try:

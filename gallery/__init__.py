@@ -2,15 +2,43 @@
 
 Public API (this package imports only numpy, redis and sqlite3; torch lazily for GPU search):
 
-* :func:`gallery.store.open_store` ``(url) -> GalleryStore``: ``sqlite:///path.db`` or ``redis://host:6379/0``.
-* :class:`gallery.store.GalleryStore`: people (``enroll``, ``find_person``/``get_person``, ``list_people``,
+* :func:`facestream.gallery.open_store` ``(url) -> GalleryStore``: ``sqlite:///path.db`` or ``redis://host:6379/0``.
+* :class:`facestream.gallery.store.GalleryStore`: people (``enroll``, ``find_person``/``get_person``, ``list_people``,
   ``rename_person``, ``set_metadata``, ``delete_person``), embeddings (``owner_of``, ``embeddings_of``,
   ``model_counts``, ``load_matrix``, ``iter_chips``, ``delete_model``), bulk (``export_people``,
   ``import_people``), changes (``version``, ``subscribe``).
-* :class:`gallery.matcher.Matcher` ``(store, model_id, threshold, min_margin=0, device="auto")``:
+* :class:`facestream.gallery.matcher.Matcher` ``(store, model_id, threshold, min_margin=0, device="auto")``:
   ``search(embeddings, top_k) -> list[MatchResult]``, ``identify``, ``similarity_to``, ``ensure_ready``.
-* :mod:`gallery.archive`: ``export_gallery(store, path)`` / ``import_gallery(store, path)`` (.zip format
+* :mod:`facestream.gallery.archive`: ``export_gallery(store, path)`` / ``import_gallery(store, path)`` (.zip format
   documented there).
-* :mod:`gallery.types`: ``Person``, ``NewEmbedding``, ``EmbeddingInfo``, ``Match``, ``MatchResult``,
-  ``content_hash``; :class:`gallery.errors.GalleryError` for anything a user can fix.
+* :mod:`facestream.gallery.types`: ``Person``, ``NewEmbedding``, ``EmbeddingInfo``, ``Match``, ``MatchResult``,
+  ``content_hash``; :class:`facestream.gallery.errors.GalleryError` for anything a user can fix.
 """
+
+from __future__ import annotations
+
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.store import GalleryStore
+
+__all__ = ["GalleryError", "GalleryStore", "open_store"]
+
+
+def open_store(url: str) -> GalleryStore:
+    """Open the store a URL names: ``sqlite:///path.db`` (or a bare path ending .db) or ``redis://...``.
+
+    Raises:
+        GalleryError: unknown scheme, unwritable path, unreachable Redis.
+    """
+    url = (url or "").strip()  # backends import lazily: redis-py only when a redis:// URL is opened
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from facestream.gallery.redis_store import RedisStore
+
+        return RedisStore(url)
+    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
+        from facestream.gallery.sqlite_store import SqliteStore
+
+        return SqliteStore(url)
+    raise GalleryError(
+        f"Gallery URL {url!r} is not one facestream knows.",
+        "Use sqlite:///path/to/gallery.db (embedded) or redis://host:6379/0 (shared).",
+    )

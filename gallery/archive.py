@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from gallery.errors import GalleryError
-from gallery.store import GalleryStore
-from gallery.types import NewEmbedding, Person
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.store import GalleryStore
+from facestream.gallery.types import NewEmbedding, Person
 
 FORMAT = "facestream-gallery"
 VERSION = 1

@@ -1,17 +1,14 @@
-"""The gallery's one error type for problems a user can fix.
+"""The gallery's error type for problems a user can fix.
 
-``gallery`` imports nothing of the rest of facestream, so it cannot raise
-``stream.errors.FacestreamError``; :class:`GalleryError` carries the same
-``problem``/``fix`` pair and the CLI and servers show it the same way.
+:class:`GalleryError` is a :class:`facestream.errors.FacestreamError` (the root
+package's one error type, a leaf module), so the CLI, the servers and the demo
+show it the same way: the problem and the fix, never a traceback.
 """
 
 from __future__ import annotations
 
+from facestream.errors import FacestreamError
 
-class GalleryError(Exception):
+
+class GalleryError(FacestreamError):
     """Unknown person, unreachable store, bad archive, mixed models: says what and how to fix it."""
-
-    def __init__(self, problem: str, fix: str | None = None):
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem} {fix}".strip() if fix else problem)

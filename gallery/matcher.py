@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from gallery.errors import GalleryError
-from gallery.store import GalleryMatrix, GalleryStore
-from gallery.types import Match, MatchResult
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.store import GalleryMatrix, GalleryStore
+from facestream.gallery.types import Match, MatchResult
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gallery.errors import GalleryError
-from gallery.store import (
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.store import (
     GalleryMatrix,
     GalleryStore,
     Subscription,
@@ -45,7 +45,7 @@ from gallery.store import (
     new_person_id,
     unknown_person,
 )
-from gallery.types import EmbeddingInfo, NewEmbedding, Person
+from facestream.gallery.types import EmbeddingInfo, NewEmbedding, Person
 
 log = logging.getLogger(__name__)
 

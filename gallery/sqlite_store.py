@@ -19,9 +19,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gallery.errors import GalleryError
-from gallery.store import GalleryMatrix, GalleryStore, check_name, check_vector, new_person_id, unknown_person
-from gallery.types import EmbeddingInfo, NewEmbedding, Person
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.store import (
+    GalleryMatrix,
+    GalleryStore,
+    check_name,
+    check_vector,
+    new_person_id,
+    unknown_person,
+)
+from facestream.gallery.types import EmbeddingInfo, NewEmbedding, Person
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from gallery.errors import GalleryError
-from gallery.types import EmbeddingInfo, NewEmbedding, Person
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.types import EmbeddingInfo, NewEmbedding, Person
 
 MAX_NAME = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -220,24 +220,3 @@ class GalleryStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_store(url: str) -> GalleryStore:
-    """Open the store a URL names: ``sqlite:///path.db`` (or a bare path ending .db) or ``redis://...``.
-
-    Raises:
-        GalleryError: unknown scheme, unwritable path, unreachable Redis.
-    """
-    url = (url or "").strip()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from gallery.redis_store import RedisStore
-
-        return RedisStore(url)
-    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
-        from gallery.sqlite_store import SqliteStore
-
-        return SqliteStore(url)
-    raise GalleryError(
-        f"Gallery URL {url!r} is not one facestream knows.",
-        "Use sqlite:///path/to/gallery.db (embedded) or redis://host:6379/0 (shared).",
-    )

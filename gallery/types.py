@@ -2,7 +2,7 @@
 
 A :class:`Person` never carries vectors (listing 1M people must stay cheap);
 vectors travel as :class:`NewEmbedding` on the way in and as one matrix on the
-way out (:meth:`gallery.store.GalleryStore.load_matrix`).
+way out (:meth:`facestream.gallery.store.GalleryStore.load_matrix`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
-"""facestream's vision runtime: sources, detection, alignment, embedding and everything live."""
+"""facestream's vision runtime, in layers (each imports only those below it):
 
-from stream.errors import FacestreamError
-
-__all__ = ["FacestreamError"]
+* :mod:`.config`: the validated configuration;
+* :mod:`.engine`: pixels to embeddings;
+* :mod:`.recognition`: the engine meets the gallery (identify, verify, enrol);
+* :mod:`.live`: sources, tracking, the pipeline and the websocket server;
+* :mod:`.attendance`, :mod:`.demo`, :mod:`.dashboard`: the products;
+* :mod:`.cli`: the command line.
+"""

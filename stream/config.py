@@ -10,6 +10,7 @@ because a typo that silently does nothing is the worst kind of configuration bug
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+# Shipped as package data (configs/ is facestream.configs), so an installed wheel has it too.
+DEFAULT_CONFIG = importlib.resources.files("facestream.configs") / "default.yaml"
 ENV_PREFIX = "FACESTREAM__"
 GALLERY_ENV = "FACESTREAM_GALLERY"  # short form of FACESTREAM__GALLERY__URL
 
@@ -219,7 +221,7 @@ class MlflowConfig(Section):
 
 
 class TrainConfig(Section):
-    model: str = Field("dlib_resnet", description="Architecture from trainer.models (e.g. dlib_resnet, small_net).")
+    model: str = Field("dlib_resnet", description="Architecture from facestream.stream.engine.networks (e.g. dlib_resnet, small_net).")
     pretrained: bool = Field(True, description="Start from the architecture's pretrained weights when it has them.")
     loss: Literal["arcface", "cosface", "triplet"] = Field("arcface", description="Margin head or metric loss.")
     epochs: int = Field(10, ge=1, le=1000, description="Passes over the training identities.")
@@ -342,7 +344,7 @@ def load_config(
         env: environment to read ``$FACESTREAM_GALLERY`` and ``FACESTREAM__SECTION__KEY`` variables from
             (default ``os.environ``).
     """
-    tree: dict[str, Any] = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
+    tree: dict[str, Any] = _read_yaml(DEFAULT_CONFIG)
     origin = "configs/default.yaml"
     if path is not None:
         tree = _deep_merge(tree, _read_yaml(Path(path).expanduser()))

@@ -118,7 +118,7 @@ def _is_up(port: int) -> bool:
 @pytest.fixture(scope="session")
 def analyzer():
     """One FaceAnalyzer (default config: auto engine) for the whole session."""
-    from stream.analyzer import FaceAnalyzer
+    from facestream.stream.engine.analyzer import FaceAnalyzer
 
     return FaceAnalyzer()
 
@@ -129,7 +129,7 @@ def photo_embeddings(analyzer, data_dir):
 
     Embedded once per session: the compare, gallery and trainer tests all need them.
     """
-    from stream.imageio import load_image
+    from facestream.stream.engine.imageio import load_image
 
     out = []
     for folder in (CELEBS, EXAMPLES):

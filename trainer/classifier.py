@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import FacestreamError
-from trainer import metrics as M
+from facestream.errors import FacestreamError
+from facestream.trainer import metrics as M
 
 log = logging.getLogger(__name__)
 
@@ -161,16 +161,16 @@ def train_classifier(labels_file: str | Path, config, images_dir: str | Path | N
     import torch
     from tqdm import tqdm
 
-    from trainer import tracking
-    from trainer.data import cached_chip, chip_cache_root
-    from trainer.evaluate import plot_confusions
+    from facestream.trainer import tracking
+    from facestream.trainer.data import cached_chip, chip_cache_root
+    from facestream.trainer.evaluate import plot_confusions
 
     table = read_labels(labels_file)
     root = Path(images_dir).expanduser() if images_dir else Path(labels_file).expanduser().parent
     paths = resolve_images(table, root)
     tracking.setup(tracking_uri or config.mlflow.tracking_uri, config.mlflow.experiment)
     if analyzer is None:
-        from stream.analyzer import FaceAnalyzer
+        from facestream.stream.engine.analyzer import FaceAnalyzer
 
         analyzer = FaceAnalyzer(config)
     chips, keep, skipped = [], [], []

@@ -1,6 +1,6 @@
 """Training data: identity folders -> aligned chips (cached) -> a reproducible split by identity.
 
-Chips are made by the live runtime's own :class:`stream.analyzer.FaceAnalyzer`
+Chips are made by the live runtime's own :class:`facestream.stream.engine.analyzer.FaceAnalyzer`
 (same detector, 5-point landmarks and aligner), so a model is trained on exactly
 the kind of chip it will see in production. Detection and alignment are the slow
 part, so every image's result is cached under the sha256 of its bytes (and the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import FacestreamError
-from stream.models import file_sha256
+from facestream.errors import FacestreamError
+from facestream.stream.engine.model_store import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def scan_identity_folders(roots: Sequence[str | Path], report: ScanReport | None
 
 
 def default_cache_dir() -> Path:
-    from stream.models import cache_dir
+    from facestream.stream.engine.model_store import cache_dir
 
     return cache_dir() / "chips"
 
@@ -153,7 +153,7 @@ def _usable(faces, min_face: int) -> np.ndarray:
 
 def chip_for_image(analyzer, path: Path) -> tuple[np.ndarray | None, str]:
     """The one aligned chip of an image, or (None, reason) when it has not exactly one usable face."""
-    from stream.imageio import load_image
+    from facestream.stream.engine.imageio import load_image
 
     try:
         rgb = load_image(path)
@@ -210,7 +210,7 @@ def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache
     report = ScanReport()
     items = scan_identity_folders(roots, report)
     if analyzer is None:
-        from stream.analyzer import FaceAnalyzer
+        from facestream.stream.engine.analyzer import FaceAnalyzer
 
         analyzer = FaceAnalyzer()
     key = preprocessing_key(analyzer)

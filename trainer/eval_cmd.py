@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stream.config import Config
-from trainer import evaluate as ev
-from trainer.data import load_chip_set, split_by_identity
+from facestream.stream.config import Config
+from facestream.trainer import evaluate as ev
+from facestream.trainer.data import load_chip_set, split_by_identity
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,11 @@ def run_eval(data: list[str | Path], config: Config, model: str | None = None, t
     Returns:
         ``{"model": ..., "pretrained": ..., "metrics": {...}, "pretrained_metrics": {...}, "table": str, ...}``.
     """
-    from stream.models import get_model
-    from trainer import tracking
+    from facestream.stream.engine.model_store import get_model
+    from facestream.trainer import tracking
 
     if analyzer is None:
-        from trainer.train import _analyzer
+        from facestream.trainer.train import _analyzer
 
         analyzer = _analyzer(config)
     name = model or config.embedder.model

@@ -1,7 +1,7 @@
 """MLflow: where runs are recorded, how models are registered, and when ``champion`` moves.
 
 A model is logged as a plain artifact directory (``spec.json`` + ``model.onnx`` +
-``weights.pt``, exactly what :func:`stream.models.get_model` loads) and registered
+``weights.pt``, exactly what :func:`facestream.stream.engine.model_store.get_model` loads) and registered
 from that artifact path, so ``models:/facestream-embedder@champion`` downloads a
 directory the runtime opens like any other model directory.
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream.config import expand_sqlite_uri
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.stream.config import expand_sqlite_uri
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 One call of :func:`train_embedder` is one MLflow run:
 
 1. chips from the identity folders (cached), split by identity (seeded);
-2. the model from ``trainer.models`` (the dlib ResNet with its weights by default),
+2. the model from ``facestream.stream.engine.networks`` (the dlib ResNet with its weights by default),
    frozen up to a named stage if asked;
 3. epochs of a margin loss (ArcFace/CosFace, centres started at the pretrained
    class means) or batch-hard triplets, with face augmentation;
@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from stream.config import Config
-from stream.errors import FacestreamError
-from trainer import evaluate as ev
-from trainer.data import ChipSet, describe, load_chip_set, split_by_identity
+from facestream.errors import FacestreamError
+from facestream.stream.config import Config
+from facestream.trainer import evaluate as ev
+from facestream.trainer.data import ChipSet, describe, load_chip_set, split_by_identity
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def pick_device(name: str):
 
 def build_model(name: str, pretrained: bool, freeze: str | None):
     """The named architecture (pretrained if asked and available), frozen up to ``freeze``."""
-    from trainer.models import create_model
+    from facestream.stream.engine.networks import create_model
 
     model = create_model(name, pretrained=pretrained)  # names the valid architectures when unknown
     if freeze:
@@ -111,7 +111,7 @@ def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator, per_
 
 def _calibrate(model, splits: dict[str, ChipSet], device, seed: int, max_pairs: int) -> tuple[float, str]:
     """Best-accuracy cosine threshold on validation identities (train identities when val is empty)."""
-    from trainer.metrics import verification_metrics
+    from facestream.trainer.metrics import verification_metrics
 
     for name in ("val", "train"):
         cs = splits[name]
@@ -130,8 +130,8 @@ def save_model_dir(model, out_root: Path, name: str, input_size: int, padding: f
 
     import torch
 
-    from stream.models import ModelSpec
-    from trainer.export import export_onnx
+    from facestream.stream.engine.export import export_onnx
+    from facestream.stream.engine.model_store import ModelSpec
 
     cpu = copy.deepcopy(model).cpu().eval()
     tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=out_root))
@@ -178,9 +178,9 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
     import mlflow
     import torch
 
-    from trainer import tracking
-    from trainer.augment import AugmentConfig, augment
-    from trainer.losses import make_loss
+    from facestream.trainer import tracking
+    from facestream.trainer.augment import AugmentConfig, augment
+    from facestream.trainer.losses import make_loss
 
     tc = config.train
     uri = tracking.setup(tracking_uri or config.mlflow.tracking_uri, config.mlflow.experiment)
@@ -337,7 +337,7 @@ def _val_key(model, val: ChipSet, device, tc) -> tuple[float, float]:
 
 def _analyzer(config: Config):
     """The runtime's face engine with the pretrained embedder's geometry (chip size, padding)."""
-    from stream.analyzer import FaceAnalyzer
+    from facestream.stream.engine.analyzer import FaceAnalyzer
 
     if config.embedder.model != "dlib-resnet-v1":
         config = config.model_copy(deep=True)
@@ -357,7 +357,7 @@ def _embedding_dim(model, device, size: int) -> int:
 
 
 def _default_out() -> Path:
-    from stream.models import cache_dir
+    from facestream.stream.engine.model_store import cache_dir
 
     return cache_dir() / "trained"
 
@@ -366,7 +366,7 @@ def _champion_evaluator(name: str, uri: str, test: ChipSet, seed: int, max_pairs
     """A callback that measures a registered version on this test split with the runtime's ONNX engine."""
 
     def measure(version: str) -> dict[str, float] | None:
-        from stream.models import get_model
+        from facestream.stream.engine.model_store import get_model
 
         try:
             spec = get_model(f"models:/{name}/{version}", tracking_uri=uri)

@@ -5,13 +5,29 @@ opens the store for the gallery URL; ``create_session``/``stop_session`` are wha
 the CLI and the dashboard call; ``to_csv``/``to_xlsx`` export a session.
 """
 
-from stream.attendance.model import ABSENT, LATE, PRESENT, Attendance, Record, RosterEntry, Session
-from stream.attendance.monitor import AttendanceMonitor
-from stream.attendance.report import report_rows, to_csv, to_xlsx
-from stream.attendance.sessions import create_session, stop_session
-from stream.attendance.store import AttendanceStore, open_attendance_store
+from facestream.errors import FacestreamError
+from facestream.stream.attendance.model import ABSENT, LATE, PRESENT, Attendance, Record, RosterEntry, Session
+from facestream.stream.attendance.monitor import AttendanceMonitor
+from facestream.stream.attendance.report import report_rows, to_csv, to_xlsx
+from facestream.stream.attendance.sessions import create_session, stop_session
+from facestream.stream.attendance.store import AttendanceStore
 
 __all__ = [
     "ABSENT", "LATE", "PRESENT", "Attendance", "AttendanceMonitor", "AttendanceStore", "Record", "RosterEntry",
     "Session", "create_session", "open_attendance_store", "report_rows", "stop_session", "to_csv", "to_xlsx",
 ]
+
+
+def open_attendance_store(url: str) -> AttendanceStore:
+    """The attendance store for a gallery URL (``sqlite:///...`` or ``redis://...``)."""
+    url = (url or "").strip()
+    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
+        from facestream.stream.attendance.sqlite_backend import SQLiteAttendanceStore
+
+        return SQLiteAttendanceStore(url)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from facestream.stream.attendance.redis_backend import RedisAttendanceStore
+
+        return RedisAttendanceStore(url)
+    raise FacestreamError(f"Unsupported store URL {url!r}.",
+                          "Use sqlite:///path/to/gallery.db or redis://host:port/db (gallery.url).")

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
 
 PRESENT = "present"
 LATE = "late"

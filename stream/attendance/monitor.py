@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from stream.attendance.marker import PresenceRule, Sighting
-from stream.attendance.model import Attendance, Session
-from stream.attendance.roster import PersonLike
-from stream.attendance.sessions import create_session, day_bounds, stop_session
-from stream.attendance.store import AttendanceStore
-from stream.config import AttendanceConfig
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.stream.attendance.marker import PresenceRule, Sighting
+from facestream.stream.attendance.model import Attendance, Session
+from facestream.stream.attendance.roster import PersonLike
+from facestream.stream.attendance.sessions import create_session, day_bounds, stop_session
+from facestream.stream.attendance.store import AttendanceStore
+from facestream.stream.config import AttendanceConfig
 
 log = logging.getLogger(__name__)
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -134,7 +134,7 @@ class AttendanceMonitor:
 
     # -- sessions ----------------------------------------------------------------------------------
     def start_session(self, name: str, **kwargs: Any) -> Session:
-        """Create a session now (see :func:`stream.attendance.sessions.create_session`) and announce it."""
+        """Create a session now (see :func:`facestream.stream.attendance.sessions.create_session`) and announce it."""
         kwargs.setdefault("late_after_s", self.config.late_after_minutes * 60)
         session = create_session(self.store, self.people, name, now=self.clock(), **kwargs)
         self.refresh(force=True)
@@ -268,7 +268,7 @@ class AttendanceMonitor:
 
     # -- frames ------------------------------------------------------------------------------------
     def on_result(self, result: Any, frame: np.ndarray | None = None) -> None:
-        """Pipeline listener: one :class:`stream.faces.FrameResult` (and its RGB frame, for snapshots)."""
+        """Pipeline listener: one :class:`facestream.stream.engine.faces.FrameResult` (and its RGB frame, for snapshots)."""
         self.observe(result.source_id, result.timestamp, result.faces, frame)
 
     def observe(self, camera: str, ts: float, faces: Any, frame: np.ndarray | None = None) -> None:

@@ -11,7 +11,7 @@ import io
 from datetime import datetime
 from typing import Any
 
-from stream.attendance.model import Attendance
+from facestream.stream.attendance.model import Attendance
 
 COLUMNS = ["session", "person_id", "name", "on_roster", "status", "first_seen", "last_seen", "camera",
            "best_similarity"]

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from stream.attendance.model import RosterEntry
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.gallery import open_store
+from facestream.stream.attendance.model import RosterEntry
 
 
 class PersonLike(Protocol):
@@ -77,16 +78,11 @@ def resolve_roster(people: Iterable[PersonLike], selector: str | None = None,
 
 
 def gallery_people(url: str) -> Callable[[], list[PersonLike]]:
-    """A callable listing the enrolled people of the gallery at ``url`` (opened per call, errors made clear)."""
+    """A callable listing the enrolled people of the gallery at ``url`` (opened per call; a bad store is a
+    :class:`~facestream.gallery.errors.GalleryError`, which the CLI and servers show like any FacestreamError)."""
 
     def people() -> list[PersonLike]:
-        from gallery.errors import GalleryError
-        from gallery.store import open_store
-
-        try:
-            with open_store(url) as gallery:
-                return gallery.list_people()
-        except GalleryError as exc:
-            raise FacestreamError(exc.problem, exc.fix) from None
+        with open_store(url) as gallery:
+            return gallery.list_people()
 
     return people

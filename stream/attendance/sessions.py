@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from stream.attendance.model import RosterEntry, Session, SessionKind, check_session_name
-from stream.attendance.roster import PersonLike, resolve_roster
-from stream.attendance.store import AttendanceStore
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.stream.attendance.model import RosterEntry, Session, SessionKind, check_session_name
+from facestream.stream.attendance.roster import PersonLike, resolve_roster
+from facestream.stream.attendance.store import AttendanceStore
 
 MAX_DEFAULT_ROSTER = 5000
 

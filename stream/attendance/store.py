@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import abc
 
-from stream.attendance.model import Attendance, Record, Session
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.stream.attendance.model import Attendance, Record, Session
 
 
 class SessionNotFound(FacestreamError):
@@ -109,18 +109,3 @@ class AttendanceStore(abc.ABC):
     def attendance(self, session: Session) -> Attendance:
         """A session's full picture, read from its records and unknown-face count."""
         return Attendance.build(session, self.records(session.name), self.unknown_count(session.name))
-
-
-def open_attendance_store(url: str) -> AttendanceStore:
-    """The attendance store for a gallery URL (``sqlite:///...`` or ``redis://...``)."""
-    url = (url or "").strip()
-    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
-        from stream.attendance.store_sqlite import SQLiteAttendanceStore
-
-        return SQLiteAttendanceStore(url)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from stream.attendance.store_redis import RedisAttendanceStore
-
-        return RedisAttendanceStore(url)
-    raise FacestreamError(f"Unsupported store URL {url!r}.",
-                          "Use sqlite:///path/to/gallery.db or redis://host:port/db (gallery.url).")

@@ -1,6 +1,6 @@
 """The dashboard's attendance API on the live server's port.
 
-:class:`AttendanceServer` is the live :class:`stream.server.StreamServer` plus:
+:class:`AttendanceServer` is the live :class:`facestream.stream.live.server.StreamServer` plus:
 
 * HTTP GET (token-checked like ``/stats``): ``/api/attendance`` (current state),
   ``/api/attendance/sessions``, ``/api/attendance/report?session=&format=csv|xlsx``
@@ -22,11 +22,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.http11 import Request, Response
 
-from stream.attendance.monitor import AttendanceMonitor
-from stream.attendance.report import to_csv, to_xlsx
-from stream.attendance.store import SessionNotFound
-from stream.errors import FacestreamError
-from stream.server import StreamServer
+from facestream.errors import FacestreamError
+from facestream.stream.attendance.monitor import AttendanceMonitor
+from facestream.stream.attendance.report import to_csv, to_xlsx
+from facestream.stream.attendance.store import SessionNotFound
+from facestream.stream.live.server import StreamServer
 
 log = logging.getLogger(__name__)
 API = "/api/attendance"

@@ -11,7 +11,7 @@ import argparse
 import sys
 from datetime import datetime
 
-from stream.cli import add_command
+from facestream.stream.cli.common import add_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,13 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args):
-    from stream.config import load_config
+    from facestream.stream.config import load_config
 
     return load_config(args.config, args.overrides)
 
 
 def _store(config):
-    from stream.attendance import open_attendance_store
+    from facestream.stream.attendance import open_attendance_store
 
     return open_attendance_store(config.gallery.url)
 
@@ -65,9 +65,9 @@ def _fmt(ts: float | None) -> str:
 
 
 def _start(args) -> int:
-    from stream.attendance import create_session
-    from stream.attendance.roster import gallery_people
-    from stream.attendance.sessions import parse_duration, parse_time
+    from facestream.stream.attendance import create_session
+    from facestream.stream.attendance.roster import gallery_people
+    from facestream.stream.attendance.sessions import parse_duration, parse_time
 
     config = _config(args)
     store = _store(config)
@@ -87,7 +87,7 @@ def _start(args) -> int:
 
 
 def _stop(args) -> int:
-    from stream.attendance import stop_session
+    from facestream.stream.attendance import stop_session
 
     session = stop_session(_store(_config(args)), args.name)
     print(f"session {session.name!r} ended at {_fmt(session.end)}")
@@ -109,7 +109,7 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from stream.attendance.report import report_rows
+    from facestream.stream.attendance.report import report_rows
 
     config = _config(args)
     store = _store(config)
@@ -129,8 +129,8 @@ def _show(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from stream.attendance import to_csv, to_xlsx
-    from stream.errors import FacestreamError
+    from facestream.errors import FacestreamError
+    from facestream.stream.attendance import to_csv, to_xlsx
 
     store = _store(_config(args))
     session = store.require_session(args.name)

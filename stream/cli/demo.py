@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stream.cli import add_common_options, flag_overrides
+from facestream.stream.cli.common import add_common_options, flag_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,14 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stream.config import load_config
+    from facestream.stream.config import load_config
 
     overrides = flag_overrides(args.overrides, {"demo.host": args.host or None, "demo.port": args.port,
                                                 "demo.allow_enrolment": False if args.no_enrol else None})
     config = load_config(args.config, overrides)
 
-    from stream.demo import build_demo, launch_demo
-    from stream.demo.service import DemoService
+    from facestream.stream.demo import build_demo, launch_demo
+    from facestream.stream.demo.service import DemoService
 
     service = DemoService(config, gallery=args.gallery)
     service.check()  # open the gallery and the models now: a bad URL fails here, not on the first click

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from stream.cli import add_command
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.stream.cli.common import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _analyzer(args: argparse.Namespace):
-    from stream.analyzer import FaceAnalyzer
-    from stream.config import load_config
+    from facestream.stream.config import load_config
+    from facestream.stream.engine.analyzer import FaceAnalyzer
 
     return FaceAnalyzer(load_config(args.config, args.overrides))
 
@@ -47,8 +47,8 @@ def _out_path(out: str, image: str, several: bool) -> Path:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from stream.draw import draw_faces
-    from stream.imageio import load_image, save_image
+    from facestream.stream.engine.draw import draw_faces
+    from facestream.stream.engine.imageio import load_image, save_image
 
     analyzer = _analyzer(args)
     several = len(args.images) > 1
@@ -80,7 +80,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from stream.imageio import load_image
+    from facestream.stream.engine.imageio import load_image
 
     analyzer = _analyzer(args)
     face_a, n_a = analyzer.largest_face(load_image(args.image_a), args.image_a)
@@ -107,12 +107,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
-    from stream.config import load_config
-    from stream.models import get_model
+    from facestream.stream.config import load_config
+    from facestream.stream.engine.model_store import get_model
 
     name = args.name or load_config(args.config, args.overrides).embedder.model
     if args.force:
-        from stream.models import prepare_model
+        from facestream.stream.engine.model_store import prepare_model
 
         spec = prepare_model(name, force=True)
     else:
@@ -122,9 +122,9 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_info(args: argparse.Namespace) -> int:
-    from stream.config import load_config
-    from stream.engines import available_engines
-    from stream.models import get_model, model_info
+    from facestream.stream.config import load_config
+    from facestream.stream.engine.model_store import get_model, model_info
+    from facestream.stream.engine.runtimes import available_engines
 
     config = load_config(args.config, args.overrides)
     info = {"model": model_info(get_model(config.embedder.model)), "engines": available_engines()}

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from stream.cli import add_command, add_common_options, flag_overrides
+from facestream.stream.cli.common import add_command, add_common_options, flag_overrides
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -75,19 +75,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from stream.config import load_config
+    from facestream.stream.config import load_config
 
     return load_config(args.config, flag_overrides(args.overrides, {"gallery.url": args.gallery}))
 
 
 def _store(args: argparse.Namespace, config: Any = None):
-    from stream.recognize import open_gallery
+    from facestream.stream.recognition.identify import open_gallery
 
     return open_gallery(config or _config(args))
 
 
 def _analyzer(config: Any):
-    from stream.analyzer import FaceAnalyzer
+    from facestream.stream.engine.analyzer import FaceAnalyzer
 
     return FaceAnalyzer(config)
 
@@ -97,7 +97,7 @@ def _dump(obj: Any) -> None:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from stream.enroll import Enroller, parse_meta
+    from facestream.stream.recognition.enroll import Enroller, parse_meta
 
     config = _config(args)
     meta = parse_meta(args.meta)
@@ -115,8 +115,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from stream.imageio import load_image, save_image
-    from stream.recognize import identify, open_matcher, results_to_json
+    from facestream.stream.engine.imageio import load_image, save_image
+    from facestream.stream.recognition.identify import identify, open_matcher, results_to_json
 
     config = _config(args)
     top_k = args.top_k or config.match.top_k
@@ -127,7 +127,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     matcher.ensure_ready()
     faces, results = identify(analyzer, matcher, rgb, top_k=top_k)
     if args.out:
-        from stream.draw import draw_faces
+        from facestream.stream.engine.draw import draw_faces
 
         save_image(args.out, draw_faces(rgb, faces))
     if args.json:
@@ -148,8 +148,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from stream.imageio import load_image
-    from stream.recognize import open_matcher, verify
+    from facestream.stream.engine.imageio import load_image
+    from facestream.stream.recognition.identify import open_matcher, verify
 
     config = _config(args)
     rgb = load_image(args.photo)
@@ -206,7 +206,7 @@ def cmd_people_delete(args: argparse.Namespace) -> int:
     person = store.delete_person(args.person)
     print(f"deleted {person.name} (id {person.id}) and {person.n_embeddings} embeddings")
     # attendance (helper H): every trace goes, so their attendance records and face snapshots too
-    from stream.attendance import open_attendance_store
+    from facestream.stream.attendance import open_attendance_store
 
     sessions = open_attendance_store(store.url).forget_person(person.id)
     if sessions:
@@ -215,7 +215,7 @@ def cmd_people_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery_export(args: argparse.Namespace) -> int:
-    from gallery.archive import export_gallery
+    from facestream.gallery.archive import export_gallery
 
     m = export_gallery(_store(args), args.file)
     print(f"exported {m['people']} people, {m['embeddings']} embeddings to {args.file}")
@@ -223,7 +223,7 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery_import(args: argparse.Namespace) -> int:
-    from gallery.archive import import_gallery
+    from facestream.gallery.archive import import_gallery
 
     m = import_gallery(_store(args), args.file)
     print(f"imported {m['people']} people, {m['embeddings']} embeddings from {args.file}")
@@ -246,7 +246,7 @@ def cmd_gallery_info(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery_reembed(args: argparse.Namespace) -> int:
-    from stream.enroll import Enroller
+    from facestream.stream.recognition.enroll import Enroller
 
     config = _config(args)
     store = _store(args, config)

@@ -5,7 +5,7 @@ tracking session, ``app`` the page itself. Importing this package imports
 Gradio, so only ``facestream demo`` and its tests do.
 """
 
-from stream.demo.app import build_demo, launch_demo
-from stream.demo.service import DemoService
+from facestream.stream.demo.app import build_demo, launch_demo
+from facestream.stream.demo.service import DemoService
 
 __all__ = ["DemoService", "build_demo", "launch_demo"]

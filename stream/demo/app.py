@@ -1,4 +1,4 @@
-"""The Gradio page: six tabs over one :class:`~stream.demo.service.DemoService`.
+"""The Gradio page: six tabs over one :class:`~facestream.stream.demo.service.DemoService`.
 
 This module only turns widgets into service calls and results back into
 widgets. Everything a visitor can get wrong (no face, several faces, a file that
@@ -28,10 +28,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gallery.errors import GalleryError  # noqa: E402
-from stream.demo.service import DemoService  # noqa: E402
-from stream.errors import FacestreamError  # noqa: E402
-from stream.imageio import load_image  # noqa: E402
+from facestream.errors import FacestreamError  # noqa: E402
+from facestream.stream.demo.service import DemoService  # noqa: E402
+from facestream.stream.engine.imageio import load_image  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def _friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (FacestreamError, GalleryError) as exc:
+        except FacestreamError as exc:  # GalleryError too
             log.info("%s: %s", fn.__name__, exc)
             raise gr.Error(html.escape(str(exc)), title="Cannot do that", print_exception=False) from None
         except Exception as exc:

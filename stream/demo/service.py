@@ -2,7 +2,7 @@
 
 The service owns one face engine and one gallery store for the whole process
 (every browser shares them; both are thread-safe) and hands out one
-:class:`~stream.demo.live.LiveSession` per browser for the webcam tab. Results
+:class:`~facestream.stream.demo.webcam.WebcamSession` per browser for the webcam tab. Results
 are small dataclasses the page renders; errors a visitor can cause are
 :class:`FacestreamError` with a message fit to show as it is.
 
@@ -21,30 +21,33 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
-from gallery.matcher import Matcher
-from gallery.store import GalleryStore, check_name
-from stream import recognize
-from stream.config import Config
-from stream.draw import draw_faces
-from stream.enroll import SECOND_FACE_RATIO, Enroller, Photo
-from stream.errors import FacestreamError
-from stream.faces import UNKNOWN, Faces
-from stream.imageio import load_image
-from stream.recognize import gallery_errors, gallery_url, label_faces, open_gallery, open_matcher
-
-if TYPE_CHECKING:
-    from stream.demo.live import LiveSession
+from facestream.errors import FacestreamError
+from facestream.gallery.matcher import Matcher
+from facestream.gallery.store import GalleryStore, check_name
+from facestream.stream.config import Config
+from facestream.stream.demo.text import md
+from facestream.stream.demo.webcam import WebcamSession
+from facestream.stream.engine.draw import draw_faces
+from facestream.stream.engine.faces import UNKNOWN, Faces
+from facestream.stream.engine.imageio import load_image
+from facestream.stream.recognition import identify as recognize
+from facestream.stream.recognition.enroll import SECOND_FACE_RATIO, Enroller, Photo
+from facestream.stream.recognition.identify import (
+    gallery_url,
+    label_faces,
+    open_gallery,
+    open_matcher,
+)
 
 log = logging.getLogger(__name__)
 
 # Photos bigger than this are shown scaled down (detection and embedding still use the full image).
 DISPLAY_SIDE = 1600
-_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()<>#+!|~&-]")
 
 
 @dataclass
@@ -126,11 +129,6 @@ class PersonRow:
     updated: str
 
 
-def md(text: str) -> str:
-    """Text shown literally in Markdown: a name typed by a visitor must not become a link or markup."""
-    return _MD_SPECIAL.sub(r"\\\g<0>", text)
-
-
 def redact_url(url: str) -> str:
     """A store URL fit to show on a public page: no password."""
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
@@ -141,7 +139,7 @@ class DemoService:
 
     Args:
         config: the facestream configuration (gallery, thresholds, tracking, demo switches).
-        analyzer: a ready :class:`~stream.analyzer.FaceAnalyzer` to share (tests pass theirs);
+        analyzer: a ready :class:`~facestream.stream.engine.analyzer.FaceAnalyzer` to share (tests pass theirs);
             built from ``config`` when omitted.
         gallery: a gallery URL that wins over ``$FACESTREAM_GALLERY`` and ``gallery.url``.
     """
@@ -160,7 +158,7 @@ class DemoService:
     def analyzer(self) -> Any:
         if self._analyzer is not None:
             return self._analyzer
-        from stream.analyzer import FaceAnalyzer
+        from facestream.stream.engine.analyzer import FaceAnalyzer
 
         return FaceAnalyzer(self.config)
 
@@ -191,13 +189,11 @@ class DemoService:
 
     # -- live ------------------------------------------------------------------------------------
 
-    def new_live_session(self) -> LiveSession:
+    def new_live_session(self) -> WebcamSession:
         """A fresh tracker for one browser's webcam stream."""
-        from stream.demo.live import LiveSession
+        return WebcamSession(self.config, self.analyzer, self.matcher)
 
-        return LiveSession(self)
-
-    def live_frame(self, session: LiveSession, rgb: np.ndarray) -> tuple[np.ndarray, str]:
+    def live_frame(self, session: WebcamSession, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """One webcam frame of ``session``: annotated frame and status line."""
         rgb = np.ascontiguousarray(np.asarray(rgb)[..., :3], dtype=np.uint8)
         return session.process(rgb)
@@ -252,19 +248,16 @@ class DemoService:
     def verify_person(self, rgb: np.ndarray, person: str) -> VerifyResult:
         """1:1 against an enrolled person (``facestream verify``): their closest embedding decides."""
         person = person.strip()
-        with gallery_errors():
-            self.store.get_person(person)  # an unknown name fails before any model work
+        self.store.get_person(person)  # an unknown name fails before any model work
         embedding = self._one_face(rgb, "the photo").embedding[0]
-        with gallery_errors():
-            match, same = self.matcher.similarity_to(embedding, person)
+        match, same = self.matcher.similarity_to(embedding, person)
         return VerifyResult(same, match.similarity, self.matcher.threshold,
                             f"**{md(match.name)}** (best of their photos)")
 
     def lookalike(self, rgb: np.ndarray, k: int = 5) -> list[LookAlike]:
         """The ``k`` closest enrolled people, each with one of their enrolled face chips."""
         faces = self._one_face(rgb, "the photo")
-        with gallery_errors():
-            self.matcher.ensure_ready()
+        self.matcher.ensure_ready()
         result = label_faces(self.matcher, faces, top_k=k)[0]
         chips = self._chips([m.person_id for m in result.candidates])
         return [
@@ -275,7 +268,7 @@ class DemoService:
 
     def _chips(self, person_ids: list[str]) -> dict[str, np.ndarray]:
         """One enrolled chip (RGB) per person, cached until the gallery changes."""
-        with gallery_errors(), self._lock:
+        with self._lock:
             version = self.store.version()
             if self._chip_cache_version != version:
                 self._chip_cache = {}
@@ -314,24 +307,21 @@ class DemoService:
         """
         if not self.config.demo.allow_enrolment:
             raise FacestreamError("Enrolment is switched off on this demo.", "Set demo.allow_enrolment=true.")
-        with gallery_errors():
-            name = check_name(name)
+        name = check_name(name)
         enroller = Enroller(self.analyzer, self.store, progress=False)
         items = [Photo(Path(p).name, functools.partial(_read, Path(p))) for p in photos]
         verdicts = [
             PhotoVerdict(v.source, v.verdict.replace("_", " ") + (f": {v.detail}" if v.detail else ""), v.enrolled)
             for v in enroller.enroll_person(name, items)
         ]
-        with gallery_errors():
-            person = self.store.find_person(name)
+        person = self.store.find_person(name)
         return EnrolReport(person.name if person else name, verdicts, person.n_embeddings if person else 0)
 
     # -- gallery -------------------------------------------------------------------------------
 
     def people(self) -> list[PersonRow]:
         """Everyone enrolled, sorted by name, with their number of embeddings."""
-        with gallery_errors():
-            return [PersonRow(p.id, p.name, p.n_embeddings, _when(p.updated)) for p in self.store.list_people()]
+        return [PersonRow(p.id, p.name, p.n_embeddings, _when(p.updated)) for p in self.store.list_people()]
 
     def person_choices(self) -> list[str]:
         """Names for the person pickers; an unreachable store gives an empty list, not a broken page."""
@@ -343,8 +333,7 @@ class DemoService:
 
     def delete(self, person: str) -> str:
         """Remove a person and every trace of them (``facestream people delete``)."""
-        with gallery_errors():
-            gone = self.store.delete_person(person.strip())
+        gone = self.store.delete_person(person.strip())
         return f"Deleted **{md(gone.name)}** and their {gone.n_embeddings} embedding(s)."
 
 

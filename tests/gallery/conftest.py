@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gallery.store import open_store
-from gallery.types import NewEmbedding, content_hash
+from facestream.gallery import open_store
+from facestream.gallery.types import NewEmbedding, content_hash
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gallery.errors import GalleryError
-from gallery.matcher import Matcher, top_rows
-
-from .conftest import emb, unit
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.matcher import Matcher, top_rows
+from tests.gallery.conftest import emb, unit
 
 
 def brute_force(people: dict[str, np.ndarray], q: np.ndarray) -> list[tuple[str, float]]:
@@ -17,7 +16,7 @@ def brute_force(people: dict[str, np.ndarray], q: np.ndarray) -> list[tuple[str,
 
 
 def test_top_rows_matches_a_full_sort_across_blocks(monkeypatch):
-    import gallery.matcher as gm
+    import facestream.gallery.matcher as gm
 
     monkeypatch.setattr(gm, "BLOCK_ROWS", 1000)  # many blocks on a small matrix
     rng = np.random.default_rng(0)
@@ -93,7 +92,7 @@ def test_empty_gallery_and_model_change(store):
 
 def test_cache_follows_the_store_in_process(store):
     """Writes through another store object (as another process would) show up in the next search."""
-    from gallery.store import open_store
+    from facestream.gallery import open_store
 
     rng = np.random.default_rng(40)
     v = unit(rng, 1)[0]

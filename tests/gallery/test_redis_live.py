@@ -12,13 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from gallery.errors import GalleryError
-from gallery.matcher import Matcher
-from gallery.store import open_store
+from facestream.gallery import open_store
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.matcher import Matcher
 from tests.conftest import ROOT
-
-from .conftest import emb
-from .watch_matcher import vector
+from tests.gallery.conftest import emb
+from tests.gallery.watch_matcher import vector
 
 
 class Child:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gallery.errors import GalleryError
-from gallery.store import open_store
-from gallery.types import NewEmbedding
-
-from .conftest import emb, unit
+from facestream.gallery import open_store
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.types import NewEmbedding
+from tests.gallery.conftest import emb, unit
 
 
 def test_enroll_list_show_and_idempotence(store):
@@ -133,7 +132,7 @@ def test_export_delete_model_clear(store):
 
 def test_bulk_import(store):
     rng = np.random.default_rng(7)
-    from gallery.types import Person
+    from facestream.gallery.types import Person
 
     vecs = unit(rng, 50)
     items = [(Person(f"id{i}", f"P{i}", {"n": i}), [emb(vecs[i])]) for i in range(50)]
@@ -159,8 +158,8 @@ def test_bad_urls(tmp_path):
 
 def test_archive_round_trip_between_stores(store, tmp_path):
     """Export from one store, import into the other kind: same people, vectors, chips; idempotent."""
-    from gallery.archive import export_gallery, import_gallery
-    from gallery.types import NewEmbedding
+    from facestream.gallery.archive import export_gallery, import_gallery
+    from facestream.gallery.types import NewEmbedding
 
     rng = np.random.default_rng(8)
     store.enroll("Hana", [emb(x, chip=b"chip-a") for x in unit(rng, 2)], {"group": "A"})
@@ -185,7 +184,7 @@ def test_archive_round_trip_between_stores(store, tmp_path):
 def test_archive_bad_files(tmp_path, store):
     import zipfile
 
-    from gallery.archive import import_gallery
+    from facestream.gallery.archive import import_gallery
 
     with pytest.raises(GalleryError, match="not found"):
         import_gallery(store, tmp_path / "missing.zip")

@@ -8,13 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from gallery.errors import GalleryError
-from gallery.matcher import Matcher
-from gallery.redis_store import RedisStore
-from gallery.store import open_store
-from gallery.types import Person
-
-from .conftest import emb, unit
+from facestream.gallery import open_store
+from facestream.gallery.errors import GalleryError
+from facestream.gallery.matcher import Matcher
+from facestream.gallery.redis_store import RedisStore
+from facestream.gallery.types import Person
+from tests.gallery.conftest import emb, unit
 
 
 def test_delete_person_keeps_another_models_chip_with_the_same_hash(store):

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from gallery.matcher import Matcher
-from gallery.store import open_store
+from facestream.gallery import open_store
+from facestream.gallery.matcher import Matcher
 
 
 def vector(seed: int) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream.config import Config, load_config
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.stream.config import Config, load_config
 from tests.conftest import ROOT
 
 
@@ -80,8 +80,8 @@ def test_values_that_are_not_yaml_stay_text():
 
 def test_run_flags_arrive_as_typed(monkeypatch):
     """`run --token '#abc'` once turned auth off (a YAML comment) and `--token 12345` failed (a number)."""
-    from stream.cli import build_parser
-    from stream.cli.live import _config
+    from facestream.stream.cli import build_parser
+    from facestream.stream.cli.run import _config
 
     monkeypatch.delenv("FACESTREAM_GALLERY", raising=False)
     for token in ("#abc", "12345", "[x", "yes"):
@@ -93,7 +93,7 @@ def test_run_flags_arrive_as_typed(monkeypatch):
 
 
 def test_cli_set_that_is_not_yaml_is_a_config_error_not_a_traceback(capsys):
-    from stream.cli import main
+    from facestream.stream.cli import main
 
     assert main(["detect", "missing.jpg", "--set", "detector.model=[x"]) == 2
     err = capsys.readouterr().err
@@ -102,7 +102,7 @@ def test_cli_set_that_is_not_yaml_is_a_config_error_not_a_traceback(capsys):
 
 def test_gallery_env_sits_between_the_file_and_the_overrides(tmp_path):
     """$FACESTREAM_GALLERY lands in gallery.url, the one answer recognition and attendance both use."""
-    from stream.recognize import gallery_url
+    from facestream.stream.recognition.identify import gallery_url
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("gallery:\n  url: sqlite:///file.db\n")
@@ -116,9 +116,9 @@ def test_gallery_env_sits_between_the_file_and_the_overrides(tmp_path):
 
 
 def test_run_gallery_flag_wins_over_the_env_everywhere(monkeypatch):
-    from stream.cli import build_parser
-    from stream.cli.live import _config
-    from stream.recognize import gallery_url
+    from facestream.stream.cli import build_parser
+    from facestream.stream.cli.run import _config
+    from facestream.stream.recognition.identify import gallery_url
 
     monkeypatch.setenv("FACESTREAM_GALLERY", "sqlite:///env.db")
     config, _ = _config(build_parser().parse_args(["run", "clip.mp4"]))

@@ -6,10 +6,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from stream.config import load_config
-from stream.errors import FacestreamError
+from facestream.errors import FacestreamError
+from facestream.stream.config import load_config
+from facestream.trainer.classifier import read_labels, train_classifier
 from tests.conftest import CELEBS
-from trainer.classifier import read_labels, train_classifier
 
 WOMEN = {"Angelina", "Scarlett", "Jennifer", "Marissa", "Katy"}
 

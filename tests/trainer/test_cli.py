@@ -7,7 +7,7 @@ import socket
 import mlflow
 import pytest
 
-from stream.cli import main
+from facestream.stream.cli import main
 from tests.conftest import CELEBS
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from stream.errors import FacestreamError
-from trainer import metrics as M
-from trainer.data import ChipSet
-from trainer.export import ExportMismatchError
-from trainer.small_net import SmallNet
-from trainer.train import _calibrate, build_model, save_model_dir
+from facestream.errors import FacestreamError
+from facestream.stream.engine.export import ExportMismatchError
+from facestream.stream.engine.networks.small_net import SmallNet
+from facestream.trainer import metrics as M
+from facestream.trainer.data import ChipSet
+from facestream.trainer.train import _calibrate, build_model, save_model_dir
 
 SIZE = 32  # small_net halves five times: 32 px chips give a 1x1 map
 
@@ -70,7 +70,7 @@ def test_calibrated_threshold_is_best_accuracy_over_the_seeded_pairs():
     model = SmallNet(embedding_dim=16)
     thr, on = _calibrate(model, {"val": cs, "train": cs}, "cpu", seed=3, max_pairs=100)
 
-    from trainer.evaluate import embed_torch
+    from facestream.trainer.evaluate import embed_torch
 
     emb = embed_torch(model, cs.chips, "cpu")
     i, j = M.all_pairs(labels, max_pairs=100, seed=3)

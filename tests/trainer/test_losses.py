@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.augment import AugmentConfig, augment, gaussian_blur
-from trainer.losses import MarginHead, batch_hard_triplet, make_loss
+from facestream.trainer.augment import AugmentConfig, augment, gaussian_blur
+from facestream.trainer.losses import MarginHead, batch_hard_triplet, make_loss
 
 
 @pytest.mark.parametrize("kind", ["arcface", "cosface"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer import metrics as M
+from facestream.trainer import metrics as M
 
 
 def brute_auc(scores, labels):

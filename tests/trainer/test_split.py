@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.errors import FacestreamError
-from trainer.data import ChipSet, scan_identity_folders, split_by_identity
+from facestream.errors import FacestreamError
+from facestream.trainer.data import ChipSet, scan_identity_folders, split_by_identity
 
 
 def fake_set(per_identity: list[int]) -> ChipSet:
@@ -55,7 +55,7 @@ def test_scan_reports_empty_folder_and_missing_root(tmp_path):
     (tmp_path / "alice" / "a.jpg").write_bytes(b"x")
     (tmp_path / "bob").mkdir()
     (tmp_path / "_extra").mkdir()
-    from trainer.data import ScanReport
+    from facestream.trainer.data import ScanReport
 
     rep = ScanReport()
     items = scan_identity_folders([tmp_path], rep)

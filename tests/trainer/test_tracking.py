@@ -7,9 +7,9 @@ import socket
 import mlflow
 import pytest
 
-from stream.errors import FacestreamError
-from stream.models import ModelSpec, get_model
-from trainer import tracking
+from facestream.errors import FacestreamError
+from facestream.stream.engine.model_store import ModelSpec, get_model
+from facestream.trainer import tracking
 
 
 @pytest.fixture

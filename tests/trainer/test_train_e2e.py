@@ -16,9 +16,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from stream.config import load_config
+from facestream.stream.config import load_config
+from facestream.trainer.data import load_chip_set
 from tests.conftest import CELEBS, EXAMPLES, GROUPS
-from trainer.data import load_chip_set
 
 REGISTRY = "facestream-embedder"
 
@@ -43,7 +43,7 @@ def config(store_uri: str, **train):
 
 @pytest.fixture(scope="module")
 def finetuned(celeb_chips, store, tmp_path_factory):
-    from trainer.train import train_embedder
+    from facestream.trainer.train import train_embedder
 
     uri, _ = store
     cfg = config(uri, freeze="stage3")
@@ -84,7 +84,7 @@ def test_finetune_is_evaluated_against_pretrained_and_logged(finetuned, store):
 def test_frozen_stages_did_not_move_and_later_ones_did(finetuned, store):
     import torch
 
-    from trainer.models import create_model
+    from facestream.stream.engine.networks import create_model
 
     params = mlflow.MlflowClient(tracking_uri=store[0]).get_run(finetuned.run_id).data.params
     if int(params["best_epoch"]) == 0:
@@ -97,11 +97,11 @@ def test_frozen_stages_did_not_move_and_later_ones_did(finetuned, store):
 
 
 def test_runtime_recognises_people_with_the_champion(finetuned, store, tmp_path):
-    from gallery.store import open_store
-    from stream.analyzer import FaceAnalyzer
-    from stream.enroll import Enroller, Photo
-    from stream.imageio import load_image
-    from stream.recognize import identify, open_matcher
+    from facestream.gallery import open_store
+    from facestream.stream.engine.analyzer import FaceAnalyzer
+    from facestream.stream.engine.imageio import load_image
+    from facestream.stream.recognition.enroll import Enroller, Photo
+    from facestream.stream.recognition.identify import identify, open_matcher
 
     uri, _ = store
     assert finetuned.promoted and finetuned.version == "1", finetuned.decision
@@ -124,7 +124,7 @@ def test_runtime_recognises_people_with_the_champion(finetuned, store, tmp_path)
 
 
 def test_a_worse_model_does_not_take_the_champion(finetuned, celeb_chips, store, tmp_path):
-    from trainer.train import train_embedder
+    from facestream.trainer.train import train_embedder
 
     uri, _ = store
     cfg = config(uri, model="small_net", pretrained=False, epochs=1)
@@ -137,7 +137,7 @@ def test_a_worse_model_does_not_take_the_champion(finetuned, celeb_chips, store,
 
 
 def test_skips_unreadable_and_faceless_images_and_refuses_one_identity(analyzer, tmp_path):
-    from stream.errors import FacestreamError
+    from facestream.errors import FacestreamError
 
     alice = tmp_path / "data" / "alice"
     alice.mkdir(parents=True)
@@ -160,7 +160,7 @@ def test_skips_unreadable_and_faceless_images_and_refuses_one_identity(analyzer,
 
 
 def test_eval_command_compares_with_pretrained_on_the_same_split(finetuned, chip_cache, tmp_path, capsys):
-    from stream.cli import main
+    from facestream.stream.cli import main
 
     out = tmp_path / "eval"
     rc = main(["eval", "--data", str(CELEBS), "--model", str(finetuned.model_dir), "--out", str(out), "--json",

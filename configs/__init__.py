@@ -1,0 +1,1 @@
+"""Package data: ``default.yaml``, the documented defaults (read through ``importlib.resources``)."""

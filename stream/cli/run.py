@@ -1,0 +1,141 @@
+"""``facestream run``: recognise faces on live sources and serve the results.
+
+    facestream run rtsp://cam1/live 0 clip.mp4 --gallery redis://127.0.0.1:6379/0 --port 8765
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from facestream.errors import FacestreamError
+from facestream.stream.cli.common import add_common_options, flag_overrides
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="recognise faces on cameras, streams, files or image folders, live",
+        description="Reads each SOURCE in its own thread, detects and tracks faces on every frame, names them "
+                    "against the gallery and serves results over websockets (ws://HOST:PORT/), with /stats, "
+                    "/health and the dashboard on the same port.",
+    )
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="camera index (0), video file, image folder, rtsp:// or http(s):// URL "
+                        "(default: config `sources:`)")
+    p.add_argument("--gallery", help="gallery URL (sqlite:///file.db or redis://host:port/db)")
+    p.add_argument("--host", help="interface to listen on (default: server.host)")
+    p.add_argument("--port", type=int, help="websocket/HTTP port (0 = any free port; default: server.port)")
+    p.add_argument("--no-server", action="store_true", help="do not start the websocket/HTTP server")
+    p.add_argument("--dashboard", action="store_true",
+                   help="print the browser dashboard's address (with the token); it is served at "
+                        "http://HOST:PORT/ whenever the server runs")
+    p.add_argument("--token", help="clients must present this token (?token= or Authorization: Bearer)")
+    p.add_argument("--record", metavar="OUT.mp4", help="write the annotated video (one file per source)")
+    p.add_argument("--jsonl", metavar="FILE", help="write every result and event as JSON lines")
+    p.add_argument("--realtime", action="store_true", help="read files at their native frame rate, like a camera")
+    p.add_argument("--loop", action="store_true", help="restart files at their end")
+    p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop each source after N frames")
+    p.add_argument("--model", help="embedding model (registry name, folder, or models:/ URI)")
+    p.add_argument("--engine", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference engine")
+    p.add_argument("--session", help="record attendance into this existing session (default: the day's session)")
+    p.add_argument("--no-attendance", action="store_true", help="do not record attendance")
+    add_common_options(p)
+    p.set_defaults(handler=cmd_run)
+
+
+def _config(args: argparse.Namespace):
+    from facestream.stream.config import SourceConfig, load_config
+
+    overrides = flag_overrides(args.overrides, {
+        "gallery.url": args.gallery, "server.port": args.port, "server.host": args.host,
+        "server.token": args.token, "embedder.model": args.model, "embedder.engine": args.engine})
+    config = load_config(args.config, overrides)
+    if args.sources:
+        sources = [SourceConfig(url=s, realtime=args.realtime, loop=args.loop) for s in args.sources]
+    else:
+        sources = [s.model_copy(update={"realtime": s.realtime or args.realtime, "loop": s.loop or args.loop})
+                   for s in config.sources]
+    if not sources:
+        raise FacestreamError("No sources given.", "Name one: `facestream run 0` (webcam), a file, or an rtsp:// URL.")
+    return config, sources
+
+
+def _attendance(config, args, analyzer, cameras: list[str]):
+    """The attendance monitor for this run, or None (``--no-attendance``)."""
+    if args.no_attendance:
+        return None
+    from facestream.stream.attendance.wiring import attendance_for_run
+
+    return attendance_for_run(config, cameras, session=args.session, threshold=analyzer.threshold)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from facestream.stream.engine.analyzer import FaceAnalyzer
+    from facestream.stream.live.outputs import JsonlWriter, VideoRecorder
+    from facestream.stream.live.pipeline import Pipeline
+    from facestream.stream.recognition.identify import open_matcher
+
+    config, sources = _config(args)
+    if args.dashboard and args.no_server:
+        raise FacestreamError("--dashboard needs the server.", "Drop --no-server.")
+    analyzer = FaceAnalyzer(config)
+    matcher = open_matcher(analyzer)
+    pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=matcher, max_frames=args.max_frames)
+    monitor = None
+    server = None
+    outputs: list = []
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        # every output listens before the first frame, so none misses the start of a run
+        if args.jsonl:
+            outputs.append(JsonlWriter(args.jsonl).attach(pipeline))
+        if args.record:
+            outputs.append(VideoRecorder(args.record, blur_unknown=config.server.blur_unknown).attach(pipeline))
+        monitor = _attendance(config, args, analyzer, pipeline.source_ids)
+        if monitor is not None:
+            pipeline.add_listener(monitor.on_result)
+        if not args.no_server:
+            server = _server(config, pipeline, monitor)
+        pipeline.start()
+        if server is not None:
+            print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
+                  flush=True)
+            if args.dashboard:  # attendance dashboard (helper H)
+                query = f"?token={config.server.token}" if config.server.token else ""
+                print(f"dashboard: http://{config.server.host}:{server.port}/{query}", flush=True)
+        while not stop.is_set() and not pipeline.wait(timeout=0.5):
+            pass
+        if pipeline.error is not None:
+            raise pipeline.error
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pipeline.stop()
+        for out in outputs:
+            out.close()
+        if server is not None:
+            server.stop()
+        matcher.close()
+        matcher.store.close()
+    for sid, s in pipeline.stats()["sources"].items():
+        print(f"{sid}: {s['processed']} frames, {s['dropped']} dropped, {s['reconnects']} reconnects, "
+              f"latency p50 {s['latency_ms']['p50']} ms")
+    return 0
+
+
+def _server(config, pipeline, monitor):
+    """The websocket/HTTP server wired to the pipeline (with the attendance API when attendance runs)."""
+    from facestream.stream.live.server import StreamServer
+
+    if monitor is not None:
+        from facestream.stream.attendance.wiring import dashboard_server
+
+        server = dashboard_server(config, monitor, stats=pipeline.stats).start()
+    else:
+        server = StreamServer(config.server, stats=pipeline.stats).start()
+    server.attach(pipeline)
+    return server

@@ -1,0 +1,97 @@
+"""One browser's webcam stream: its own tracker over the shared face engine and gallery.
+
+Each browser session gets a :class:`WebcamSession` (kept in ``gr.State``), so two
+visitors never share tracks. The frame step is the live runtime's (``facestream.stream.live.pipeline``): detect every
+frame, track with :class:`facestream.stream.live.tracker.Tracker`, embed only the tracks that
+need it (new, uncertain, or due for a re-check), split a track whose face
+stopped looking like itself, and let the tracker's vote decide the name, so the
+demo names people exactly as ``facestream run`` does on a file. The one
+difference: a browser waits for each answer, so embeddings are applied on the
+same frame instead of a later one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from facestream.gallery.matcher import Matcher
+from facestream.stream.config import Config
+from facestream.stream.demo.text import md
+from facestream.stream.engine.analyzer import FaceAnalyzer
+from facestream.stream.engine.draw import draw_faces
+from facestream.stream.engine.faces import UNKNOWN, Faces
+from facestream.stream.live.tracker import Tracker, Vote
+
+log = logging.getLogger(__name__)
+
+
+class WebcamSession:
+    """Tracks and identities of one webcam stream, plus its frame rate for the status line.
+
+    Args:
+        config: tracking and matching settings.
+        analyzer, matcher: the face engine and gallery index every browser shares (both thread-safe).
+    """
+
+    def __init__(self, config: Config, analyzer: FaceAnalyzer, matcher: Matcher):
+        self.config = config
+        self.analyzer = analyzer
+        self.matcher = matcher
+        self.tracker = Tracker(config.tracking)
+        split = config.tracking.split_below
+        self.split_threshold = float(analyzer.threshold if split is None else split)
+        self.frame = 0
+        self.last_faces: Faces = Faces.empty()
+        self.fps = 0.0
+        self._last: float | None = None
+        self._lock = threading.Lock()  # frames of one session are processed one at a time, in order
+
+    def step(self, rgb: np.ndarray, timestamp: float | None = None) -> Faces:
+        """Detect, track, embed where needed and vote: the faces of this frame with their track's name."""
+        analyzer, matcher = self.analyzer, self.matcher
+        timestamp = time.time() if timestamp is None else timestamp
+        with self._lock:
+            self.frame += 1
+            faces = analyzer.detect(rgb, with_landmarks=False)
+            update = self.tracker.update(faces, self.frame, timestamp)
+            need = self.tracker.to_embed(update.tracks, np.minimum(faces.width, faces.height), self.frame,
+                                         self.config.match.min_face)
+            tracks = list(update.tracks)
+            if need and len(matcher):
+                sub = analyzer.embed(rgb, faces[np.array(need)])
+                results = matcher.search(sub.embedding, top_k=1)
+                for i, emb, result in zip(need, sub.embedding, results, strict=True):
+                    # A box that continued onto someone else's face starts a fresh track (as in run).
+                    track, _ended = self.tracker.check_appearance(tracks[i], emb, self.split_threshold,
+                                                                  self.frame, timestamp)
+                    tracks[i] = track
+                    faces.track_id[i] = track.track_id
+                    self.tracker.vote(track, Vote.from_match(result, self.frame))
+            faces.identity = [t.person_id for t in tracks]
+            faces.name = [t.name for t in tracks]
+            faces.similarity = np.array([t.similarity for t in tracks], dtype=np.float32)
+            self._tick()
+            return faces
+
+    def process(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
+        """One webcam frame in, the annotated frame and a one-line status out."""
+        faces = self.last_faces = self.step(rgb)
+        return draw_faces(rgb, faces, landmarks=False), self.summary(faces)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._last is not None:
+            dt = max(now - self._last, 1e-6)
+            self.fps = 1.0 / dt if self.fps == 0 else 0.8 * self.fps + 0.2 / dt
+        self._last = now
+
+    def summary(self, faces: Faces) -> str:
+        names = sorted({n for n in faces.name or [] if n != UNKNOWN})
+        unknown = sum(n == UNKNOWN for n in faces.name or [])
+        who = ", ".join(f"**{md(n)}**" for n in names) or "nobody known"
+        extra = f" + {unknown} unknown" if unknown else ""
+        return f"{len(faces)} face(s): {who}{extra} · {self.fps:.1f} frames/s · frame {self.frame}"

@@ -1,0 +1,89 @@
+"""Reading images from disk or bytes into RGB uint8 arrays, with one clear error per bad input.
+
+Everything that enters the face engine comes through here, so the oddities of
+real files are dealt with once: EXIF rotation, greyscale, alpha, 16-bit PNGs,
+truncated or empty files, directories, and images too large to be sensible.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facestream.errors import FacestreamError
+
+# 10000x10000 is the largest photo we promise to read; beyond 16k x 16k a "photo"
+# is far more likely a decompression bomb than a picture of people.
+MAX_PIXELS = 16384 * 16384
+Image.MAX_IMAGE_PIXELS = None  # we enforce MAX_PIXELS ourselves with a clearer message
+
+
+def load_image(source: str | Path | bytes) -> np.ndarray:
+    """Load an image as an (H, W, 3) RGB uint8 array, upright as its EXIF says.
+
+    Args:
+        source: a path, or the encoded bytes of an image.
+
+    Raises:
+        FacestreamError: missing file, directory, empty/truncated/unknown file, absurd size.
+    """
+    name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
+    if not isinstance(source, bytes | bytearray):
+        path = Path(source)
+        if not path.exists():
+            raise FacestreamError(f"Image not found: {path}.", "Check the path and try again.")
+        if path.is_dir():
+            raise FacestreamError(f"{path} is a directory, not an image.", "Pass an image file (JPEG, PNG, ...).")
+        data = path.read_bytes()
+    else:
+        data = bytes(source)
+    if not data:
+        raise FacestreamError(f"{name} is empty (0 bytes).", "Pass a real image file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise FacestreamError(
+                    f"{name} is {img.width}x{img.height} pixels, larger than facestream reads.",
+                    "Resize it below 16384x16384 first.",
+                )
+            img.load()
+    except FacestreamError:
+        raise
+    except UnidentifiedImageError:
+        raise FacestreamError(f"{name} is not an image facestream can read.", "Use JPEG, PNG, BMP, WEBP or TIFF.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FacestreamError(f"{name} is damaged or truncated ({exc}).", "Re-export or re-download the image.") from None
+    return pil_to_rgb(img)
+
+
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert any PIL image (any mode, any orientation) to upright RGB uint8."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits by the actual range, as viewers do.
+        arr = np.asarray(img, dtype=np.float64)
+        hi = max(arr.max(), 1.0)
+        arr = np.clip(arr * (255.0 / (65535.0 if hi > 255 else 255.0)), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Flatten transparency onto white so a transparent background is not black.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def save_image(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 array to disk (format from the extension)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Image.fromarray(rgb).save(path)
+    except (OSError, ValueError) as exc:
+        raise FacestreamError(f"Cannot write {path} ({exc}).", "Use a writable path ending in .jpg or .png.") from None

@@ -1,0 +1,42 @@
+"""Model files that ship inside PyPI packages, found without importing those packages.
+
+Nothing is downloaded at run time: dlib's ResNet and 5-point landmark models come
+from ``face_recognition_models`` (whose ``__init__`` pulls in pkg_resources, so
+it is located, not imported), and MediaPipe's BlazeFace models from the
+``mediapipe==0.10.21`` wheel (the last release that ships them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from facestream.errors import FacestreamError
+
+DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"
+DLIB_5_POINT = "shape_predictor_5_face_landmarks.dat"
+
+
+def package_dir(package: str, install: str) -> Path:
+    """The folder of an installed package, located without importing it.
+
+    Raises:
+        FacestreamError: the package is not installed (``install`` says how to get it).
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FacestreamError(f"The package {package} is not installed.", f"Install it: pip install {install}")
+    return Path(spec.origin).parent
+
+
+def face_recognition_models_dir() -> Path:
+    """The ``models/`` folder of the installed ``face_recognition_models`` package (dlib's model files)."""
+    return package_dir("face_recognition_models", "face_recognition_models") / "models"
+
+
+def dlib_model_file(name: str) -> Path:
+    """One of dlib's model files from ``face_recognition_models``, or a clear error when it is missing."""
+    path = face_recognition_models_dir() / name
+    if not path.is_file():
+        raise FacestreamError(f"dlib's model file is missing: {path}.", "Reinstall face_recognition_models.")
+    return path

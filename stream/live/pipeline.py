@@ -1,0 +1,528 @@
+"""The live pipeline: sources -> detect -> track -> (landmarks -> align -> embed -> match) -> vote -> publish.
+
+One worker thread per source runs the frame step; embedding requests of every
+worker meet in one :class:`facestream.stream.live.batcher.EmbedBatcher`, so several cameras
+share one model call. Detection runs on every frame; landmarks, alignment and
+embedding only for tracks that need it (new, uncertain, or every
+``tracking.embed_every`` frames), which is what makes a CPU keep up with a
+camera.
+
+Everything downstream subscribes with :meth:`Pipeline.add_listener`: the
+websocket server, the JSONL and video writers (:mod:`facestream.stream.live.outputs`), the
+attendance monitor, tests.
+A listener is called in the source's worker thread, so it must be quick (the
+server only enqueues; slow consumers buffer on their side).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from facestream.errors import FacestreamError
+from facestream.stream.config import Config, SourceConfig
+from facestream.stream.engine.faces import Faces, FrameResult
+from facestream.stream.live.batcher import EmbedBatcher
+from facestream.stream.live.sources import Frame, Source, Watchdog, open_sources, source_ids
+from facestream.stream.live.tracker import Track, Tracker, Vote
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "track", "landmarks", "embed", "match", "total")
+
+
+@dataclass
+class LiveResult(FrameResult):
+    """A :class:`FrameResult` plus what the live runtime knows per face.
+
+    Attributes:
+        tracks: per face, the track's state (see :meth:`facestream.stream.live.tracker.Track.info`).
+        embedded: per face, whether an embedding of it updated its track's identity on this frame.
+        t_read: ``perf_counter()`` when the frame was read (latency origin).
+        image: the BGR frame (for recording and the dashboard's live view).
+    """
+
+    tracks: list[dict[str, Any]] = field(default_factory=list)
+    embedded: list[bool] = field(default_factory=list)
+    t_read: float = 0.0
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``frame`` message: FrameResult's fields plus track age/votes per face."""
+        msg = super().to_json()
+        for face, info, emb in zip(msg["faces"], self.tracks, self.embedded, strict=True):
+            face["age_frames"] = info["age_frames"]
+            face["age_s"] = info["age_s"]
+            face["votes"] = info["votes"]
+            face["embedded"] = emb
+        return msg
+
+
+@dataclass
+class TrackEvent:
+    """Something happened to a track: ``track_started``, ``person_appeared``, ``person_left``, ``track_ended``."""
+
+    event: str
+    source_id: str
+    frame_index: int
+    timestamp: float
+    track: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "event", "event": self.event, "source": self.source_id, "frame": self.frame_index,
+                "time": round(self.timestamp, 3), **self.track}
+
+
+@dataclass
+class _Pending:
+    """An embedding request in flight for some tracks of one frame."""
+
+    tracks: list[Track]
+    future: Future
+    frame: int
+    timestamp: float
+
+
+ResultListener = Callable[[LiveResult, np.ndarray], None]
+EventListener = Callable[[TrackEvent], None]
+
+
+def _appearances(tracks: list[Track]) -> np.ndarray | None:
+    """Each track's appearance embedding (NaN rows for tracks not embedded yet); None if none has one.
+
+    Listeners get what each face looks like without another model call: the
+    attendance monitor uses it to tell a returning stranger from a new one.
+    """
+    looks = [t.appearance for t in tracks]
+    known = next((a for a in looks if a is not None), None)
+    if known is None:
+        return None
+    blank = np.full_like(known, np.nan)
+    return np.stack([blank if a is None else a for a in looks]).astype(np.float32)
+
+
+def percentile(values, q: float) -> float | None:
+    """The q-th percentile of recent timings in ms, 2 decimals; None when there are none yet."""
+    return round(float(np.percentile(list(values), q)), 2) if values else None
+
+
+class _Worker:
+    """One source's thread: its tracker, counters and timings."""
+
+    def __init__(self, pipeline: Pipeline, source: Source):
+        self.pipeline = pipeline
+        self.source = source
+        self.tracker = Tracker(pipeline.config.tracking)
+        # MediaPipe graphs this source detects with (one call at a time each) and the pool that
+        # runs them: with more than one, the next frames are detected while this one is finished.
+        self.detectors: queue.SimpleQueue = queue.SimpleQueue()
+        self.own_detectors: list[Any] = []
+        self.depth = 1
+        self.pool: ThreadPoolExecutor | None = None
+        self.producer = pipeline.batcher.register_producer() if pipeline.batcher else None
+        self.thread = threading.Thread(target=self.run, name=f"pipeline-{source.id}", daemon=True)
+        self.processed = 0
+        self.faces = 0
+        self.embedded = 0
+        self.pending: deque[_Pending] = deque()
+        self.errors = 0
+        self.done = threading.Event()
+        self.timings: dict[str, deque[float]] = {s: deque(maxlen=300) for s in STAGES}
+        self.latency: deque[float] = deque(maxlen=1000)
+        self.stamps: deque[float] = deque(maxlen=64)
+
+    def detect(self, frame: Frame) -> tuple[np.ndarray, Faces, float]:
+        """RGB frame, its faces (no landmarks yet) and the milliseconds detection took."""
+        import cv2
+
+        t0 = time.perf_counter()
+        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+        detector = self.detectors.get()
+        try:
+            faces = detector.detect(rgb)
+        finally:
+            self.detectors.put(detector)
+        return rgb, faces, (time.perf_counter() - t0) * 1000
+
+    def _submit(self, frame: Frame) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(self.detect, frame)
+        done: Future = Future()
+        try:
+            done.set_result(self.detect(frame))
+        except Exception as exc:  # surfaced by .result() in the frame loop, like a pooled job's
+            done.set_exception(exc)
+        return done
+
+    def run(self) -> None:
+        p = self.pipeline
+        inflight: deque[tuple[Frame, Future]] = deque()
+        try:
+            while not p._stop.is_set():
+                # Keep up to `depth` frames in detection; wait for a frame only when none is in flight.
+                while len(inflight) < self.depth:
+                    frame = self.source.read(timeout=0.0 if inflight else 0.5)
+                    if frame is None:
+                        break
+                    inflight.append((frame, self._submit(frame)))
+                if not inflight:
+                    if self.source.ended:
+                        break
+                    continue
+                frame, job = inflight.popleft()
+                try:
+                    p._process(self, frame, *job.result())
+                except FacestreamError:
+                    raise
+                except Exception:
+                    self.errors += 1
+                    if self.errors == 1 or self.errors % 100 == 0:
+                        log.exception("source %s: frame %d failed (%d errors)", self.source.id, frame.index,
+                                      self.errors)
+                if p.max_frames and self.processed >= p.max_frames:
+                    break
+        except FacestreamError as exc:
+            p.error = exc
+            log.error("source %s stopped: %s", self.source.id, exc)
+        finally:
+            for _, job in inflight:
+                job.cancel()
+            for t in self.tracker.end_all():
+                p._track_ended(self, t, self.processed, time.time())
+            if p.batcher and self.producer is not None:
+                p.batcher.unregister_producer()
+            self.done.set()
+
+    def stats(self) -> dict[str, Any]:
+        s = list(self.stamps)
+        fps = (len(s) - 1) / (s[-1] - s[0]) if len(s) >= 2 and s[-1] > s[0] else 0.0
+        return {
+            **self.source.stats(), "processed": self.processed, "fps": round(fps, 2), "faces": self.faces,
+            "embedded": self.embedded, "errors": self.errors, "tracks": len(self.tracker.tracks),
+            "timings_ms_p50": {k: percentile(v, 50) for k, v in self.timings.items()},
+            "latency_ms": {"p50": percentile(self.latency, 50), "p99": percentile(self.latency, 99)},
+        }
+
+
+class Pipeline:
+    """Recognises faces on live sources and tells listeners; start/stop in-process.
+
+    Args:
+        config: the whole configuration (tracking, match, embedder batching, sources).
+        sources: the sources to read; defaults to ``config.sources``.
+        analyzer: a :class:`facestream.stream.engine.analyzer.FaceAnalyzer` (detector, landmarks, embedder).
+        matcher: a :class:`facestream.gallery.matcher.Matcher`, or None to detect and track only.
+        max_frames: stop each source after this many processed frames (0 = no limit).
+        wait_for_embeddings: True: a frame waits for its embeddings (reproducible names per frame);
+            False: never (throughput; identities land a frame or two later); None: files wait, live
+            sources do not.
+
+    Example::
+
+        with Pipeline(config, [SourceConfig(url="rtsp://cam/live")], analyzer=a, matcher=m) as p:
+            p.add_listener(lambda result, rgb: print(result.to_json()))
+            p.wait()
+    """
+
+    def __init__(self, config: Config, sources: list[SourceConfig] | None = None, *, analyzer: Any,
+                 matcher: Any | None = None, max_frames: int = 0, wait_for_embeddings: bool | None = None):
+        self.config = config
+        self.source_configs = list(sources if sources is not None else config.sources)
+        if not self.source_configs:
+            raise FacestreamError("No sources to read.", "Give a camera index, file, folder or URL, or set `sources:`.")
+        self.source_ids = source_ids(self.source_configs)  # for listeners attached before start()
+        self.analyzer = analyzer
+        self.matcher = matcher
+        self.max_frames = max_frames
+        self.wait_for_embeddings = wait_for_embeddings
+        split = config.tracking.split_below
+        self.split_threshold = float(analyzer.threshold if split is None else split)
+        self.batcher: EmbedBatcher | None = None
+        self.sources: list[Source] = []
+        self.workers: list[_Worker] = []
+        self.error: FacestreamError | None = None
+        self._result_listeners: list[ResultListener] = []
+        self._event_listeners: list[EventListener] = []
+        self._listener_errors: set[tuple[Callable, str]] = set()  # FacestreamErrors already logged
+        self._listener_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watchdog: Watchdog | None = None
+        self._stats_thread: threading.Thread | None = None
+        self.started_at = 0.0
+
+    # -- listeners -------------------------------------------------------------
+    def add_listener(self, on_result: ResultListener | None = None, on_event: EventListener | None = None) -> None:
+        """Subscribe to results and/or events.
+
+        Args:
+            on_result: ``fn(result: LiveResult, rgb: np.ndarray)`` for every processed frame.
+            on_event: ``fn(event: TrackEvent)`` for track/person events.
+        """
+        if on_result is not None:
+            self._result_listeners.append(on_result)
+        if on_event is not None:
+            self._event_listeners.append(on_event)
+
+    def _emit_result(self, result: LiveResult, rgb: np.ndarray) -> None:
+        for fn in list(self._result_listeners):
+            try:
+                fn(result, rgb)
+            except Exception as exc:  # one broken consumer must not stop recognition
+                self._listener_failed(fn, exc)
+
+    def _emit_event(self, event: TrackEvent) -> None:
+        for fn in list(self._event_listeners):
+            try:
+                fn(event)
+            except Exception as exc:
+                self._listener_failed(fn, exc)
+
+    def _listener_failed(self, fn: Callable, exc: Exception) -> None:
+        """Log a listener's failure; a user-fixable one (FacestreamError) once, as its message.
+
+        A listener fails the same way on every frame, and a traceback per frame would bury the fix.
+        """
+        if not isinstance(exc, FacestreamError):
+            log.exception("listener %r failed", fn)
+            return
+        key = (fn, str(exc))
+        with self._listener_lock:
+            if key in self._listener_errors:
+                return
+            self._listener_errors.add(key)
+        log.error("listener %r: %s", fn, exc)
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> Pipeline:
+        """Open every source (all or none, with clear errors), then start the worker threads."""
+        self.sources = open_sources(self.source_configs)  # first: a bad path fails before models load
+        try:
+            self.analyzer.detector  # noqa: B018 - load the models before the workers start
+            if self.matcher is not None:
+                cfg = self.config.embedder
+                self.batcher = EmbedBatcher(self.analyzer.embed_chips, cfg.max_batch, cfg.batch_wait_ms)
+                if len(self.matcher) == 0:
+                    log.warning("the gallery is empty: every face will be 'unknown' until people are enrolled")
+        except BaseException:
+            for s in self.sources:
+                s.stop()
+            raise
+        self._stop.clear()
+        self.started_at = time.time()
+        self.workers = [_Worker(self, s) for s in self.sources]
+        self._give_detectors()
+        self._watchdog = Watchdog(self.sources).start()
+        for w in self.workers:
+            w.thread.start()
+        if self.config.server.stats_every > 0:
+            self._stats_thread = threading.Thread(target=self._log_stats, name="pipeline-stats", daemon=True)
+            self._stats_thread.start()
+        log.info("pipeline running on %d source(s): %s", len(self.sources), ", ".join(s.id for s in self.sources))
+        return self
+
+    def _give_detectors(self) -> None:
+        """Share ``detector.threads`` MediaPipe graphs over the sources, at least one each.
+
+        A graph serves one call at a time, so parallel detection needs one graph per
+        call in flight: several sources run side by side, and a single stream has its
+        next frames detected while the current one is tracked and recognised.
+        """
+        from facestream.stream.engine.detect import FaceDetector
+
+        depth = max(1, self.config.detector.threads // len(self.workers))
+        for i, w in enumerate(self.workers):
+            w.depth = depth
+            for k in range(depth):
+                if i == 0 and k == 0:
+                    w.detectors.put(self.analyzer.detector)  # already loaded, shared under its lock
+                else:
+                    det = FaceDetector(self.config.detector)
+                    w.own_detectors.append(det)
+                    w.detectors.put(det)
+            if depth > 1:
+                w.pool = ThreadPoolExecutor(depth, thread_name_prefix=f"detect-{w.source.id}")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every source is done (files ended, max_frames reached); True if so."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for w in self.workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not w.done.wait(remaining):
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the workers and sources (idempotent); pending listeners see the final events."""
+        self._stop.set()
+        for s in self.sources:
+            s.stop()
+        for w in self.workers:
+            w.thread.join(timeout=5.0)
+        if self._watchdog:
+            self._watchdog.stop()
+            self._watchdog = None
+        if self.batcher:
+            self.batcher.close()
+        for w in self.workers:
+            if w.pool is not None:
+                w.pool.shutdown(wait=True, cancel_futures=True)
+                w.pool = None
+            for det in w.own_detectors:
+                det.close()
+            w.own_detectors.clear()
+        log.info("pipeline stopped: %s", {w.source.id: w.processed for w in self.workers})
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def source(self, source_id: str) -> Source:
+        return next(s for s in self.sources if s.id == source_id)
+
+    # -- the frame step ----------------------------------------------------------
+    def _process(self, w: _Worker, frame: Frame, rgb: np.ndarray, faces: Faces, detect_ms: float) -> LiveResult:
+        """Track, recognise and publish one detected frame (frames of a source arrive in order)."""
+        t = time.perf_counter()
+        t_start = t - detect_ms / 1000
+        timings = {"decode": frame.decode_ms, "detect": detect_ms}
+        update = w.tracker.update(faces, frame.index, frame.timestamp)
+        t2 = time.perf_counter()
+        timings["track"] = (t2 - t) * 1000
+        for track in update.started:
+            self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp, track.info()))
+        embedded = [False] * len(faces)
+        if self.batcher is not None and (len(faces) or w.pending):
+            embedded = self._recognize(w, frame, rgb, faces, update.tracks, timings)
+        for track in update.ended:
+            self._track_ended(w, track, frame.index, frame.timestamp)
+        faces.identity = [t.person_id for t in update.tracks]
+        faces.name = [t.name for t in update.tracks]
+        faces.similarity = np.array([t.similarity for t in update.tracks], dtype=np.float32)
+        faces.embedding = _appearances(update.tracks)
+        now = time.perf_counter()
+        timings["total"] = (now - t_start) * 1000 + frame.decode_ms
+        h, wd = frame.image.shape[:2]
+        result = LiveResult(w.source.id, frame.index, frame.timestamp, faces, timings, wd, h,
+                            tracks=[t.info() for t in update.tracks], embedded=embedded, t_read=frame.t_read,
+                            image=frame.image)
+        w.processed += 1
+        w.faces += len(faces)
+        for k, v in timings.items():
+            w.timings[k].append(v)
+        w.latency.append((now - frame.t_read) * 1000)
+        w.stamps.append(now)
+        self._emit_result(result, rgb)
+        return result
+
+    def _recognize(self, w: _Worker, frame: Frame, rgb: np.ndarray, faces: Faces, tracks: list[Track],
+                   timings: dict[str, float]) -> list[bool]:
+        """Landmarks and chips for the tracks that need them, one batched embedding request, the votes.
+
+        Live sources never wait for the model: the request is queued and its
+        answer applied on a later frame (usually the next), so a frame's latency
+        is detection plus tracking. Files wait (unless ``wait_for_embeddings``
+        says otherwise), so every run over a file names the same faces on the
+        same frames.
+        """
+        embedded = [False] * len(faces)
+        self._collect(w, frame, faces, tracks, embedded, timings, block=False)
+        need = w.tracker.to_embed(tracks, np.minimum(faces.width, faces.height), frame.index,
+                                  self.config.match.min_face)
+        if not need or not len(self.matcher):
+            return embedded
+        t0 = time.perf_counter()
+        sub = faces[np.array(need)]
+        sub.landmarks = self.analyzer.landmarker.predict(rgb, sub.xyxy)
+        chips = self.analyzer.chips(rgb, sub)
+        t1 = time.perf_counter()
+        timings["landmarks"] = (t1 - t0) * 1000
+        match_before = timings.get("match", 0.0)
+        for i in need:
+            tracks[i].pending = True
+        w.pending.append(_Pending([tracks[i] for i in need], self.batcher.submit(chips, w.producer), frame.index,
+                                  frame.timestamp))
+        wait = (not w.source.live) if self.wait_for_embeddings is None else self.wait_for_embeddings
+        if wait:
+            self._collect(w, frame, faces, tracks, embedded, timings, block=True)
+        timings["embed"] = (time.perf_counter() - t1) * 1000 - (timings.get("match", 0.0) - match_before)
+        return embedded
+
+    def _collect(self, w: _Worker, frame: Frame, faces: Faces, tracks: list[Track], embedded: list[bool],
+                 timings: dict[str, float], block: bool) -> None:
+        """Apply the embeddings that are ready (all of them when ``block``): appearance check, search, vote."""
+        while w.pending and (block or w.pending[0].future.done()):
+            p = w.pending.popleft()
+            try:
+                emb = p.future.result()
+            finally:
+                for t in p.tracks:
+                    t.pending = False
+            t0 = time.perf_counter()
+            results = self.matcher.search(emb, top_k=1)
+            timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - t0) * 1000
+            alive = {id(t) for t in w.tracker.tracks}
+            here = {id(t): i for i, t in enumerate(tracks)}
+            for track, e, res in zip(p.tracks, emb, results, strict=True):
+                if id(track) not in alive:
+                    continue  # ended or split while the model ran
+                i = here.get(id(track))
+                track, split = w.tracker.check_appearance(track, e, self.split_threshold, p.frame, p.timestamp)
+                if split is not None:  # the box continued but the face is someone else's: a new track
+                    self._track_ended(w, split, frame.index, frame.timestamp)
+                    self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp,
+                                                track.info()))
+                    if i is not None:
+                        tracks[i] = track
+                        faces.track_id[i] = track.track_id
+                if i is not None:
+                    embedded[i] = True
+                w.embedded += 1
+                self._vote(w, track, res, p.frame, frame)
+
+    def _vote(self, w: _Worker, track: Track, res: Any, embed_frame: int, frame: Frame) -> None:
+        before = (track.person_id, track.name)
+        if w.tracker.vote(track, Vote.from_match(res, embed_frame)):
+            if before[0] is not None:
+                info = {**track.info(), "person_id": before[0], "name": before[1]}
+                self._emit_event(TrackEvent("person_left", w.source.id, frame.index, frame.timestamp, info))
+            if track.known:
+                self._emit_event(TrackEvent("person_appeared", w.source.id, frame.index, frame.timestamp,
+                                            track.info()))
+
+    def _track_ended(self, w: _Worker, track: Track, frame_index: int, timestamp: float) -> None:
+        info = track.info()
+        if track.known:
+            self._emit_event(TrackEvent("person_left", w.source.id, frame_index, timestamp, info))
+        self._emit_event(TrackEvent("track_ended", w.source.id, frame_index, timestamp, info))
+
+    # -- statistics ------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Per-source fps, drops, reconnects, per-stage timings (p50) and latency; the batcher's counters."""
+        return {
+            "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
+            "sources": {w.source.id: w.stats() for w in self.workers},
+            "batcher": self.batcher.stats() if self.batcher else None,
+            "gallery": {"people": len(self.matcher)} if self.matcher is not None else None,
+        }
+
+    def _log_stats(self) -> None:
+        every = self.config.server.stats_every
+        while not self._stop.wait(every):
+            for sid, s in self.stats()["sources"].items():
+                t = s["timings_ms_p50"]
+                log.info("%s: %s %.1f fps, %d processed, %d dropped, %d reconnects, latency p50 %s ms; "
+                         "p50 ms decode %s detect %s landmarks %s embed %s match %s total %s",
+                         sid, s["state"], s["fps"], s["processed"], s["dropped"], s["reconnects"],
+                         s["latency_ms"]["p50"], t["decode"], t["detect"], t["landmarks"], t["embed"], t["match"],
+                         t["total"])

@@ -1,0 +1,271 @@
+"""Tracks and identities: boxes associated across frames, names voted over recent matches.
+
+Embedding is the expensive step, so a track is embedded only when it is new,
+while its identity is uncertain, or every ``embed_every`` frames; in between it
+keeps its voted identity. The vote means one bad frame (motion blur, a profile
+view) never renames a person. The Gradio demo and the attendance monitor reuse
+this module directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from facestream.stream.config import TrackingConfig
+from facestream.stream.engine.faces import UNKNOWN, Faces
+
+log = logging.getLogger(__name__)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes ``a`` (n, 4) and ``b`` (m, 4), xyxy."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+@dataclass
+class Vote:
+    """One recognition of a track: who it looked like (None = nobody) and how much."""
+
+    person_id: str | None
+    name: str
+    similarity: float
+    frame: int
+
+    @classmethod
+    def from_match(cls, result: Any, frame: int) -> Vote:
+        """The vote of one gallery search result (``facestream.gallery.matcher`` answer: ``best`` and ``similarity``)."""
+        best = result.best
+        return cls(best.person_id if best else None, best.name if best else UNKNOWN, float(result.similarity), frame)
+
+
+@dataclass(eq=False)
+class Track:
+    """One person walking by, as seen by one source.
+
+    ``person_id``/``name``/``similarity`` hold the voted identity (unknown until
+    ``min_votes`` recent matches agree); ``first_seen``/``last_seen`` are capture
+    times, so ``age_s`` is how long the person has been in view.
+    """
+
+    track_id: int
+    box: np.ndarray
+    first_frame: int
+    first_seen: float
+    last_frame: int
+    last_seen: float
+    hits: int = 1
+    missing: int = 0
+    votes: deque[Vote] = field(default_factory=deque)
+    last_embed_frame: int | None = None
+    person_id: str | None = None
+    name: str = UNKNOWN
+    similarity: float = float("nan")
+    appearance: np.ndarray | None = None  # mean of recent embeddings (normalised): who this track looks like
+    jumped: bool = False  # the last association was a weak overlap: maybe another face, check it
+    pending: bool = False  # an embedding of this track is being computed (live pipeline)
+
+    @property
+    def age_frames(self) -> int:
+        return self.last_frame - self.first_frame + 1
+
+    @property
+    def age_s(self) -> float:
+        return max(0.0, self.last_seen - self.first_seen)
+
+    @property
+    def known(self) -> bool:
+        return self.person_id is not None
+
+    def info(self) -> dict:
+        """The track as plain JSON values (what result messages carry per face)."""
+        return {
+            "track_id": self.track_id,
+            "age_frames": self.age_frames,
+            "age_s": round(self.age_s, 3),
+            "hits": self.hits,
+            "person_id": self.person_id,
+            "name": self.name,
+            "similarity": None if np.isnan(self.similarity) else round(float(self.similarity), 4),
+            "votes": len(self.votes),
+        }
+
+
+@dataclass
+class TrackUpdate:
+    """What one frame did to the tracks: who is where, and what changed."""
+
+    track_ids: np.ndarray            # (n,) per input face
+    tracks: list[Track]              # per input face
+    started: list[Track]
+    ended: list[Track]
+
+
+class Tracker:
+    """IoU tracker (Hungarian assignment) with per-track identity voting, for one source.
+
+    Boxes alone cannot tell a scene cut or two people crossing from one person
+    moving, so appearance keeps tracks honest: a track whose box jumped (weak
+    overlap) is re-embedded at once, and a track whose new embedding no longer
+    looks like its past ones is split (:meth:`check_appearance`), so a name
+    never passes from one person to another.
+
+    Not thread-safe: each source's worker owns one tracker.
+    """
+
+    JUMP_IOU = 0.5  # an association weaker than this triggers an immediate appearance check
+
+    def __init__(self, config: TrackingConfig | None = None, first_id: int = 1):
+        self.config = config or TrackingConfig()
+        self.tracks: list[Track] = []
+        self._next_id = first_id
+
+    # -- association -----------------------------------------------------
+    def update(self, faces: Faces, frame: int, timestamp: float) -> TrackUpdate:
+        """Associate this frame's boxes with the live tracks; sets ``faces.track_id``.
+
+        Tracks unmatched for more than ``max_missing`` frames end.
+        """
+        boxes = faces.xyxy
+        n = len(boxes)
+        assigned: list[Track | None] = [None] * n
+        live = self.tracks
+        if n and live:
+            iou = iou_matrix(boxes, np.stack([t.box for t in live]))
+            rows, cols = linear_sum_assignment(-iou)
+            for r, c in zip(rows, cols, strict=True):
+                if iou[r, c] >= self.config.iou_match:
+                    assigned[r] = live[c]
+                    live[c].jumped = bool(iou[r, c] < self.JUMP_IOU)
+        matched = {id(t) for t in assigned if t is not None}
+        started: list[Track] = []
+        old = len(self.tracks)
+        for i, t in enumerate(assigned):
+            if t is None:
+                t = Track(self._next_id, boxes[i].copy(), frame, timestamp, frame, timestamp)
+                self._next_id += 1
+                self.tracks.append(t)
+                started.append(t)
+                assigned[i] = t
+            else:
+                t.box = boxes[i].copy()
+                t.last_frame, t.last_seen = frame, timestamp
+                t.hits += 1
+                t.missing = 0
+        ended: list[Track] = []
+        keep: list[Track] = []
+        for k, t in enumerate(self.tracks):
+            if k < old and id(t) not in matched:
+                t.missing += 1
+                if t.missing > self.config.max_missing:
+                    ended.append(t)
+                    continue
+            keep.append(t)
+        self.tracks = keep
+        ids = np.array([t.track_id for t in assigned], dtype=np.int64)
+        faces.track_id = ids
+        return TrackUpdate(ids, assigned, started, ended)  # type: ignore[arg-type]
+
+    def end_all(self) -> list[Track]:
+        """End every track (source stopped); returns them for 'left' events."""
+        ended, self.tracks = self.tracks, []
+        return ended
+
+    # -- identity ----------------------------------------------------------
+    def to_embed(self, tracks: list[Track], side: np.ndarray, frame: int, min_face: float) -> list[int]:
+        """Indices of this frame's tracks to embed now: big enough to recognise, and new, uncertain or due."""
+        return [i for i, t in enumerate(tracks) if side[i] >= min_face and self.needs_embedding(t, frame)]
+
+    def needs_embedding(self, track: Track, frame: int) -> bool:
+        """New, uncertain, or due for its periodic re-check (and no embedding of it already in flight)."""
+        if track.pending:
+            return False
+        if track.last_embed_frame is None or track.jumped:
+            return True
+        if self.uncertain(track):
+            return True
+        return frame - track.last_embed_frame >= self.config.embed_every
+
+    def uncertain(self, track: Track) -> bool:
+        """Too few votes to settle on a name or on unknown, or the latest vote disagrees."""
+        if not track.votes:
+            return True
+        if track.known:
+            return track.votes[-1].person_id != track.person_id
+        unknown_votes = sum(v.person_id is None for v in track.votes)
+        return unknown_votes < self.config.min_votes and len(track.votes) < self.config.vote_window
+
+    def check_appearance(self, track: Track, embedding: np.ndarray, threshold: float, frame: int,
+                         timestamp: float) -> tuple[Track, Track | None]:
+        """Keep the track if ``embedding`` still looks like it, else split it.
+
+        Args:
+            embedding: the face's new L2-normalised embedding.
+            threshold: cosine similarity at or above which two faces are the same person.
+
+        Returns:
+            (the track the face belongs to, the ended track or None). On a split the
+            new track starts fresh (new id, no votes) at the same box.
+        """
+        emb = np.asarray(embedding, np.float32).reshape(-1)
+        track.jumped = False
+        if track.appearance is not None and float(track.appearance @ emb) < threshold:
+            fresh = Track(self._next_id, track.box.copy(), frame, timestamp, frame, timestamp)
+            self._next_id += 1
+            self.tracks = [fresh if t is track else t for t in self.tracks]
+            log.debug("track %d split: new face, now track %d", track.track_id, fresh.track_id)
+            fresh.appearance = emb
+            return fresh, track
+        mean = emb if track.appearance is None else 0.7 * track.appearance + 0.3 * emb
+        track.appearance = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return track, None
+
+    def vote(self, track: Track, vote: Vote) -> bool:
+        """Record a recognition and re-decide the identity; True when the name changed.
+
+        The name is the person with the most votes in the last ``vote_window``,
+        if at least ``min_votes`` (ties keep the current name, then the higher mean
+        similarity). "Nobody" votes never name a track; they only push old votes
+        out of the window, so a misassigned track drifts back to unknown.
+        """
+        track.votes.append(vote)
+        track.last_embed_frame = vote.frame
+        while len(track.votes) > self.config.vote_window:
+            track.votes.popleft()
+        counts = Counter(v.person_id for v in track.votes if v.person_id is not None)
+        best: str | None = None
+        if counts:
+            def rank(pid: str) -> tuple[int, int, float]:
+                sims = [v.similarity for v in track.votes if v.person_id == pid]
+                return counts[pid], int(pid == track.person_id), float(np.mean(sims))
+
+            cand = max(counts, key=rank)
+            if counts[cand] >= self.config.min_votes:
+                best = cand
+        changed = best != track.person_id
+        if best is None:
+            track.person_id, track.name = None, UNKNOWN
+            track.similarity = vote.similarity
+        else:
+            sims = [v.similarity for v in track.votes if v.person_id == best]
+            track.person_id = best
+            track.name = next(v.name for v in reversed(track.votes) if v.person_id == best)
+            track.similarity = float(np.mean(sims))
+        if changed:
+            log.debug("track %d is now %s", track.track_id, track.name)
+        return changed

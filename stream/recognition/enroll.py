@@ -1,0 +1,434 @@
+"""Enrolment: photos in, people with embeddings out, with a verdict for every image.
+
+Sources: a folder of folders (one per person: ``people/Alice/*.jpg`` or
+``0/``..``1679/``), single photos with a name, or a roster CSV/XLSX with a name
+column and a photo column (path relative to the roster, or an http(s) URL);
+other roster columns and ``--meta key=value`` become metadata.
+
+Each image gets one verdict: ``enrolled``, ``duplicate`` (same bytes already
+stored for this model: keyed by content hash, so re-running is idempotent),
+``no_face``, ``several_faces``, ``too_small``, ``blurred`` or ``unreadable``.
+All embeddings of one person are written in one store transaction, so an
+interrupted run keeps every person finished so far and no half-enrolled one;
+running the same command again completes the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facestream.errors import FacestreamError
+from facestream.gallery.store import GalleryStore
+from facestream.gallery.types import NewEmbedding, content_hash
+from facestream.stream.engine.imageio import load_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+ROSTER_EXTS = {".csv", ".tsv", ".xlsx"}
+NAME_COLUMNS = ("name", "full name", "full_name", "display name", "display_name", "student", "person")
+PHOTO_COLUMNS = ("photo", "photo_url", "photo url", "image", "image_url", "picture", "url", "path", "file")
+ID_COLUMNS = ("id", "person_id")
+MAX_DOWNLOAD = 50 * 1024 * 1024
+URL_TIMEOUT = 10.0
+# A second face at least this fraction of the largest face's width makes the photo ambiguous.
+SECOND_FACE_RATIO = 0.5
+
+VERDICTS = ("enrolled", "duplicate", "no_face", "several_faces", "too_small", "blurred", "unreadable")
+
+
+@dataclass
+class ImageVerdict:
+    """What happened to one image."""
+
+    source: str
+    person: str
+    verdict: str
+    detail: str = ""
+
+    @property
+    def enrolled(self) -> bool:
+        return self.verdict == "enrolled"
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": self.source, "person": self.person, "verdict": self.verdict, "detail": self.detail}
+
+
+@dataclass
+class EnrollReport:
+    """Every verdict of a run, and the people written."""
+
+    verdicts: list[ImageVerdict] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(v.verdict for v in self.verdicts)
+        return {k: c[k] for k in VERDICTS if c[k]}
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.counts().items()) or "no images"
+        return f"{len(self.verdicts)} images, {len(self.people)} people: {counts}."
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.counts(), "people": self.people, "images": [v.to_json() for v in self.verdicts]}
+
+
+@dataclass
+class Photo:
+    """One image to enrol: a label for messages and a way to get its bytes."""
+
+    label: str
+    read: Callable[[], bytes]
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Photo:
+        p = Path(path)
+        return cls(str(p), lambda: _read_file(p))
+
+    @classmethod
+    def from_url(cls, url: str) -> Photo:
+        return cls(url, lambda: fetch_url(url))
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.is_file():
+        raise FacestreamError(f"Image not found: {path}.", "Check the path.")
+    return path.read_bytes()
+
+
+def fetch_url(url: str, timeout: float = URL_TIMEOUT) -> bytes:
+    """Download a photo; any network problem becomes one FacestreamError naming the URL."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) checked by caller
+            data = resp.read(MAX_DOWNLOAD + 1)
+    except urllib.error.HTTPError as exc:
+        raise FacestreamError(f"Cannot download {url}: HTTP {exc.code}.", "Check the URL.") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FacestreamError(f"Cannot download {url} ({reason}).", "Check the URL and the network.") from None
+    if len(data) > MAX_DOWNLOAD:
+        raise FacestreamError(f"{url} is larger than {MAX_DOWNLOAD >> 20} MB.", "Link a photo, not an archive.")
+    return data
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def sharpness(chip: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey chip: low means blurred."""
+    import cv2
+
+    grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def parse_meta(items: Iterable[str]) -> dict[str, str]:
+    """``["key=value", ...]`` from ``--meta`` into a dict."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FacestreamError(f"--meta {item!r} is not key=value.", "Write it as --meta group=B2.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class Enroller:
+    """Turns photos into stored embeddings with the analyzer's model.
+
+    Args:
+        analyzer: a :class:`facestream.stream.engine.analyzer.FaceAnalyzer`.
+        store: the gallery store to write to.
+        progress: show a tqdm bar on stderr.
+        on_person: called with each person's name after their transaction commits (hooks, tests).
+    """
+
+    def __init__(self, analyzer: Any, store: GalleryStore, progress: bool = True,
+                 on_person: Callable[[str], None] | None = None):
+        self.analyzer = analyzer
+        self.store = store
+        self.cfg = analyzer.config.gallery
+        self.progress = progress
+        self.on_person = on_person
+        self._seen: dict[str, str] = {}  # hash -> person, within this run
+
+    # -- one image ----------------------------------------------------------------------------
+    def _prepare(self, photo: Photo, name: str, model_id: str) -> tuple[ImageVerdict, np.ndarray | None, str]:
+        """Read, dedupe, detect, check quality; returns the verdict so far and the chip to embed."""
+        def verdict(v: str, detail: str = "") -> ImageVerdict:
+            return ImageVerdict(photo.label, name, v, detail)
+
+        try:
+            data = photo.read()
+        except FacestreamError as exc:
+            return verdict("unreadable", exc.problem), None, ""
+        h = content_hash(data)
+        owner = self._seen.get(h)
+        if owner is None:
+            pid = self.store.owner_of(model_id, h)  # a store outage must stop the run, not read as a bad photo
+            if pid is not None:
+                p = self.store.find_person(pid)
+                owner = p.name if p else pid
+        if owner is not None:
+            same = owner.casefold() == name.casefold()
+            return verdict("duplicate", "already enrolled" + ("" if same else f" as {owner}")), None, h
+        try:
+            rgb = load_image(data)
+        except FacestreamError as exc:
+            return verdict("unreadable", exc.problem), None, h
+        faces = self.analyzer.detect(rgb)
+        if not len(faces):
+            return verdict("no_face"), None, h
+        widths = faces.width
+        order = np.argsort(-widths)
+        if len(faces) > 1 and widths[order[1]] >= SECOND_FACE_RATIO * widths[order[0]]:
+            return verdict("several_faces", f"{len(faces)} faces of similar size; crop to one person"), None, h
+        i = int(order[0])
+        if widths[i] < self.cfg.enroll_min_face:
+            return verdict("too_small", f"face is {widths[i]:.0f} px wide, need {self.cfg.enroll_min_face}"), None, h
+        chip = self.analyzer.chips(rgb, faces[[i]])[0]
+        sharp = sharpness(chip)
+        if sharp < self.cfg.enroll_min_sharpness:
+            return verdict("blurred", f"sharpness {sharp:.1f} < {self.cfg.enroll_min_sharpness}"), None, h
+        return verdict("enrolled"), chip, h
+
+    # -- one person ---------------------------------------------------------------------------
+    def enroll_person(self, name: str, photos: list[Photo], metadata: dict[str, Any] | None = None,
+                      person_id: str | None = None, bar: Any = None) -> list[ImageVerdict]:
+        """Enrol one person from several photos in one transaction (all or nothing)."""
+        model_id = self.analyzer.model_id
+        verdicts, chips, hashes, labels = [], [], [], []
+        for photo in photos:
+            v, chip, h = self._prepare(photo, name, model_id)
+            verdicts.append(v)
+            if chip is not None:
+                chips.append(chip)
+                hashes.append(h)
+                labels.append(photo.label)
+                self._seen[h] = name
+            if bar is not None:
+                bar.update(1)
+        if chips:
+            vectors = self.analyzer.embed_chips(np.stack(chips))
+            embs = [NewEmbedding(vec, model_id, h, encode_jpeg(c) if self.cfg.keep_chips else None, label)
+                    for vec, h, c, label in zip(vectors, hashes, chips, labels, strict=True)]
+            self.store.enroll(name, embs, metadata, person_id)
+        elif metadata:
+            if self.store.find_person(name) is not None:
+                self.store.set_metadata(name, metadata)
+        if chips and self.on_person is not None:
+            self.on_person(name)
+        return verdicts
+
+    def enroll_chips(self, name: str, chips: np.ndarray, metadata: dict[str, Any] | None = None,
+                     source: str = "camera", person_id: str | None = None) -> int:
+        """Enrol aligned chips (n, S, S, 3) captured elsewhere (a live track, the demo's webcam).
+
+        The chips are trusted (the caller picked sharp, frontal ones); each is keyed by the hash
+        of its pixels. One transaction; returns how many embeddings were added.
+        """
+        chips = np.asarray(chips, np.uint8)
+        if chips.ndim != 4 or not len(chips):
+            raise FacestreamError("No face chips to enrol.", "Capture at least one face first.")
+        vectors = self.analyzer.embed_chips(chips)
+        embs = [NewEmbedding(v, self.analyzer.model_id, content_hash(c.tobytes()),
+                             encode_jpeg(c) if self.cfg.keep_chips else None, source)
+                for v, c in zip(vectors, chips, strict=True)]
+        _, added = self.store.enroll(name, embs, metadata, person_id)
+        return added
+
+    def run(self, groups: list[tuple[str, list[Photo], dict[str, Any], str | None]]) -> EnrollReport:
+        """Enrol ``(name, photos, metadata, person_id)`` groups with a progress bar; stops cleanly on store loss."""
+        from tqdm import tqdm
+
+        report = EnrollReport()
+        total = sum(len(g[1]) for g in groups)
+        with tqdm(total=total, unit="img", file=sys.stderr, disable=not self.progress, desc="enrol") as bar:
+            for done, (name, photos, meta, pid) in enumerate(groups):
+                try:
+                    verdicts = self.enroll_person(name, photos, meta, pid, bar)
+                except FacestreamError as exc:
+                    raise FacestreamError(
+                        f"Enrolment stopped at {name!r} (person {done + 1} of {len(groups)}): {exc.problem} "
+                        f"The {len(report.people)} people finished before it are stored; {name!r} was not written.",
+                        "Fix the cause and run the same command again: stored photos are skipped.") from None
+                report.verdicts.extend(verdicts)
+                if any(v.enrolled for v in verdicts):
+                    report.people.append(name)
+        log.info("enrolment: %s", report.summary())
+        return report
+
+    # -- sources ------------------------------------------------------------------------------
+    def enroll_folder(self, root: str | Path, metadata: dict[str, Any] | None = None) -> EnrollReport:
+        """A folder of folders, one per person (the folder name is the person's name)."""
+        root = Path(root)
+        groups = []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            photos = [Photo.from_path(f) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+            if photos:
+                groups.append((folder.name, photos, dict(metadata or {}), None))
+        if not groups:
+            raise FacestreamError(f"{root} holds no person folders with images.",
+                                  "Lay it out as people/<name>/*.jpg, or pass photos with --name.")
+        return self.run(groups)
+
+    def enroll_photos(self, paths: list[str | Path], name: str, metadata: dict[str, Any] | None = None
+                      ) -> EnrollReport:
+        """Single photos (or a flat folder of them) of one named person."""
+        photos: list[Photo] = []
+        for p in map(Path, paths):
+            if p.is_dir():
+                photos += [Photo.from_path(f) for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+            elif str(p).startswith(("http://", "https://")):
+                photos.append(Photo.from_url(str(p)))
+            else:
+                photos.append(Photo.from_path(p))
+        return self.run([(name, photos, dict(metadata or {}), None)])
+
+    def enroll_roster(self, path: str | Path, metadata: dict[str, Any] | None = None,
+                      name_column: str | None = None, photo_column: str | None = None) -> EnrollReport:
+        """A CSV/XLSX roster: one row per photo; rows sharing a name are one person."""
+        path = Path(path)
+        header, rows = read_table(path)
+        name_col = _pick_column(header, name_column, NAME_COLUMNS, "name", path)
+        photo_col = _pick_column(header, photo_column, PHOTO_COLUMNS, "photo", path)
+        id_col = next((c for c in header if c.strip().casefold() in ID_COLUMNS), None)
+        groups: dict[str, tuple[str, list[Photo], dict[str, Any], str | None]] = {}
+        for row in rows:
+            name = (row.get(name_col) or "").strip()
+            ref = (row.get(photo_col) or "").strip()
+            if not name and not ref:
+                continue
+            if not name:
+                raise FacestreamError(f"{path}: a row has photo {ref!r} but no name.", f"Fill the {name_col!r} column.")
+            meta = {**(metadata or {}), **{k: v.strip() for k, v in row.items()
+                                           if k not in (name_col, photo_col, id_col) and k and str(v).strip()}}
+            key = name.casefold()
+            if key not in groups:
+                groups[key] = (name, [], meta, (row.get(id_col) or "").strip() or None if id_col else None)
+            else:
+                groups[key][2].update(meta)
+            if ref:
+                if ref.startswith(("http://", "https://")):
+                    groups[key][1].append(Photo.from_url(ref))
+                else:
+                    p = Path(ref).expanduser()
+                    groups[key][1].append(Photo.from_path(p if p.is_absolute() else path.parent / p))
+        if not groups:
+            raise FacestreamError(f"{path} has no rows.", "Add one row per photo: name, photo.")
+        return self.run(list(groups.values()))
+
+    def enroll_path(self, sources: list[str | Path], name: str | None = None,
+                    metadata: dict[str, Any] | None = None, name_column: str | None = None,
+                    photo_column: str | None = None) -> EnrollReport:
+        """Dispatch on what the user passed: roster file, folder of folders, or photos with ``name``."""
+        if not sources:
+            raise FacestreamError("Nothing to enrol.", "Pass a folder, photos with --name, or a roster CSV/XLSX.")
+        first = Path(sources[0])
+        is_url = str(sources[0]).startswith(("http://", "https://"))
+        if not is_url and not first.exists():
+            raise FacestreamError(f"{first} does not exist.", "Check the path.")
+        if len(sources) == 1 and first.suffix.lower() in ROSTER_EXTS and not is_url:
+            return self.enroll_roster(first, metadata, name_column, photo_column)
+        if name:
+            return self.enroll_photos(list(sources), name, metadata)
+        if len(sources) == 1 and first.is_dir():
+            return self.enroll_folder(first, metadata)
+        raise FacestreamError("Photos need a name.", "Pass --name NAME, or a folder with one sub-folder per person.")
+
+    def reembed(self, from_model: str) -> EnrollReport:
+        """Re-embed every stored chip of ``from_model`` with the current model (after a model change)."""
+        spec = self.analyzer.spec
+        report = EnrollReport()
+        items = list(self.store.iter_chips(from_model))
+        by_person: dict[str, list[tuple[str, str, bytes]]] = {}
+        for pid, h, source, jpeg in items:
+            by_person.setdefault(pid, []).append((h, source, jpeg))
+        for pid, chips in by_person.items():
+            person = self.store.find_person(pid)
+            if person is None:
+                continue
+            embs, rgbs, keep = [], [], []
+            for h, source, jpeg in chips:
+                rgb = load_image(jpeg)
+                if rgb.shape[0] != spec.input_size or rgb.shape[1] != spec.input_size:
+                    faces = self.analyzer.detect(rgb)
+                    if not len(faces):
+                        report.verdicts.append(ImageVerdict(source or h, person.name, "no_face", "in stored chip"))
+                        continue
+                    rgb = self.analyzer.chips(rgb, faces[[int(np.argmax(faces.width))]])[0]
+                rgbs.append(rgb)
+                keep.append((h, source))
+            if rgbs:
+                vectors = self.analyzer.embed_chips(np.stack(rgbs))
+                for vec, (h, source), rgb in zip(vectors, keep, rgbs, strict=True):
+                    embs.append(NewEmbedding(vec, self.analyzer.model_id, h, encode_jpeg(rgb), source))
+                self.store.enroll(person.name, embs, None, person.id)
+                report.people.append(person.name)
+                report.verdicts += [ImageVerdict(s or h, person.name, "enrolled") for h, s in keep]
+        return report
+
+
+def _pick_column(header: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, path: Path) -> str:
+    if wanted:
+        for col in header:
+            if col.strip().casefold() == wanted.strip().casefold():
+                return col
+        raise FacestreamError(f"{path} has no column {wanted!r} (columns: {', '.join(header) or 'none'}).",
+                              f"Pass the right --{what}-column.")
+    for cand in candidates:
+        for col in header:
+            if col.strip().casefold() == cand:
+                return col
+    raise FacestreamError(
+        f"{path} has no {what} column (columns: {', '.join(repr(h) for h in header) or 'none'}).",
+        f"Name a column {candidates[0]!r} or pass --{what}-column COLUMN.")
+
+
+def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a CSV/TSV (delimiter sniffed) or the first sheet of an XLSX."""
+    if not path.is_file():
+        raise FacestreamError(f"Roster not found: {path}.", "Check the path.")
+    if path.suffix.lower() == ".xlsx":
+        try:
+            import openpyxl
+
+            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            table = [["" if c is None else str(c) for c in row] for row in wb.worksheets[0].iter_rows(values_only=True)]
+            wb.close()
+        except Exception as exc:  # openpyxl raises many types for a damaged file
+            raise FacestreamError(f"Cannot read the spreadsheet {path} ({exc}).", "Save it again as .xlsx or .csv.") \
+                from None
+    else:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FacestreamError(f"Cannot read the roster {path} ({exc}).", "Save it as UTF-8 CSV.") from None
+        try:
+            dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        table = list(csv.reader(io.StringIO(text), dialect))
+    table = [r for r in table if any(str(c).strip() for c in r)]
+    if not table:
+        raise FacestreamError(f"The roster {path} is empty.", "Add a header row (name, photo) and one row per photo.")
+    header = [h.strip() for h in table[0]]
+    return header, [dict(zip(header, r + [""] * (len(header) - len(r)), strict=False)) for r in table[1:]]
+
