@@ -25,7 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from facestream.errors import FacestreamError
+from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.trainer import metrics as M
+from facestream.trainer import tracking
+from facestream.trainer.data import cached_chip, chip_cache_root
+from facestream.trainer.evaluate import plot_confusions
 
 log = logging.getLogger(__name__)
 
@@ -161,17 +165,12 @@ def train_classifier(labels_file: str | Path, config, images_dir: str | Path | N
     import torch
     from tqdm import tqdm
 
-    from facestream.trainer import tracking
-    from facestream.trainer.data import cached_chip, chip_cache_root
-    from facestream.trainer.evaluate import plot_confusions
 
     table = read_labels(labels_file)
     root = Path(images_dir).expanduser() if images_dir else Path(labels_file).expanduser().parent
     paths = resolve_images(table, root)
     tracking.setup(tracking_uri or config.mlflow.tracking_uri, config.mlflow.experiment)
     if analyzer is None:
-        from facestream.stream.engine.analyzer import FaceAnalyzer
-
         analyzer = FaceAnalyzer(config)
     chips, keep, skipped = [], [], []
     cache_root = chip_cache_root(analyzer, cache or config.train.chip_cache)

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from facestream.errors import FacestreamError
-from facestream.stream.engine.model_store import file_sha256
+from facestream.stream.config import Config
+from facestream.stream.engine.analyzer import FaceAnalyzer
+from facestream.stream.engine.imageio import image_files, load_image
+from facestream.stream.engine.model_store import cache_dir, file_sha256
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
 
 
@@ -69,7 +71,7 @@ def scan_identity_folders(roots: Sequence[str | Path], report: ScanReport | None
             )
         for folder in folders:
             name = folder.name if len(roots) == 1 else f"{root.name}/{folder.name}"
-            images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+            images = image_files(folder)
             if not images:
                 report.empty_folders.append(str(folder))
                 log.warning("identity folder %s has no images; ignored", folder)
@@ -79,9 +81,15 @@ def scan_identity_folders(roots: Sequence[str | Path], report: ScanReport | None
 
 
 def default_cache_dir() -> Path:
-    from facestream.stream.engine.model_store import cache_dir
-
     return cache_dir() / "chips"
+
+
+def chip_analyzer(config: Config) -> FaceAnalyzer:
+    """The runtime's face engine with the pretrained embedder's geometry (chip size, padding)."""
+    if config.embedder.model != "dlib-resnet-v1":
+        config = config.model_copy(deep=True)
+        config.embedder.model = "dlib-resnet-v1"
+    return FaceAnalyzer(config)
 
 
 def preprocessing_key(analyzer) -> str:
@@ -153,8 +161,6 @@ def _usable(faces, min_face: int) -> np.ndarray:
 
 def chip_for_image(analyzer, path: Path) -> tuple[np.ndarray | None, str]:
     """The one aligned chip of an image, or (None, reason) when it has not exactly one usable face."""
-    from facestream.stream.engine.imageio import load_image
-
     try:
         rgb = load_image(path)
     except FacestreamError as exc:
@@ -210,8 +216,6 @@ def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache
     report = ScanReport()
     items = scan_identity_folders(roots, report)
     if analyzer is None:
-        from facestream.stream.engine.analyzer import FaceAnalyzer
-
         analyzer = FaceAnalyzer()
     key = preprocessing_key(analyzer)
     cache_root = chip_cache_root(analyzer, cache)

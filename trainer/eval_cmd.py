@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from facestream.stream.config import Config
+from facestream.stream.engine.model_store import get_model
 from facestream.trainer import evaluate as ev
-from facestream.trainer.data import load_chip_set, split_by_identity
+from facestream.trainer import tracking
+from facestream.trainer.data import chip_analyzer, load_chip_set, split_by_identity
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,9 @@ def run_eval(data: list[str | Path], config: Config, model: str | None = None, t
     Returns:
         ``{"model": ..., "pretrained": ..., "metrics": {...}, "pretrained_metrics": {...}, "table": str, ...}``.
     """
-    from facestream.stream.engine.model_store import get_model
-    from facestream.trainer import tracking
 
     if analyzer is None:
-        from facestream.trainer.train import _analyzer
-
-        analyzer = _analyzer(config)
+        analyzer = chip_analyzer(config)
     name = model or config.embedder.model
     uri = None
     if name.startswith(("models:/", "runs:/")):

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facestream.stream.config import EmbedderConfig
+from facestream.stream.engine.analyzer import l2_normalize
+from facestream.stream.engine.runtimes import create_embedder
 from facestream.trainer.metrics import Roc, identification_metrics, verification_metrics
 
 log = logging.getLogger(__name__)
@@ -52,9 +55,6 @@ def embed_torch(model, chips: np.ndarray, device=None, batch_size: int = 64, mea
 
 def embed_spec(spec, chips: np.ndarray) -> np.ndarray:
     """L2-normalised embeddings by a model directory, run on the runtime's ONNX Runtime CPU engine."""
-    from facestream.stream.config import EmbedderConfig
-    from facestream.stream.engine.analyzer import l2_normalize
-    from facestream.stream.engine.runtimes import create_embedder
 
     engine = create_embedder(spec, EmbedderConfig(engine="onnxruntime", device="cpu", fp16=False))
     return l2_normalize(engine.embed(chips))

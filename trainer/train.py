@@ -30,8 +30,15 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import Config
+from facestream.stream.engine.export import export_onnx
+from facestream.stream.engine.model_store import ModelSpec, cache_dir, get_model
+from facestream.stream.engine.networks import create_model
 from facestream.trainer import evaluate as ev
-from facestream.trainer.data import ChipSet, describe, load_chip_set, split_by_identity
+from facestream.trainer import tracking
+from facestream.trainer.augment import AugmentConfig, augment
+from facestream.trainer.data import ChipSet, chip_analyzer, describe, load_chip_set, split_by_identity
+from facestream.trainer.losses import make_loss
+from facestream.trainer.metrics import verification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +87,6 @@ def pick_device(name: str):
 
 def build_model(name: str, pretrained: bool, freeze: str | None):
     """The named architecture (pretrained if asked and available), frozen up to ``freeze``."""
-    from facestream.stream.engine.networks import create_model
-
     model = create_model(name, pretrained=pretrained)  # names the valid architectures when unknown
     if freeze:
         names = list(getattr(model, "stage_names", ()))
@@ -111,8 +116,6 @@ def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator, per_
 
 def _calibrate(model, splits: dict[str, ChipSet], device, seed: int, max_pairs: int) -> tuple[float, str]:
     """Best-accuracy cosine threshold on validation identities (train identities when val is empty)."""
-    from facestream.trainer.metrics import verification_metrics
-
     for name in ("val", "train"):
         cs = splits[name]
         if len(cs.names) >= 2 and np.bincount(cs.labels).max() >= 2:
@@ -130,8 +133,6 @@ def save_model_dir(model, out_root: Path, name: str, input_size: int, padding: f
 
     import torch
 
-    from facestream.stream.engine.export import export_onnx
-    from facestream.stream.engine.model_store import ModelSpec
 
     cpu = copy.deepcopy(model).cpu().eval()
     tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=out_root))
@@ -178,9 +179,6 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
     import mlflow
     import torch
 
-    from facestream.trainer import tracking
-    from facestream.trainer.augment import AugmentConfig, augment
-    from facestream.trainer.losses import make_loss
 
     tc = config.train
     uri = tracking.setup(tracking_uri or config.mlflow.tracking_uri, config.mlflow.experiment)
@@ -191,7 +189,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         chips, roots = data, ["(chips in memory)"]
     else:
         roots = data if isinstance(data, list) else [data]
-        chips = load_chip_set(roots, analyzer or _analyzer(config), cache=tc.chip_cache, progress=progress)
+        chips = load_chip_set(roots, analyzer or chip_analyzer(config), cache=tc.chip_cache, progress=progress)
     splits = split_by_identity(chips, seed=tc.seed, val_fraction=tc.val_fraction, test_fraction=tc.test_fraction)
     train_cs, test_cs = splits["train"], splits["test"]
     rng = np.random.default_rng(tc.seed)
@@ -335,16 +333,6 @@ def _val_key(model, val: ChipSet, device, tc) -> tuple[float, float]:
     return vm["tar_far1e-2"], vm["auc"]
 
 
-def _analyzer(config: Config):
-    """The runtime's face engine with the pretrained embedder's geometry (chip size, padding)."""
-    from facestream.stream.engine.analyzer import FaceAnalyzer
-
-    if config.embedder.model != "dlib-resnet-v1":
-        config = config.model_copy(deep=True)
-        config.embedder.model = "dlib-resnet-v1"
-    return FaceAnalyzer(config)
-
-
 def _embedding_dim(model, device, size: int) -> int:
     import torch
 
@@ -357,8 +345,6 @@ def _embedding_dim(model, device, size: int) -> int:
 
 
 def _default_out() -> Path:
-    from facestream.stream.engine.model_store import cache_dir
-
     return cache_dir() / "trained"
 
 
@@ -366,8 +352,6 @@ def _champion_evaluator(name: str, uri: str, test: ChipSet, seed: int, max_pairs
     """A callback that measures a registered version on this test split with the runtime's ONNX engine."""
 
     def measure(version: str) -> dict[str, float] | None:
-        from facestream.stream.engine.model_store import get_model
-
         try:
             spec = get_model(f"models:/{name}/{version}", tracking_uri=uri)
             if spec.input_size != test.chips.shape[1]:

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from facestream.errors import FacestreamError  # noqa: E402
 from facestream.stream.demo.service import DemoService  # noqa: E402
-from facestream.stream.engine.imageio import load_image  # noqa: E402
+from facestream.stream.engine.imageio import FORMATS, IMAGE_SUFFIXES, load_image  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ FACE_COLUMNS = ["face", "name", "similarity", "box (x1, y1, x2, y2)"]
 LOOKALIKE_COLUMNS = ["rank", "name", "similarity", "same person?"]
 ENROL_COLUMNS = ["photo", "verdict"]
 PEOPLE_COLUMNS = ["name", "person id", "embeddings", "updated"]
-IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"]
 
 
 def photo_input(label: str, elem_id: str | None = None) -> gr.Image:
@@ -68,7 +67,7 @@ def photo_input(label: str, elem_id: str | None = None) -> gr.Image:
         except Exception as exc:  # PIL's zoo of decode errors
             log.info("rejected upload: %s", exc)
             raise gr.Error(
-                "The uploaded file is not an image facestream can read. Use a JPEG, PNG, BMP, WEBP or TIFF photo.",
+                f"The uploaded file is not an image facestream can read. Use a {FORMATS} photo.",
                 title="Not an image", print_exception=False,
             ) from None
 
@@ -230,7 +229,7 @@ def _lookalike_tab(service: DemoService) -> None:
 def _enrol_tab(service: DemoService) -> None:
     with gr.Tab("Enrol", id="enrol"):
         name = gr.Textbox(label="Name", placeholder="Ada Lovelace")
-        files = gr.File(label="Photos (one face each)", file_count="multiple", file_types=IMAGE_TYPES,
+        files = gr.File(label="Photos (one face each)", file_count="multiple", file_types=list(IMAGE_SUFFIXES),
                         elem_id="enrol-files")
         button = gr.Button("Enrol", variant="primary")
         status = gr.Markdown()

@@ -32,6 +32,7 @@ from facestream.gallery.store import GalleryStore, check_name
 from facestream.stream.config import Config
 from facestream.stream.demo.text import md
 from facestream.stream.demo.webcam import WebcamSession
+from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.draw import draw_faces
 from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.imageio import load_image
@@ -158,8 +159,6 @@ class DemoService:
     def analyzer(self) -> Any:
         if self._analyzer is not None:
             return self._analyzer
-        from facestream.stream.engine.analyzer import FaceAnalyzer
-
         return FaceAnalyzer(self.config)
 
     @cached_property

@@ -14,8 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from facestream.stream.config import Config, load_config
+from facestream.errors import FacestreamError
+from facestream.stream.config import Config, MlflowConfig, expand_sqlite_uri, load_config
+from facestream.stream.engine.align import align_faces
+from facestream.stream.engine.detect import FaceDetector
 from facestream.stream.engine.faces import Faces
+from facestream.stream.engine.landmarks import LandmarkPredictor
+from facestream.stream.engine.model_store import get_model
+from facestream.stream.engine.runtimes import create_embedder
 
 log = logging.getLogger(__name__)
 
@@ -60,34 +66,24 @@ class FaceAnalyzer:
 
     @_built_once
     def detector(self):
-        from facestream.stream.engine.detect import FaceDetector
-
         return FaceDetector(self.config.detector)
 
     @_built_once
     def landmarker(self):
-        from facestream.stream.engine.landmarks import LandmarkPredictor
-
         return LandmarkPredictor()
 
     @_built_once
     def spec(self):
         """The embedding model's :class:`facestream.stream.engine.model_store.ModelSpec` (prepared on first use)."""
-        from facestream.stream.engine.model_store import get_model
-
         return get_model(self.config.embedder.model, tracking_uri=self._tracking_uri())
 
     def _tracking_uri(self) -> str | None:
         """The configured MLflow store for models:/ URIs; None (MLFLOW_TRACKING_URI, else default) if unchanged."""
-        from facestream.stream.config import MlflowConfig, expand_sqlite_uri
-
         uri = self.config.mlflow.tracking_uri
         return None if uri == MlflowConfig().tracking_uri else expand_sqlite_uri(uri)
 
     @_built_once
     def embedder(self):
-        from facestream.stream.engine.runtimes import create_embedder
-
         return create_embedder(self.spec, self.config.embedder)
 
     @property
@@ -109,8 +105,6 @@ class FaceAnalyzer:
 
     def chips(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
         """Aligned face chips (n, S, S, 3) uint8 RGB, as the embedding model expects them."""
-        from facestream.stream.engine.align import align_faces
-
         if faces.landmarks is None:
             faces.landmarks = self.landmarker.predict(rgb, faces.xyxy)
         return align_faces(rgb, faces.landmarks, size=self.spec.input_size, padding=self.spec.padding)
@@ -140,8 +134,6 @@ class FaceAnalyzer:
         Raises:
             FacestreamError: no face in the photo.
         """
-        from facestream.errors import FacestreamError
-
         faces = self.detect(rgb, with_landmarks=False)
         if len(faces) == 0:
             raise FacestreamError(

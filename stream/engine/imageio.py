@@ -21,6 +21,22 @@ from facestream.errors import FacestreamError
 MAX_PIXELS = 16384 * 16384
 Image.MAX_IMAGE_PIXELS = None  # we enforce MAX_PIXELS ourselves with a clearer message
 
+# The one list of readable image files, for every reader: enrolment folders, image-folder
+# sources, the trainer's identity folders and the demo's upload box. PGM/PPM/PBM are the
+# classic face sets' format (AT&T/ORL); GIF is read as its first frame.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".pbm", ".pnm")
+FORMATS = "JPEG, PNG, BMP, WEBP, TIFF, GIF or PGM/PPM"
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Whether a path names a file in one of the readable image formats (by its suffix)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The readable image files directly inside ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p))
+
 
 def load_image(source: str | Path | bytes) -> np.ndarray:
     """Load an image as an (H, W, 3) RGB uint8 array, upright as its EXIF says.
@@ -56,7 +72,7 @@ def load_image(source: str | Path | bytes) -> np.ndarray:
     except FacestreamError:
         raise
     except UnidentifiedImageError:
-        raise FacestreamError(f"{name} is not an image facestream can read.", "Use JPEG, PNG, BMP, WEBP or TIFF.") from None
+        raise FacestreamError(f"{name} is not an image facestream can read.", f"Use {FORMATS}.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise FacestreamError(f"{name} is damaged or truncated ({exc}).", "Re-export or re-download the image.") from None
     return pil_to_rgb(img)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from facestream.errors import FacestreamError
+from facestream.stream.config import MlflowConfig, expand_sqlite_uri
 from facestream.stream.engine.package_models import DLIB_RESNET, dlib_model_file
 
 log = logging.getLogger(__name__)
@@ -340,8 +341,6 @@ def _default_tracking_uri() -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    from facestream.stream.config import MlflowConfig, expand_sqlite_uri
-
     return expand_sqlite_uri(MlflowConfig().tracking_uri)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facestream.errors import FacestreamError
+from facestream.stream.engine.draw import draw_faces
 
 if TYPE_CHECKING:
     from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent
@@ -111,8 +112,6 @@ class VideoRecorder:
 
     def on_result(self, result: LiveResult, rgb: np.ndarray) -> None:
         import cv2
-
-        from facestream.stream.engine.draw import draw_faces
 
         with self._lock:
             if result.source_id in self._failed:

@@ -30,6 +30,7 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import Config, SourceConfig
+from facestream.stream.engine.detect import FaceDetector
 from facestream.stream.engine.faces import Faces, FrameResult
 from facestream.stream.live.batcher import EmbedBatcher
 from facestream.stream.live.sources import Frame, Source, Watchdog, open_sources, source_ids
@@ -336,8 +337,6 @@ class Pipeline:
         call in flight: several sources run side by side, and a single stream has its
         next frames detected while the current one is tracked and recognised.
         """
-        from facestream.stream.engine.detect import FaceDetector
-
         depth = max(1, self.config.detector.threads // len(self.workers))
         for i, w in enumerate(self.workers):
             w.depth = depth

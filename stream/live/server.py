@@ -38,6 +38,8 @@ from websockets.http11 import Request, Response
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import ServerConfig
+from facestream.stream.engine.draw import pixelate
+from facestream.stream.engine.faces import UNKNOWN
 from facestream.stream.live.pipeline import percentile
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,6 @@ class Client:
 
 def _hide_unknown_faces(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     """A copy of ``image`` with the boxes of the message's unknown faces pixelated (known ones untouched)."""
-    from facestream.stream.engine.draw import pixelate
-    from facestream.stream.engine.faces import UNKNOWN
 
     boxes = [f["box"] for f in faces if f.get("name", UNKNOWN) == UNKNOWN and "box" in f]
     if not boxes:

@@ -30,10 +30,10 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import SourceConfig
+from facestream.stream.engine.imageio import FORMATS, image_files, load_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 FILE_QUEUE = 8  # frames a file reader may run ahead of its consumer
 CONNECT_GRACE = 2.0  # seconds past open_timeout before the watchdog gives up on a hung connection attempt
@@ -133,21 +133,22 @@ class _FolderCapture:
 
     def __init__(self, folder: str):
         root = Path(folder).expanduser()
-        self.paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.paths = image_files(root)
         if not self.paths:
-            raise OSError(f"holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise OSError(f"holds no images ({FORMATS})")
         self.pos = 0
 
     def read(self) -> np.ndarray | None:
+        """The next readable image as BGR (frames are BGR); read like every photo, by :func:`load_image`."""
         import cv2
 
         while self.pos < len(self.paths):
             path = self.paths[self.pos]
             self.pos += 1
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if img is not None:
-                return img
-            log.warning("skipping unreadable image %s", path)
+            try:
+                return cv2.cvtColor(load_image(path), cv2.COLOR_RGB2BGR)
+            except FacestreamError as exc:
+                log.warning("skipping %s", exc)
         return None
 
     def release(self) -> None:

@@ -32,11 +32,10 @@ import numpy as np
 from facestream.errors import FacestreamError
 from facestream.gallery.store import GalleryStore
 from facestream.gallery.types import NewEmbedding, content_hash
-from facestream.stream.engine.imageio import load_image
+from facestream.stream.engine.imageio import image_files, load_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 ROSTER_EXTS = {".csv", ".tsv", ".xlsx"}
 NAME_COLUMNS = ("name", "full name", "full_name", "display name", "display_name", "student", "person")
 PHOTO_COLUMNS = ("photo", "photo_url", "photo url", "image", "image_url", "picture", "url", "path", "file")
@@ -281,7 +280,7 @@ class Enroller:
         root = Path(root)
         groups = []
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-            photos = [Photo.from_path(f) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+            photos = [Photo.from_path(f) for f in image_files(folder)]
             if photos:
                 groups.append((folder.name, photos, dict(metadata or {}), None))
         if not groups:
@@ -295,7 +294,7 @@ class Enroller:
         photos: list[Photo] = []
         for p in map(Path, paths):
             if p.is_dir():
-                photos += [Photo.from_path(f) for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+                photos += [Photo.from_path(f) for f in image_files(p)]
             elif str(p).startswith(("http://", "https://")):
                 photos.append(Photo.from_url(str(p)))
             else:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
+from facestream.stream.engine.model_store import cache_dir
 from facestream.stream.engine.runtimes.base import Embedder
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ def cpu_threads(threads: int) -> int:
 
 
 def _trt_cache_dir() -> Path:
-    from facestream.stream.engine.model_store import cache_dir
-
     path = Path(cache_dir()) / "onnxruntime-trt"
     path.mkdir(parents=True, exist_ok=True)
     return path

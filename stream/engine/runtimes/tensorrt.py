@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
-from facestream.stream.engine.model_store import file_sha256
+from facestream.stream.engine.model_store import cache_dir, file_sha256
 from facestream.stream.engine.runtimes.base import Embedder
+from facestream.stream.engine.runtimes.torchrt import cuda_available
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,6 @@ def available() -> tuple[bool, str]:
     trt, why = _import_trt()
     if trt is None:
         return False, why
-    from facestream.stream.engine.runtimes.torchrt import cuda_available
-
     has_cuda, cuda_why = cuda_available()
     if not has_cuda:
         return False, f"TensorRT {trt.__version__} is installed but {cuda_why} (buffers are torch CUDA tensors)"
@@ -78,8 +77,6 @@ def engine_cache_key(
 
 def engine_cache_dir() -> Path:
     """Directory for serialized TensorRT engines (created on demand)."""
-    from facestream.stream.engine.model_store import cache_dir
-
     path = Path(cache_dir()) / "tensorrt"
     path.mkdir(parents=True, exist_ok=True)
     return path

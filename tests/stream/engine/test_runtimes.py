@@ -349,18 +349,18 @@ def test_auto_when_every_candidate_fails_names_the_skipped_ones_too(spec, tmp_pa
 
 def test_threads_first_using_the_analyzer_share_one_embedder(monkeypatch):
     """cached_property stopped locking in Python 3.12: the analyzer's own lock must stop a second build."""
-    import facestream.stream.engine.runtimes
     from facestream.stream.config import Config
+    from facestream.stream.engine import analyzer as analyzer_module
     from facestream.stream.engine.analyzer import FaceAnalyzer
 
     built = []
-    real = facestream.stream.engine.runtimes.create_embedder
+    real = analyzer_module.create_embedder
 
     def counting(spec, cfg=None):
         built.append(spec.name)
         return real(spec, cfg)
 
-    monkeypatch.setattr(facestream.stream.engine.runtimes, "create_embedder", counting)
+    monkeypatch.setattr(analyzer_module, "create_embedder", counting)
     analyzer = FaceAnalyzer(Config())
     start, seen = threading.Barrier(4), []
 
