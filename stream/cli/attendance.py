@@ -11,14 +11,15 @@ import argparse
 import sys
 from datetime import datetime
 
-from facestream.stream.cli.common import add_command
+from facestream.stream.cli.common import add_command, add_gallery_options, load_args_config
+from facestream.stream.config import Config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("attendance", help="attendance sessions: start, stop, list, show, report")
     sub = p.add_subparsers(dest="attendance_command", metavar="ACTION", required=True)
 
-    s = add_command(sub, "start", "start (or schedule) a session", _start)
+    s = add_command(sub, "start", "start (or schedule) a session", _start, add_gallery_options)
     s.add_argument("name", help="session name, e.g. 'cs101 monday'")
     s.add_argument("--roster", metavar="KEY=VALUE", help="expected people by metadata, e.g. group=cs101")
     s.add_argument("--people", action="append", default=[], metavar="NAMES",
@@ -31,27 +32,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--duration", metavar="DUR", help="e.g. 90m, 1.5h")
     s.add_argument("--late-after", type=float, metavar="MIN", help="minutes after the start that count as late")
 
-    s = add_command(sub, "stop", "end a session now (default: the latest running one)", _stop)
+    s = add_command(sub, "stop", "end a session now (default: the latest running one)", _stop, add_gallery_options)
     s.add_argument("name", nargs="?")
 
-    add_command(sub, "list", "every session with its state and counts", _list)
+    add_command(sub, "list", "every session with its state and counts", _list, add_gallery_options)
 
-    s = add_command(sub, "show", "one session's roster with present / late / absent", _show)
+    s = add_command(sub, "show", "one session's roster with present / late / absent", _show, add_gallery_options)
     s.add_argument("name", nargs="?", help="default: the latest session")
 
-    s = add_command(sub, "report", "export a session as CSV or XLSX (default: the latest, CSV to stdout)", _report)
+    s = add_command(sub, "report", "export a session as CSV or XLSX (default: the latest, CSV to stdout)", _report, add_gallery_options)
     s.add_argument("name", nargs="?", help="default: the latest session")
     s.add_argument("--csv", metavar="PATH", help="write CSV here ('-' = stdout)")
     s.add_argument("--xlsx", metavar="PATH", help="write an Excel workbook here")
 
-    s = add_command(sub, "delete", "delete a session and everything recorded in it", _delete)
+    s = add_command(sub, "delete", "delete a session and everything recorded in it", _delete, add_gallery_options)
     s.add_argument("name")
 
 
-def _config(args):
-    from facestream.stream.config import load_config
-
-    return load_config(args.config, args.overrides)
+def _config(args: argparse.Namespace) -> Config:
+    return load_args_config(args)
 
 
 def _store(config):

@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from facestream.stream.config import Config, load_config
+
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options every command that touches models or the gallery shares."""
@@ -15,6 +17,20 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set match.threshold=0.9 (repeatable)",
     )
+
+
+def add_gallery_options(parser: argparse.ArgumentParser) -> None:
+    """The shared options plus ``--gallery``, for every command that reads or writes the gallery."""
+    parser.add_argument("--gallery", metavar="URL",
+                        help="sqlite:///path/gallery.db or redis://host:6379/0 (default: $FACESTREAM_GALLERY, "
+                             "then gallery.url)")
+    add_common_options(parser)
+
+
+def load_args_config(args: argparse.Namespace, flags: dict[str, Any] | None = None) -> Config:
+    """The configuration for a command: ``--config``, ``--set``, then its flags (``--gallery`` included)."""
+    flags = {"gallery.url": getattr(args, "gallery", None), **(flags or {})}
+    return load_config(args.config, flag_overrides(args.overrides, flags))
 
 
 def flag_overrides(overrides: list[str], flags: dict[str, Any]) -> list[str]:

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from facestream.stream.cli.common import add_common_options, flag_overrides
+from facestream.stream.cli.common import add_gallery_options, load_args_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="serve the Gradio demo page (webcam, photos, enrolment, gallery)")
     p.add_argument("--host", help="interface to listen on (default: demo.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: demo.port, 7860)")
-    p.add_argument("--gallery", help="gallery URL, sqlite:///path.db or redis://host:port/db (default: $FACESTREAM_GALLERY, then gallery.url)")
     p.add_argument("--no-enrol", action="store_true", help="hide the Enrol tab and deleting (public kiosks)")
-    add_common_options(p)
+    add_gallery_options(p)
     p.set_defaults(handler=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from facestream.stream.config import load_config
-
-    overrides = flag_overrides(args.overrides, {"demo.host": args.host or None, "demo.port": args.port,
-                                                "demo.allow_enrolment": False if args.no_enrol else None})
-    config = load_config(args.config, overrides)
+    config = load_args_config(args, {"demo.host": args.host or None, "demo.port": args.port,
+                                     "demo.allow_enrolment": False if args.no_enrol else None})
 
     from facestream.stream.demo import build_demo, launch_demo
     from facestream.stream.demo.service import DemoService
 
-    service = DemoService(config, gallery=args.gallery)
+    service = DemoService(config)
     service.check()  # open the gallery and the models now: a bad URL fails here, not on the first click
     demo = build_demo(service, allow_enrolment=config.demo.allow_enrolment)
     launch_demo(demo, config.demo.host, config.demo.port, block=False)

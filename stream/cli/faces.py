@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from facestream.errors import FacestreamError
-from facestream.stream.cli.common import add_command
+from facestream.stream.cli.common import add_command, load_args_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,10 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _analyzer(args: argparse.Namespace):
-    from facestream.stream.config import load_config
     from facestream.stream.engine.analyzer import FaceAnalyzer
 
-    return FaceAnalyzer(load_config(args.config, args.overrides))
+    return FaceAnalyzer(load_args_config(args))
 
 
 def _out_path(out: str, image: str, several: bool) -> Path:
@@ -107,10 +106,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
-    from facestream.stream.config import load_config
     from facestream.stream.engine.model_store import get_model
 
-    name = args.name or load_config(args.config, args.overrides).embedder.model
+    name = args.name or load_args_config(args).embedder.model
     if args.force:
         from facestream.stream.engine.model_store import prepare_model
 
@@ -122,11 +120,10 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_info(args: argparse.Namespace) -> int:
-    from facestream.stream.config import load_config
     from facestream.stream.engine.model_store import get_model, model_info
     from facestream.stream.engine.runtimes import available_engines
 
-    config = load_config(args.config, args.overrides)
+    config = load_args_config(args)
     info = {"model": model_info(get_model(config.embedder.model)), "engines": available_engines()}
     if args.json:
         print(json.dumps(info, indent=2, default=str))

@@ -12,18 +12,13 @@ import sys
 import time
 from typing import Any
 
-from facestream.stream.cli.common import add_command, add_common_options, flag_overrides
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gallery", metavar="URL",
-                   help="sqlite:///path/gallery.db or redis://host:6379/0 (default: $FACESTREAM_GALLERY, gallery.url)")
-    add_common_options(p)
+from facestream.stream.cli.common import add_command, add_gallery_options, load_args_config
+from facestream.stream.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "enroll", "add people from a folder of folders, photos, or a roster CSV/XLSX",
-                    cmd_enroll, _common)
+                    cmd_enroll, add_gallery_options)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="people/ (one sub-folder per person), photos or URLs with --name, or roster.csv/.xlsx")
     p.add_argument("--name", help="the person in the given photos")
@@ -35,49 +30,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = add_command(sub, "identify", "name every face in a photo (1:N), or list look-alikes with --top-k",
-                    cmd_identify, _common)
+                    cmd_identify, add_gallery_options)
     p.add_argument("photo")
     p.add_argument("--top-k", type=int, default=None, help="closest enrolled people per face (default match.top_k)")
     p.add_argument("--out", help="write the photo with boxes and names here")
     p.add_argument("--json", action="store_true")
 
-    p = add_command(sub, "verify", "is the face in this photo that person (1:1)? exit 0 yes, 1 no", cmd_verify, _common)
+    p = add_command(sub, "verify", "is the face in this photo that person (1:1)? exit 0 yes, 1 no", cmd_verify, add_gallery_options)
     p.add_argument("photo")
     p.add_argument("--person", required=True, help="name or id of the enrolled person")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("people", help="list, show, rename or delete enrolled people")
     psub = p.add_subparsers(dest="people_command", metavar="ACTION", required=True)
-    q = add_command(psub, "list", "everyone enrolled", cmd_people_list, _common)
+    q = add_command(psub, "list", "everyone enrolled", cmd_people_list, add_gallery_options)
     q.add_argument("--json", action="store_true")
-    q = add_command(psub, "show", "one person: metadata and embeddings", cmd_people_show, _common)
+    q = add_command(psub, "show", "one person: metadata and embeddings", cmd_people_show, add_gallery_options)
     q.add_argument("person", help="name or id")
     q.add_argument("--json", action="store_true")
-    q = add_command(psub, "rename", "change a display name", cmd_people_rename, _common)
+    q = add_command(psub, "rename", "change a display name", cmd_people_rename, add_gallery_options)
     q.add_argument("person")
     q.add_argument("new_name")
     q = add_command(psub, "delete", "remove a person and every trace (embeddings, chips, caches)",
-                    cmd_people_delete, _common)
+                    cmd_people_delete, add_gallery_options)
     q.add_argument("person")
 
     p = sub.add_parser("gallery", help="export/import a gallery, show its models, re-embed after a model change")
     gsub = p.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
-    q = add_command(gsub, "export", "write people, embeddings and chips to a .zip", cmd_gallery_export, _common)
+    q = add_command(gsub, "export", "write people, embeddings and chips to a .zip", cmd_gallery_export, add_gallery_options)
     q.add_argument("file")
-    q = add_command(gsub, "import", "add the people of an exported .zip (idempotent)", cmd_gallery_import, _common)
+    q = add_command(gsub, "import", "add the people of an exported .zip (idempotent)", cmd_gallery_import, add_gallery_options)
     q.add_argument("file")
     q = add_command(gsub, "info", "people, embeddings per model, and whether they match the current model",
-                    cmd_gallery_info, _common)
+                    cmd_gallery_info, add_gallery_options)
     q.add_argument("--json", action="store_true")
-    q = add_command(gsub, "reembed", "re-embed stored face chips with the current model", cmd_gallery_reembed, _common)
+    q = add_command(gsub, "reembed", "re-embed stored face chips with the current model", cmd_gallery_reembed, add_gallery_options)
     q.add_argument("--from-model", help="model id whose chips to re-embed (default: every other model)")
     q.add_argument("--drop-old", action="store_true", help="delete the old model's embeddings afterwards")
 
 
-def _config(args: argparse.Namespace):
-    from facestream.stream.config import load_config
-
-    return load_config(args.config, flag_overrides(args.overrides, {"gallery.url": args.gallery}))
+def _config(args: argparse.Namespace) -> Config:
+    return load_args_config(args)
 
 
 def _store(args: argparse.Namespace, config: Any = None):

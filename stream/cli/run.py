@@ -11,7 +11,7 @@ import signal
 import threading
 
 from facestream.errors import FacestreamError
-from facestream.stream.cli.common import add_common_options, flag_overrides
+from facestream.stream.cli.common import add_gallery_options, load_args_config
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="camera index (0), video file, image folder, rtsp:// or http(s):// URL "
                         "(default: config `sources:`)")
-    p.add_argument("--gallery", help="gallery URL (sqlite:///file.db or redis://host:port/db)")
     p.add_argument("--host", help="interface to listen on (default: server.host)")
     p.add_argument("--port", type=int, help="websocket/HTTP port (0 = any free port; default: server.port)")
     p.add_argument("--no-server", action="store_true", help="do not start the websocket/HTTP server")
@@ -43,17 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference engine")
     p.add_argument("--session", help="record attendance into this existing session (default: the day's session)")
     p.add_argument("--no-attendance", action="store_true", help="do not record attendance")
-    add_common_options(p)
+    add_gallery_options(p)
     p.set_defaults(handler=cmd_run)
 
 
 def _config(args: argparse.Namespace):
-    from facestream.stream.config import SourceConfig, load_config
+    from facestream.stream.config import SourceConfig
 
-    overrides = flag_overrides(args.overrides, {
-        "gallery.url": args.gallery, "server.port": args.port, "server.host": args.host,
-        "server.token": args.token, "embedder.model": args.model, "embedder.engine": args.engine})
-    config = load_config(args.config, overrides)
+    config = load_args_config(args, {
+        "server.port": args.port, "server.host": args.host, "server.token": args.token,
+        "embedder.model": args.model, "embedder.engine": args.engine})
     if args.sources:
         sources = [SourceConfig(url=s, realtime=args.realtime, loop=args.loop) for s in args.sources]
     else:

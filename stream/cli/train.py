@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from facestream.errors import FacestreamError
-from facestream.stream.cli.common import add_common_options
+from facestream.stream.cli.common import add_common_options, load_args_config
+from facestream.stream.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(handler=cmd_eval)
 
 
-def _config(args: argparse.Namespace, extra: dict | None = None):
-    """The config from --config/--set, then the command's own options (validated like config values)."""
-    from pydantic import ValidationError
-
-    from facestream.stream.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    for k, v in (extra or {}).items():
-        if v is not None:
-            section, _, key = k.partition(".")
-            try:
-                setattr(getattr(cfg, section), key, v)
-            except ValidationError as exc:
-                raise FacestreamError(f"Bad value {v!r} for {k}: {exc.errors()[0]['msg']}.",
-                                      "See facestream train --help.") from None
-    return cfg
+def _config(args: argparse.Namespace, extra: dict | None = None) -> Config:
+    """The config from --config/--set, then the command's own options (validated like every config value)."""
+    return load_args_config(args, extra)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
