@@ -1,14 +1,15 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test example lint
+.PHONY: setup test example lint typecheck
 
 setup:
 	bash .ci/setup
 
-# Install everything, then run the test suite (what CI runs).
+# Install everything, then lint, type-check and run the test suite (what CI runs).
 test: setup
 	$(BIN)/ruff check facestream stream gallery trainer configs tests bench
+	bash .ci/typecheck
 	$(BIN)/python -m pytest -q
 
 # Install everything, then run the main job on the bundled example.
@@ -17,3 +18,6 @@ example: setup
 
 lint:
 	$(BIN)/ruff check facestream stream gallery trainer configs tests bench
+
+typecheck:
+	bash .ci/typecheck

@@ -53,15 +53,16 @@ def export_gallery(store: GalleryStore, path: str | Path) -> dict[str, Any]:
         for e in embs:
             i = model_index.setdefault(e.model_id, len(model_index))
             rows = vectors.setdefault(e.model_id, [])
-            chip_name = f"chips/{i}/{e.hash}.jpg" if e.chip else None
+            chip_name = None
             if e.chip:
+                chip_name = f"chips/{i}/{e.hash}.jpg"
                 chips.append((chip_name, e.chip))
             items.append({"model_id": e.model_id, "hash": e.hash, "row": len(rows), "source": e.source,
                           "created": e.created, "chip": chip_name})
             rows.append(np.asarray(e.vector, np.float32).reshape(-1))
         people.append({"id": person.id, "name": person.name, "metadata": person.metadata,
                        "created": person.created, "updated": person.updated, "embeddings": items})
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "exported": time.time(), "people": len(people),
         "embeddings": sum(len(v) for v in vectors.values()),
         "models": {m: {"file": f"embeddings/{i}.npy", "dim": int(len(vectors[m][0])), "count": len(vectors[m])}

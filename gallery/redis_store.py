@@ -27,13 +27,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT
 
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.store import (
@@ -65,6 +66,16 @@ def _failure(url: str, exc: Exception) -> GalleryError:
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
         return _down(url, exc)
     return GalleryError(f"Redis refused the operation ({exc}).", "Check the Redis server's logs.")
+
+
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the client returns bytes: vectors and chips are binary)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _fields(mapping: Mapping[str, str] | Mapping[str, bytes]) -> dict[FieldT, EncodableT]:
+    """A hash's fields as redis-py's ``hset(mapping=...)`` types them."""
+    return dict(mapping.items())
 
 
 def _guard(fn: Callable) -> Callable:
@@ -205,7 +216,7 @@ class RedisStore(GalleryStore):
         if client.hexists(self.k("people"), ref):
             return ref
         pid = client.hget(self.k("names"), str(ref).strip().casefold())
-        return pid.decode() if pid else None
+        return _text(pid) if pid else None
 
     @_guard
     def find_person(self, ref: str) -> Person | None:
@@ -216,13 +227,13 @@ class RedisStore(GalleryStore):
     def _need(self, ref: str, client: Any = None) -> str:
         pid = self._pid(ref, client)
         if pid is None:
-            names = [v.decode() for v in self.r.hvals(self.k("display"))]
+            names = [_text(v) for v in self.r.hvals(self.k("display"))]
             raise unknown_person(ref, names)
         return pid
 
     @_guard
     def list_people(self) -> list[Person]:
-        pids = [k.decode() for k in self.r.hkeys(self.k("people"))]
+        pids = [_text(k) for k in self.r.hkeys(self.k("people"))]
         return sorted(self._people(pids), key=lambda p: p.name.casefold())
 
     def _write_person(self, pipe: Any, pid: str, record: dict[str, Any], old_name: str | None) -> None:
@@ -250,13 +261,14 @@ class RedisStore(GalleryStore):
         name = check_name(name)
         existing = person_id if person_id and pipe.hexists(self.k("people"), person_id) else None
         by_name = pipe.hget(self.k("names"), name.casefold())
-        by_name = by_name.decode() if by_name else None
+        by_name = _text(by_name) if by_name else None
         if existing is None and by_name and person_id and by_name != person_id:
             raise GalleryError(f"The name {name!r} already belongs to person {by_name}.",
                                "Use a distinct display name, e.g. add a middle initial.")
         pid = existing or by_name or person_id or new_person_id()
         raw = pipe.hget(self.k("people"), pid)
-        record = json.loads(raw) if raw else {"name": name, "metadata": {}, "created": now, "updated": now}
+        record: dict[str, Any] = (json.loads(raw) if raw else
+                                  {"name": name, "metadata": {}, "created": now, "updated": now})
         old_name = record["name"] if raw else None
         if metadata:
             record["metadata"] = {**record.get("metadata", {}), **metadata}
@@ -321,8 +333,10 @@ class RedisStore(GalleryStore):
                 return
             now = time.time()
             pipe = self.r.pipeline(transaction=True)
-            dims = {m.decode(): int(d) for m, d in self.r.hgetall(self.k("dims")).items()}
-            people, display, names = {}, {}, {}
+            dims = {_text(m): int(d) for m, d in self.r.hgetall(self.k("dims")).items()}
+            people: dict[str, str] = {}
+            display: dict[str, str] = {}
+            names: dict[str, str] = {}
             vec: dict[str, dict[str, bytes]] = {}
             owner: dict[str, dict[str, str]] = {}
             info: dict[str, dict[str, str]] = {}
@@ -349,11 +363,11 @@ class RedisStore(GalleryStore):
                     members.append(f"{e.model_id}|{e.hash}")
                 if members:
                     pipe.sadd(self.k("pemb", person.id), *members)
-            for key, mapping in (("people", people), ("display", display), ("names", names)):
-                pipe.hset(self.k(key), mapping=mapping)
+            for key, texts in (("people", people), ("display", display), ("names", names)):
+                pipe.hset(self.k(key), mapping=_fields(texts))
             for kind, per_model in (("vec", vec), ("owner", owner), ("info", info), ("chip", chips)):
-                for m, mapping in per_model.items():
-                    pipe.hset(self.k(kind, m), mapping=mapping)
+                for m, values in per_model.items():
+                    pipe.hset(self.k(kind, m), mapping=_fields(values))
             if dims:
                 pipe.hset(self.k("dims"), mapping={m: d for m, d in dims.items() if d is not None})
             self._bump(pipe, "import", None)
@@ -408,7 +422,7 @@ class RedisStore(GalleryStore):
 
         def stage(pipe: Any) -> None:
             other = pipe.hget(self.k("names"), new_name.casefold())
-            if other and other.decode() != pid:
+            if other and _text(other) != pid:
                 raise GalleryError(f"The name {new_name!r} is already taken.", "Choose a distinct name.")
             raw = pipe.hget(self.k("people"), pid)
             if raw is None:
@@ -444,7 +458,7 @@ class RedisStore(GalleryStore):
         person = self._people([pid])[0]
 
         def stage(pipe: Any) -> None:
-            members = [m.decode() for m in pipe.smembers(self.k("pemb", pid))]
+            members = [_text(m) for m in pipe.smembers(self.k("pemb", pid))]
             raw = pipe.hget(self.k("people"), pid)
             pipe.multi()
             for member in members:
@@ -467,13 +481,13 @@ class RedisStore(GalleryStore):
     @_guard
     def owner_of(self, model_id: str, hash: str) -> str | None:
         pid = self.r.hget(self.k("owner", model_id), hash)
-        return pid.decode() if pid else None
+        return _text(pid) if pid else None
 
     @_guard
     def embeddings_of(self, ref: str) -> list[EmbeddingInfo]:
         pid = self._need(ref)
         out = []
-        for member in sorted(m.decode() for m in self.r.smembers(self.k("pemb", pid))):
+        for member in sorted(_text(m) for m in self.r.smembers(self.k("pemb", pid))):
             model, h = member.split("|", 1)
             info = json.loads(self.r.hget(self.k("info", model), h) or "{}")
             out.append(EmbeddingInfo(h, model, info.get("source", ""), info.get("created", 0.0),
@@ -482,7 +496,7 @@ class RedisStore(GalleryStore):
 
     @_guard
     def model_counts(self) -> dict[str, int]:
-        models = [m.decode() for m in self.r.hkeys(self.k("dims"))]
+        models = [_text(m) for m in self.r.hkeys(self.k("dims"))]
         counts = {m: int(self.r.hlen(self.k("vec", m))) for m in models}
         return {m: c for m, c in counts.items() if c}
 
@@ -491,22 +505,22 @@ class RedisStore(GalleryStore):
         version = self.version()  # read first: a write during the load makes the next check reload again
         rows: list[tuple[str, bytes]] = []
         for field, blob in self.r.hscan_iter(self.k("vec", model_id), count=20000):
-            rows.append((field.split(b"|", 1)[0].decode(), blob))
-        names = {k.decode(): v.decode() for k, v in self.r.hgetall(self.k("display")).items()} if rows else {}
+            rows.append((_text(field).split("|", 1)[0], blob))
+        names = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("display")).items()} if rows else {}
         return GalleryMatrix.build(version, rows, names)
 
     @_guard
     def iter_chips(self, model_id: str) -> Iterator[tuple[str, str, str, bytes]]:
-        owners = {k.decode(): v.decode() for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
+        owners = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
         for h, jpeg in self.r.hscan_iter(self.k("chip", model_id), count=1000):
-            h = h.decode()
+            h = _text(h)
             if h in owners:
                 info = json.loads(self.r.hget(self.k("info", model_id), h) or "{}")
                 yield owners[h], h, info.get("source", ""), jpeg
 
     @_guard
     def delete_model(self, model_id: str) -> int:
-        owners = {k.decode(): v.decode() for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
+        owners = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
         pipe = self.r.pipeline(transaction=True)
         for h, pid in owners.items():
             pipe.srem(self.k("pemb", pid), f"{model_id}|{h}")
@@ -523,7 +537,7 @@ class RedisStore(GalleryStore):
 
         for person in self.list_people():
             embs = []
-            for member in sorted(m.decode() for m in self.r.smembers(self.k("pemb", person.id))):
+            for member in sorted(_text(m) for m in self.r.smembers(self.k("pemb", person.id))):
                 model, h = member.split("|", 1)
                 pipe = self.r.pipeline(transaction=False)
                 pipe.hget(self.k("vec", model), f"{person.id}|{h}")

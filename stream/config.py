@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,6 +152,10 @@ class ServerConfig(Section):
     stats_every: float = Field(30.0, ge=0.0, le=86400.0, description="Log per-source stats every N seconds; 0 = never.")
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
 class AttendanceScheduleEntry(Section):
     """One line of a weekly timetable: a session that opens by itself on the given days."""
 
@@ -157,8 +163,8 @@ class AttendanceScheduleEntry(Section):
     roster: str | None = Field(None, description="People expected, by metadata: 'group=cs101' or 'tag=staff'.")
     people: list[str] = Field(default_factory=list, description="People expected, by name or id (added to roster).")
     cameras: list[str] = Field(default_factory=list, description="Source ids watched; empty = every camera.")
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], description="Weekdays the session runs."
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WORKDAYS), description="Weekdays the session runs."
     )
     start: str = Field(..., pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local start time, HH:MM.")
     end: str = Field(
@@ -319,7 +325,7 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path | Traversable) -> dict[str, Any]:
     if not path.is_file():
         raise FacestreamError(f"Config file not found: {path}.", "Check the --config path.")
     try:
@@ -334,7 +340,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the configuration from defaults, a YAML file, the environment and overrides.
 

@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.conftest import CELEBS, EXAMPLES, GROUPS, HAMILTON, ROOT, free_port
 

@@ -193,7 +193,7 @@ def cached_chip(analyzer, path: Path, cache_root: Path) -> tuple[np.ndarray | No
     return chip, reason, digest
 
 
-def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer=None, cache: str | Path | None = None,
+def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer: FaceAnalyzer | None = None, cache: str | Path | None = None,
                   progress: bool = True) -> ChipSet:
     """Scan identity folders and turn every image into an aligned chip (cached by content hash).
 

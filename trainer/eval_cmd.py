@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from facestream.stream.config import Config
+from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.model_store import get_model
 from facestream.trainer import evaluate as ev
 from facestream.trainer import tracking
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def run_eval(data: list[str | Path], config: Config, model: str | None = None, tracking_uri: str | None = None,
-             split: str = "test", out_dir: Path | None = None, analyzer=None, progress: bool = True) -> dict[str, Any]:
+             split: str = "test", out_dir: Path | None = None, analyzer: FaceAnalyzer | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``model`` (default ``config.embedder.model``) and the pretrained model; write roc.png + metrics.json.
 
     Returns:

@@ -153,7 +153,8 @@ def gallery_probe_split(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, 
     """Indices of a gallery (one random image per identity) and probes (the rest of identities seen twice+)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    gallery, probes = [], []
+    gallery: list[int] = []
+    probes: list[int] = []
     for ident in sorted(set(labels.tolist())):
         idx = np.nonzero(labels == ident)[0]
         g = int(rng.choice(idx))

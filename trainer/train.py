@@ -30,14 +30,16 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import Config
+from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.export import export_onnx
 from facestream.stream.engine.model_store import ModelSpec, cache_dir, get_model
 from facestream.stream.engine.networks import create_model
+from facestream.stream.engine.networks.staged import StagedNet
 from facestream.trainer import evaluate as ev
 from facestream.trainer import tracking
 from facestream.trainer.augment import AugmentConfig, augment
 from facestream.trainer.data import ChipSet, chip_analyzer, describe, load_chip_set, split_by_identity
-from facestream.trainer.losses import make_loss
+from facestream.trainer.losses import MarginHead, make_loss
 from facestream.trainer.metrics import verification_metrics
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class TrainResult:
 
     run_id: str | None
     model_dir: Path
-    spec: Any
+    spec: ModelSpec
     metrics: dict[str, float]
     pretrained_metrics: dict[str, float]
     history: list[dict[str, float]]
@@ -85,16 +87,27 @@ def pick_device(name: str):
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def build_model(name: str, pretrained: bool, freeze: str | None):
-    """The named architecture (pretrained if asked and available), frozen up to ``freeze``."""
+def build_model(name: str, pretrained: bool, freeze: str | None) -> StagedNet:
+    """The named architecture (pretrained if asked and available), frozen up to ``freeze``.
+
+    Raises:
+        FacestreamError: unknown architecture or stage, or a freeze that leaves nothing to train.
+    """
     model = create_model(name, pretrained=pretrained)  # names the valid architectures when unknown
+    if not isinstance(model, StagedNet):
+        raise FacestreamError(f"The architecture {name} is not a staged face embedder.",
+                              "Register a StagedNet subclass (facestream.stream.engine.networks.staged).")
     if freeze:
-        names = list(getattr(model, "stage_names", ()))
+        names = list(model.stage_names)
         if freeze not in names:
             raise FacestreamError(
                 f"'{freeze}' is not a stage of {name}.", f"Freeze up to one of: {', '.join(names) or '(none)'}."
             )
         model.freeze_up_to(freeze)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise FacestreamError(
+                f"--freeze {freeze} freezes every stage of {name}: nothing would be trained.",
+                f"Freeze up to an earlier stage (one of {', '.join(names[:-1])}), or do not freeze.")
     return model
 
 
@@ -159,7 +172,7 @@ def save_model_dir(model, out_root: Path, name: str, input_size: int, padding: f
 
 
 def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config, tracking_uri: str | None = None,
-                   out_dir: str | Path | None = None, analyzer=None, register: bool = True,
+                   out_dir: str | Path | None = None, analyzer: FaceAnalyzer | None = None, register: bool = True,
                    progress: bool = True, run_name: str | None = None) -> TrainResult:
     """Run one training run end to end (see the module docstring).
 
@@ -188,7 +201,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
     if isinstance(data, ChipSet):
         chips, roots = data, ["(chips in memory)"]
     else:
-        roots = data if isinstance(data, list) else [data]
+        roots = [str(r) for r in data] if isinstance(data, list) else [str(data)]
         chips = load_chip_set(roots, analyzer or chip_analyzer(config), cache=tc.chip_cache, progress=progress)
     splits = split_by_identity(chips, seed=tc.seed, val_fraction=tc.val_fraction, test_fraction=tc.test_fraction)
     train_cs, test_cs = splits["train"], splits["test"]
@@ -223,7 +236,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
             del baseline
 
         loss_fn = make_loss(tc.loss, _embedding_dim(model, device, chips.chips.shape[1]), len(train_cs.names)).to(device)
-        if hasattr(loss_fn, "init_centres") and tc.pretrained:
+        if isinstance(loss_fn, MarginHead) and tc.pretrained:
             emb = ev.embed_torch(model, train_cs.chips, device)
             loss_fn.init_centres(torch.from_numpy(emb).to(device), torch.from_numpy(train_cs.labels).to(device))
         lr = tc.lr or (FINETUNE_LR if tc.pretrained and tc.model == PRETRAINED else SCRATCH_LR)

@@ -28,6 +28,7 @@ from facestream.stream.attendance.roster import PersonLike
 from facestream.stream.attendance.sessions import create_session, day_bounds, stop_session
 from facestream.stream.attendance.store import AttendanceStore
 from facestream.stream.config import AttendanceConfig
+from facestream.stream.engine.faces import Faces, FrameResult
 
 log = logging.getLogger(__name__)
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -267,11 +268,11 @@ class AttendanceMonitor:
         return out
 
     # -- frames ------------------------------------------------------------------------------------
-    def on_result(self, result: Any, frame: np.ndarray | None = None) -> None:
+    def on_result(self, result: FrameResult, frame: np.ndarray | None = None) -> None:
         """Pipeline listener: one :class:`facestream.stream.engine.faces.FrameResult` (and its RGB frame, for snapshots)."""
         self.observe(result.source_id, result.timestamp, result.faces, frame)
 
-    def observe(self, camera: str, ts: float, faces: Any, frame: np.ndarray | None = None) -> None:
+    def observe(self, camera: str, ts: float, faces: Faces, frame: np.ndarray | None = None) -> None:
         """Apply the presence rule to every face of one frame and record what it confirms."""
         self.refresh()
         with self._lock:
@@ -297,7 +298,7 @@ class AttendanceMonitor:
                             stranger.look = look  # the track's latest appearance (a running mean)
                     else:
                         for s in sessions:
-                            self._record(s, sighting, camera, ts, frame, box)
+                            self._record(s, sighting, pid, camera, ts, frame, box)
                 except FacestreamError as exc:
                     self._store_error(exc, ts)
             if ts >= self._next_forget:
@@ -310,9 +311,10 @@ class AttendanceMonitor:
                         except FacestreamError as exc:
                             self._store_error(exc, ts)
 
-    def _record(self, s: Session, sighting: Sighting, camera: str, ts: float, frame, box) -> None:
+    def _record(self, s: Session, sighting: Sighting, person_id: str, camera: str, ts: float,
+                frame: np.ndarray | None, box: np.ndarray) -> None:
         st = sighting.state
-        key = (s.name, st.person_id)
+        key = (s.name, person_id)
         last = self._written.get(key)
         best = st.best_similarity if math.isfinite(st.best_similarity) else 0.0
         improved = last is not None and best > last[1] + 0.01
@@ -320,7 +322,7 @@ class AttendanceMonitor:
             return
         snap = face_snapshot(frame, box) if (last is None or improved) else None
         first = max(st.first_ts, s.start)
-        rec, created = self.store.upsert(s.name, st.person_id, st.name, st.person_id in s.roster_ids(), first, ts,
+        rec, created = self.store.upsert(s.name, person_id, st.name, person_id in s.roster_ids(), first, ts,
                                          camera, best, snap)
         self._written[key] = (ts, max(best, rec.best_similarity))
         if created:

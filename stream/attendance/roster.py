@@ -6,7 +6,7 @@ or re-labelled later does not silently change an old report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from facestream.errors import FacestreamError
@@ -77,11 +77,11 @@ def resolve_roster(people: Iterable[PersonLike], selector: str | None = None,
     return sorted(chosen.values(), key=lambda r: r.name.lower())
 
 
-def gallery_people(url: str) -> Callable[[], list[PersonLike]]:
+def gallery_people(url: str) -> Callable[[], Sequence[PersonLike]]:
     """A callable listing the enrolled people of the gallery at ``url`` (opened per call; a bad store is a
     :class:`~facestream.gallery.errors.GalleryError`, which the CLI and servers show like any FacestreamError)."""
 
-    def people() -> list[PersonLike]:
+    def people() -> Sequence[PersonLike]:
         with open_store(url) as gallery:
             return gallery.list_people()
 

@@ -10,10 +10,14 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facestream.stream.cli.common import add_command, add_gallery_options, load_args_config
 from facestream.stream.config import Config
+
+if TYPE_CHECKING:  # the handlers import the engine and the gallery when they run: --help stays quick
+    from facestream.gallery.store import GalleryStore
+    from facestream.stream.engine.analyzer import FaceAnalyzer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,13 +77,13 @@ def _config(args: argparse.Namespace) -> Config:
     return load_args_config(args)
 
 
-def _store(args: argparse.Namespace, config: Any = None):
+def _store(args: argparse.Namespace, config: Config | None = None) -> GalleryStore:
     from facestream.stream.recognition.identify import open_gallery
 
     return open_gallery(config or _config(args))
 
 
-def _analyzer(config: Any):
+def _analyzer(config: Config) -> FaceAnalyzer:
     from facestream.stream.engine.analyzer import FaceAnalyzer
 
     return FaceAnalyzer(config)
@@ -130,10 +134,11 @@ def cmd_identify(args: argparse.Namespace) -> int:
     if not len(faces):
         print("no face found")
         return 0
+    names = faces.name or []  # identify() labels every face
     for i, res in enumerate(results):
         box = ",".join(f"{v:.0f}" for v in faces.xyxy[i])
         sim = "-" if not res.candidates else f"{res.similarity:.3f}"
-        print(f"face {i + 1} [{box}]: {faces.name[i]} (similarity {sim}, threshold {matcher.threshold:.3f})")
+        print(f"face {i + 1} [{box}]: {names[i]} (similarity {sim}, threshold {matcher.threshold:.3f})")
         if top_k > 1:
             for m in res.candidates:
                 print(f"    {m.rank}. {m.name} {m.similarity:.3f}")
@@ -226,14 +231,13 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
 def cmd_gallery_info(args: argparse.Namespace) -> int:
     config = _config(args)
     store = _store(args, config)
-    info = {"url": config.gallery.url, "people": len(store.list_people()),
-            "embeddings_per_model": store.model_counts(), "version": store.version(),
-            "configured_model": config.embedder.model}
+    people, counts, version = len(store.list_people()), store.model_counts(), store.version()
     if args.json:
-        _dump(info)
+        _dump({"url": config.gallery.url, "people": people, "embeddings_per_model": counts, "version": version,
+               "configured_model": config.embedder.model})
         return 0
-    print(f"{info['url']}: {info['people']} people, version {info['version']}")
-    for m, n in info["embeddings_per_model"].items():
+    print(f"{config.gallery.url}: {people} people, version {version}")
+    for m, n in counts.items():
         print(f"  {m}: {n} embeddings")
     return 0
 

@@ -215,7 +215,7 @@ def _lookalike_tab(service: DemoService) -> None:
         button = gr.Button("Find look-alikes", variant="primary")
 
         @_friendly
-        def lookalike(path: str | None) -> tuple[list[tuple[np.ndarray, str]], dict[str, Any]]:
+        def lookalike(path: str | None) -> tuple[list[tuple[np.ndarray | None, str]], dict[str, Any]]:
             matches = service.lookalike(_photo(path))
             if not matches:
                 raise FacestreamError("The gallery is empty.", "Enrol some people first.")

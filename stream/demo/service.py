@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -40,7 +39,6 @@ from facestream.stream.recognition import identify as recognize
 from facestream.stream.recognition.enroll import SECOND_FACE_RATIO, Enroller, Photo
 from facestream.stream.recognition.identify import (
     gallery_url,
-    label_faces,
     open_gallery,
     open_matcher,
 )
@@ -145,7 +143,7 @@ class DemoService:
         gallery: a gallery URL that wins over ``$FACESTREAM_GALLERY`` and ``gallery.url``.
     """
 
-    def __init__(self, config: Config, analyzer: Any = None, gallery: str | None = None):
+    def __init__(self, config: Config, analyzer: FaceAnalyzer | None = None, gallery: str | None = None):
         self.config = config
         self.gallery_url = gallery_url(config, gallery)
         self._analyzer = analyzer
@@ -156,7 +154,7 @@ class DemoService:
     # -- shared resources ----------------------------------------------------------------
 
     @cached_property
-    def analyzer(self) -> Any:
+    def analyzer(self) -> FaceAnalyzer:
         if self._analyzer is not None:
             return self._analyzer
         return FaceAnalyzer(self.config)
@@ -204,9 +202,10 @@ class DemoService:
         faces, _ = recognize.identify(self.analyzer, self.matcher, rgb, top_k=1)
         if len(faces):
             faces = faces[np.argsort(faces.xyxy[:, 0], kind="stable")]
+        names, sims = faces.name or [], faces.similarity  # identify() labels every face
+        assert sims is not None
         rows = [
-            FaceRow(i + 1, faces.name[i], None if np.isnan(faces.similarity[i]) else float(faces.similarity[i]),
-                    tuple(int(round(v)) for v in faces.xyxy[i]))
+            FaceRow(i + 1, names[i], None if np.isnan(sims[i]) else float(sims[i]), _box(faces.xyxy[i]))
             for i in range(len(faces))
         ]
         return PhotoResult(self.draw(rgb, faces), rows, _summary(rows))
@@ -229,18 +228,19 @@ class DemoService:
                                   "Crop the photo to the person you mean.")
         return faces
 
-    def _one_face(self, rgb: np.ndarray, what: str) -> Faces:
-        """The person of a photo that must show one (see :meth:`check_one_face`): its largest face, embedded.
+    def _one_face(self, rgb: np.ndarray, what: str) -> np.ndarray:
+        """The embedding of the person of a photo that must show one (see :meth:`check_one_face`): its largest face.
 
         Not ``analyzer.largest_face``: that would detect a second time to apply the one-person rule.
         """
         faces = self.check_one_face(rgb, what)
-        return self.analyzer.embed(rgb, faces[[int(np.argmax(faces.width * faces.height))]])
+        largest = faces[[int(np.argmax(faces.width * faces.height))]]
+        return self.analyzer.embed_chips(self.analyzer.chips(rgb, largest))[0]
 
     def verify_photos(self, a: np.ndarray, b: np.ndarray) -> VerifyResult:
         """1:1: are the faces of two photos the same person (``facestream compare``)?"""
-        ea = self._one_face(a, "the first photo").embedding[0]
-        eb = self._one_face(b, "the second photo").embedding[0]
+        ea = self._one_face(a, "the first photo")
+        eb = self._one_face(b, "the second photo")
         sim = self.analyzer.similarity(ea, eb)
         return VerifyResult(sim >= self.threshold, sim, self.threshold, "the second photo")
 
@@ -248,16 +248,16 @@ class DemoService:
         """1:1 against an enrolled person (``facestream verify``): their closest embedding decides."""
         person = person.strip()
         self.store.get_person(person)  # an unknown name fails before any model work
-        embedding = self._one_face(rgb, "the photo").embedding[0]
+        embedding = self._one_face(rgb, "the photo")
         match, same = self.matcher.similarity_to(embedding, person)
         return VerifyResult(same, match.similarity, self.matcher.threshold,
                             f"**{md(match.name)}** (best of their photos)")
 
     def lookalike(self, rgb: np.ndarray, k: int = 5) -> list[LookAlike]:
         """The ``k`` closest enrolled people, each with one of their enrolled face chips."""
-        faces = self._one_face(rgb, "the photo")
+        embedding = self._one_face(rgb, "the photo")
         self.matcher.ensure_ready()
-        result = label_faces(self.matcher, faces, top_k=k)[0]
+        result = self.matcher.identify(embedding, top_k=k)
         chips = self._chips([m.person_id for m in result.candidates])
         return [
             LookAlike(m.rank, m.name, m.person_id, m.similarity, m.similarity >= self.threshold,
@@ -341,6 +341,11 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise FacestreamError(f"Cannot read {path.name} ({exc.strerror}).", "Upload it again.") from None
+
+
+def _box(xyxy: np.ndarray) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (int(round(float(v))) for v in xyxy)
+    return x1, y1, x2, y2
 
 
 def _when(ts: float) -> str:

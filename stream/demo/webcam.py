@@ -62,9 +62,9 @@ class WebcamSession:
                                          self.config.match.min_face)
             tracks = list(update.tracks)
             if need and len(matcher):
-                sub = analyzer.embed(rgb, faces[np.array(need)])
-                results = matcher.search(sub.embedding, top_k=1)
-                for i, emb, result in zip(need, sub.embedding, results, strict=True):
+                embeddings = analyzer.embed_chips(analyzer.chips(rgb, faces[np.array(need)]))
+                results = matcher.search(embeddings, top_k=1)
+                for i, emb, result in zip(need, embeddings, results, strict=True):
                     # A box that continued onto someone else's face starts a fresh track (as in run).
                     track, _ended = self.tracker.check_appearance(tracks[i], emb, self.split_threshold,
                                                                   self.frame, timestamp)

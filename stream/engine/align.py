@@ -183,7 +183,7 @@ def _extract(rgb: np.ndarray, rect: np.ndarray, angle: float, size: int) -> np.n
     m = _affine(chip_pts, _corners(rect, angle)[[0, 1, 2]])  # chip -> source
     out = cv2.warpAffine(
         src.astype(np.float32), m, (size, size),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
     )
     # dlib: a sample whose 2x2 neighbourhood is not inside the source is black.
     if not _corners_well_inside(m, size, src.shape):

@@ -34,7 +34,7 @@ class Faces:
     score: np.ndarray
     kps: np.ndarray | None = None
     landmarks: np.ndarray | None = None
-    track_id: np.ndarray | None = None
+    track_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     embedding: np.ndarray | None = None
     identity: list[str | None] | None = None
     name: list[str] | None = None
@@ -45,7 +45,8 @@ class Faces:
         self.score = np.asarray(self.score, dtype=np.float32).reshape(-1)
         if len(self.score) != len(self.xyxy):
             raise ValueError(f"{len(self.xyxy)} boxes but {len(self.score)} scores")
-        if self.track_id is None:
+        self.track_id = np.asarray(self.track_id, dtype=np.int64).reshape(-1)
+        if len(self.track_id) == 0:  # untracked (the default)
             self.track_id = np.full(len(self), -1, dtype=np.int64)
 
     @classmethod
@@ -63,7 +64,7 @@ class Faces:
         if isinstance(index, int | np.integer):
             index = [int(index)]
         idx = np.arange(len(self))[index]
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None:
@@ -80,7 +81,7 @@ class Faces:
         parts = [p for p in parts if len(p)]
         if not parts:
             return Faces.empty()
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(Faces):
             values = [getattr(p, f.name) for p in parts]
             if any(v is None for v in values):

@@ -117,7 +117,8 @@ class EmbedBatcher:
             deadline = self._queue[0].t_submit + self.max_wait
             while not self._ready(deadline):
                 self._cond.wait(max(0.0, deadline - time.perf_counter()))
-            batch, n = [], 0
+            batch: list[_Request] = []
+            n = 0
             while self._queue and (not batch or n + len(self._queue[0].chips) <= self.max_batch):
                 r = self._queue.popleft()
                 batch.append(r)

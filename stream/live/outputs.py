@@ -99,7 +99,7 @@ class VideoRecorder:
         import cv2
 
         out = self.file_for(result.source_id)
-        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), self._fps(result.source_id),
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), self._fps(result.source_id),
                                  (result.width, result.height))
         if not writer.isOpened():
             self._failed.add(result.source_id)

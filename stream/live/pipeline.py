@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
+from facestream.gallery.matcher import Matcher
+from facestream.gallery.types import MatchResult
 from facestream.stream.config import Config, SourceConfig
+from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.detect import FaceDetector
 from facestream.stream.engine.faces import Faces, FrameResult
 from facestream.stream.live.batcher import EmbedBatcher
@@ -234,8 +237,8 @@ class Pipeline:
             p.wait()
     """
 
-    def __init__(self, config: Config, sources: list[SourceConfig] | None = None, *, analyzer: Any,
-                 matcher: Any | None = None, max_frames: int = 0, wait_for_embeddings: bool | None = None):
+    def __init__(self, config: Config, sources: list[SourceConfig] | None = None, *, analyzer: FaceAnalyzer,
+                 matcher: Matcher | None = None, max_frames: int = 0, wait_for_embeddings: bool | None = None):
         self.config = config
         self.source_configs = list(sources if sources is not None else config.sources)
         if not self.source_configs:
@@ -434,11 +437,13 @@ class Pipeline:
         says otherwise), so every run over a file names the same faces on the
         same frames.
         """
+        matcher, batcher = self.matcher, self.batcher
+        assert matcher is not None and batcher is not None  # only called when recognising
         embedded = [False] * len(faces)
         self._collect(w, frame, faces, tracks, embedded, timings, block=False)
         need = w.tracker.to_embed(tracks, np.minimum(faces.width, faces.height), frame.index,
                                   self.config.match.min_face)
-        if not need or not len(self.matcher):
+        if not need or not len(matcher):
             return embedded
         t0 = time.perf_counter()
         sub = faces[np.array(need)]
@@ -449,7 +454,7 @@ class Pipeline:
         match_before = timings.get("match", 0.0)
         for i in need:
             tracks[i].pending = True
-        w.pending.append(_Pending([tracks[i] for i in need], self.batcher.submit(chips, w.producer), frame.index,
+        w.pending.append(_Pending([tracks[i] for i in need], batcher.submit(chips, w.producer), frame.index,
                                   frame.timestamp))
         wait = (not w.source.live) if self.wait_for_embeddings is None else self.wait_for_embeddings
         if wait:
@@ -460,6 +465,8 @@ class Pipeline:
     def _collect(self, w: _Worker, frame: Frame, faces: Faces, tracks: list[Track], embedded: list[bool],
                  timings: dict[str, float], block: bool) -> None:
         """Apply the embeddings that are ready (all of them when ``block``): appearance check, search, vote."""
+        matcher = self.matcher
+        assert matcher is not None  # embeddings are only requested when recognising
         while w.pending and (block or w.pending[0].future.done()):
             p = w.pending.popleft()
             try:
@@ -468,7 +475,7 @@ class Pipeline:
                 for t in p.tracks:
                     t.pending = False
             t0 = time.perf_counter()
-            results = self.matcher.search(emb, top_k=1)
+            results = matcher.search(emb, top_k=1)
             timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - t0) * 1000
             alive = {id(t) for t in w.tracker.tracks}
             here = {id(t): i for i, t in enumerate(tracks)}
@@ -489,7 +496,7 @@ class Pipeline:
                 w.embedded += 1
                 self._vote(w, track, res, p.frame, frame)
 
-    def _vote(self, w: _Worker, track: Track, res: Any, embed_frame: int, frame: Frame) -> None:
+    def _vote(self, w: _Worker, track: Track, res: MatchResult, embed_frame: int, frame: Frame) -> None:
         before = (track.person_id, track.name)
         if w.tracker.vote(track, Vote.from_match(res, embed_frame)):
             if before[0] is not None:

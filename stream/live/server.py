@@ -40,7 +40,7 @@ from facestream.errors import FacestreamError
 from facestream.stream.config import ServerConfig
 from facestream.stream.engine.draw import pixelate
 from facestream.stream.engine.faces import UNKNOWN
-from facestream.stream.live.pipeline import percentile
+from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
 
 log = logging.getLogger(__name__)
 
@@ -217,16 +217,16 @@ class StreamServer:
         except RuntimeError:  # loop closed while stopping
             pass
 
-    def attach(self, pipeline: Any) -> StreamServer:
+    def attach(self, pipeline: Pipeline) -> StreamServer:
         """Publish every result (with a JPEG for viewers that asked) and event of a :class:`Pipeline`."""
         pipeline.add_listener(self._on_result, self._on_event)
         return self
 
-    def _on_result(self, result: Any, rgb: np.ndarray) -> None:
+    def _on_result(self, result: LiveResult, rgb: np.ndarray) -> None:
         self.publish(result.to_json(), result.source_id, getattr(result, "t_read", None),
                      image=getattr(result, "image", None))
 
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: TrackEvent) -> None:
         self.publish(event.to_json(), event.source_id)
 
     def _encode_jpeg(self, image: np.ndarray) -> str:
@@ -244,6 +244,7 @@ class StreamServer:
 
     # -- websocket clients -------------------------------------------------------
     async def _handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None  # set by the handshake before the handler runs
         query = parse_qs(urlsplit(ws.request.path).query)
         sources = _parse_sources(query.get("sources", [None])[0])
         jpeg = query.get("frames", [""])[0] == "jpeg"

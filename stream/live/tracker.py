@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from facestream.gallery.types import MatchResult
 from facestream.stream.config import TrackingConfig
 from facestream.stream.engine.faces import UNKNOWN, Faces
 
@@ -48,7 +48,7 @@ class Vote:
     frame: int
 
     @classmethod
-    def from_match(cls, result: Any, frame: int) -> Vote:
+    def from_match(cls, result: MatchResult, frame: int) -> Vote:
         """The vote of one gallery search result (``facestream.gallery.matcher`` answer: ``best`` and ``similarity``)."""
         best = result.best
         return cls(best.person_id if best else None, best.name if best else UNKNOWN, float(result.similarity), frame)
@@ -155,18 +155,19 @@ class Tracker:
         matched = {id(t) for t in assigned if t is not None}
         started: list[Track] = []
         old = len(self.tracks)
+        tracks: list[Track] = []
         for i, t in enumerate(assigned):
             if t is None:
                 t = Track(self._next_id, boxes[i].copy(), frame, timestamp, frame, timestamp)
                 self._next_id += 1
                 self.tracks.append(t)
                 started.append(t)
-                assigned[i] = t
             else:
                 t.box = boxes[i].copy()
                 t.last_frame, t.last_seen = frame, timestamp
                 t.hits += 1
                 t.missing = 0
+            tracks.append(t)
         ended: list[Track] = []
         keep: list[Track] = []
         for k, t in enumerate(self.tracks):
@@ -177,9 +178,9 @@ class Tracker:
                     continue
             keep.append(t)
         self.tracks = keep
-        ids = np.array([t.track_id for t in assigned], dtype=np.int64)
+        ids = np.array([t.track_id for t in tracks], dtype=np.int64)
         faces.track_id = ids
-        return TrackUpdate(ids, assigned, started, ended)  # type: ignore[arg-type]
+        return TrackUpdate(ids, tracks, started, ended)
 
     def end_all(self) -> list[Track]:
         """End every track (source stopped); returns them for 'left' events."""

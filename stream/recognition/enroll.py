@@ -32,6 +32,7 @@ import numpy as np
 from facestream.errors import FacestreamError
 from facestream.gallery.store import GalleryStore
 from facestream.gallery.types import NewEmbedding, content_hash
+from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import image_files, load_image
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,10 @@ class Photo:
         return cls(url, lambda: fetch_url(url))
 
 
+# One person to enrol: (name, photos, metadata, person id or None for a new id).
+PersonPhotos = tuple[str, list[Photo], dict[str, Any], str | None]
+
+
 def _read_file(path: Path) -> bytes:
     if not path.is_file():
         raise FacestreamError(f"Image not found: {path}.", "Check the path.")
@@ -159,7 +164,7 @@ class Enroller:
         on_person: called with each person's name after their transaction commits (hooks, tests).
     """
 
-    def __init__(self, analyzer: Any, store: GalleryStore, progress: bool = True,
+    def __init__(self, analyzer: FaceAnalyzer, store: GalleryStore, progress: bool = True,
                  on_person: Callable[[str], None] | None = None):
         self.analyzer = analyzer
         self.store = store
@@ -253,7 +258,7 @@ class Enroller:
         _, added = self.store.enroll(name, embs, metadata, person_id)
         return added
 
-    def run(self, groups: list[tuple[str, list[Photo], dict[str, Any], str | None]]) -> EnrollReport:
+    def run(self, groups: list[PersonPhotos]) -> EnrollReport:
         """Enrol ``(name, photos, metadata, person_id)`` groups with a progress bar; stops cleanly on store loss."""
         from tqdm import tqdm
 
@@ -278,7 +283,7 @@ class Enroller:
     def enroll_folder(self, root: str | Path, metadata: dict[str, Any] | None = None) -> EnrollReport:
         """A folder of folders, one per person (the folder name is the person's name)."""
         root = Path(root)
-        groups = []
+        groups: list[PersonPhotos] = []
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
             photos = [Photo.from_path(f) for f in image_files(folder)]
             if photos:
@@ -309,7 +314,7 @@ class Enroller:
         name_col = _pick_column(header, name_column, NAME_COLUMNS, "name", path)
         photo_col = _pick_column(header, photo_column, PHOTO_COLUMNS, "photo", path)
         id_col = next((c for c in header if c.strip().casefold() in ID_COLUMNS), None)
-        groups: dict[str, tuple[str, list[Photo], dict[str, Any], str | None]] = {}
+        groups: dict[str, PersonPhotos] = {}
         for row in rows:
             name = (row.get(name_col) or "").strip()
             ref = (row.get(photo_col) or "").strip()

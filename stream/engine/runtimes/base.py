@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
+from facestream.stream.engine.model_store import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Embedder(ABC):
 
     name: str = "embedder"
 
-    def __init__(self, spec: Any, max_batch: int = 64):
+    def __init__(self, spec: ModelSpec, max_batch: int = 64):
         if max_batch < 1:
             raise FacestreamError(f"max_batch must be >= 1, got {max_batch}.", "Set embedder.max_batch to 1 or more.")
         self.spec = spec

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
-from facestream.stream.engine.model_store import cache_dir
+from facestream.stream.engine.model_store import ModelSpec, cache_dir
 from facestream.stream.engine.runtimes.base import Embedder
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ class OnnxRuntimeEmbedder(Embedder):
         fp16: half precision for the TensorRT execution provider.
     """
 
-    def __init__(self, spec: Any, max_batch: int = 64, threads: int = 0, device: str = "auto", fp16: bool = True):
+    def __init__(self, spec: ModelSpec, max_batch: int = 64, threads: int = 0, device: str = "auto",
+                 fp16: bool = True):
         super().__init__(spec, max_batch)
         import onnxruntime as ort
 
@@ -111,7 +112,7 @@ class OnnxRuntimeEmbedder(Embedder):
         opts.log_severity_level = 3
         requested = choose_providers(device, fp16)
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=requested)
+            self.session: ort.InferenceSession | None = ort.InferenceSession(str(path), sess_options=opts, providers=requested)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise FacestreamError(
                 f"ONNX Runtime could not load {path} ({exc}).",
@@ -138,8 +139,9 @@ class OnnxRuntimeEmbedder(Embedder):
 
     def _infer(self, chips: np.ndarray) -> np.ndarray:
         x = self.preprocess(chips)
+        assert self.session is not None  # embed() refuses a closed engine
         (y,) = self.session.run([self._output_name], {self._input_name: x})
         return np.asarray(y, np.float32)
 
     def _release(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
-from facestream.stream.engine.model_store import cache_dir, file_sha256
+from facestream.stream.engine.model_store import ModelSpec, cache_dir, file_sha256
 from facestream.stream.engine.runtimes.base import Embedder
 from facestream.stream.engine.runtimes.torchrt import cuda_available
 
@@ -123,7 +123,7 @@ class TensorRTEmbedder(Embedder):
         cache_dir: where serialized engines live; default ``facestream.stream.engine.model_store.cache_dir()/tensorrt``.
     """
 
-    def __init__(self, spec: Any, max_batch: int = 64, fp16: bool = True, cache_dir: Path | None = None):
+    def __init__(self, spec: ModelSpec, max_batch: int = 64, fp16: bool = True, cache_dir: Path | None = None):
         super().__init__(spec, max_batch)
         trt, why = _import_trt()
         ok, detail = available()

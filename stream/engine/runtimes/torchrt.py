@@ -10,13 +10,16 @@ and normalised on the GPU.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.engine.model_store import ModelSpec
 from facestream.stream.engine.runtimes.base import Embedder
+
+if TYPE_CHECKING:  # torch is imported only when this engine is used
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def model_available(spec: ModelSpec | None = None) -> tuple[bool, str]:
     return True, "ok"
 
 
-def load_model(spec: Any):
+def load_model(spec: ModelSpec) -> nn.Module:
     """The spec's torch module with its weights, in eval mode on the CPU."""
     import torch
 
@@ -76,6 +79,7 @@ def load_model(spec: Any):
         )
     from facestream.stream.engine.networks import create_model
 
+    assert spec.architecture is not None and spec.weights_path is not None  # model_available() checked both
     model = create_model(spec.architecture, pretrained=False)
     try:
         state = torch.load(spec.weights_path, map_location="cpu", weights_only=True)
@@ -104,7 +108,7 @@ class TorchEmbedder(Embedder):
 
     def __init__(
         self,
-        spec: Any,
+        spec: ModelSpec,
         max_batch: int = 64,
         device: str = "auto",
         fp16: bool = True,
