@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facestream.errors import FacestreamError
-from facestream.trainer.data import ChipSet, scan_identity_folders, split_by_identity
+from facestream.trainer.data import ChipSet, ScanReport, scan_identity_folders, split_by_identity
 
 
 def fake_set(per_identity: list[int]) -> ChipSet:
@@ -65,3 +65,17 @@ def test_scan_reports_empty_folder_and_missing_root(tmp_path):
         scan_identity_folders([tmp_path / "nope"])
     with pytest.raises(FacestreamError, match="no identity folders"):
         scan_identity_folders([tmp_path / "_extra"])
+
+
+def test_pgm_identity_folders_are_scanned(tmp_path):
+    """An AT&T/ORL-style set (PGM files, one folder per person) is training data, not 'no images'."""
+    from PIL import Image
+
+    from tests.conftest import EXAMPLES
+
+    for person, photo in (("s1", EXAMPLES / "Joe_Biden" / "biden.jpg"), ("s2", EXAMPLES / "Barack_Obama" / "obama.jpg")):
+        (tmp_path / person).mkdir()
+        Image.open(photo).convert("L").save(tmp_path / person / "1.pgm")
+    report = ScanReport()
+    items = scan_identity_folders([tmp_path], report)
+    assert [(n, p.name) for n, p in items] == [("s1", "1.pgm"), ("s2", "1.pgm")] and not report.empty_folders

@@ -95,3 +95,14 @@ def test_people_delete_removes_their_attendance_too(url, capsys):
     assert "removed Lin-Manuel Miranda from 1 attendance session(s)" in out
     assert store.records("s") == [] and store.snapshot("s", lin.person_id) is None
     assert [r.name for r in store.get_session("s").roster] == ["Alex Lacamoire"]
+
+
+def test_every_attendance_command_takes_gallery(url, capsys):
+    """--gallery names the store, as for every command that reads the gallery."""
+    rc, out, err = run(capsys, "attendance", "start", "standup", "--roster", "group=guests", "--gallery", url)
+    assert rc == 0, err
+    for argv in (["list"], ["show", "standup"], ["report", "standup"], ["stop", "standup"]):
+        rc, out, err = run(capsys, "attendance", *argv, "--gallery", url)
+        assert rc == 0 and "standup" in out + err, (argv, err)
+    rc, out, err = run(capsys, "attendance", "delete", "standup", "--gallery", url)
+    assert rc == 0 and open_attendance_store(url).get_session("standup") is None

@@ -74,3 +74,18 @@ def test_bytes_input_and_huge_image(tmp_path):
     big = tmp_path / "big.png"
     Image.new("RGB", (10000, 10000), (90, 120, 150)).save(big, compress_level=1)
     assert load_image(big).shape == (10000, 10000, 3)
+
+
+def test_pgm_and_ppm_are_read_and_listed_like_every_format(tmp_path):
+    """The classic face sets (AT&T/ORL) are PGM: every reader takes them, through one list of formats."""
+    from facestream.stream.engine.imageio import image_files, is_image_file
+
+    grey = Image.open(PHOTO).convert("L")
+    grey.save(tmp_path / "s1_1.pgm")
+    Image.open(PHOTO).save(tmp_path / "s1_2.ppm")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    assert [p.name for p in image_files(tmp_path)] == ["s1_1.pgm", "s1_2.ppm"]
+    assert is_image_file("FACE.PGM") and not is_image_file("notes.txt")
+    pgm = load_image(tmp_path / "s1_1.pgm")
+    assert pgm.shape == (grey.height, grey.width, 3) and np.array_equal(pgm[..., 0], np.asarray(grey))
+    assert load_image(tmp_path / "s1_2.ppm").shape[2] == 3
