@@ -57,9 +57,9 @@ def bench_engine(embedder, batches: list[int], repeats: int, warmup: int, min_se
     for b in batches:
         chips = rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8)
         for _ in range(warmup):
-            embedder.embed(chips)
+            embedder.run(chips)
         cpu0 = time.process_time()
-        times = time_calls(lambda c=chips: embedder.embed(c), repeats, warmup=0, min_seconds=min_seconds)
+        times = time_calls(lambda c=chips: embedder.run(c), repeats, warmup=0, min_seconds=min_seconds)
         cpu_s = time.process_time() - cpu0
         stats = summarize(times)
         row = {
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from facestream.errors import FacestreamError
     from facestream.stream.config import EmbedderConfig
     from facestream.stream.engine.model_store import get_model
-    from facestream.stream.engine.runtimes import create_embedder
+    from facestream.stream.engine.runtimes import create_runtime
     from facestream.stream.engine.runtimes.torchrt import cuda_available
 
     info = machine_info()
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = EmbedderConfig(engine=engine, device=args.device, max_batch=max(batches), threads=args.threads,
                              fp16=not args.no_fp16, model=args.model)
         try:
-            embedder = create_embedder(spec, cfg)
+            embedder = create_runtime(spec, cfg)
         except FacestreamError as exc:
             log.warning("skipping %s: %s", engine, exc)
             skipped[engine] = str(exc)

@@ -34,26 +34,55 @@ class Section(BaseModel):
 
 
 class DetectorConfig(Section):
+    engine: Literal["auto", "onnxruntime", "torch", "tensorrt", "mediapipe"] = Field(
+        "auto",
+        description="Where BlazeFace runs: its port (converted from MediaPipe's .tflite) on the fastest runtime "
+        "('auto', as for the embedder) or a named one; 'mediapipe' is MediaPipe's own graph, the reference "
+        "(one view at a time: it cannot batch).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the detector's runtime runs.")
+    fp16: bool = Field(True, description="Half precision on GPU runtimes.")
+    threads: int = Field(
+        1, ge=0, le=256,
+        description="CPU threads per detector call; 0 = all cores. 1 leaves the other core to decoding and "
+        "embedding on a 2-core machine (bench/live.py).",
+    )
+    max_batch: int = Field(64, ge=1, le=4096, description="Most views in one model call.")
     model: Literal["short", "full"] = Field(
-        "full", description="BlazeFace range: 'short' for faces within ~2 m (selfies), 'full' up to ~5 m."
+        "full", description="Range of the live whole-frame pass: 'full' (faces up to ~5 m) or 'short' (selfies)."
     )
     min_score: float = Field(0.5, ge=0.0, le=1.0, description="Minimum detection confidence.")
+    confirm_score: float = Field(
+        0.65, ge=0.0, le=1.0,
+        description="A face only a tile saw counts once a crop around it (short range) finds it again with at "
+        "least this confidence: pasted faces of 24-96 px score >= 0.73 there, faces tiles see in textures <= 0.56.",
+    )
+    resample: Literal["area", "linear"] = Field(
+        "area",
+        description="How views are shrunk to the model's input: 'area' averages pixels (small faces survive); "
+        "'linear' is MediaPipe's own warp (for comparing with MediaPipe).",
+    )
     tiling: Literal["off", "auto", "on"] = Field(
-        "off",
-        description="Overlapping tiles for small faces in large frames; 'auto' tiles frames wider than tile_size. "
-        "Off by default: one model call per frame finds faces of ~240 px and up in 1920x1080 (bench/detect.py); "
-        "tiling finds ~40 px faces (and background people in photos) at 16 model calls per 1080p frame.",
+        "auto",
+        description="Tiles for faces too small for one model call on the whole image: photos are searched in all "
+        "tiles at once, live frames sweep them over successive frames. 'auto' tiles images larger than tile_size.",
     )
     tile_size: int = Field(
-        512, ge=128, le=4096, description="Tile side in pixels (512 finds 40 px faces; 640 only ~48-56 px)."
+        512, ge=128, le=4096, description="Tile side in pixels (full-range BlazeFace finds ~40 px faces in 512)."
     )
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour.")
-    nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping boxes are merged.")
-    max_side: int = Field(1920, ge=320, le=16384, description="Larger images are downscaled to this side for detection.")
-    threads: int = Field(
-        2, ge=1, le=32,
-        description="MediaPipe graphs detecting at once in the live pipeline, shared over the sources: one stream's "
-        "frames are detected in parallel (results stay in order); N streams get threads // N each, at least one.",
+    nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which faces of different views are merged.")
+    max_side: int = Field(1920, ge=320, le=16384, description="Photos are downscaled to this side for detection.")
+    sweep_seconds: float = Field(
+        0.4, gt=0.0, le=10.0,
+        description="Live: every tile is searched at least this often, so a new face of tile size gets its first "
+        "box within this time (tiles where the picture changed go first).",
+    )
+    crop_scale: float = Field(
+        2.0, ge=1.2, le=6.0, description="Live: side of the crop searched around a tracked face, in face widths."
+    )
+    batch_wait_ms: float = Field(
+        1.0, ge=0.0, le=100.0, description="Live: how long to wait for other cameras' views before a model call."
     )
 
     @field_validator("tiling", mode="before")

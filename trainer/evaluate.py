@@ -17,7 +17,7 @@ import numpy as np
 
 from facestream.stream.config import EmbedderConfig
 from facestream.stream.engine.analyzer import l2_normalize
-from facestream.stream.engine.runtimes import create_embedder
+from facestream.stream.engine.runtimes import create_runtime
 from facestream.trainer.metrics import Roc, identification_metrics, verification_metrics
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def embed_torch(model, chips: np.ndarray, device=None, batch_size: int = 64, mea
 def embed_spec(spec, chips: np.ndarray) -> np.ndarray:
     """L2-normalised embeddings by a model directory, run on the runtime's ONNX Runtime CPU engine."""
 
-    engine = create_embedder(spec, EmbedderConfig(engine="onnxruntime", device="cpu", fp16=False))
-    return l2_normalize(engine.embed(chips))
+    engine = create_runtime(spec, EmbedderConfig(engine="onnxruntime", device="cpu", fp16=False))
+    return l2_normalize(engine.run(chips))
 
 
 def evaluate(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0,

@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("models", help="prepare the embedding model or show what runs")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    prep = add_command(msub, "prepare", "convert the pretrained model to ONNX and cache it (once)", cmd_models_prepare)
-    prep.add_argument("name", nargs="?", default=None, help="model name (default: the configured one)")
+    prep = add_command(msub, "prepare", "convert the embedding and detection models to ONNX and cache them (once)",
+                       cmd_models_prepare)
+    prep.add_argument("name", nargs="?", default=None,
+                      help="one model name (default: the configured embedder and both BlazeFace ranges)")
     prep.add_argument("--force", action="store_true", help="rebuild even if cached")
     info = add_command(msub, "info", "model spec, cache location and available engines", cmd_models_info)
     info.add_argument("--json", action="store_true")
@@ -106,16 +108,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
-    from facestream.stream.engine.model_store import get_model
+    from facestream.stream.engine.model_store import DETECTORS, get_model, prepare_model
 
-    name = args.name or load_args_config(args).embedder.model
-    if args.force:
-        from facestream.stream.engine.model_store import prepare_model
-
-        spec = prepare_model(name, force=True)
-    else:
-        spec = get_model(name)
-    print(f"{spec.name}: ready ({spec.model_id}) at {spec.onnx_path}")
+    # the configured embedder and both detector ranges, unless one model is named
+    names = [args.name] if args.name else [load_args_config(args).embedder.model, *DETECTORS]
+    for name in names:
+        spec = prepare_model(name, force=True) if args.force else get_model(name)
+        print(f"{spec.name}: ready ({spec.model_id}) at {spec.onnx_path}")
     return 0
 
 

@@ -20,8 +20,8 @@ from facestream.stream.engine.align import align_faces
 from facestream.stream.engine.detect import FaceDetector
 from facestream.stream.engine.faces import Faces
 from facestream.stream.engine.landmarks import LandmarkPredictor
-from facestream.stream.engine.model_store import get_model
-from facestream.stream.engine.runtimes import create_embedder
+from facestream.stream.engine.model_store import get_model, list_models
+from facestream.stream.engine.runtimes import create_runtime
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,16 @@ class FaceAnalyzer:
 
     @_built_once
     def spec(self):
-        """The embedding model's :class:`facestream.stream.engine.model_store.ModelSpec` (prepared on first use)."""
-        return get_model(self.config.embedder.model, tracking_uri=self._tracking_uri())
+        """The embedding model's :class:`facestream.stream.engine.model_store.ModelSpec` (prepared on first use).
+
+        Raises:
+            FacestreamError: the model named is not an embedder (a detector, say).
+        """
+        spec = get_model(self.config.embedder.model, tracking_uri=self._tracking_uri())
+        if spec.task != "embed":
+            raise FacestreamError(f"embedder.model={self.config.embedder.model} is a face detector, not an "
+                                  "embedding model.", f"Use one of: {', '.join(list_models())}, or a trained model.")
+        return spec
 
     def _tracking_uri(self) -> str | None:
         """The configured MLflow store for models:/ URIs; None (MLFLOW_TRACKING_URI, else default) if unchanged."""
@@ -84,7 +92,7 @@ class FaceAnalyzer:
 
     @_built_once
     def embedder(self):
-        return create_embedder(self.spec, self.config.embedder)
+        return create_runtime(self.spec, self.config.embedder)
 
     @property
     def model_id(self) -> str:
@@ -113,7 +121,7 @@ class FaceAnalyzer:
         """L2-normalised embeddings (n, D) for aligned chips, batched by the engine."""
         if len(chips) == 0:
             return np.zeros((0, self.spec.embedding_dim), np.float32)
-        return l2_normalize(self.embedder.embed(chips))
+        return l2_normalize(self.embedder.run(chips))
 
     def embed(self, rgb: np.ndarray, faces: Faces) -> Faces:
         """Fill ``faces.embedding`` (in place, also returned)."""

@@ -50,6 +50,7 @@ def export_onnx(
     opset: int = 18,
     atol: float = 1e-5,
     verify_batch: int = 3,
+    input_range: float = 0.5,
 ) -> Path:
     """Write ``model`` to ``path`` as ONNX (input ``NCHW float32``, dynamic batch) and verify it.
 
@@ -67,6 +68,8 @@ def export_onnx(
         atol: largest allowed absolute difference between torch and ONNX Runtime.
         verify_batch: batch size of the verification run (different from the
             export example's, so the dynamic axis is exercised).
+        input_range: the verification input is uniform in ±this (what the model sees:
+            0.5 for the embedders' ``(pixel - mean) / 256``, 1.0 for BlazeFace's [-1, 1]).
 
     Raises:
         ExportMismatchError: onnxruntime disagrees with torch by more than ``atol``.
@@ -98,7 +101,7 @@ def export_onnx(
                 verbose=False,
             )
         log.info("exported %s in %.1f s", path.name, time.perf_counter() - t0)
-        diff = verify_onnx(model, tmp, input_size=input_size, batch=verify_batch)
+        diff = verify_onnx(model, tmp, input_size=input_size, batch=verify_batch, input_range=input_range)
         if diff > atol:
             raise ExportMismatchError(f"ONNX output differs from torch by {diff:.2e} (> {atol:.0e})")
         log.info("ONNX Runtime matches torch: max abs diff %.2e", diff)
@@ -126,16 +129,17 @@ def _quiet_exporter_logs():
             lg.setLevel(level)
 
 
-def verify_onnx(model: nn.Module, path: str | Path, input_size: int = 150, batch: int = 3, seed: int = 0) -> float:
+def verify_onnx(model: nn.Module, path: str | Path, input_size: int = 150, batch: int = 3, seed: int = 0,
+                input_range: float = 0.5) -> float:
     """Largest absolute difference between torch and ONNX Runtime (CPU) on a random batch.
 
-    The input looks like real normalised chips (``(pixel - mean) / 256`` lies
-    within about ±0.5), so the tolerance means the same thing it does on faces.
+    The input looks like the model's real input (uniform in ``±input_range``), so
+    the tolerance means the same thing it does on faces.
     """
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-0.5, 0.5, size=(batch, 3, input_size, input_size)).astype(np.float32)
+    x = rng.uniform(-input_range, input_range, size=(batch, 3, input_size, input_size)).astype(np.float32)
     device = next(model.parameters()).device
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(x).to(device)).float().cpu().numpy()

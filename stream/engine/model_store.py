@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import MlflowConfig, expand_sqlite_uri
-from facestream.stream.engine.package_models import DLIB_RESNET, dlib_model_file
+from facestream.stream.engine.package_models import DLIB_RESNET, blazeface_file, dlib_model_file
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ class ModelSpec:
         landmarks: landmark set the chip template expects (``"dlib5"``).
         mean: per-channel mean in pixel units, RGB order.
         std: divisor; engines feed ``(pixel - mean) / std``.
-        embedding_dim: length of the embedding.
-        threshold: cosine similarity at or above which two faces are the same person.
+        embedding_dim: length of the model's output row: the embedding (for a detector: anchors x 17).
+        threshold: cosine similarity at or above which two faces are the same person (embedders).
         architecture: name in ``facestream.stream.engine.networks`` for the torch engine.
         weights_path: torch state_dict for ``architecture`` (None: ONNX only).
     """
@@ -78,6 +78,7 @@ class ModelSpec:
     threshold: float = 0.92
     architecture: str | None = "dlib_resnet"
     weights_path: Path | None = None
+    task: Literal["embed", "detect"] = "embed"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,11 @@ class ModelSpec:
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         if len(self.mean) != 3:
             raise ValueError(f"mean needs 3 values (RGB), got {self.mean}")
+
+    @property
+    def output_dim(self) -> int:
+        """Floats per image that the model returns (what the runtimes allocate)."""
+        return self.embedding_dim
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         """JSON-ready dict; paths inside ``relative_to`` are stored relative so the directory can move."""
@@ -237,6 +243,33 @@ def _convert_dlib_resnet(source: Path, out_dir: Path, model_id: str) -> ModelSpe
     return spec
 
 
+def _convert_blazeface(kind: str) -> Callable[[Path, Path, str], ModelSpec]:
+    """The converter of one BlazeFace range: .tflite -> torch -> ONNX (checked against torch), into ``out_dir``."""
+
+    def convert(source: Path, out_dir: Path, model_id: str) -> ModelSpec:
+        import torch
+
+        from facestream.stream.engine.blazeface import RANGES, ROW
+        from facestream.stream.engine.export import export_onnx
+        from facestream.stream.engine.networks.blazeface import load_blazeface
+
+        options = RANGES[kind]
+        model = load_blazeface(kind, source)
+        torch.save(model.state_dict(), out_dir / WEIGHTS_FILE)
+        # outputs are pixel offsets (up to ~200) and logits: 1e-3 is far below a pixel
+        export_onnx(model, out_dir / ONNX_FILE, input_size=options.size, atol=1e-3, input_range=1.0)
+        spec = ModelSpec(
+            name=f"blazeface-{kind}", model_id=model_id, onnx_path=out_dir / ONNX_FILE, input_size=options.size,
+            mean=(127.5, 127.5, 127.5), std=127.5, embedding_dim=options.num_anchors * ROW, threshold=0.0,
+            architecture=f"blazeface_{kind}", weights_path=out_dir / WEIGHTS_FILE, task="detect",
+            extra={"source": str(source), "source_sha256": model_id.rsplit("@", 1)[-1]},
+        )
+        spec.save(out_dir)
+        return spec
+
+    return convert
+
+
 BUILTINS: dict[str, _Builtin] = {
     "dlib-resnet-v1": _Builtin(
         name="dlib-resnet-v1",
@@ -248,12 +281,28 @@ BUILTINS: dict[str, _Builtin] = {
         # point 0.9306 (the accuracy plateau is 0.926-0.931); ROC AUC 0.99998.
         threshold=0.927,
     ),
+    "blazeface-short": _Builtin(
+        name="blazeface-short",
+        source=lambda: blazeface_file("short"),
+        convert=_convert_blazeface("short"),
+        description="MediaPipe's BlazeFace short range (128x128, faces within ~2 m), ported from its .tflite",
+        threshold=0.0,
+    ),
+    "blazeface-full": _Builtin(
+        name="blazeface-full",
+        source=lambda: blazeface_file("full"),
+        convert=_convert_blazeface("full"),
+        description="MediaPipe's BlazeFace full range (192x192, faces within ~5 m), ported from its .tflite",
+        threshold=0.0,
+    ),
 }
+DETECTORS = ("blazeface-full", "blazeface-short")
 
 
-def list_models() -> list[str]:
-    """Names :func:`get_model` and :func:`prepare_model` accept."""
-    return sorted(BUILTINS)
+def list_models(task: str | None = "embed") -> list[str]:
+    """Built-in model names :func:`get_model` and :func:`prepare_model` accept: the embedders (``task="embed"``),
+    the detectors (``"detect"``), or all (``None``)."""
+    return sorted(name for name in BUILTINS if task is None or (name in DETECTORS) == (task == "detect"))
 
 
 def _unknown_model(name: str) -> FacestreamError:

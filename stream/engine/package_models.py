@@ -3,7 +3,8 @@
 Nothing is downloaded at run time: dlib's ResNet and 5-point landmark models come
 from ``face_recognition_models`` (whose ``__init__`` pulls in pkg_resources, so
 it is located, not imported), and MediaPipe's BlazeFace models from the
-``mediapipe==0.10.21`` wheel (the last release that ships them).
+``mediapipe==0.10.21`` wheel (the last release that ships them; importing
+mediapipe takes a second, so it is located too).
 """
 
 from __future__ import annotations
@@ -39,4 +40,17 @@ def dlib_model_file(name: str) -> Path:
     path = face_recognition_models_dir() / name
     if not path.is_file():
         raise FacestreamError(f"dlib's model file is missing: {path}.", "Reinstall face_recognition_models.")
+    return path
+
+
+# mediapipe==0.10.21 ships these BlazeFace models; later releases ship none
+BLAZEFACE_FILES = {"short": "face_detection_short_range.tflite", "full": "face_detection_full_range_sparse.tflite"}
+
+
+def blazeface_file(kind: str) -> Path:
+    """MediaPipe's BlazeFace ``.tflite`` (``kind``: short or full range), from the installed wheel."""
+    path = package_dir("mediapipe", "mediapipe==0.10.21") / "modules" / "face_detection" / BLAZEFACE_FILES[kind]
+    if not path.is_file():
+        raise FacestreamError(f"MediaPipe's face detection model is missing: {path}.",
+                              "Install mediapipe==0.10.21, the last release that ships its models.")
     return path

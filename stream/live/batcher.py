@@ -1,8 +1,9 @@
-"""One batching queue in front of the embedding model, shared by every source.
+"""One batching queue in front of a model, shared by every source: the embedder's, and each detector range's.
 
 A model call has a fixed cost (dispatch, and on a GPU a kernel launch per layer)
-that a batch pays once; with several cameras, their faces should share one call.
-Workers :meth:`EmbedBatcher.submit` aligned chips and get a future; one thread
+that a batch pays once; with several cameras, their faces (and their detection
+tiles and crops) should share one call.
+Workers :meth:`Batcher.submit` images and get a future; one thread
 collects requests for up to ``max_wait_ms`` (or until ``max_batch`` chips, or
 until every registered producer is waiting), calls the model once, and resolves
 the futures with their slices.
@@ -27,28 +28,30 @@ log = logging.getLogger(__name__)
 class _Request:
     chips: np.ndarray
     future: Future
-    producer: int | None
+    producer: int
     t_submit: float
 
 
-class EmbedBatcher:
-    """Batches embedding requests from many threads into single model calls.
+class Batcher:
+    """Batches requests from many threads into single model calls.
 
     Args:
-        embed: the model call, chips (n, S, S, 3) uint8 -> embeddings (n, D) float32.
-        max_batch: most chips per model call (bigger requests are split).
+        model: the model call, images (n, S, S, 3) uint8 -> rows (n, D) float32.
+        max_batch: most images per model call (bigger requests are split).
         max_wait_ms: how long a request may wait for company.
+        name: the batching thread's name (which model it feeds).
     """
 
-    def __init__(self, embed: Callable[[np.ndarray], np.ndarray], max_batch: int = 64, max_wait_ms: float = 2.0):
-        self.embed = embed
+    def __init__(self, model: Callable[[np.ndarray], np.ndarray], max_batch: int = 64, max_wait_ms: float = 2.0,
+                 name: str = "batcher"):
+        self.model = model
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._producers = 0
-        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         self.calls = 0
         self.items = 0
@@ -67,15 +70,21 @@ class EmbedBatcher:
             self._cond.notify_all()
 
     def submit(self, chips: np.ndarray, producer: int | None = None) -> Future:
-        """Queue chips for embedding; the future yields their (n, D) embeddings."""
+        """Queue images for the model; the future yields their (n, D) rows.
+
+        Args:
+            producer: which registered producer asks (default: the calling thread, so a worker that
+                always calls from its own thread needs no id).
+        """
         fut: Future = Future()
         if len(chips) == 0:
             fut.set_result(np.zeros((0, 0), np.float32))
             return fut
         with self._cond:
             if self._closed:
-                raise RuntimeError("the embedding batcher is closed")
-            self._queue.append(_Request(np.asarray(chips), fut, producer, time.perf_counter()))
+                raise RuntimeError(f"the {self._thread.name} batcher is closed")
+            who = threading.get_ident() if producer is None else producer
+            self._queue.append(_Request(np.asarray(chips), fut, who, time.perf_counter()))
             self.requests += 1
             self._cond.notify_all()
         return fut
@@ -105,7 +114,7 @@ class EmbedBatcher:
             return True
         if sum(len(r.chips) for r in self._queue) >= self.max_batch:
             return True
-        waiting = {r.producer for r in self._queue if r.producer is not None}
+        waiting = {r.producer for r in self._queue}
         return self._producers > 0 and len(waiting) >= self._producers
 
     def _take(self) -> list[_Request]:
@@ -133,11 +142,11 @@ class EmbedBatcher:
             chips = np.concatenate([r.chips for r in batch]) if len(batch) > 1 else batch[0].chips
             try:
                 t0 = time.perf_counter()
-                out = np.concatenate([self.embed(chips[i:i + self.max_batch])
+                out = np.concatenate([self.model(chips[i:i + self.max_batch])
                                       for i in range(0, len(chips), self.max_batch)])
                 self.model_ms.append((time.perf_counter() - t0) * 1000)
             except Exception as exc:  # the callers get the error, the thread lives on
-                log.exception("embedding batch of %d failed", len(chips))
+                log.exception("%s: batch of %d failed", self._thread.name, len(chips))
                 for r in batch:
                     r.future.set_exception(exc)
                 continue

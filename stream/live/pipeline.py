@@ -1,7 +1,7 @@
 """The live pipeline: sources -> detect -> track -> (landmarks -> align -> embed -> match) -> vote -> publish.
 
 One worker thread per source runs the frame step; embedding requests of every
-worker meet in one :class:`facestream.stream.live.batcher.EmbedBatcher`, so several cameras
+worker meet in one :class:`facestream.stream.live.batcher.Batcher`, so several cameras
 share one model call. Detection runs on every frame; landmarks, alignment and
 embedding only for tracks that need it (new, uncertain, or every
 ``tracking.embed_every`` frames), which is what makes a CPU keep up with a
@@ -17,15 +17,15 @@ server only enqueues; slow consumers buffer on their side).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from facestream.errors import FacestreamError
@@ -33,9 +33,10 @@ from facestream.gallery.matcher import Matcher
 from facestream.gallery.types import MatchResult
 from facestream.stream.config import Config, SourceConfig
 from facestream.stream.engine.analyzer import FaceAnalyzer
-from facestream.stream.engine.detect import FaceDetector
+from facestream.stream.engine.detect import FaceDetector, PortedEngine
 from facestream.stream.engine.faces import Faces, FrameResult
-from facestream.stream.live.batcher import EmbedBatcher
+from facestream.stream.live.batcher import Batcher
+from facestream.stream.live.scheduler import LiveDetector
 from facestream.stream.live.sources import Frame, Source, Watchdog, open_sources, source_ids
 from facestream.stream.live.tracker import Track, Tracker, Vote
 
@@ -120,19 +121,13 @@ def percentile(values, q: float) -> float | None:
 
 
 class _Worker:
-    """One source's thread: its tracker, counters and timings."""
+    """One source's thread: its detection schedule, tracker, counters and timings."""
 
-    def __init__(self, pipeline: Pipeline, source: Source):
+    def __init__(self, pipeline: Pipeline, source: Source, detector: FaceDetector):
         self.pipeline = pipeline
         self.source = source
         self.tracker = Tracker(pipeline.config.tracking)
-        # MediaPipe graphs this source detects with (one call at a time each) and the pool that
-        # runs them: with more than one, the next frames are detected while this one is finished.
-        self.detectors: queue.SimpleQueue = queue.SimpleQueue()
-        self.own_detectors: list[Any] = []
-        self.depth = 1
-        self.pool: ThreadPoolExecutor | None = None
-        self.producer = pipeline.batcher.register_producer() if pipeline.batcher else None
+        self.detection = LiveDetector(detector, pipeline.config.detector)
         self.thread = threading.Thread(target=self.run, name=f"pipeline-{source.id}", daemon=True)
         self.processed = 0
         self.faces = 0
@@ -146,45 +141,23 @@ class _Worker:
 
     def detect(self, frame: Frame) -> tuple[np.ndarray, Faces, float]:
         """RGB frame, its faces (no landmarks yet) and the milliseconds detection took."""
-        import cv2
-
         t0 = time.perf_counter()
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-        detector = self.detectors.get()
-        try:
-            faces = detector.detect(rgb)
-        finally:
-            self.detectors.put(detector)
+        expected = [t.predict(frame.index) for t in self.tracker.tracks]
+        faces = self.detection.detect(frame.image, rgb, expected, self.source.fps_native)
         return rgb, faces, (time.perf_counter() - t0) * 1000
-
-    def _submit(self, frame: Frame) -> Future:
-        if self.pool is not None:
-            return self.pool.submit(self.detect, frame)
-        done: Future = Future()
-        try:
-            done.set_result(self.detect(frame))
-        except Exception as exc:  # surfaced by .result() in the frame loop, like a pooled job's
-            done.set_exception(exc)
-        return done
 
     def run(self) -> None:
         p = self.pipeline
-        inflight: deque[tuple[Frame, Future]] = deque()
         try:
             while not p._stop.is_set():
-                # Keep up to `depth` frames in detection; wait for a frame only when none is in flight.
-                while len(inflight) < self.depth:
-                    frame = self.source.read(timeout=0.0 if inflight else 0.5)
-                    if frame is None:
-                        break
-                    inflight.append((frame, self._submit(frame)))
-                if not inflight:
+                frame = self.source.read(timeout=0.5)
+                if frame is None:
                     if self.source.ended:
                         break
                     continue
-                frame, job = inflight.popleft()
                 try:
-                    p._process(self, frame, *job.result())
+                    p._process(self, frame, *self.detect(frame))
                 except FacestreamError:
                     raise
                 except Exception:
@@ -198,12 +171,10 @@ class _Worker:
             p.error = exc
             log.error("source %s stopped: %s", self.source.id, exc)
         finally:
-            for _, job in inflight:
-                job.cancel()
             for t in self.tracker.end_all():
                 p._track_ended(self, t, self.processed, time.time())
-            if p.batcher and self.producer is not None:
-                p.batcher.unregister_producer()
+            for b in p.batchers:
+                b.unregister_producer()
             self.done.set()
 
     def stats(self) -> dict[str, Any]:
@@ -250,7 +221,9 @@ class Pipeline:
         self.wait_for_embeddings = wait_for_embeddings
         split = config.tracking.split_below
         self.split_threshold = float(analyzer.threshold if split is None else split)
-        self.batcher: EmbedBatcher | None = None
+        self.batcher: Batcher | None = None  # the embedder's
+        self.batchers: list[Batcher] = []  # every batcher the workers feed (detector ranges, embedder)
+        self.detector: FaceDetector | None = None
         self.sources: list[Source] = []
         self.workers: list[_Worker] = []
         self.error: FacestreamError | None = None
@@ -310,20 +283,25 @@ class Pipeline:
         """Open every source (all or none, with clear errors), then start the worker threads."""
         self.sources = open_sources(self.source_configs)  # first: a bad path fails before models load
         try:
-            self.analyzer.detector  # noqa: B018 - load the models before the workers start
+            self.detector = self._shared_detector()  # load the models before the workers start
             if self.matcher is not None:
                 cfg = self.config.embedder
-                self.batcher = EmbedBatcher(self.analyzer.embed_chips, cfg.max_batch, cfg.batch_wait_ms)
+                self.batcher = Batcher(self.analyzer.embed_chips, cfg.max_batch, cfg.batch_wait_ms, name="embed")
+                self.batchers.append(self.batcher)
                 if len(self.matcher) == 0:
                     log.warning("the gallery is empty: every face will be 'unknown' until people are enrolled")
         except BaseException:
             for s in self.sources:
                 s.stop()
+            for b in self.batchers:
+                b.close()
             raise
         self._stop.clear()
         self.started_at = time.time()
-        self.workers = [_Worker(self, s) for s in self.sources]
-        self._give_detectors()
+        self.workers = [_Worker(self, s, self.detector) for s in self.sources]
+        for b in self.batchers:
+            for _ in self.workers:
+                b.register_producer()
         self._watchdog = Watchdog(self.sources).start()
         for w in self.workers:
             w.thread.start()
@@ -333,25 +311,17 @@ class Pipeline:
         log.info("pipeline running on %d source(s): %s", len(self.sources), ", ".join(s.id for s in self.sources))
         return self
 
-    def _give_detectors(self) -> None:
-        """Share ``detector.threads`` MediaPipe graphs over the sources, at least one each.
-
-        A graph serves one call at a time, so parallel detection needs one graph per
-        call in flight: several sources run side by side, and a single stream has its
-        next frames detected while the current one is tracked and recognised.
-        """
-        depth = max(1, self.config.detector.threads // len(self.workers))
-        for i, w in enumerate(self.workers):
-            w.depth = depth
-            for k in range(depth):
-                if i == 0 and k == 0:
-                    w.detectors.put(self.analyzer.detector)  # already loaded, shared under its lock
-                else:
-                    det = FaceDetector(self.config.detector)
-                    w.own_detectors.append(det)
-                    w.detectors.put(det)
-            if depth > 1:
-                w.pool = ThreadPoolExecutor(depth, thread_name_prefix=f"detect-{w.source.id}")
+    def _shared_detector(self) -> FaceDetector:
+        """The analyzer's detector with each model range behind a batcher: the views of every source share
+        one model call per range (MediaPipe's reference graph cannot batch, and runs as it is)."""
+        base = self.analyzer.detector
+        if not isinstance(base.engine, PortedEngine):
+            return base
+        cfg = self.config.detector
+        batchers = {kind: Batcher(run, cfg.max_batch, cfg.batch_wait_ms, name=f"detect-{kind}")
+                    for kind, run in base.engine.runners.items()}
+        self.batchers.extend(batchers.values())
+        return FaceDetector(cfg, PortedEngine(dict(batchers), base.engine.name))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every source is done (files ended, max_frames reached); True if so."""
@@ -372,15 +342,9 @@ class Pipeline:
         if self._watchdog:
             self._watchdog.stop()
             self._watchdog = None
-        if self.batcher:
-            self.batcher.close()
-        for w in self.workers:
-            if w.pool is not None:
-                w.pool.shutdown(wait=True, cancel_futures=True)
-                w.pool = None
-            for det in w.own_detectors:
-                det.close()
-            w.own_detectors.clear()
+        for b in self.batchers:
+            b.close()
+        self.batchers.clear()
         log.info("pipeline stopped: %s", {w.source.id: w.processed for w in self.workers})
 
     def __enter__(self) -> Pipeline:
@@ -454,7 +418,7 @@ class Pipeline:
         match_before = timings.get("match", 0.0)
         for i in need:
             tracks[i].pending = True
-        w.pending.append(_Pending([tracks[i] for i in need], batcher.submit(chips, w.producer), frame.index,
+        w.pending.append(_Pending([tracks[i] for i in need], batcher.submit(chips), frame.index,
                                   frame.timestamp))
         wait = (not w.source.live) if self.wait_for_embeddings is None else self.wait_for_embeddings
         if wait:

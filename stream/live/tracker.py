@@ -79,6 +79,11 @@ class Track:
     appearance: np.ndarray | None = None  # mean of recent embeddings (normalised): who this track looks like
     jumped: bool = False  # the last association was a weak overlap: maybe another face, check it
     pending: bool = False  # an embedding of this track is being computed (live pipeline)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # box change per frame
+
+    def predict(self, frame: int) -> np.ndarray:
+        """Where the box should be on ``frame``, moving on as it moved (for crops and association)."""
+        return self.box + self.velocity * float(max(0, frame - self.last_frame))
 
     @property
     def age_frames(self) -> int:
@@ -108,12 +113,15 @@ class Track:
 
 @dataclass
 class TrackUpdate:
-    """What one frame did to the tracks: who is where, and what changed."""
+    """What one frame did to the tracks: who is where, and what changed.
+
+    """
 
     track_ids: np.ndarray            # (n,) per input face
     tracks: list[Track]              # per input face
     started: list[Track]
     ended: list[Track]
+
 
 
 class Tracker:
@@ -139,14 +147,15 @@ class Tracker:
     def update(self, faces: Faces, frame: int, timestamp: float) -> TrackUpdate:
         """Associate this frame's boxes with the live tracks; sets ``faces.track_id``.
 
-        Tracks unmatched for more than ``max_missing`` frames end.
+        Boxes are matched to where each track is predicted to be (moving on as it
+        moved); tracks unmatched for more than ``max_missing`` frames end.
         """
         boxes = faces.xyxy
         n = len(boxes)
         assigned: list[Track | None] = [None] * n
         live = self.tracks
         if n and live:
-            iou = iou_matrix(boxes, np.stack([t.box for t in live]))
+            iou = iou_matrix(boxes, np.stack([t.predict(frame) for t in live]))
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols, strict=True):
                 if iou[r, c] >= self.config.iou_match:
@@ -163,6 +172,8 @@ class Tracker:
                 self.tracks.append(t)
                 started.append(t)
             else:
+                step = boxes[i] - t.box
+                t.velocity = 0.5 * t.velocity + 0.5 * step / float(max(1, frame - t.last_frame))
                 t.box = boxes[i].copy()
                 t.last_frame, t.last_seen = frame, timestamp
                 t.hits += 1

@@ -155,7 +155,7 @@ def test_skips_unreadable_and_faceless_images_and_refuses_one_identity(analyzer,
     cs = load_chip_set(tmp_path / "data", analyzer, cache=tmp_path / "cache", progress=False)
     assert cs.names == ["alice", "bob"] and len(cs) == 4
     reasons = {Path(p).name: why for p, why in cs.report.skipped}
-    assert reasons["broken.jpg"].startswith("unreadable") and reasons["group.jpg"].startswith("2 usable faces")
+    assert reasons["broken.jpg"].startswith("unreadable") and reasons["group.jpg"].startswith("3 usable faces")
     assert cs.report.empty_folders == [str(tmp_path / "data" / "empty_person")]
 
 

@@ -1,6 +1,6 @@
-"""Embedding engines: one :class:`Embedder` interface, several back ends, one factory.
+"""Embedding engines: one :class:`ImageModel` interface, several back ends, one factory.
 
-``create_embedder(spec, cfg)`` builds the engine the config asks for. With
+``create_runtime(spec, cfg)`` builds the engine the config asks for. With
 ``engine: auto`` it takes the fastest one that works here (native TensorRT, then
 torch on CUDA, then ONNX Runtime on a GPU provider, then ONNX Runtime on the
 CPU) and logs which one runs and why the faster ones were passed over. An
@@ -13,16 +13,18 @@ from __future__ import annotations
 import logging
 
 from facestream.errors import FacestreamError
-from facestream.stream.config import EmbedderConfig
+from facestream.stream.config import DetectorConfig, EmbedderConfig
 from facestream.stream.engine.model_store import ModelSpec
 from facestream.stream.engine.runtimes import onnxrt, tensorrt, torchrt
-from facestream.stream.engine.runtimes.base import Embedder, normalize_nchw, validate_chips
+from facestream.stream.engine.runtimes.base import ImageModel, normalize_nchw, validate_chips
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "available_engines", "create_embedder", "normalize_nchw", "validate_chips"]
+__all__ = ["ImageModel", "available_engines", "create_runtime", "normalize_nchw", "validate_chips"]
 
 ENGINES = ("tensorrt", "torch", "onnxruntime")
+# the config sections that say how a model runs: engine, device, fp16, max_batch, threads
+RuntimeSettings = EmbedderConfig | DetectorConfig
 
 
 def available_engines() -> dict[str, str]:
@@ -39,25 +41,31 @@ def available_engines() -> dict[str, str]:
     return out
 
 
-def _onnxruntime(spec: ModelSpec, cfg: EmbedderConfig, device: str) -> Embedder:
-    return onnxrt.OnnxRuntimeEmbedder(spec, max_batch=cfg.max_batch, threads=cfg.threads, device=device, fp16=cfg.fp16)
+def _onnxruntime(spec: ModelSpec, cfg: RuntimeSettings, device: str) -> ImageModel:
+    return onnxrt.OnnxRuntimeModel(spec, max_batch=cfg.max_batch, threads=cfg.threads, device=device, fp16=cfg.fp16)
 
 
-def _torch(spec: ModelSpec, cfg: EmbedderConfig, device: str) -> Embedder:
-    return torchrt.TorchEmbedder(spec, max_batch=cfg.max_batch, device=device, fp16=cfg.fp16, threads=cfg.threads)
+def _torch(spec: ModelSpec, cfg: RuntimeSettings, device: str) -> ImageModel:
+    return torchrt.TorchModel(spec, max_batch=cfg.max_batch, device=device, fp16=cfg.fp16, threads=cfg.threads)
 
 
-def _tensorrt(spec: ModelSpec, cfg: EmbedderConfig, device: str) -> Embedder:
+def _tensorrt(spec: ModelSpec, cfg: RuntimeSettings, device: str) -> ImageModel:
     if device == "cpu":
-        raise FacestreamError("The tensorrt engine runs on CUDA only, but embedder.device=cpu.",
-                              "Set embedder.device=auto or cuda, or pick engine onnxruntime/torch for the CPU.")
-    return tensorrt.TensorRTEmbedder(spec, max_batch=cfg.max_batch, fp16=cfg.fp16)
+        section = _section(spec)
+        raise FacestreamError(f"The tensorrt engine runs on CUDA only, but {section}.device=cpu.",
+                              f"Set {section}.device=auto or cuda, or pick engine onnxruntime/torch for the CPU.")
+    return tensorrt.TensorRTModel(spec, max_batch=cfg.max_batch, fp16=cfg.fp16)
 
 
 _BUILDERS = {"onnxruntime": _onnxruntime, "torch": _torch, "tensorrt": _tensorrt}
 
 
-def _explicit(spec: ModelSpec, cfg: EmbedderConfig) -> Embedder:
+def _section(spec: ModelSpec) -> str:
+    """The config section whose settings run this model (for messages)."""
+    return "detector" if spec.task == "detect" else "embedder"
+
+
+def _explicit(spec: ModelSpec, cfg: RuntimeSettings) -> ImageModel:
     """The engine named in ``cfg.engine``, or a FacestreamError naming it, the reason and the fix."""
     build = _BUILDERS[cfg.engine]
     try:
@@ -66,7 +74,7 @@ def _explicit(spec: ModelSpec, cfg: EmbedderConfig) -> Embedder:
         if cfg.engine in exc.problem.lower():
             raise
         raise FacestreamError(f"The {cfg.engine} engine cannot load: {exc.problem}", exc.fix) from exc
-    log.info("embedder: %s (engine %s requested in config)", embedder.name, cfg.engine)
+    log.info("%s: %s (engine %s requested in config)", _section(spec), embedder.name, cfg.engine)
     return embedder
 
 
@@ -101,34 +109,39 @@ def auto_plan(spec: ModelSpec | None, device: str = "auto") -> tuple[list[tuple[
     return plan, skipped
 
 
-def create_embedder(spec: ModelSpec, cfg: EmbedderConfig | None = None) -> Embedder:
-    """The embedding engine for ``spec`` as configured by ``cfg`` (a :class:`facestream.stream.config.EmbedderConfig`).
+def create_runtime(spec: ModelSpec, cfg: RuntimeSettings | None = None) -> ImageModel:
+    """The runtime for ``spec`` as configured by ``cfg`` (the ``embedder`` or ``detector`` config section).
 
     Raises:
         FacestreamError: an explicitly requested engine (or device) cannot run here.
     """
     if cfg is None:
         cfg = EmbedderConfig()
+    section = _section(spec)
+    if cfg.engine == "mediapipe":  # MediaPipe's graph is the detector's reference engine, not a runtime
+        raise FacestreamError(f"{section}.engine=mediapipe cannot run {spec.name}.",
+                              f"Use auto, onnxruntime, torch or tensorrt for {section}.engine.")
     if cfg.engine != "auto":
         return _explicit(spec, cfg)
     errors: list[str] = []
     plan, skipped = auto_plan(spec, cfg.device)
     if not plan:  # only device=cuda with no GPU engine usable: say why each one was passed over
-        raise FacestreamError(f"embedder.device={cfg.device} was requested but no engine can use a GPU here: "
+        raise FacestreamError(f"{section}.device={cfg.device} was requested but no engine can use a GPU here: "
                               + "; ".join(skipped) + ".",
                               "Install CUDA builds of torch/onnxruntime (or TensorRT) on an NVIDIA GPU machine, "
-                              "or set embedder.device=cpu (or auto).")
+                              f"or set {section}.device=cpu (or auto).")
     for engine, device in plan:
         try:
             embedder = _BUILDERS[engine](spec, cfg, device)
         except FacestreamError as exc:
             # Loud, not silent: the next candidate runs and the log says why this one did not.
-            log.warning("embedder auto: %s on %s failed to load (%s); trying the next engine", engine, device, exc)
+            log.warning("%s auto: %s on %s failed to load (%s); trying the next engine", section, engine, device, exc)
             errors.append(f"{engine}:{device}: {exc}")
             continue
         passed_over = skipped + errors
         why = "; ".join(passed_over) if passed_over else "it is the fastest engine available"
-        log.info("embedder auto: running %s (passed over: %s)", embedder.name, why)
+        log.info("%s auto: running %s (passed over: %s)", section, embedder.name, why)
         return embedder
-    raise FacestreamError("No embedding engine could load: " + " | ".join(skipped + errors) + ".",
+    what = "detection" if spec.task == "detect" else "embedding"
+    raise FacestreamError(f"No {what} engine could load: " + " | ".join(skipped + errors) + ".",
                           "Fix the cause named for the engine you want; the log has each engine's error.")

@@ -1,9 +1,11 @@
-"""The one interface every embedding engine implements.
+"""The one interface every runtime implements: square uint8 RGB images in, one float row per image out.
 
-An engine turns aligned uint8 RGB chips into raw descriptors. The shared parts
-(validating chips, normalising them, splitting into batches, the lock that keeps
-one stateful session safe across threads) live here so each engine only writes
-``_infer``: one batch in, one batch of descriptors out.
+The face embedders (aligned chips -> raw descriptors) and the BlazeFace detector
+(letterboxed tiles and crops -> anchor regressors and scores) are both such
+models, so both run on every runtime. The shared parts (validating the images,
+normalising them as the spec says, splitting into batches, the lock that keeps
+one stateful session safe across threads) live here so each runtime only writes
+``_infer``: one batch in, one batch of rows out.
 """
 
 from __future__ import annotations
@@ -54,11 +56,11 @@ def normalize_nchw(chips: np.ndarray, mean: np.ndarray, std: float) -> np.ndarra
     return out
 
 
-class Embedder(ABC):
-    """Raw (un-normalised) face descriptors from aligned chips.
+class ImageModel(ABC):
+    """A model's raw output rows for uint8 RGB images of its input size (embedder chips, detector tiles).
 
     Subclasses implement :meth:`_infer` for one batch of at most ``max_batch``
-    chips; :meth:`embed` validates, splits and reassembles. ``_infer`` runs under
+    images; :meth:`run` validates, splits and reassembles. ``_infer`` runs under
     ``self._lock`` because sessions, CUDA graphs and static buffers are state.
 
     Attributes:
@@ -67,7 +69,7 @@ class Embedder(ABC):
         max_batch: the largest batch sent to the model at once.
     """
 
-    name: str = "embedder"
+    name: str = "model"
 
     def __init__(self, spec: ModelSpec, max_batch: int = 64):
         if max_batch < 1:
@@ -75,7 +77,7 @@ class Embedder(ABC):
         self.spec = spec
         self.max_batch = int(max_batch)
         self.input_size = int(spec.input_size)
-        self.embedding_dim = int(spec.embedding_dim)
+        self.output_dim = int(spec.output_dim)
         self.mean = np.asarray(spec.mean, np.float32).reshape(3)
         self.std = float(spec.std)
         self._lock = threading.Lock()
@@ -88,17 +90,17 @@ class Embedder(ABC):
         """float32 NCHW model input for uint8 NHWC chips (on the CPU)."""
         return normalize_nchw(chips, self.mean, self.std)
 
-    def embed(self, chips: Any) -> np.ndarray:
+    def run(self, chips: Any) -> np.ndarray:
         """Raw descriptors (n, D) float32 for uint8 RGB chips (n, S, S, 3).
 
         Any n is accepted; the engine splits it into batches of ``max_batch``.
         Safe to call from several threads at once.
         """
         if self._closed:
-            raise FacestreamError(f"Embedder {self.name} was closed.", "Create a new one with create_embedder().")
+            raise FacestreamError(f"ImageModel {self.name} was closed.", "Create a new one with create_runtime().")
         chips = validate_chips(chips, self.input_size)
         n = len(chips)
-        out = np.empty((n, self.embedding_dim), np.float32)
+        out = np.empty((n, self.output_dim), np.float32)
         for start in range(0, n, self.max_batch):
             stop = min(start + self.max_batch, n)
             with self._lock:
@@ -109,7 +111,7 @@ class Embedder(ABC):
         """Run the model once per batch size so first real calls are not slow (allocations, autotuning)."""
         sizes = batch_sizes or (1, min(self.max_batch, 8))
         for b in sorted({min(int(s), self.max_batch) for s in sizes}):
-            self.embed(np.zeros((b, self.input_size, self.input_size, 3), np.uint8))
+            self.run(np.zeros((b, self.input_size, self.input_size, 3), np.uint8))
 
     def close(self) -> None:
         """Release sessions and device memory; the embedder cannot be used afterwards."""
@@ -117,7 +119,7 @@ class Embedder(ABC):
             self._closed = True
             self._release()
 
-    def __enter__(self) -> Embedder:
+    def __enter__(self) -> ImageModel:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.engine.model_store import ModelSpec, cache_dir
-from facestream.stream.engine.runtimes.base import Embedder
+from facestream.stream.engine.runtimes.base import ImageModel
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def choose_providers(device: str, fp16: bool) -> list[Any]:
     return providers
 
 
-class OnnxRuntimeEmbedder(Embedder):
+class OnnxRuntimeModel(ImageModel):
     """Runs the spec's ONNX file with ONNX Runtime.
 
     Args:
@@ -110,6 +110,9 @@ class OnnxRuntimeEmbedder(Embedder):
         opts.intra_op_num_threads = cpu_threads(threads)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # Idle pool threads sleep instead of spinning: several sessions (detector ranges, embedder) share few
+        # cores with the decoder, and a spinning pool steals them from the others.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = choose_providers(device, fp16)
         try:
             self.session: ort.InferenceSession | None = ort.InferenceSession(str(path), sess_options=opts, providers=requested)

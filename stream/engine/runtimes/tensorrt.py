@@ -23,7 +23,7 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.engine.model_store import ModelSpec, cache_dir, file_sha256
-from facestream.stream.engine.runtimes.base import Embedder
+from facestream.stream.engine.runtimes.base import ImageModel
 from facestream.stream.engine.runtimes.torchrt import cuda_available
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def build_engine(trt: Any, onnx_path: Path, input_size: int, max_batch: int, fp1
     return bytes(serialized)
 
 
-class TensorRTEmbedder(Embedder):
+class TensorRTModel(ImageModel):
     """Runs the spec's ONNX model as a native TensorRT engine on CUDA.
 
     Args:
@@ -175,7 +175,7 @@ class TensorRTEmbedder(Embedder):
         self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._upload = torch.empty((self.max_batch, s, s, 3), dtype=torch.uint8).pin_memory()
         self._x = torch.empty((self.max_batch, 3, s, s), dtype=self._in_dtype, device=self.device)
-        self._y = torch.empty((self.max_batch, self.embedding_dim), dtype=self._out_dtype, device=self.device)
+        self._y = torch.empty((self.max_batch, self.output_dim), dtype=self._out_dtype, device=self.device)
         self._stream = torch.cuda.Stream(self.device)
         self.name = f"tensorrt:{precision}"
         log.info("tensorrt %s: model %s on %s, %s, batches 1..%d, engine %s",

@@ -16,7 +16,7 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.stream.engine.model_store import ModelSpec
-from facestream.stream.engine.runtimes.base import Embedder
+from facestream.stream.engine.runtimes.base import ImageModel
 
 if TYPE_CHECKING:  # torch is imported only when this engine is used
     from torch import nn
@@ -92,7 +92,7 @@ def load_model(spec: ModelSpec) -> nn.Module:
     return model.eval()
 
 
-class TorchEmbedder(Embedder):
+class TorchModel(ImageModel):
     """Runs the spec's torch module.
 
     Args:

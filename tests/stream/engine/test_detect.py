@@ -58,19 +58,26 @@ def _paste(frame: np.ndarray, patch: np.ndarray, box: np.ndarray, x: int, y: int
     return out, (box + np.array([x, y, x, y], np.float32))[None]
 
 
-def test_every_single_person_photo_yields_exactly_one_face(detector):
+def test_every_single_person_photo_yields_one_main_face(detector):
+    """Exactly one face per single-person photo, apart from people in the background.
+
+    Photos are searched at every scale, so a bystander is found too (Jennifer/img54
+    shows a woman in profile behind her); like enrolment, a face less than half as
+    wide as the main one is a bystander, not a second subject.
+    """
     photos = single_person_photos(EXAMPLES) + single_person_photos(CELEBS)
     assert len(photos) >= 70
     wrong = []
     for identity, path in photos:
         img = load_image(path)
         faces = detector.detect(img)
-        if len(faces) != 1:
-            wrong.append(f"{identity}/{path.name}: {len(faces)} faces")
+        main = faces.width >= 0.5 * faces.width.max(initial=0)
+        if main.sum() != 1:
+            wrong.append(f"{identity}/{path.name}: {len(faces)} faces, {main.sum()} main")
             continue
-        x1, y1, x2, y2 = faces.xyxy[0]
+        x1, y1, x2, y2 = faces.xyxy[main][0]
         assert 0 <= x1 < x2 <= img.shape[1] and 0 <= y1 < y2 <= img.shape[0]
-        assert faces.kps.shape == (1, 6, 2)
+        assert faces.kps.shape == (len(faces), 6, 2)
     assert not wrong, wrong
 
 

@@ -18,14 +18,14 @@ from facestream.errors import FacestreamError
 from facestream.stream.config import EmbedderConfig
 from facestream.stream.engine.runtimes import (
     available_engines,
-    create_embedder,
+    create_runtime,
     normalize_nchw,
     validate_chips,
 )
-from facestream.stream.engine.runtimes.onnxrt import OnnxRuntimeEmbedder
+from facestream.stream.engine.runtimes.onnxrt import OnnxRuntimeModel
 from facestream.stream.engine.runtimes.tensorrt import available as trt_available
 from facestream.stream.engine.runtimes.tensorrt import engine_cache_key
-from facestream.stream.engine.runtimes.torchrt import TorchEmbedder, bucket_for, buckets_for
+from facestream.stream.engine.runtimes.torchrt import TorchModel, bucket_for, buckets_for
 from tests.conftest import EXAMPLES, single_person_photos
 
 # ----------------------------------------------------------------------------- fixtures
@@ -88,14 +88,14 @@ def spec():
 
 @pytest.fixture(scope="session")
 def ort_cpu(spec):
-    emb = OnnxRuntimeEmbedder(spec, max_batch=32, device="cpu")
+    emb = OnnxRuntimeModel(spec, max_batch=32, device="cpu")
     yield emb
     emb.close()
 
 
 @pytest.fixture(scope="session")
 def torch_cpu(spec):
-    emb = TorchEmbedder(spec, max_batch=32, device="cpu")
+    emb = TorchModel(spec, max_batch=32, device="cpu")
     yield emb
     emb.close()
 
@@ -103,15 +103,15 @@ def torch_cpu(spec):
 @pytest.fixture(scope="session")
 def reference(ort_cpu, real_chips) -> np.ndarray:
     """Each chip embedded on its own (batch of 1): what batching must reproduce."""
-    return np.concatenate([ort_cpu.embed(c[None]) for c in real_chips])
+    return np.concatenate([ort_cpu.run(c[None]) for c in real_chips])
 
 
 # ----------------------------------------------------------------------------- real model
 
 
 def test_onnxruntime_and_torch_give_the_same_descriptors(ort_cpu, torch_cpu, real_chips):
-    a = ort_cpu.embed(real_chips)
-    b = torch_cpu.embed(real_chips)
+    a = ort_cpu.run(real_chips)
+    b = torch_cpu.run(real_chips)
     assert a.shape == b.shape == (len(real_chips), 128) and a.dtype == b.dtype == np.float32
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
     # real descriptors: roughly unit length (dlib's are), and different faces differ
@@ -125,7 +125,7 @@ def test_descriptors_match_dlib_itself(ort_cpu, real_chips):
     import dlib
 
     net = dlib.face_recognition_model_v1(str(_models_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
-    ours = ort_cpu.embed(real_chips[:4])
+    ours = ort_cpu.run(real_chips[:4])
     theirs = np.array([np.asarray(net.compute_face_descriptor(c)) for c in real_chips[:4]], np.float32)
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
 
@@ -133,7 +133,7 @@ def test_descriptors_match_dlib_itself(ort_cpu, real_chips):
 def test_same_person_is_closer_than_different_people(ort_cpu, labelled_chips):
     chips, labels = labelled_chips
     known = [i for i, name in enumerate(labels) if name != "?"]
-    e = ort_cpu.embed(chips[known])
+    e = ort_cpu.run(chips[known])
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     names = np.array([labels[i] for i in known])
     sim = e @ e.T
@@ -147,22 +147,22 @@ def test_same_person_is_closer_than_different_people(ort_cpu, labelled_chips):
 def test_batching_matches_unbatched(engine, request, real_chips, reference, many_chips):
     emb = request.getfixturevalue(engine)
     assert emb.max_batch == 32
-    one = emb.embed(real_chips[:1])
+    one = emb.run(real_chips[:1])
     np.testing.assert_allclose(one, reference[:1], atol=1e-4, rtol=0)
-    whole = emb.embed(real_chips)  # all at once: one batch of len(real_chips) <= 32
+    whole = emb.run(real_chips)  # all at once: one batch of len(real_chips) <= 32
     np.testing.assert_allclose(whole, reference, atol=1e-4, rtol=0)
-    many = emb.embed(many_chips)  # 70 chips -> batches of 32, 32, 6
+    many = emb.run(many_chips)  # 70 chips -> batches of 32, 32, 6
     assert many.shape == (70, 128)
-    singles = np.concatenate([emb.embed(many_chips[i : i + 1]) for i in (0, 31, 32, 63, 64, 69)])
+    singles = np.concatenate([emb.run(many_chips[i : i + 1]) for i in (0, 31, 32, 63, 64, 69)])
     np.testing.assert_allclose(many[[0, 31, 32, 63, 64, 69]], singles, atol=1e-4, rtol=0)
-    head = emb.embed(many_chips[:40])  # other batch boundaries, same rows
+    head = emb.run(many_chips[:40])  # other batch boundaries, same rows
     np.testing.assert_allclose(many[:40], head, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("engine", ["ort_cpu", "torch_cpu"])
 def test_threads_embedding_at_once_get_their_own_results(engine, request, many_chips):
     emb = request.getfixturevalue(engine)
-    expected = emb.embed(many_chips)
+    expected = emb.run(many_chips)
     slices = [slice(0, 5), slice(5, 40), slice(40, 41), slice(41, 70), slice(10, 30), slice(60, 70)]
     results: dict[int, np.ndarray] = {}
     errors: list[BaseException] = []
@@ -171,7 +171,7 @@ def test_threads_embedding_at_once_get_their_own_results(engine, request, many_c
     def work(i: int, s: slice) -> None:
         try:
             start.wait()
-            results[i] = emb.embed(many_chips[s])
+            results[i] = emb.run(many_chips[s])
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -187,10 +187,10 @@ def test_threads_embedding_at_once_get_their_own_results(engine, request, many_c
 
 def test_auto_picks_onnxruntime_cpu_here_and_says_why(spec, caplog):
     caplog.set_level(logging.INFO, logger="facestream.stream.engine.runtimes")
-    emb = create_embedder(spec, EmbedderConfig(engine="auto", max_batch=8))
+    emb = create_runtime(spec, EmbedderConfig(engine="auto", max_batch=8))
     try:
         assert emb.name == "onnxruntime:CPUExecutionProvider"
-        assert isinstance(emb, OnnxRuntimeEmbedder)
+        assert isinstance(emb, OnnxRuntimeModel)
         lines = [r.getMessage() for r in caplog.records if "embedder auto" in r.getMessage()]
         assert lines and "running onnxruntime:CPUExecutionProvider" in lines[-1]
         assert "tensorrt" in lines[-1] and "CUDA" in lines[-1]  # why the GPU engines were passed over
@@ -201,9 +201,9 @@ def test_auto_picks_onnxruntime_cpu_here_and_says_why(spec, caplog):
 def test_explicit_engines_load_by_name(spec, real_chips, reference):
     for engine, name in [("onnxruntime", "onnxruntime:CPUExecutionProvider"), ("torch", "torch:cpu:fp32")]:
         # threads=0: torch.set_num_threads is process-wide and would slow every later test
-        with create_embedder(spec, EmbedderConfig(engine=engine, device="cpu", max_batch=4, threads=0)) as emb:
+        with create_runtime(spec, EmbedderConfig(engine=engine, device="cpu", max_batch=4, threads=0)) as emb:
             assert emb.name == name
-            np.testing.assert_allclose(emb.embed(real_chips[:6]), reference[:6], atol=1e-4, rtol=0)
+            np.testing.assert_allclose(emb.run(real_chips[:6]), reference[:6], atol=1e-4, rtol=0)
 
 
 # ----------------------------------------------------------------------------- clear errors
@@ -213,7 +213,7 @@ def test_explicit_tensorrt_fails_clearly_here(spec):
     ok, why = trt_available()
     assert not ok and "tensorrt" in why.lower()
     with pytest.raises(FacestreamError) as info:
-        create_embedder(spec, EmbedderConfig(engine="tensorrt"))
+        create_runtime(spec, EmbedderConfig(engine="tensorrt"))
     err = info.value
     assert "tensorrt" in err.problem.lower() and "not importable" in err.problem
     assert "pip install tensorrt" in err.fix and "engine=auto" in err.fix
@@ -222,7 +222,7 @@ def test_explicit_tensorrt_fails_clearly_here(spec):
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime", "auto"])
 def test_explicit_cuda_fails_clearly_without_a_gpu(spec, engine):
     with pytest.raises(FacestreamError) as info:
-        create_embedder(spec, EmbedderConfig(engine=engine, device="cuda"))
+        create_runtime(spec, EmbedderConfig(engine=engine, device="cuda"))
     assert "cuda" in str(info.value).lower() and "device=cpu" in info.value.fix
     if engine != "auto":
         assert engine in info.value.problem.lower().replace("onnx runtime", "onnxruntime")
@@ -230,24 +230,24 @@ def test_explicit_cuda_fails_clearly_without_a_gpu(spec, engine):
 
 def test_wrong_chips_are_clear_errors(ort_cpu, real_chips):
     with pytest.raises(FacestreamError, match=r"\(n, 150, 150, 3\)") as info:
-        ort_cpu.embed(np.zeros((2, 112, 112, 3), np.uint8))
+        ort_cpu.run(np.zeros((2, 112, 112, 3), np.uint8))
     assert "input_size=150" in info.value.fix
     with pytest.raises(FacestreamError, match="one chip"):
-        ort_cpu.embed(real_chips[0])
+        ort_cpu.run(real_chips[0])
     with pytest.raises(FacestreamError, match="uint8"):
-        ort_cpu.embed(real_chips[:2].astype(np.float32))
+        ort_cpu.run(real_chips[:2].astype(np.float32))
     with pytest.raises(FacestreamError, match="RGB"):
-        ort_cpu.embed(np.zeros((1, 150, 150, 4), np.uint8))
-    empty = ort_cpu.embed(np.zeros((0, 150, 150, 3), np.uint8))
+        ort_cpu.run(np.zeros((1, 150, 150, 4), np.uint8))
+    empty = ort_cpu.run(np.zeros((0, 150, 150, 3), np.uint8))
     assert empty.shape == (0, 128) and empty.dtype == np.float32
 
 
 def test_closed_embedder_refuses_work(spec, real_chips):
-    emb = OnnxRuntimeEmbedder(spec, max_batch=2, device="cpu", threads=1)
+    emb = OnnxRuntimeModel(spec, max_batch=2, device="cpu", threads=1)
     emb.warmup()
     emb.close()
     with pytest.raises(FacestreamError, match="closed"):
-        emb.embed(real_chips[:1])
+        emb.run(real_chips[:1])
 
 
 def test_missing_onnx_file_is_a_clear_error(spec, tmp_path):
@@ -255,7 +255,7 @@ def test_missing_onnx_file_is_a_clear_error(spec, tmp_path):
 
     gone = dataclasses.replace(spec, onnx_path=tmp_path / "nope.onnx")
     with pytest.raises(FacestreamError, match="nope.onnx"):
-        create_embedder(gone, EmbedderConfig(engine="onnxruntime"))
+        create_runtime(gone, EmbedderConfig(engine="onnxruntime"))
 
 
 def test_torch_without_weights_is_a_clear_error(spec):
@@ -263,7 +263,7 @@ def test_torch_without_weights_is_a_clear_error(spec):
 
     onnx_only = dataclasses.replace(spec, weights_path=None)
     with pytest.raises(FacestreamError, match="no torch weights") as info:
-        create_embedder(onnx_only, EmbedderConfig(engine="torch", device="cpu"))
+        create_runtime(onnx_only, EmbedderConfig(engine="torch", device="cpu"))
     assert "engine=onnxruntime" in info.value.fix
 
 
@@ -332,7 +332,7 @@ def test_auto_on_cuda_without_a_gpu_engine_says_why_each_was_skipped(spec):
     plan, skipped = auto_plan(spec, "cuda")
     assert plan == []
     with pytest.raises(FacestreamError) as info:
-        create_embedder(spec, EmbedderConfig(engine="auto", device="cuda"))
+        create_runtime(spec, EmbedderConfig(engine="auto", device="cuda"))
     for reason in skipped:  # tensorrt, torch:cuda and the onnxruntime GPU providers, each with its cause
         assert reason in info.value.problem
     assert "device=cpu" in info.value.fix
@@ -343,7 +343,7 @@ def test_auto_when_every_candidate_fails_names_the_skipped_ones_too(spec, tmp_pa
 
     gone = dataclasses.replace(spec, onnx_path=tmp_path / "nope.onnx")
     with pytest.raises(FacestreamError, match="No embedding engine could load") as info:
-        create_embedder(gone, EmbedderConfig(engine="auto", device="auto"))
+        create_runtime(gone, EmbedderConfig(engine="auto", device="auto"))
     assert "nope.onnx" in info.value.problem and "tensorrt:" in info.value.problem
 
 
@@ -354,13 +354,13 @@ def test_threads_first_using_the_analyzer_share_one_embedder(monkeypatch):
     from facestream.stream.engine.analyzer import FaceAnalyzer
 
     built = []
-    real = analyzer_module.create_embedder
+    real = analyzer_module.create_runtime
 
     def counting(spec, cfg=None):
         built.append(spec.name)
         return real(spec, cfg)
 
-    monkeypatch.setattr(analyzer_module, "create_embedder", counting)
+    monkeypatch.setattr(analyzer_module, "create_runtime", counting)
     analyzer = FaceAnalyzer(Config())
     start, seen = threading.Barrier(4), []
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from facestream.stream.live.batcher import EmbedBatcher
+from facestream.stream.live.batcher import Batcher
 
 
 class CountingModel:
@@ -29,7 +29,7 @@ def chips_of(values: list[int]) -> np.ndarray:
 
 def test_results_go_back_to_their_callers():
     model = CountingModel()
-    b = EmbedBatcher(model, max_batch=64, max_wait_ms=10_000)  # all four producers waiting: sent at once
+    b = Batcher(model, max_batch=64, max_wait_ms=10_000)  # all four producers waiting: sent at once
     try:
         producers = [b.register_producer() for _ in range(4)]
         out: dict[int, np.ndarray] = {}
@@ -55,7 +55,7 @@ def test_results_go_back_to_their_callers():
 
 def test_all_producers_waiting_sends_at_once_without_waiting_out_the_timer():
     model = CountingModel()
-    b = EmbedBatcher(model, max_batch=64, max_wait_ms=100_000)  # the timer alone would hang the test
+    b = Batcher(model, max_batch=64, max_wait_ms=100_000)  # the timer alone would hang the test
     try:
         p = b.register_producer()
         np.testing.assert_allclose(b(chips_of([5]), p)[:, 0], [5])
@@ -65,7 +65,7 @@ def test_all_producers_waiting_sends_at_once_without_waiting_out_the_timer():
 
 def test_big_requests_are_split_to_max_batch():
     model = CountingModel()
-    b = EmbedBatcher(model, max_batch=4, max_wait_ms=0)
+    b = Batcher(model, max_batch=4, max_wait_ms=0)
     try:
         out = b(chips_of(list(range(10))))
         np.testing.assert_allclose(out[:, 0], range(10))
@@ -80,7 +80,7 @@ def test_model_errors_reach_the_caller_and_the_batcher_survives():
             raise ValueError("bad chip")
         return chips.reshape(len(chips), -1).mean(axis=1, keepdims=True).astype(np.float32)
 
-    b = EmbedBatcher(model, max_wait_ms=0)
+    b = Batcher(model, max_wait_ms=0)
     try:
         with pytest.raises(ValueError, match="bad chip"):
             b(chips_of([13]))

@@ -1,0 +1,227 @@
+"""A door camera, live: faces of 40-200 px walk through a 1080p30 video, run through the live pipeline as a camera.
+
+    .venv/bin/python bench/door.py                      # 60 s of 1080p30, on this machine
+    .venv/bin/python bench/door.py --seconds 20 --size 3840x2160
+
+The video is generated (``bench/scenes.py``): real faces of people from the LFW
+calibration set walk in from a side, cross part of the frame while their face
+grows or shrinks between 40 and 200 px (towards or away from the camera), and
+leave, about one every two seconds, over a face-free background; it is encoded
+as H.264 (FFmpeg, as a camera streams). Each walker's identity is enrolled from
+two *other* photos of them. The pipeline reads the file at its native pace
+(``realtime``: a frame the pipeline is too slow for is dropped, as from a
+camera), with the default configuration.
+
+Reported (JSON in ``bench/results/door-<machine>.json``):
+
+* fps processed, frames dropped, latency p50/p99 (frame read to result);
+* recall by face size over the frames where a face is in the picture, for faces
+  present 1 s or more (a face counts as found when a reported box overlaps its
+  truth box with IoU >= 0.3), and false detections per frame;
+* the share of frames where an enrolled face of 56 px or more carries its right name;
+* per walker, the time from entering to its first box and to its first right name (p50/p95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine_info, write_result  # noqa: E402
+from bench.scenes import background, face_sources, iter_video, matches, walkers  # noqa: E402
+from facestream.gallery import open_store  # noqa: E402
+from facestream.stream.config import SourceConfig, load_config  # noqa: E402
+from facestream.stream.engine.analyzer import FaceAnalyzer  # noqa: E402
+from facestream.stream.live.pipeline import Pipeline  # noqa: E402
+from facestream.stream.recognition.enroll import Enroller, Photo  # noqa: E402
+from facestream.stream.recognition.identify import open_matcher  # noqa: E402
+
+log = logging.getLogger("bench.door")
+
+LFW = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "calibration" / "lfw" / "images"
+SIZE_BINS = (40, 48, 56, 64, 80, 96, 128, 160, 201)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the video")
+    p.add_argument("--size", default="1920x1080", help="frame size WxH")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--people", type=int, default=40, help="identities that walk by (enrolled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lfw", type=Path, default=LFW, help="identity folders to take faces from")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="config override (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
+    p.add_argument("--keep", type=Path, default=None, help="keep the video and truth in this folder")
+    return p.parse_args(argv)
+
+
+def encode(frames, path: Path, fps: float, size: tuple[int, int]) -> None:
+    """Frames (RGB) to an H.264 file with FFmpeg (veryfast, CRF 23: what an IP camera sends)."""
+    w, h = size
+    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+           "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", str(path)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    for frame in frames:
+        proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise RuntimeError("ffmpeg failed to encode the video")
+
+
+def people(root: Path, n: int, seed: int) -> list[tuple[str, list[Path]]]:
+    """``n`` identities with three photos or more: (name, photos), shuffled by ``seed``."""
+    folders = [d for d in sorted(root.iterdir()) if d.is_dir() and len(list(d.glob("*.jpg"))) >= 3]
+    random.Random(seed).shuffle(folders)
+    return [(d.name, sorted(d.glob("*.jpg"))) for d in folders[:n]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if shutil.which("ffmpeg") is None:
+        print("ffmpeg is needed to encode the video (bash .ci/setup installs it)", file=sys.stderr)
+        return 2
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    machine = machine_info()
+    work = Path(tempfile.mkdtemp(prefix="facestream-door-"))
+    config = load_config(overrides=[f"gallery.url=sqlite:///{work / 'gallery.db'}", *args.overrides], env={})
+    analyzer = FaceAnalyzer(config)
+    crowd = people(args.lfw, args.people, args.seed)
+    # the walker is the last photo of each person; the two before it are enrolled
+    sources = face_sources([(name, photos[-1]) for name, photos in crowd], analyzer.detector)
+    rng = np.random.default_rng(args.seed)
+    walk = walkers(rng, sources, args.seconds, (w, h))
+    bg = background(rng, w, h)
+    truth: list[list[tuple[int, np.ndarray, float]]] = []
+    video = work / "door.mp4"
+    t0 = time.perf_counter()
+
+    def frames():
+        for _i, _t, frame, faces in iter_video(walk, bg, args.fps, args.seconds):
+            truth.append(faces)
+            yield frame
+
+    encode(frames(), video, args.fps, (w, h))
+    print(f"video: {len(truth)} frames {w}x{h} with {len(walk)} walkers, made in {time.perf_counter() - t0:.0f} s")
+
+    store = open_store(config.gallery.url)
+    enroller = Enroller(analyzer, store, progress=False)
+    enroller.run([(name, [Photo.from_path(p) for p in photos[:2]], {}, None) for name, photos in crowd])
+    matcher = open_matcher(analyzer, store, watch=False)
+
+    results: dict[int, tuple[np.ndarray, list[str]]] = {}
+    latency: list[float] = []
+    lock = threading.Lock()
+
+    def on_result(result, rgb) -> None:
+        with lock:
+            results[result.frame_index] = (result.faces.xyxy.copy(), list(result.faces.name or []))
+            latency.append((time.perf_counter() - result.t_read) * 1000)  # ms
+
+    source = SourceConfig(url=str(video), realtime=True)
+    pipeline = Pipeline(config, [source], analyzer=analyzer, matcher=matcher)
+    pipeline.add_listener(on_result)
+    t0 = time.perf_counter()
+    with pipeline:
+        pipeline.wait()
+        stats = pipeline.stats()
+    wall = time.perf_counter() - t0
+    matcher.close()
+    store.close()
+
+    report = evaluate(truth, results, walk, args.fps)
+    report.update({
+        "frames_in_video": len(truth), "frames_processed": len(results), "fps": round(len(results) / wall, 2),
+        "wall_s": round(wall, 1), "latency_ms": spread(latency),
+        "timings_ms_p50": stats["sources"]["cam0"]["timings_ms_p50"], "dropped": stats["sources"]["cam0"]["dropped"],
+    })
+    result = {"bench": "door", "machine": machine, "video": {"size": [w, h], "fps": args.fps,
+              "seconds": args.seconds, "walkers": len(walk), "people": len(crowd), "seed": args.seed},
+              "config": args.overrides, "results": report}
+    print(json.dumps(report, indent=1))
+    write_result("door", result, args.out)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(video, args.keep / "door.mp4")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def evaluate(truth, results, walk, fps: float) -> dict:
+    """Recall by size, false detections, right names and time to first box/name from truth and results."""
+    found = {b: [0, 0] for b in SIZE_BINS[:-1]}
+    named = [0, 0]
+    false = 0
+    first_box: dict[int, float] = {}
+    first_name: dict[int, float] = {}
+    for i, faces in enumerate(truth):
+        if i not in results:
+            continue
+        boxes, names = results[i]
+        gt = np.array([f[1] for f in faces], np.float32).reshape(-1, 4)
+        hit, n_false = matches(gt, boxes)
+        false += n_false
+        for (k, box, width), ok in zip(faces, hit, strict=True):
+            wk = walk[k]
+            t = i / fps
+            if ok:
+                first_box.setdefault(k, t - wk.t0)
+            j = _which(box, boxes) if ok else None
+            right = j is not None and names[j] == wk.source.identity
+            if right:
+                first_name.setdefault(k, t - wk.t0)
+            if wk.t1 - wk.t0 >= 1.0:
+                for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True):
+                    if lo <= width < hi:
+                        found[lo][1] += 1
+                        found[lo][0] += int(ok)
+            if width >= 56:
+                named[1] += 1
+                named[0] += int(right)
+    processed = max(1, len(results))
+    return {
+        "recall_by_size": {f"{lo}-{hi - 1}": round(f / n, 4) if n else None
+                           for (lo, (f, n)), hi in zip(found.items(), SIZE_BINS[1:], strict=True)},
+        "faces_by_size": {f"{lo}-{hi - 1}": n for (lo, (_, n)), hi in zip(found.items(), SIZE_BINS[1:], strict=True)},
+        "false_per_frame": round(false / processed, 4),
+        "right_name_56px_plus": round(named[0] / named[1], 4) if named[1] else None,
+        "time_to_first_box_s": spread(list(first_box.values())),
+        "time_to_first_box_48px_plus_s": spread([v for k, v in first_box.items() if min(walk[k].w0, walk[k].w1) >= 48]),
+        "time_to_first_name_s": spread(list(first_name.values())),
+        "walkers_boxed": f"{len(first_box)}/{len(walk)}", "walkers_named": f"{len(first_name)}/{len(walk)}",
+    }
+
+
+def spread(values: list[float]) -> dict[str, float | int | None]:
+    """n, median, p95, p99 and max of a list of values (None when empty)."""
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    v = np.asarray(values, np.float64)
+    return {"n": len(v), "p50": round(float(np.percentile(v, 50)), 3), "p95": round(float(np.percentile(v, 95)), 3),
+            "p99": round(float(np.percentile(v, 99)), 3), "max": round(float(v.max()), 3)}
+
+
+def _which(box: np.ndarray, boxes: np.ndarray) -> int | None:
+    from facestream.stream.engine.detect import box_iou
+
+    iou = box_iou(box[None], boxes)[0] if len(boxes) else np.zeros(0)
+    return int(iou.argmax()) if len(iou) and iou.max() >= 0.3 else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
