@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +36,18 @@ from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.detect import FaceDetector, PortedEngine
 from facestream.stream.engine.faces import Faces, FrameResult
 from facestream.stream.live.batcher import Batcher
-from facestream.stream.live.scheduler import LiveDetector
+from facestream.stream.live.scheduler import LiveDetector, Planned
 from facestream.stream.live.sources import Frame, Source, Watchdog, open_sources, source_ids
 from facestream.stream.live.tracker import Track, Tracker, Vote
 
 log = logging.getLogger(__name__)
 
+# A track not seen for more frames than this gets no crop: the face left or turned away, and the sweep
+# finds it again if it comes back (a crop per lost track would cost a model call per frame for nothing).
+CROP_MISSING = 2
+# Frames of a source searched at once: while one frame is tracked and published, the next ones are searched
+# (their crops cut where the tracks are predicted to be), which keeps both cores of a small machine busy.
+SEARCH_DEPTH = 2
 STAGES = ("decode", "detect", "track", "landmarks", "embed", "match", "total")
 
 
@@ -128,6 +134,7 @@ class _Worker:
         self.source = source
         self.tracker = Tracker(pipeline.config.tracking)
         self.detection = LiveDetector(detector, pipeline.config.detector)
+        self.searcher = ThreadPoolExecutor(SEARCH_DEPTH, thread_name_prefix=f"detect-{source.id}")
         self.thread = threading.Thread(target=self.run, name=f"pipeline-{source.id}", daemon=True)
         self.processed = 0
         self.faces = 0
@@ -139,31 +146,47 @@ class _Worker:
         self.latency: deque[float] = deque(maxlen=1000)
         self.stamps: deque[float] = deque(maxlen=64)
 
-    def detect(self, frame: Frame) -> tuple[np.ndarray, Faces, float]:
-        """RGB frame, its faces (no landmarks yet) and the milliseconds detection took."""
+    def submit(self, frame: Frame) -> Future:
+        """Plan this frame's views from the tracks as they are now, and search them in the background.
+
+        The next frame's search then runs while this thread tracks, recognises and
+        publishes the current one; its crops are cut where the tracks are predicted to
+        be two frames on. Returns a future of (RGB frame, faces, detection ms).
+        """
+        expected = [t.predict(frame.index) for t in self.tracker.tracks if t.missing <= CROP_MISSING]
+        planned = self.detection.plan(frame.image, expected, self.source.fps_native)
+        return self.searcher.submit(self._search, frame, planned)
+
+    def _search(self, frame: Frame, planned: list[Planned]) -> tuple[np.ndarray, Faces, float]:
         t0 = time.perf_counter()
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-        expected = [t.predict(frame.index) for t in self.tracker.tracks]
-        faces = self.detection.detect(frame.image, rgb, expected, self.source.fps_native)
+        faces = self.detection.search(rgb, planned)
         return rgb, faces, (time.perf_counter() - t0) * 1000
 
     def run(self) -> None:
         p = self.pipeline
+        inflight: deque[tuple[Frame, Future]] = deque()
         try:
             while not p._stop.is_set():
-                frame = self.source.read(timeout=0.5)
-                if frame is None:
+                # keep SEARCH_DEPTH frames in search; wait for a frame only when none is in flight
+                while len(inflight) < SEARCH_DEPTH:
+                    frame = self.source.read(timeout=0.0 if inflight else 0.5)
+                    if frame is None:
+                        break
+                    inflight.append((frame, self.submit(frame)))
+                if not inflight:
                     if self.source.ended:
                         break
                     continue
+                current, job = inflight.popleft()
                 try:
-                    p._process(self, frame, *self.detect(frame))
+                    p._process(self, current, *job.result())
                 except FacestreamError:
                     raise
                 except Exception:
                     self.errors += 1
                     if self.errors == 1 or self.errors % 100 == 0:
-                        log.exception("source %s: frame %d failed (%d errors)", self.source.id, frame.index,
+                        log.exception("source %s: frame %d failed (%d errors)", self.source.id, current.index,
                                       self.errors)
                 if p.max_frames and self.processed >= p.max_frames:
                     break
@@ -171,6 +194,9 @@ class _Worker:
             p.error = exc
             log.error("source %s stopped: %s", self.source.id, exc)
         finally:
+            for _, job in inflight:
+                job.cancel()
+            self.searcher.shutdown(wait=True, cancel_futures=True)
             for t in self.tracker.end_all():
                 p._track_ended(self, t, self.processed, time.time())
             for b in p.batchers:

@@ -9,8 +9,7 @@ would cost ~15 model calls per frame, so a source's frames share the work:
   frames: enough per frame that each is searched at least every ``sweep_seconds``
   (the bound on a new face's first box), and a spare share more for the areas
   where the picture changed since their last search (frame differencing on a
-  1/8-scale sample), so a face walking in is usually found at once; a frame no
-  larger than a tile is searched whole, every frame;
+  1/8-scale sample), so a face walking in is usually found at once;
 * a **crop around every track** (``crop_scale`` face widths, centred where the
   track is predicted to be), every frame, with the short-range model: a face once
   found is followed at its own scale, however small, and its box stays tight.
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from facestream.stream.config import DetectorConfig
+from facestream.stream.engine.blazeface import RANGES
 from facestream.stream.engine.detect import FaceDetector, View, crop_square, tile_views
 from facestream.stream.engine.faces import Faces
 
@@ -37,6 +37,9 @@ MOTION_LEVEL = 3.0  # mean absolute grey-level change in a tile that counts as "
 # Tiles are searched a third more often than the sweep bound needs: the spare searches go to tiles where the
 # picture changed, so a face walking in is usually found within a frame or two, not at the end of a sweep.
 SPARE = 1.5
+# A tracked face at least this many pixels wide in the model input of an area searched this frame is
+# found there reliably (pasted faces: recall 1.00 from 24 px tensor width), so it needs no crop of its own.
+AREA_FACE_PX = 32.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class DetectionScheduler:
 
     The *areas* swept are the tiles and the whole frame itself (the whole frame finds the
     faces too big for a tile, people close to the camera). A frame no larger than a tile
-    has no tiles, and its whole frame is searched every frame.
+    has no tiles: its whole frame is its one area.
 
     Args:
         cfg: the detector settings (tiling, tile size and overlap, sweep time, crop size, whole-frame range).
@@ -79,9 +82,9 @@ class DetectionScheduler:
         self._grey = None
 
     def areas_per_frame(self, fps: float) -> float:
-        """Areas each frame searches, on average: all within ``sweep_seconds``, plus a spare share for change;
-        at least one (a small frame's few areas then take turns, each searched every few frames)."""
-        return min(float(len(self.areas)), max(1.0, SPARE * len(self.areas) / self._period(fps)))
+        """Areas each frame searches, on average: all within ``sweep_seconds``, plus a spare share for change
+        (a small frame's few areas: one every few frames; the crops follow the faces in between)."""
+        return min(float(len(self.areas)), SPARE * len(self.areas) / self._period(fps))
 
     def _period(self, fps: float) -> float:
         """Frames in one sweep: the most frames an area may wait between two searches."""
@@ -99,15 +102,13 @@ class DetectionScheduler:
         h, w = frame.shape[:2]
         if self.size != (w, h):
             self._reset(w, h)
-        if len(self.areas) == 1:
-            views = list(self.areas)
-        else:
-            self._motion(frame, tracks)
-            self._credit += self.areas_per_frame(fps)
-            k = int(self._credit)
-            self._credit -= k
-            views = [self.areas[i] for i in self._due(k, self._period(fps))]
-        views += [Planned(View("short", crop_square(box, self.cfg.crop_scale)), "crop") for box in tracks]
+        self._motion(frame, tracks)
+        self._credit += self.areas_per_frame(fps)
+        k = int(self._credit)
+        self._credit -= k
+        views = [self.areas[i] for i in self._due(k, self._period(fps))]
+        views += [Planned(View("short", crop_square(box, self.cfg.crop_scale)), "crop") for box in tracks
+                  if not any(_sees(area.view, box) for area in views)]
         return views
 
     def _due(self, k: int, period: float) -> list[int]:
@@ -145,6 +146,14 @@ class DetectionScheduler:
         self._grey = grey
 
 
+def _sees(view: View, box: np.ndarray) -> bool:
+    """Whether ``view`` holds the face ``box`` whole, at least ``AREA_FACE_PX`` wide in the model's input."""
+    x0, y0, x1, y1 = view.box
+    bx0, by0, bx1, by1 = (float(v) for v in box)
+    inside = bx0 >= x0 and by0 >= y0 and bx1 <= x1 and by1 <= y1
+    return inside and (bx1 - bx0) * RANGES[view.kind].size / max(x1 - x0, y1 - y0) >= AREA_FACE_PX
+
+
 class LiveDetector:
     """Finds the faces of one source's frames: its scheduler's views, run through the (shared) detector.
 
@@ -163,16 +172,24 @@ class LiveDetector:
         self.cfg = cfg
         self.scheduler = DetectionScheduler(cfg)
 
+    def plan(self, frame: np.ndarray, expected: Sequence[np.ndarray], fps: float) -> list[Planned]:
+        """This frame's views (see :meth:`DetectionScheduler.plan`); cheap, and the only part that reads the
+        tracks, so the search itself can run while the previous frame is still being processed."""
+        return self.scheduler.plan(frame, expected, fps)
+
+    def search(self, rgb: np.ndarray, planned: Sequence[Planned]) -> Faces:
+        """The faces of a frame (RGB) in its planned views; thread-safe (the detector batches the calls)."""
+        merged = self.detector.search(rgb, [p.view for p in planned], [p.purpose != "tile" for p in planned],
+                                      self.cfg.crop_scale)
+        h, w = rgb.shape[:2]
+        return FaceDetector.to_faces(merged, w, h)
+
     def detect(self, frame: np.ndarray, rgb: np.ndarray, expected: Sequence[np.ndarray], fps: float) -> Faces:
-        """This frame's faces.
+        """This frame's faces (:meth:`plan`, then :meth:`search`).
 
         Args:
             frame: the frame as read (BGR), for motion; rgb: the same frame in RGB, for the model.
             expected: where each live track should be in this frame (crops are cut around them).
             fps: the source's frame rate.
         """
-        planned = self.scheduler.plan(frame, expected, fps)
-        merged = self.detector.search(rgb, [p.view for p in planned], [p.purpose != "tile" for p in planned],
-                                      self.cfg.crop_scale)
-        h, w = rgb.shape[:2]
-        return FaceDetector.to_faces(merged, w, h)
+        return self.search(rgb, self.plan(frame, expected, fps))
