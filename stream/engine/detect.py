@@ -66,6 +66,10 @@ _CUT_COVERED = 0.5
 FRAME_BORDER = {"full": 0.15, "short": 0.03}
 # A face a crop finds again overlaps the candidate it was cut around by more than this.
 FOUND_AGAIN_IOU = 0.3
+# A box is a shell around another face when that face is at most this share of its area and lies inside it
+# at least this much (see _drop_shells).
+SHELL_AREA = 0.5
+SHELL_INSIDE = 0.8
 
 
 @dataclass(frozen=True)
@@ -398,7 +402,8 @@ class FaceDetector:
             keep = np.ones(len(faces), bool)
             keep[np.flatnonzero(cut)[covered]] = False
             faces = faces.select(keep)
-        return weighted_nms(faces, self.cfg.nms_iou) if len(parts) > 1 else faces
+        faces = weighted_nms(faces, self.cfg.nms_iou) if len(parts) > 1 else faces
+        return _drop_shells(faces)
 
     def search(self, image: np.ndarray, views: list[View], trusted: list[bool], crop_scale: float = 2.0
                ) -> RawFaces:
@@ -482,6 +487,23 @@ class _Pyramid:
         x0, y0, x1, y1 = box
         image, transform = letterbox(self.levels[level], (x0 / f, y0 / f, x1 / f, y1 / f), size, "area")
         return image, Letterbox(transform.x0 * f, transform.y0 * f, transform.scale / f)
+
+
+def _drop_shells(faces: RawFaces) -> RawFaces:
+    """Drop boxes that wrap a smaller, surer face: a coarse view's wrong-scale guess around a face that a
+    closer view found (faces do not nest; a 64 px face in a 1080p frame is 6 px to the whole-frame model,
+    which may answer with a 150-400 px box around it)."""
+    n = len(faces)
+    if n < 2:
+        return faces
+    area = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
+    inside = _intersection(faces.xyxy, faces.xyxy) / np.maximum(area, 1e-9)[:, None]  # share of row i in col j
+    small = area[:, None] <= SHELL_AREA * area[None, :]
+    surer = faces.score[:, None] >= faces.score[None, :]
+    wrapped = (inside >= SHELL_INSIDE) & small & surer  # [i, j]: face i lies in box j, smaller and surer
+    np.fill_diagonal(wrapped, False)
+    shells = wrapped.any(axis=0)
+    return faces.select(np.flatnonzero(~shells)) if shells.any() else faces
 
 
 def _cut(raw: RawFaces, view: View) -> np.ndarray:

@@ -74,6 +74,7 @@ class VideoRecorder:
         self.sources = {s.id: s for s in sources or []}
         self._pipeline: Pipeline | None = None
         self._writers: dict[str, Any] = {}
+        self._sizes: dict[str, tuple[int, int]] = {}  # (width, height) each file was opened with
         self._failed: set[str] = set()  # sources whose file could not be opened: not retried every frame
         self._lock = threading.Lock()
 
@@ -107,6 +108,7 @@ class VideoRecorder:
                       result.source_id, out, result.source_id)
             return None
         self._writers[result.source_id] = writer
+        self._sizes[result.source_id] = (result.width, result.height)
         log.info("recording %s to %s", result.source_id, out)
         return writer
 
@@ -122,6 +124,9 @@ class VideoRecorder:
         if writer is None:
             return
         annotated = draw_faces(rgb, result.faces, blur_unknown=self.blur_unknown, landmarks=False)
+        size = self._sizes[result.source_id]
+        if annotated.shape[1::-1] != size:  # the camera changed resolution: the file keeps its first size
+            annotated = cv2.resize(annotated, size, interpolation=cv2.INTER_AREA)
         writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:

@@ -61,6 +61,19 @@ class Frame:
     decode_ms: float = 0.0
 
 
+def as_bgr(img: np.ndarray) -> np.ndarray:
+    """A frame as 3-channel BGR uint8, whatever a capture delivered: grey, BGRA or 16-bit."""
+    import cv2
+
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
+
+
 def source_kind(url: str) -> str:
     """``webcam``, ``stream``, ``folder`` or ``file`` for a configured source URL."""
     text = str(url).strip()
@@ -441,6 +454,7 @@ class Source:
                 cap.release()
 
     def _deliver(self, img: np.ndarray, decode_ms: float, gen: int) -> None:
+        img = as_bgr(img)
         now = time.monotonic()
         self.last_frame_at = now
         self._rate.append(now)

@@ -7,7 +7,7 @@ the model store (conversion) and the trainer build networks through it.
 
 from __future__ import annotations
 
-from facestream.stream.engine.networks import dlib_resnet, small_net  # noqa: F401 - they register on import
+from facestream.stream.engine.networks import blazeface, dlib_resnet, small_net  # noqa: F401 - they register on import
 from facestream.stream.engine.networks.registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]
