@@ -72,7 +72,10 @@ class DetectorConfig(Section):
     )
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour.")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which faces of different views are merged.")
-    max_side: int = Field(1920, ge=320, le=16384, description="Photos are downscaled to this side for detection.")
+    max_side: int = Field(
+        4096, ge=320, le=16384,
+        description="Photos larger than this are shrunk to it for detection (4096: 4K and 12 MP photos at full size)."
+    )
     sweep_seconds: float = Field(
         0.4, gt=0.0, le=10.0,
         description="Live: every tile is searched at least this often, so a new face of tile size gets its first "

@@ -250,24 +250,26 @@ class Tracker:
     def vote(self, track: Track, vote: Vote) -> bool:
         """Record a recognition and re-decide the identity; True when the name changed.
 
-        The name is the person with the most votes in the last ``vote_window``,
-        if at least ``min_votes`` (ties keep the current name, then the higher mean
-        similarity). "Nobody" votes never name a track; they only push old votes
-        out of the window, so a misassigned track drifts back to unknown.
+        The name is the person with the most votes in the last ``vote_window`` if
+        they have at least ``min_votes`` and more than "nobody" has: an unknown
+        vote is a vote against every name, so two chance matches of a stranger
+        among five unknowns leave the stranger unknown. Ties between two names
+        keep the current name, then the higher mean similarity.
         """
         track.votes.append(vote)
         track.last_embed_frame = vote.frame
         while len(track.votes) > self.config.vote_window:
             track.votes.popleft()
-        counts = Counter(v.person_id for v in track.votes if v.person_id is not None)
+        counts = Counter(v.person_id for v in track.votes)
+        nobody = counts.pop(None, 0)
         best: str | None = None
         if counts:
-            def rank(pid: str) -> tuple[int, int, float]:
+            def rank(pid: str | None) -> tuple[int, int, float]:
                 sims = [v.similarity for v in track.votes if v.person_id == pid]
                 return counts[pid], int(pid == track.person_id), float(np.mean(sims))
 
             cand = max(counts, key=rank)
-            if counts[cand] >= self.config.min_votes:
+            if counts[cand] >= self.config.min_votes and counts[cand] > nobody:
                 best = cand
         changed = best != track.person_id
         if best is None:

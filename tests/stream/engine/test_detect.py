@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.detect import face_patch  # the bench pastes faces the same way
+from bench.scenes import face_sources, patch  # the benches paste faces the same way
 from facestream.stream.config import DetectorConfig
 from facestream.stream.engine.detect import FaceDetector, box_iou, nms, tile_grid
 from facestream.stream.engine.draw import KNOWN, UNKNOWN_COLOR, draw_faces
@@ -49,6 +49,12 @@ def frame_1080p() -> np.ndarray:
     img = load_image(RESOLUTION / "obama-1080p.jpg")
     assert img.shape == (1080, 1920, 3)
     return img
+
+
+def face_patch(detector: FaceDetector, path, px: int) -> tuple[np.ndarray, np.ndarray]:
+    """The face of a one-person photo with some context, scaled so its box is ``px`` wide; its box in the patch."""
+    (source,) = face_sources([(path.parent.name, path)], detector)
+    return patch(source, px)
 
 
 def _paste(frame: np.ndarray, patch: np.ndarray, box: np.ndarray, x: int, y: int):

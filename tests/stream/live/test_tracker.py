@@ -78,6 +78,19 @@ def test_vote_needs_min_votes_and_one_bad_frame_does_not_rename():
     assert t.name == UNKNOWN and t.person_id is None
 
 
+def test_unknown_votes_count_against_a_name():
+    """Two chance matches of a stranger among five "nobody" votes must not name the track."""
+    tr = Tracker(TrackingConfig(vote_window=7, min_votes=2))
+    (t,) = tr.update(faces([0, 0, 50, 50]), 0, 0.0).tracks
+    for k, pid in enumerate([None, "ada", None, None, "ada", None, None]):
+        tr.vote(t, Vote(pid, "Ada" if pid else UNKNOWN, 0.93 if pid else 0.85, k))
+    assert t.name == UNKNOWN and t.person_id is None
+    # the named votes must outnumber the unknown ones: 4 Ada, 3 nobody names her
+    for k, pid in enumerate(["ada", "ada"], start=7):
+        tr.vote(t, Vote(pid, "Ada", 0.95, k))
+    assert [v.person_id for v in t.votes].count("ada") == 4 and t.name == "Ada"
+
+
 def test_tie_keeps_current_name():
     tr = Tracker(TrackingConfig(vote_window=4, min_votes=2))
     (t,) = tr.update(faces([0, 0, 50, 50]), 0, 0.0).tracks
