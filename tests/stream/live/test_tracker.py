@@ -86,7 +86,7 @@ def test_unknown_votes_count_against_a_name():
         tr.vote(t, Vote(pid, "Ada" if pid else UNKNOWN, 0.93 if pid else 0.85, k))
     assert t.name == UNKNOWN and t.person_id is None
     # the named votes must outnumber the unknown ones: 4 Ada, 3 nobody names her
-    for k, pid in enumerate(["ada", "ada"], start=7):
+    for k, pid in enumerate(["ada", "ada", "ada"], start=7):
         tr.vote(t, Vote(pid, "Ada", 0.95, k))
     assert [v.person_id for v in t.votes].count("ada") == 4 and t.name == "Ada"
 
