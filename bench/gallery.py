@@ -60,6 +60,7 @@ class FixedStore(GalleryStore):
 
     find_person = list_people = enroll = rename_person = set_metadata = delete_person = _unused
     owner_of = embeddings_of = iter_chips = delete_model = export_people = clear = _unused
+    remove_embedding = add_negative = remove_negative = negatives_of = get_setting = set_setting = _unused
 
 
 def vectors(n: int, seed: int = 0) -> np.ndarray:

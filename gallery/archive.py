@@ -1,13 +1,14 @@
 """Gallery export and import: one ``.zip`` file that moves a whole gallery between stores or machines.
 
-File format (version 1), a zip archive holding::
+File format (version 2; version 1 had no negatives and is still read), a zip archive holding::
 
     manifest.json          {"format": "facestream-gallery", "version": 1, "exported": <unix time>,
                             "people": <count>, "embeddings": <count>,
                             "models": {"<model_id>": {"file": "embeddings/<i>.npy", "dim": D, "count": N}}}
     people.json            [{"id", "name", "metadata", "created", "updated",
                              "embeddings": [{"model_id", "hash", "row", "source", "created",
-                                             "chip": "chips/<i>/<hash>.jpg" or null}]}]
+                                             "chip": "chips/<i>/<hash>.jpg" or null,
+                                             "negative": true for a "not this person" face}]}]
     embeddings/<i>.npy     float32 (N, D), one file per model; "row" indexes into it
     chips/<i>/<hash>.jpg   the aligned face chip behind each embedding (for re-embedding)
 
@@ -32,7 +33,8 @@ from facestream.gallery.store import GalleryStore
 from facestream.gallery.types import NewEmbedding, Person
 
 FORMAT = "facestream-gallery"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -54,11 +56,14 @@ def export_gallery(store: GalleryStore, path: str | Path) -> dict[str, Any]:
             i = model_index.setdefault(e.model_id, len(model_index))
             rows = vectors.setdefault(e.model_id, [])
             chip_name = None
-            if e.chip:
-                chip_name = f"chips/{i}/{e.hash}.jpg"
+            if e.chip:  # a negative's chip gets its own name: the same face may be someone's photo too
+                chip_name = f"chips/{i}/not-{person.id}-{e.hash}.jpg" if e.negative else f"chips/{i}/{e.hash}.jpg"
                 chips.append((chip_name, e.chip))
-            items.append({"model_id": e.model_id, "hash": e.hash, "row": len(rows), "source": e.source,
-                          "created": e.created, "chip": chip_name})
+            item = {"model_id": e.model_id, "hash": e.hash, "row": len(rows), "source": e.source,
+                    "created": e.created, "chip": chip_name}
+            if e.negative:
+                item["negative"] = True
+            items.append(item)
             rows.append(np.asarray(e.vector, np.float32).reshape(-1))
         people.append({"id": person.id, "name": person.name, "metadata": person.metadata,
                        "created": person.created, "updated": person.updated, "embeddings": items})
@@ -96,7 +101,7 @@ def read_archive(path: str | Path) -> tuple[dict[str, Any], list[tuple[Person, l
             if "manifest.json" not in names or "people.json" not in names:
                 raise GalleryError(f"{path} is not a facestream gallery archive (no manifest/people).", bad)
             manifest = json.loads(zf.read("manifest.json"))
-            if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            if manifest.get("format") != FORMAT or manifest.get("version") not in READABLE:
                 raise GalleryError(f"{path} has format {manifest.get('format')!r} version {manifest.get('version')!r}; "
                                    f"this facestream reads {FORMAT!r} version {VERSION}.", bad)
             people = json.loads(zf.read("people.json"))
@@ -113,7 +118,7 @@ def read_archive(path: str | Path) -> tuple[dict[str, Any], list[tuple[Person, l
                 for e in p["embeddings"]:
                     chip = zf.read(e["chip"]) if e.get("chip") else None
                     embs.append(NewEmbedding(matrices[e["model_id"]][e["row"]], e["model_id"], e["hash"], chip,
-                                             e.get("source", ""), e.get("created", 0.0)))
+                                             e.get("source", ""), e.get("created", 0.0), bool(e.get("negative"))))
                 out.append((Person(p["id"], p["name"], p.get("metadata") or {}, len(embs), p.get("created", 0.0),
                                    p.get("updated", 0.0)), embs))
     except GalleryError:

@@ -10,10 +10,15 @@ version (one indexed read).
 
 Search is a memory-bound scan: one BLAS matrix product per block of rows, and
 only rows that beat the running k-th best are kept (``argpartition`` once per
-query, then a cheap comparison per block). A person's score is the best of
-their embeddings; a face is ``unknown`` below the threshold or when the second
-person is closer than ``min_margin``. On a CUDA machine (torch importable and a
-GPU present) the matrix lives on the GPU instead.
+query, then a cheap comparison per block). A person is scored by their mean
+embedding, so more photos make a person surer, not more attractive to strangers;
+the decision (:mod:`facestream.gallery.decision`) names a face when a stranger
+would score as high with at most the target chance against a gallery of this
+size, or at a fixed threshold; a face is also ``unknown`` when the second person
+is closer than ``min_margin`` or exactly as close, and a person whose negatives
+("not this person") the face resembles more than their photos is never named for
+it. On a CUDA machine (torch importable and a GPU present) the matrix lives on
+the GPU instead.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from facestream.gallery.decision import DEFAULT_FAR, Decision, ImpostorTail
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.store import GalleryMatrix, GalleryStore
 from facestream.gallery.types import Match, MatchResult
@@ -34,7 +40,6 @@ log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 65536  # rows per matrix product: big enough that BLAS runs at full speed (measured)
 SEED_ROWS = 2048  # rows fully ranked per query; after them only rows above the running k-th best are kept
-MAX_CANDIDATE_ROWS = 4096  # beyond this many rows per query, score every person exactly instead
 RETRY_SECONDS = 1.0  # after a failed reload (store down), wait this long before trying again
 
 
@@ -48,27 +53,55 @@ def _cuda_available() -> bool:
 
 @dataclass
 class _Index:
-    """One immutable snapshot; searches use whichever snapshot was current when they started."""
+    """One immutable snapshot; searches use whichever snapshot was current when they started.
+
+    People are searched by their mean embedding (see :mod:`facestream.gallery.decision`),
+    one row each, with one more column holding minus their photo-count shift: a query
+    with a 1 appended scores ``similarity - shift`` in the same matrix product, so the
+    top-k scan ranks people exactly as the decision compares them.
+    """
 
     data: GalleryMatrix
-    starts: np.ndarray  # first row of each person
-    max_rows: int  # most embeddings any one person has
-    device_matrix: Any = None  # torch tensor on the GPU, when used
-    device_rows: Any = None
+    decision: Decision
+    starts: np.ndarray  # first row of each person in data.matrix
+    photos: np.ndarray  # embeddings per person
+    people: np.ndarray  # (P, D + 1) float32: normalised mean embedding, then -shift
+    negatives: dict[int, np.ndarray]  # person index -> their negative rows
+    device_matrix: Any = None  # torch tensor of `people` on the GPU, when used
 
     @classmethod
-    def build(cls, data: GalleryMatrix, device: str) -> _Index:
+    def build(cls, data: GalleryMatrix, decision: Decision, device: str) -> _Index:
         rp = data.row_person
         starts = np.flatnonzero(np.r_[True, rp[1:] != rp[:-1]]) if len(rp) else np.zeros(0, np.int64)
-        max_rows = int(np.diff(np.r_[starts, len(rp)]).max()) if len(rp) else 0
-        index = cls(data, starts, max_rows)
+        photos = np.diff(np.r_[starts, len(rp)]).astype(np.int64)
+        dim = data.matrix.shape[1] if len(rp) else 0
+        people = np.zeros((len(starts), dim + 1), np.float32)
+        if len(rp):
+            if int(photos.max()) == 1:
+                people[:, :dim] = data.matrix
+            else:
+                sums = np.add.reduceat(data.matrix, starts, axis=0)
+                people[:, :dim] = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+            people[:, dim] = -decision.shift(photos)
+        negatives = {int(p): data.negatives[data.negative_person == p] for p in np.unique(data.negative_person)}
+        index = cls(data, decision, starts, photos, people, negatives)
         if device in ("cuda", "torch") and len(rp):
             import torch
 
             where = "cuda" if device == "cuda" else "cpu"
-            index.device_matrix = torch.from_numpy(np.array(data.matrix, copy=True)).to(where)
-            index.device_rows = torch.from_numpy(rp.astype(np.int64)).to(where)
+            index.device_matrix = torch.from_numpy(people).to(where)
         return index
+
+    def rows_of(self, p: int) -> np.ndarray:
+        return self.data.matrix[self.starts[p]:self.starts[p] + self.photos[p]]
+
+    def vetoed(self, p: int, query: np.ndarray) -> bool:
+        """Whether the face looks at least as much like one of the person's negatives as like any of their
+        photos (photo against photo, like for like)."""
+        neg = self.negatives.get(p)
+        if neg is None or not len(neg):
+            return False
+        return bool((neg @ query).max() >= (self.rows_of(p) @ query).max())
 
 
 def top_rows(matrix: np.ndarray, queries: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,30 +161,94 @@ class Matcher:
     Args:
         store: the gallery store.
         model_id: the embedding model's id; only embeddings of this model are searched.
-        threshold: cosine similarity at or above which the closest person is named.
-        min_margin: also call a face unknown when the second person is within this margin (0 = off).
+        threshold: the model's 1:1 threshold (cosine similarity, one photo against one photo).
+        tail: the model's impostor tail (open-set decisions, see :mod:`facestream.gallery.decision`);
+            None = name at or above ``fixed_threshold`` (else ``threshold``) whatever the gallery's size.
+        far: target chance that a stranger is named, per face, for the whole gallery; None = the
+            gallery's stored operating point (``facestream calibrate``), else 1e-3.
+        fixed_threshold: name at or above this similarity (``match.threshold``), overriding ``far``.
+        min_margin: also call a face unknown when the second person is within this margin (0 = off;
+            an exact tie is always unknown).
         device: "cpu" (numpy), "cuda" (torch on the GPU), "auto" (cuda when torch sees a GPU), or
             "torch" (torch on the CPU: the GPU code path, testable anywhere).
         watch: listen for store change events (Redis) instead of checking the version per search.
     """
 
-    def __init__(self, store: GalleryStore, model_id: str, threshold: float, *, min_margin: float = 0.0,
+    def __init__(self, store: GalleryStore, model_id: str, threshold: float, *, tail: ImpostorTail | None = None,
+                 far: float | None = None, fixed_threshold: float | None = None, min_margin: float = 0.0,
                  device: str = "auto", watch: bool = True):
         self.store = store
         self.model_id = model_id
-        self.threshold = float(threshold)
-        self.min_margin = float(min_margin)
+        self.base = Decision(float(threshold), tail, far if far is not None else DEFAULT_FAR, fixed_threshold,
+                             float(min_margin))
+        self._far_given = far is not None
         self.device = ("cuda" if _cuda_available() else "cpu") if device == "auto" else device
         self._lock = threading.Lock()
         self._stale = True
         self._retry_at = 0.0
         self._index = _Index.build(GalleryMatrix(-1, [], [], np.zeros((0, 0), np.float32),
-                                                 np.zeros(0, np.int32)), "cpu")
+                                                 np.zeros(0, np.int32)), self.base, "cpu")
         self._sub = None
         self.refresh(force=True)
         # Subscribe after the first load: the "resync" sent on connecting catches any write in between.
         self._sub = store.subscribe(self._on_event) if watch else None
-        log.info("matcher: %d people, %d embeddings of %s on %s", len(self), self.rows, model_id, self.device)
+        log.info("matcher: %d people, %d embeddings of %s on %s; %s", len(self), self.rows, model_id, self.device,
+                 self.describe())
+
+    def configure(self, **changes: Any) -> None:
+        """Change how faces are named from the next search on: any field of :class:`Decision`
+        (``verify_threshold``, ``tail``, ``far``, ``fixed_threshold``, ``min_margin``)."""
+        with self._lock:
+            self.base = replace(self.base, **changes)
+            if "far" in changes:
+                self._far_given = changes["far"] is not None
+                if changes["far"] is None:
+                    self.base = replace(self.base, far=DEFAULT_FAR)
+            data = self._index.data
+            self._index = _Index.build(data, self._decision_for(data), self.device)
+
+    @property
+    def threshold(self) -> float:
+        """The model's 1:1 threshold (one photo against one photo)."""
+        return self.base.verify_threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.configure(verify_threshold=float(value))
+
+    @property
+    def min_margin(self) -> float:
+        return self.base.min_margin
+
+    @min_margin.setter
+    def min_margin(self, value: float) -> None:
+        self.configure(min_margin=float(value))
+
+    @property
+    def decision(self) -> Decision:
+        """The decision in force (the model's, adjusted by the gallery's stored operating point)."""
+        return self._index.decision
+
+    def describe(self) -> str:
+        """One line on how faces are named, for logs and ``facestream calibrate``."""
+        d = self.decision
+        if not d.open_set:
+            return f"named at similarity >= {d.identification_threshold(len(self)):.4f} (fixed)"
+        return (f"named when a stranger would score as high with chance <= {d.far:g} against {len(self)} people "
+                f"(similarity >= {d.identification_threshold(max(1, len(self))):.4f} for a one-photo person)")
+
+    def _decision_for(self, data: GalleryMatrix) -> Decision:
+        """The base decision with the gallery's stored operating point applied (config wins)."""
+        op = data.settings.get("operating_point") or {}
+        if not op:
+            return self.base
+        tail = self.base.tail
+        if op.get("tail"):
+            tail = ImpostorTail.from_json(op["tail"])
+        elif tail is not None and op.get("shift"):
+            tail = tail.shifted(float(op["shift"]), f"{tail.source}; shifted by the gallery's calibration")
+        far = self.base.far if self._far_given or op.get("far") is None else float(op["far"])
+        return Decision(self.base.verify_threshold, tail, far, self.base.fixed_threshold, self.base.min_margin)
 
     # -- cache --------------------------------------------------------------------------------
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -186,7 +283,7 @@ class Matcher:
                 self._stale = True
                 self._retry_at = time.monotonic() + RETRY_SECONDS
                 raise
-            self._index = _Index.build(data, self.device)
+            self._index = _Index.build(data, self._decision_for(data), self.device)
             log.debug("matcher: reloaded version %d: %d people", data.version, len(data.person_ids))
             return True
 
@@ -243,75 +340,70 @@ class Matcher:
                 f"Query embeddings have {q.shape[1]} dimensions but the gallery's {self.model_id} has "
                 f"{data.matrix.shape[1]}.", "Use the same embedding model for enrolment and recognition.")
         k = max(1, int(top_k))
-        want = min(max(k, 2), len(data.person_ids))  # the second person gives the margin
-        pidx, sims = self._top_people(index, q, want)
-        return [self._result(data, pidx[j], sims[j], k) for j in range(len(q))]
-
-    def _top_people(self, index: _Index, q: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
-        """(n, want) person indices and scores (best embedding per person), best first."""
-        data = index.data
-        if index.device_matrix is not None:
-            return self._top_people_torch(index, q, want)
-        rows_needed = want * index.max_rows
-        if index.max_rows == 1:
-            rows, sims = top_rows(data.matrix, q, want)
-            return data.row_person[rows], sims
-        if rows_needed <= MAX_CANDIDATE_ROWS:
-            rows, sims = top_rows(data.matrix, q, min(rows_needed, len(data.matrix)))
-            people = data.row_person[rows]
-            out_p = np.zeros((len(q), want), np.int64)
-            out_s = np.zeros((len(q), want), np.float32)
-            for j in range(len(q)):  # first occurrence of each person = their best row
-                _, first = np.unique(people[j], return_index=True)
-                first.sort()
-                out_p[j], out_s[j] = people[j][first[:want]], sims[j][first[:want]]
-            return out_p, out_s
-        scores = np.maximum.reduceat(q @ data.matrix.T, index.starts, axis=1)
-        part = np.argsort(-scores, axis=1, kind="stable")[:, :want]
-        return part, np.take_along_axis(scores, part, axis=1)
+        vetoing = len(index.negatives)
+        # the second person gives the margin; people with negatives may drop out, so look a little further
+        want = min(max(k, 2) + (4 if vetoing else 0), len(data.person_ids))
+        pidx, adjusted = self._top_people(index, q, want)
+        return [self._result(index, q[j], pidx[j], adjusted[j], k) for j in range(len(q))]
 
     @staticmethod
-    def _top_people_torch(index: _Index, q: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch
+    def _top_people(index: _Index, q: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, want) person indices and adjusted scores (similarity minus shift), best first."""
+        qa = np.concatenate([q, np.ones((len(q), 1), np.float32)], axis=1)
+        if index.device_matrix is not None:
+            import torch
 
-        qt = torch.from_numpy(q).to(index.device_matrix.device)
-        scores = qt @ index.device_matrix.T
-        if index.max_rows > 1:
-            n_people = len(index.data.person_ids)
-            per = torch.full((len(q), n_people), -2.0, device=scores.device)
-            scores = per.scatter_reduce(1, index.device_rows.expand(len(q), -1), scores, "amax")
-            top = torch.topk(scores, want, dim=1)
+            top = torch.topk(torch.from_numpy(qa).to(index.device_matrix.device) @ index.device_matrix.T, want, dim=1)
             return top.indices.cpu().numpy(), top.values.float().cpu().numpy()
-        top = torch.topk(scores, want, dim=1)
-        return index.data.row_person[top.indices.cpu().numpy()], top.values.float().cpu().numpy()
+        return top_rows(index.people, qa, want)
 
-    def _result(self, data: GalleryMatrix, people: np.ndarray, sims: np.ndarray, k: int) -> MatchResult:
-        candidates = [Match(data.person_ids[p], data.names[p], float(s), r + 1)
-                      for r, (p, s) in enumerate(zip(people[:k], sims[:k], strict=True))]
-        margin = float(sims[0] - sims[1]) if len(sims) > 1 else float("inf")
-        ok = sims[0] >= self.threshold and margin >= self.min_margin
-        return MatchResult(candidates[0] if ok else None, candidates, margin)
+    def _result(self, index: _Index, query: np.ndarray, people: np.ndarray, adjusted: np.ndarray, k: int
+                ) -> MatchResult:
+        data, decision = index.data, index.decision
+        shift = -index.people[people, -1]
+        vetoed = [int(p) for p in people if index.vetoed(int(p), query)]
+        keep = [j for j, p in enumerate(people) if int(p) not in vetoed]
+        candidates = [Match(data.person_ids[people[j]], data.names[people[j]], float(adjusted[j] + shift[j]), r + 1)
+                      for r, j in enumerate(keep[:k])]
+        out = MatchResult(None, candidates, float("nan"), vetoed=[data.person_ids[p] for p in vetoed])
+        if not keep:
+            return out
+        first = keep[0]
+        out.margin = float(adjusted[first] - adjusted[keep[1]]) if len(keep) > 1 else float("inf")
+        photos = int(index.photos[people[first]])
+        n = len(data.person_ids)
+        sim = float(adjusted[first] + shift[first])
+        out.threshold = decision.identification_threshold(n, photos)
+        out.far = decision.estimate_far(sim, photos, n)
+        tie = out.margin <= 0.0  # exactly as close to two people: no name, whoever comes first in the rows
+        if decision.names(sim, photos, n) and out.margin >= decision.min_margin and not tie:
+            out.best = candidates[0]
+        return out
 
     def identify(self, embedding: np.ndarray, top_k: int = 5) -> MatchResult:
         """:meth:`search` for one embedding."""
         return self.search(np.asarray(embedding).reshape(1, -1), top_k)[0]
 
-    def similarity_to(self, embedding: np.ndarray, ref: str) -> tuple[Match, bool]:
-        """1:1 verification: best similarity to one person's embeddings, and whether it passes the threshold.
+    def similarity_to(self, embedding: np.ndarray, ref: str) -> tuple[Match, bool, float]:
+        """1:1 verification against one person: the similarity to their mean embedding, whether it passes,
+        and the threshold it had to reach (the model's 1:1 threshold, read for their photo count). A face
+        that looks more like one of the person's negatives than like them does not pass.
 
         Raises:
             GalleryError: unknown person, or a person with no embedding of this model.
         """
         person = self.store.get_person(ref)
-        data = self._fresh().data
+        index = self._fresh()
         try:
-            p = data.person_ids.index(person.id)
+            p = index.data.person_ids.index(person.id)
         except ValueError:
             raise GalleryError(f"{person.name} has no embedding made by model {self.model_id}.",
                                "Re-enrol them, or run `facestream gallery reembed`.") from None
-        rows = np.flatnonzero(data.row_person == p)
-        sim = float((data.matrix[rows] @ np.asarray(embedding, np.float32).reshape(-1)).max())
-        return Match(person.id, person.name, sim, 1), sim >= self.threshold
+        q = np.asarray(embedding, np.float32).reshape(-1)
+        sim = float(index.people[p, :-1] @ q)
+        threshold = index.decision.verify_threshold_for(int(index.photos[p]))
+        same = sim >= threshold and not index.vetoed(p, q)
+        return Match(person.id, person.name, sim, 1), same, threshold
 
     def close(self) -> None:
         if self._sub is not None:

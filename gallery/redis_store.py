@@ -12,6 +12,11 @@ Key layout (prefix ``facestream:``)::
     info:<model>          hash  hash -> JSON {source, created}
     chip:<model>          hash  hash -> JPEG bytes of the aligned face chip
     pemb:<person_id>      set   "<model>|<hash>" (everything to remove on delete)
+    neg:<model>           hash  "<person_id>|<hash>" -> float32 bytes of a "not this person" face
+    neginfo:<model>       hash  "<person_id>|<hash>" -> JSON {source, created}
+    negchip:<model>       hash  "<person_id>|<hash>" -> JPEG bytes
+    pneg:<person_id>      set   "<model>|<hash>" (the person's negatives)
+    settings              hash  key -> JSON (e.g. operating_point:<model>)
     events                pub/sub channel: JSON {op, person, time}
 
 Every change is one MULTI/EXEC transaction (with WATCH where it reads first)
@@ -44,6 +49,7 @@ from facestream.gallery.store import (
     check_name,
     check_vector,
     new_person_id,
+    setting_key,
     unknown_person,
 )
 from facestream.gallery.types import EmbeddingInfo, NewEmbedding, Person
@@ -274,6 +280,7 @@ class RedisStore(GalleryStore):
             record["metadata"] = {**record.get("metadata", {}), **metadata}
         dims: dict[str, int | None] = {}
         rows = []
+        negatives = []
         seen: set[tuple[str, str]] = set()
         for e in embeddings:
             if e.model_id not in dims:
@@ -281,11 +288,17 @@ class RedisStore(GalleryStore):
                 dims[e.model_id] = int(d) if d else None
             v = check_vector(e, dims[e.model_id])
             dims[e.model_id] = len(v)
+            if e.negative:
+                if (e.model_id, "-" + e.hash) not in seen and not pipe.sismember(self.k("pneg", pid),
+                                                                                 f"{e.model_id}|{e.hash}"):
+                    seen.add((e.model_id, "-" + e.hash))
+                    negatives.append((v.tobytes(), e))
+                continue
             if (e.model_id, e.hash) in seen or pipe.hexists(self.k("owner", e.model_id), e.hash):
                 continue
             seen.add((e.model_id, e.hash))
             rows.append((pid, v.tobytes(), e))
-        changed = raw is None or bool(metadata) or bool(rows)
+        changed = raw is None or bool(metadata) or bool(rows) or bool(negatives)
         if not changed:
             pipe.unwatch()
             return pid, 0
@@ -304,8 +317,18 @@ class RedisStore(GalleryStore):
             if e.chip:
                 pipe.hset(self.k("chip", m), e.hash, e.chip)
             pipe.sadd(self.k("pemb", pid_), f"{m}|{e.hash}")
+        for blob, e in negatives:
+            self._stage_negative(pipe, pid, blob, e, now)
         self._bump(pipe, "enroll", pid)
-        return pid, len(rows)
+        return pid, len(rows) + len(negatives)
+
+    def _stage_negative(self, pipe: Any, pid: str, blob: bytes, e: NewEmbedding, now: float) -> None:
+        key, m = f"{pid}|{e.hash}", e.model_id
+        pipe.hset(self.k("neg", m), key, blob)
+        pipe.hset(self.k("neginfo", m), key, json.dumps({"source": e.source, "created": e.created or now}))
+        if e.chip:
+            pipe.hset(self.k("negchip", m), key, e.chip)
+        pipe.sadd(self.k("pneg", pid), f"{m}|{e.hash}")
 
     @_guard
     def enroll(self, name: str, embeddings: list[NewEmbedding], metadata: dict[str, Any] | None = None,
@@ -376,8 +399,8 @@ class RedisStore(GalleryStore):
 
         for person, embs in items:
             n += 1
-            if not person.id:
-                self.enroll(person.name, embs, person.metadata)
+            if not person.id or any(e.negative for e in embs):
+                self.enroll(person.name, embs, person.metadata, person.id or None)
                 continue
             chunk.append((person, embs))
             if len(chunk) >= batch:
@@ -459,6 +482,7 @@ class RedisStore(GalleryStore):
 
         def stage(pipe: Any) -> None:
             members = [_text(m) for m in pipe.smembers(self.k("pemb", pid))]
+            negatives = [_text(m) for m in pipe.smembers(self.k("pneg", pid))]
             raw = pipe.hget(self.k("people"), pid)
             pipe.multi()
             for member in members:
@@ -467,14 +491,18 @@ class RedisStore(GalleryStore):
                 pipe.hdel(self.k("owner", model), h)
                 pipe.hdel(self.k("info", model), h)
                 pipe.hdel(self.k("chip", model), h)
-            pipe.delete(self.k("pemb", pid))
+            for member in negatives:
+                model, h = member.split("|", 1)
+                for kind in ("neg", "neginfo", "negchip"):
+                    pipe.hdel(self.k(kind, model), f"{pid}|{h}")
+            pipe.delete(self.k("pemb", pid), self.k("pneg", pid))
             if raw:
                 pipe.hdel(self.k("names"), json.loads(raw)["name"].casefold())
             pipe.hdel(self.k("people"), pid)
             pipe.hdel(self.k("display"), pid)
             self._bump(pipe, "delete", pid)
 
-        self._transaction(stage, self.k("pemb", pid), self.k("people"))
+        self._transaction(stage, self.k("pemb", pid), self.k("pneg", pid), self.k("people"))
         return person
 
     # -- embeddings ---------------------------------------------------------------------------
@@ -495,6 +523,90 @@ class RedisStore(GalleryStore):
         return sorted(out, key=lambda e: e.created)
 
     @_guard
+    def remove_embedding(self, ref: str, model_id: str, hash: str) -> bool:
+        pid = self._need(ref)
+        member = f"{model_id}|{hash}"
+
+        def stage(pipe: Any) -> bool:
+            if not pipe.sismember(self.k("pemb", pid), member):
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.hdel(self.k("vec", model_id), f"{pid}|{hash}")
+            for kind in ("owner", "info", "chip"):
+                pipe.hdel(self.k(kind, model_id), hash)
+            pipe.srem(self.k("pemb", pid), member)
+            self._bump(pipe, "forget", pid)
+            return True
+
+        return bool(self._transaction(stage, self.k("pemb", pid)))
+
+    # -- negatives ----------------------------------------------------------------------------
+    @_guard
+    def add_negative(self, ref: str, embedding: NewEmbedding) -> tuple[Person, bool]:
+        pid = self._need(ref)
+        now = time.time()
+
+        def stage(pipe: Any) -> bool:
+            d = pipe.hget(self.k("dims"), embedding.model_id)
+            v = check_vector(embedding, int(d) if d else None)
+            if pipe.sismember(self.k("pneg", pid), f"{embedding.model_id}|{embedding.hash}"):
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            self._stage_negative(pipe, pid, v.tobytes(), embedding, now)
+            self._bump(pipe, "negative", pid)
+            return True
+
+        added = self._transaction(stage, self.k("pneg", pid))
+        return self._people([pid])[0], bool(added)
+
+    @_guard
+    def remove_negative(self, ref: str, model_id: str, hash: str) -> bool:
+        pid = self._need(ref)
+        member = f"{model_id}|{hash}"
+
+        def stage(pipe: Any) -> bool:
+            if not pipe.sismember(self.k("pneg", pid), member):
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            for kind in ("neg", "neginfo", "negchip"):
+                pipe.hdel(self.k(kind, model_id), f"{pid}|{hash}")
+            pipe.srem(self.k("pneg", pid), member)
+            self._bump(pipe, "negative", pid)
+            return True
+
+        return bool(self._transaction(stage, self.k("pneg", pid)))
+
+    @_guard
+    def negatives_of(self, ref: str) -> list[EmbeddingInfo]:
+        pid = self._need(ref)
+        out = []
+        for member in sorted(_text(m) for m in self.r.smembers(self.k("pneg", pid))):
+            model, h = member.split("|", 1)
+            info = json.loads(self.r.hget(self.k("neginfo", model), f"{pid}|{h}") or "{}")
+            out.append(EmbeddingInfo(h, model, info.get("source", ""), info.get("created", 0.0),
+                                     bool(self.r.hexists(self.k("negchip", model), f"{pid}|{h}"))))
+        return sorted(out, key=lambda e: e.created)
+
+    # -- settings -----------------------------------------------------------------------------
+    @_guard
+    def get_setting(self, key: str) -> dict[str, Any] | None:
+        raw = self.r.hget(self.k("settings"), key)
+        return json.loads(raw) if raw else None
+
+    @_guard
+    def set_setting(self, key: str, value: dict[str, Any] | None) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        if value is None:
+            pipe.hdel(self.k("settings"), key)
+        else:
+            pipe.hset(self.k("settings"), key, json.dumps(value))
+        self._bump(pipe, "settings", None)
+        pipe.execute()
+
+    @_guard
     def model_counts(self) -> dict[str, int]:
         models = [_text(m) for m in self.r.hkeys(self.k("dims"))]
         counts = {m: int(self.r.hlen(self.k("vec", m))) for m in models}
@@ -507,7 +619,11 @@ class RedisStore(GalleryStore):
         for field, blob in self.r.hscan_iter(self.k("vec", model_id), count=20000):
             rows.append((_text(field).split("|", 1)[0], blob))
         names = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("display")).items()} if rows else {}
-        return GalleryMatrix.build(version, rows, names)
+        negatives = [(_text(field).split("|", 1)[0], blob)
+                     for field, blob in self.r.hscan_iter(self.k("neg", model_id), count=20000)] if rows else []
+        op = self.r.hget(self.k("settings"), setting_key("operating_point", model_id))
+        return GalleryMatrix.build(version, rows, names, negatives,
+                                   {"operating_point": json.loads(op)} if op else {})
 
     @_guard
     def iter_chips(self, model_id: str) -> Iterator[tuple[str, str, str, bytes]]:
@@ -521,10 +637,14 @@ class RedisStore(GalleryStore):
     @_guard
     def delete_model(self, model_id: str) -> int:
         owners = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
+        negatives = [_text(k) for k in self.r.hkeys(self.k("neg", model_id))]
         pipe = self.r.pipeline(transaction=True)
         for h, pid in owners.items():
             pipe.srem(self.k("pemb", pid), f"{model_id}|{h}")
-        for kind in ("vec", "owner", "info", "chip"):
+        for key in negatives:
+            pid, h = key.split("|", 1)
+            pipe.srem(self.k("pneg", pid), f"{model_id}|{h}")
+        for kind in ("vec", "owner", "info", "chip", "neg", "neginfo", "negchip"):
             pipe.delete(self.k(kind, model_id))
         pipe.hdel(self.k("dims"), model_id)
         self._bump(pipe, "delete_model", None)
@@ -549,6 +669,17 @@ class RedisStore(GalleryStore):
                 info = json.loads(info or "{}")
                 embs.append(NewEmbedding(np.frombuffer(blob, np.float32), model, h, chip,
                                          info.get("source", ""), info.get("created", 0.0)))
+            for member in sorted(_text(m) for m in self.r.smembers(self.k("pneg", person.id))):
+                model, h = member.split("|", 1)
+                key = f"{person.id}|{h}"
+                pipe = self.r.pipeline(transaction=False)
+                for kind in ("neg", "negchip", "neginfo"):
+                    pipe.hget(self.k(kind, model), key)
+                blob, chip, info = pipe.execute()
+                if blob is not None:
+                    info = json.loads(info or "{}")
+                    embs.append(NewEmbedding(np.frombuffer(blob, np.float32), model, h, chip, info.get("source", ""),
+                                             info.get("created", 0.0), negative=True))
             yield person, sorted(embs, key=lambda e: e.created)
 
     @_guard

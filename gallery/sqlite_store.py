@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from facestream.gallery.store import (
     check_name,
     check_vector,
     new_person_id,
+    setting_key,
     unknown_person,
 )
 from facestream.gallery.types import EmbeddingInfo, NewEmbedding, Person
@@ -55,7 +57,17 @@ CREATE TABLE IF NOT EXISTS chips(
     jpeg BLOB NOT NULL,
     PRIMARY KEY(model_id, hash),
     FOREIGN KEY(model_id, hash) REFERENCES embeddings(model_id, hash) ON DELETE CASCADE);
-INSERT OR IGNORE INTO meta(key, value) VALUES ('version', '0'), ('schema', '1');
+CREATE TABLE IF NOT EXISTS negatives(
+    person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    chip BLOB,
+    source TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    PRIMARY KEY(person_id, model_id, hash));
+CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('version', '0'), ('schema', '2');
 """
 
 
@@ -172,6 +184,13 @@ class SqliteStore(GalleryStore):
                 dims[e.model_id] = self._dim(db, e.model_id)
             v = check_vector(e, dims[e.model_id])
             dims[e.model_id] = len(v)
+            if e.negative:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO negatives(person_id, model_id, hash, vector, chip, source, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (pid, e.model_id, e.hash, v.tobytes(), e.chip, e.source,
+                                                     e.created or now))
+                added += cur.rowcount
+                continue
             cur = db.execute(
                 "INSERT OR IGNORE INTO embeddings(model_id, hash, person_id, vector, source, created) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (e.model_id, e.hash, pid, v.tobytes(), e.source, e.created or now))
@@ -210,7 +229,8 @@ class SqliteStore(GalleryStore):
                 marks = ",".join("?" * len(chunk))
                 clash = db.execute(f"SELECT 1 FROM people WHERE id IN ({marks}) OR name COLLATE NOCASE IN ({marks}) "
                                    "LIMIT 1", (*ids, *names)).fetchone()
-                if clash or not all(ids) or len({n.casefold() for n in names}) < len(names):
+                negative = any(e.negative for _, embs in chunk for e in embs)
+                if clash or negative or not all(ids) or len({n.casefold() for n in names}) < len(names):
                     for person, embs in chunk:  # merging into existing people: one by one
                         pid = self._resolve(db, person.name, person.id, person.metadata, person.created or now)
                         self._add(db, pid, embs, now)
@@ -273,7 +293,8 @@ class SqliteStore(GalleryStore):
         with self._tx() as db:
             pid, _ = self._ref(db, ref)
             person = self.find_person(pid)
-            # ON DELETE CASCADE (foreign_keys=ON) removes the embeddings and, per (model, hash), their chips.
+            # ON DELETE CASCADE (foreign_keys=ON) removes the embeddings, the negatives and, per (model, hash),
+            # the chips.
             db.execute("DELETE FROM people WHERE id = ?", (pid,))
         assert person is not None
         return person
@@ -291,21 +312,63 @@ class SqliteStore(GalleryStore):
             "ORDER BY e.created", (pid,))
         return [EmbeddingInfo(h, m, s, c, bool(k)) for h, m, s, c, k in rows]
 
+    def remove_embedding(self, ref: str, model_id: str, hash: str) -> bool:
+        with self._tx() as db:
+            pid, _ = self._ref(db, ref)
+            return db.execute("DELETE FROM embeddings WHERE person_id = ? AND model_id = ? AND hash = ?",
+                              (pid, model_id, hash)).rowcount > 0
+
+    # -- negatives ----------------------------------------------------------------------------
+    def add_negative(self, ref: str, embedding: NewEmbedding) -> tuple[Person, bool]:
+        with self._tx() as db:
+            pid, _ = self._ref(db, ref)
+            added = self._add(db, pid, [replace(embedding, negative=True)], time.time())
+        return self.get_person(pid), bool(added)
+
+    def remove_negative(self, ref: str, model_id: str, hash: str) -> bool:
+        with self._tx() as db:
+            pid, _ = self._ref(db, ref)
+            return db.execute("DELETE FROM negatives WHERE person_id = ? AND model_id = ? AND hash = ?",
+                              (pid, model_id, hash)).rowcount > 0
+
+    def negatives_of(self, ref: str) -> list[EmbeddingInfo]:
+        pid = self.get_person(ref).id
+        rows = self._q("SELECT hash, model_id, source, created, chip IS NOT NULL FROM negatives WHERE person_id = ? "
+                       "ORDER BY created", (pid,))
+        return [EmbeddingInfo(h, m, s, c, bool(k)) for h, m, s, c, k in rows]
+
+    # -- settings -----------------------------------------------------------------------------
+    def get_setting(self, key: str) -> dict[str, Any] | None:
+        rows = self._q("SELECT value FROM settings WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def set_setting(self, key: str, value: dict[str, Any] | None) -> None:
+        with self._tx() as db:
+            if value is None:
+                db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
     def model_counts(self) -> dict[str, int]:
         return dict(self._q("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id"))
 
     def load_matrix(self, model_id: str) -> GalleryMatrix:
         with self._lock:
             db = self._db
-            db.execute("BEGIN")  # one snapshot: version and rows agree
+            db.execute("BEGIN")  # one snapshot: version, rows, negatives and settings agree
             try:
                 version = int(db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
                 rows = db.execute("SELECT person_id, vector FROM embeddings WHERE model_id = ?",
                                   (model_id,)).fetchall()
+                negatives = db.execute("SELECT person_id, vector FROM negatives WHERE model_id = ?",
+                                       (model_id,)).fetchall()
                 names = dict(db.execute("SELECT id, name FROM people").fetchall())
+                op = db.execute("SELECT value FROM settings WHERE key = ?",
+                                (setting_key("operating_point", model_id),)).fetchone()
             finally:
                 db.execute("COMMIT")
-        return GalleryMatrix.build(version, rows, names)
+        settings = {"operating_point": json.loads(op[0])} if op else {}
+        return GalleryMatrix.build(version, rows, names, negatives, settings)
 
     def iter_chips(self, model_id: str) -> Iterator[tuple[str, str, str, bytes]]:
         rows = self._q("SELECT e.person_id, e.hash, e.source, c.jpeg FROM chips c JOIN embeddings e "
@@ -314,6 +377,7 @@ class SqliteStore(GalleryStore):
 
     def delete_model(self, model_id: str) -> int:
         with self._tx() as db:
+            db.execute("DELETE FROM negatives WHERE model_id = ?", (model_id,))
             # the chips go by ON DELETE CASCADE; rowcount counts the embeddings only
             return db.execute("DELETE FROM embeddings WHERE model_id = ?", (model_id,)).rowcount
 
@@ -325,11 +389,17 @@ class SqliteStore(GalleryStore):
                 "SELECT e.model_id, e.hash, e.vector, c.jpeg, e.source, e.created FROM embeddings e LEFT JOIN chips c "
                 "ON c.model_id = e.model_id AND c.hash = e.hash WHERE e.person_id = ? ORDER BY e.created",
                 (person.id,))
-            yield person, [NewEmbedding(np.frombuffer(v, np.float32), m, h, c, s, t) for m, h, v, c, s, t in rows]
+            negatives = self._q("SELECT model_id, hash, vector, chip, source, created FROM negatives "
+                                "WHERE person_id = ? ORDER BY created", (person.id,))
+            yield person, ([NewEmbedding(np.frombuffer(v, np.float32), m, h, c, s, t) for m, h, v, c, s, t in rows]
+                           + [NewEmbedding(np.frombuffer(v, np.float32), m, h, c, s, t, negative=True)
+                              for m, h, v, c, s, t in negatives])
 
     def clear(self) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM chips")
+            db.execute("DELETE FROM negatives")
+            db.execute("DELETE FROM settings")
             db.execute("DELETE FROM embeddings")
             db.execute("DELETE FROM people")
 

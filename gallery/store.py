@@ -8,6 +8,11 @@ every change over pub/sub. Both keep the same data model:
 * embeddings keyed by ``(model_id, content hash)``: the vector, the face chip
   (JPEG) and where it came from. The content hash makes re-enrolment
   idempotent; the model id keeps vectors of different models apart;
+* **negatives**: faces a user marked "not this person" for someone, kept per
+  person and model (the matcher stops naming faces that look more like them than
+  like the person); deleting the person deletes them too;
+* **settings**: small JSON values that every worker must agree on, such as the
+  operating point ``facestream calibrate`` chose for a model;
 * a version counter bumped by every write, which the matcher compares to know
   when its in-memory matrix is stale.
 
@@ -22,7 +27,7 @@ import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +49,8 @@ class GalleryMatrix:
         names: display names, parallel to ``person_ids``.
         matrix: (N, D) float32 L2-normalised rows, grouped by person (rows of a person are contiguous).
         row_person: (N,) int32 index into ``person_ids`` for each row (non-decreasing).
+        negatives: (M, D) float32 rows marked "not this person"; negative_person: (M,) their person's index.
+        settings: the store's settings for this model (e.g. ``operating_point``), read in the same snapshot.
     """
 
     version: int
@@ -51,12 +58,19 @@ class GalleryMatrix:
     names: list[str]
     matrix: np.ndarray
     row_person: np.ndarray
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    negative_person: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, version: int, rows: list[tuple[str, bytes]], names: dict[str, str]) -> GalleryMatrix:
-        """Group ``(person_id, float32 bytes)`` rows by person into one matrix."""
+    def build(cls, version: int, rows: list[tuple[str, bytes]], names: dict[str, str],
+              negative_rows: Iterable[tuple[str, bytes]] = (), settings: dict[str, Any] | None = None
+              ) -> GalleryMatrix:
+        """Group ``(person_id, float32 bytes)`` rows by person into one matrix; negatives of people without
+        a positive row of this model are left out (there is nobody for them to veto)."""
         if not rows:
-            return cls(version, [], [], np.zeros((0, 0), np.float32), np.zeros((0,), np.int32))
+            return cls(version, [], [], np.zeros((0, 0), np.float32), np.zeros((0,), np.int32),
+                       settings=settings or {})
         index: dict[str, int] = {}
         rp = np.fromiter((index.setdefault(pid, len(index)) for pid, _ in rows), np.int32, len(rows))
         order = np.argsort(rp, kind="stable")  # group each person's rows together, in first-seen order
@@ -64,8 +78,12 @@ class GalleryMatrix:
         if np.any(np.diff(order) != 1):
             matrix, rp = matrix[order], rp[order]
         person_ids = list(index)
-        row_person = rp
-        return cls(version, person_ids, [names.get(p, p) for p in person_ids], matrix, row_person)
+        neg = [(index[pid], blob) for pid, blob in negative_rows if pid in index]
+        negatives = (np.frombuffer(b"".join(b for _, b in neg), np.float32).reshape(len(neg), -1) if neg
+                     else np.zeros((0, matrix.shape[1]), np.float32))
+        negative_person = np.array([i for i, _ in neg], np.int32)
+        return cls(version, person_ids, [names.get(p, p) for p in person_ids], matrix, rp, negatives,
+                   negative_person, settings or {})
 
 
 class Subscription:
@@ -101,6 +119,11 @@ def check_vector(e: NewEmbedding, dim: int | None) -> np.ndarray:
             f"has {dim} in this gallery.", "Use the same model for every embedding of a model id.")
     n = float(np.linalg.norm(v))
     return v if abs(n - 1.0) < 1e-3 else v / n
+
+
+def setting_key(name: str, model_id: str) -> str:
+    """The settings key of a per-model setting (``operating_point:<model_id>``)."""
+    return f"{name}:{model_id}"
 
 
 def unknown_person(ref: str, names: Iterable[str]) -> GalleryError:
@@ -147,8 +170,9 @@ class GalleryStore(ABC):
                person_id: str | None = None) -> tuple[Person, int]:
         """Create the person if new (or update its metadata) and add embeddings, all in one transaction.
 
-        Embeddings whose ``(model_id, hash)`` is already stored are skipped. Returns the person
-        and how many embeddings were added.
+        Embeddings whose ``(model_id, hash)`` is already stored are skipped; those marked
+        ``negative`` are stored as the person's negatives. Returns the person and how many
+        embeddings (negatives included) were added.
         """
 
     def add_person(self, name: str, metadata: dict[str, Any] | None = None, person_id: str | None = None
@@ -177,12 +201,39 @@ class GalleryStore(ABC):
         """The embeddings stored for a person (no vectors)."""
 
     @abstractmethod
+    def remove_embedding(self, ref: str, model_id: str, hash: str) -> bool:
+        """Remove one of a person's embeddings (and its chip); False when they have no such embedding."""
+
+    # -- negatives ----------------------------------------------------------------------------
+    @abstractmethod
+    def add_negative(self, ref: str, embedding: NewEmbedding) -> tuple[Person, bool]:
+        """Keep a face as "not this person" for ``ref``; returns the person and whether it was new."""
+
+    @abstractmethod
+    def remove_negative(self, ref: str, model_id: str, hash: str) -> bool:
+        """Forget one negative (undo); False when the person has no such negative."""
+
+    @abstractmethod
+    def negatives_of(self, ref: str) -> list[EmbeddingInfo]:
+        """The negatives stored for a person (no vectors)."""
+
+    # -- settings -----------------------------------------------------------------------------
+    @abstractmethod
+    def get_setting(self, key: str) -> dict[str, Any] | None:
+        """A stored setting (JSON object), or None."""
+
+    @abstractmethod
+    def set_setting(self, key: str, value: dict[str, Any] | None) -> None:
+        """Store (or with None remove) a setting; bumps the version so every matcher reloads."""
+
+    @abstractmethod
     def model_counts(self) -> dict[str, int]:
         """Number of embeddings per model id."""
 
     @abstractmethod
     def load_matrix(self, model_id: str) -> GalleryMatrix:
-        """Every embedding of ``model_id`` as one matrix grouped by person."""
+        """Every embedding of ``model_id`` as one matrix grouped by person, with the negatives and the
+        settings of that model (``operating_point``), all from one snapshot."""
 
     @abstractmethod
     def iter_chips(self, model_id: str) -> Iterator[tuple[str, str, str, bytes]]:
@@ -194,7 +245,7 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def export_people(self) -> Iterator[tuple[Person, list[NewEmbedding]]]:
-        """Every person with all its embeddings (vectors and chips included)."""
+        """Every person with all its embeddings (vectors and chips included), negatives marked ``negative``."""
 
     def import_people(self, items: Iterable[tuple[Person, list[NewEmbedding]]], batch: int = 1000) -> int:
         """Bulk insert people with their embeddings (used by archive import and benchmarks).

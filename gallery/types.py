@@ -47,6 +47,7 @@ class NewEmbedding:
         hash: content hash of the source photo (or chip) -- makes re-enrolment idempotent.
         chip: the aligned face chip as JPEG bytes, kept so a new model can re-embed it.
         source: where it came from (path, URL, "camera:cam0"), for people show.
+        negative: a face marked "not this person": kept apart, it vetoes the person instead of naming them.
     """
 
     vector: np.ndarray
@@ -55,6 +56,7 @@ class NewEmbedding:
     chip: bytes | None = None
     source: str = ""
     created: float = 0.0
+    negative: bool = False
 
 
 @dataclass
@@ -94,11 +96,18 @@ class MatchResult:
         best: the identified person, or None for ``unknown`` (below threshold or too close a second).
         candidates: the closest ``top_k`` people, best first, whatever their score.
         margin: best similarity minus the second person's (inf when only one person is enrolled).
+        far: the estimated chance that a stranger scores as high as the closest person against this
+            gallery (how sure the name is; nan when the matcher decides by a fixed threshold).
+        threshold: the similarity the closest person needed to be named.
+        vetoed: ids of people the face looked more like the negatives of than like them.
     """
 
     best: Match | None
     candidates: list[Match]
     margin: float
+    far: float = float("nan")
+    threshold: float = float("nan")
+    vetoed: list[str] = field(default_factory=list)
 
     @property
     def similarity(self) -> float:

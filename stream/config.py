@@ -121,7 +121,14 @@ class EmbedderConfig(Section):
 
 class MatchConfig(Section):
     threshold: float | None = Field(
-        None, ge=-1.0, le=1.0, description="Cosine similarity needed to name a face; None = the model's calibrated threshold."
+        None, ge=-1.0, le=1.0,
+        description="A fixed cosine similarity that names a face whatever the gallery's size (and decides 1:1 "
+        "checks); None = decide by `far` with the model's calibration (the model's 1:1 threshold for 1:1 checks).",
+    )
+    far: float | None = Field(
+        None, gt=0.0, lt=1.0,
+        description="Target chance that a stranger is named, per face searched, against the whole gallery; "
+        "None = the gallery's operating point (`facestream calibrate`), else 1e-3.",
     )
     top_k: int = Field(5, ge=1, le=100, description="How many people a look-up returns.")
     min_face: int = Field(20, ge=8, le=1000, description="Faces smaller than this (pixels) are not embedded.")

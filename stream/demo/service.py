@@ -245,13 +245,12 @@ class DemoService:
         return VerifyResult(sim >= self.threshold, sim, self.threshold, "the second photo")
 
     def verify_person(self, rgb: np.ndarray, person: str) -> VerifyResult:
-        """1:1 against an enrolled person (``facestream verify``): their closest embedding decides."""
+        """1:1 against an enrolled person (``facestream verify``): the mean of their photos decides."""
         person = person.strip()
         self.store.get_person(person)  # an unknown name fails before any model work
         embedding = self._one_face(rgb, "the photo")
-        match, same = self.matcher.similarity_to(embedding, person)
-        return VerifyResult(same, match.similarity, self.matcher.threshold,
-                            f"**{md(match.name)}** (best of their photos)")
+        match, same, threshold = self.matcher.similarity_to(embedding, person)
+        return VerifyResult(same, match.similarity, threshold, f"**{md(match.name)}** (the mean of their photos)")
 
     def lookalike(self, rgb: np.ndarray, k: int = 5) -> list[LookAlike]:
         """The ``k`` closest enrolled people, each with one of their enrolled face chips."""

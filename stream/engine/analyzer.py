@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
+from facestream.gallery.decision import ImpostorTail
 from facestream.stream.config import Config, MlflowConfig, expand_sqlite_uri, load_config
 from facestream.stream.engine.align import align_faces
 from facestream.stream.engine.detect import FaceDetector
@@ -100,9 +101,16 @@ class FaceAnalyzer:
 
     @property
     def threshold(self) -> float:
-        """Cosine similarity at or above which two faces are the same person."""
+        """Cosine similarity at or above which two faces are the same person, one photo against one photo
+        (``match.threshold`` when set, else the model's calibrated 1:1 point)."""
         t = self.config.match.threshold
         return float(self.spec.threshold if t is None else t)
+
+    @property
+    def impostor_tail(self) -> ImpostorTail | None:
+        """The model's impostor tail (open-set decisions), or None when it has none."""
+        tail = self.spec.impostor_tail
+        return ImpostorTail.from_json(tail) if tail else None
 
     def detect(self, rgb: np.ndarray, with_landmarks: bool = True) -> Faces:
         """Find every face; with landmarks by default, since alignment needs them."""

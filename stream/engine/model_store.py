@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import MlflowConfig, expand_sqlite_uri
+from facestream.stream.engine.operating_points import DLIB_RESNET_V1
 from facestream.stream.engine.package_models import DLIB_RESNET, blazeface_file, dlib_model_file
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,11 @@ class ModelSpec:
         mean: per-channel mean in pixel units, RGB order.
         std: divisor; engines feed ``(pixel - mean) / std``.
         embedding_dim: length of the model's output row: the embedding (for a detector: anchors x 17).
-        threshold: cosine similarity at or above which two faces are the same person (embedders).
+        threshold: cosine similarity at or above which two faces are the same person, one photo against
+            one photo (embedders: the 1:1 operating point).
+        impostor_tail: the measured share of strangers scoring each similarity against one enrolled
+            face (:class:`facestream.gallery.decision.ImpostorTail` as JSON), for open-set decisions;
+            None = the model has none (faces are named at ``threshold``).
         architecture: name in ``facestream.stream.engine.networks`` for the torch engine.
         weights_path: torch state_dict for ``architecture`` (None: ONNX only).
     """
@@ -79,6 +84,7 @@ class ModelSpec:
     architecture: str | None = "dlib_resnet"
     weights_path: Path | None = None
     task: Literal["embed", "detect"] = "embed"
+    impostor_tail: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -203,6 +209,11 @@ class _Builtin:
     # Calibrated by bench/calibrate.py; applied on every load so a recalibration
     # reaches caches prepared before it (the weights, and so model_id, are unchanged).
     threshold: float
+    impostor_tail: dict[str, Any] | None = None
+
+    def calibrated(self, spec: ModelSpec) -> ModelSpec:
+        """The cached spec with this release's calibration."""
+        return replace(spec, threshold=self.threshold, impostor_tail=self.impostor_tail)
 
 
 def _dlib_resnet_source() -> Path:
@@ -276,10 +287,11 @@ BUILTINS: dict[str, _Builtin] = {
         source=_dlib_resnet_source,
         convert=_convert_dlib_resnet,
         description="dlib's face recognition ResNet (29 conv layers, 150x150 RGB chips, 128-d, 99.38% LFW)",
-        # Calibrated on all 3,081 pairs of the 79 shared single-person photos
-        # (bench/calibrate.py): 3 errors (99.90%) here, as at the best-accuracy
-        # point 0.9306 (the accuracy plateau is 0.926-0.931); ROC AUC 0.99998.
-        threshold=0.927,
+        # dlib's published boundary (Euclidean 0.6 between raw descriptors) as cosine, and the
+        # impostor tail for open-set decisions: both measured on the LFW calibration set
+        # (stream/engine/operating_points.py, bench/calibrate.py).
+        threshold=DLIB_RESNET_V1["verify_threshold"],
+        impostor_tail=DLIB_RESNET_V1["tail"],
     ),
     "blazeface-short": _Builtin(
         name="blazeface-short",
@@ -343,7 +355,7 @@ def _prepare(builtin: _Builtin, force: bool) -> ModelSpec:
     target = root / model_id
     if not force and (target / SPEC_FILE).is_file():
         try:
-            return replace(ModelSpec.load(target), threshold=builtin.threshold)
+            return builtin.calibrated(ModelSpec.load(target))
         except FacestreamError as exc:
             log.warning("cached model %s is broken (%s); converting again", target, exc)
     log.info("preparing %s from %s into %s (one time)", model_id, source, target)
@@ -368,7 +380,7 @@ def _prepare(builtin: _Builtin, force: bool) -> ModelSpec:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("prepared %s in %.1f s", model_id, time.perf_counter() - t0)
-    return replace(ModelSpec.load(target), threshold=builtin.threshold)
+    return builtin.calibrated(ModelSpec.load(target))
 
 
 # --------------------------------------------------------------------------- resolution

@@ -43,7 +43,8 @@ def open_gallery(config: Config, url: str | None = None) -> GalleryStore:
 
 
 def open_matcher(analyzer: FaceAnalyzer, store: GalleryStore | None = None, watch: bool = True) -> Matcher:
-    """A matcher for the analyzer's model and threshold; warns when the gallery holds other models.
+    """A matcher for the analyzer's model and its calibration (``match.far``, or a fixed ``match.threshold``);
+    warns when the gallery holds other models.
 
     Args:
         store: the gallery to search; default: the configured one (:func:`open_gallery`).
@@ -55,8 +56,9 @@ def open_matcher(analyzer: FaceAnalyzer, store: GalleryStore | None = None, watc
     config: Config = analyzer.config
     store = store if store is not None else open_gallery(config)
     device = "cpu" if config.embedder.device == "cpu" else "auto"
-    matcher = Matcher(store, analyzer.model_id, analyzer.threshold, min_margin=config.match.min_margin,
-                      device=device, watch=watch)
+    matcher = Matcher(store, analyzer.model_id, analyzer.spec.threshold, tail=analyzer.impostor_tail,
+                      far=config.match.far, fixed_threshold=config.match.threshold,
+                      min_margin=config.match.min_margin, device=device, watch=watch)
     other = {m: c for m, c in store.model_counts().items() if m != analyzer.model_id}
     if other:
         log.warning("the gallery also holds %s embeddings of other models (%s); they are not searched. "
@@ -136,9 +138,9 @@ def verify(analyzer: FaceAnalyzer, matcher: Matcher, rgb: np.ndarray, person: st
     i = int(np.argmax(faces.width * faces.height))
     one = faces[[i]]
     emb = analyzer.embed_chips(analyzer.chips(rgb, one))[0]
-    match, same = matcher.similarity_to(emb, person)
+    match, same, threshold = matcher.similarity_to(emb, person)
     box = [round(float(v), 1) for v in one.xyxy[0]]
-    return Verification(match.person_id, match.name, match.similarity, matcher.threshold, same, box, len(faces))
+    return Verification(match.person_id, match.name, match.similarity, threshold, same, box, len(faces))
 
 
 def results_to_json(faces: Faces, results: list[MatchResult]) -> list[dict[str, Any]]:

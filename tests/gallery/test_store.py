@@ -197,3 +197,64 @@ def test_archive_bad_files(tmp_path, store):
     with pytest.raises(GalleryError, match="format"):
         import_gallery(store, tmp_path / "other.zip")
     assert store.list_people() == []
+
+
+def test_negatives_are_kept_undone_exported_and_deleted_with_the_person(store, tmp_path):
+    """A "not this person" face: stored apart from the person's photos, listed, undoable, carried by an
+    archive, and gone with the person."""
+    from facestream.gallery.archive import export_gallery, import_gallery
+
+    rng = np.random.default_rng(9)
+    v = unit(rng, 3)
+    person, _ = store.enroll("Nina", [emb(v[0])])
+    other = emb(v[1], chip=b"jpg-other", tag="camera:cam0#12")
+    before = store.version()
+    p, added = store.add_negative("nina", other)
+    assert added and p.id == person.id and store.version() > before
+    assert store.add_negative("Nina", other)[1] is False  # idempotent
+    assert [n.hash for n in store.negatives_of("Nina")] == [other.hash]
+    assert store.negatives_of("Nina")[0].has_chip and store.negatives_of("Nina")[0].source == "camera:cam0#12"
+    assert store.get_person("Nina").n_embeddings == 1  # a negative is no photo of hers
+    m = store.load_matrix("m1")
+    assert m.negatives.shape == (1, 128) and m.names[m.negative_person[0]] == "Nina"
+    assert np.allclose(m.negatives[0], v[1])
+    # the same face may be someone else's photo
+    store.enroll("Olga", [emb(v[1], tag="camera:cam0#12")])
+    assert store.owner_of("m1", other.hash) == store.get_person("Olga").id
+    # archive round trip keeps it a negative
+    export_gallery(store, tmp_path / "g.zip")
+    copy = open_store(f"sqlite://{tmp_path}/copy.db")
+    import_gallery(copy, tmp_path / "g.zip")
+    assert [n.hash for n in copy.negatives_of("Nina")] == [other.hash]
+    assert copy.get_person("Nina").n_embeddings == 1 and copy.get_person("Olga").n_embeddings == 1
+    copy.close()
+    # undo, then delete the person: nothing left
+    assert store.remove_negative("Nina", "m1", other.hash) and not store.remove_negative("Nina", "m1", other.hash)
+    assert store.negatives_of("Nina") == [] and store.load_matrix("m1").negatives.shape[0] == 0
+    store.add_negative("Nina", other)
+    store.delete_person("Nina")
+    assert store.load_matrix("m1").negatives.shape[0] == 0
+    with pytest.raises(GalleryError, match="No person"):
+        store.negatives_of("Nina")
+    with pytest.raises(GalleryError, match="No person"):
+        store.add_negative("Nina", other)
+
+
+def test_one_embedding_is_removed_and_settings_are_shared(store):
+    rng = np.random.default_rng(10)
+    v = unit(rng, 2)
+    store.enroll("Pia", [emb(v[0], chip=b"a"), emb(v[1], chip=b"b")])
+    assert store.remove_embedding("Pia", "m1", emb(v[1]).hash)
+    assert not store.remove_embedding("Pia", "m1", emb(v[1]).hash)
+    assert store.get_person("Pia").n_embeddings == 1 and store.owner_of("m1", emb(v[1]).hash) is None
+    assert [c[1] for c in store.iter_chips("m1")] == [emb(v[0]).hash]
+    assert store.get_setting("operating_point:m1") is None
+    before = store.version()
+    store.set_setting("operating_point:m1", {"far": 0.01, "shift": 0.004})
+    assert store.version() > before
+    other = open_store(store.url)  # another process sees it
+    assert other.get_setting("operating_point:m1") == {"far": 0.01, "shift": 0.004}
+    assert other.load_matrix("m1").settings == {"operating_point": {"far": 0.01, "shift": 0.004}}
+    other.set_setting("operating_point:m1", None)
+    assert store.get_setting("operating_point:m1") is None and store.load_matrix("m1").settings == {}
+    other.close()
