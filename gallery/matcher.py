@@ -182,6 +182,7 @@ class Matcher:
         self.base = Decision(float(threshold), tail, far if far is not None else DEFAULT_FAR, fixed_threshold,
                              float(min_margin))
         self._far_given = far is not None
+        self.follow_store = True  # False: search the snapshot as loaded until refresh() (bulk enrolment)
         self.device = ("cuda" if _cuda_available() else "cpu") if device == "auto" else device
         self._lock = threading.Lock()
         self._stale = True
@@ -289,6 +290,8 @@ class Matcher:
 
     def _fresh(self) -> _Index:
         """The snapshot to search, reloading first when stale; a down store keeps the old one."""
+        if not self.follow_store:
+            return self._index
         if self._sub is None or self._stale:
             if time.monotonic() >= self._retry_at:
                 try:
@@ -379,6 +382,15 @@ class Matcher:
         if decision.names(sim, photos, n) and out.margin >= decision.min_margin and not tie:
             out.best = candidates[0]
         return out
+
+    def rows_of(self, person_id: str) -> np.ndarray:
+        """The embeddings of one person in the current snapshot ((0, D) when they have none)."""
+        index = self._fresh()
+        try:
+            p = index.data.person_ids.index(person_id)
+        except ValueError:
+            return np.zeros((0, index.people.shape[1] - 1 if len(index.people) else 0), np.float32)
+        return index.rows_of(p)
 
     def identify(self, embedding: np.ndarray, top_k: int = 5) -> MatchResult:
         """:meth:`search` for one embedding."""

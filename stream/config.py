@@ -146,6 +146,10 @@ class GalleryConfig(Section):
     enroll_min_sharpness: float = Field(
         10.0, ge=0.0, le=10000.0, description="Enrolment refuses chips whose Laplacian variance is below this (blur)."
     )
+    enroll_warn_yaw: float = Field(
+        35.0, ge=0.0, le=90.0, description="Enrolment warns about heads turned more than this (degrees).")
+    enroll_max_yaw: float = Field(
+        50.0, ge=0.0, le=90.0, description="Enrolment refuses heads turned more than this (degrees; a half profile).")
     keep_chips: bool = Field(True, description="Store each enrolled face chip (JPEG) so a new model can re-embed it.")
 
 

@@ -164,3 +164,37 @@ def plot_confusions(matrices: dict[str, np.ndarray], path: str | Path) -> Path:
         ax.set_yticks([0, 1], ["true 0", "true 1"])
         ax.set_title(name, fontsize=9)
     return _save(plt, fig, path)
+
+
+def plot_calibration(genuine: np.ndarray, impostor: np.ndarray, impostor_total: int, open_set: np.ndarray,
+                     thresholds: dict[str, float], path: str | Path, title: str = "Your gallery") -> Path:
+    """``facestream calibrate``'s picture: genuine and impostor score histograms (log counts) with the
+    candidate thresholds, and the measured false-reject / open-set false-accept rates by threshold."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    lo = float(min(np.min(genuine, initial=1.0), np.min(impostor, initial=1.0), min(thresholds.values(), default=1)))
+    bins = np.linspace(max(-1.0, lo - 0.02), 1.0, 80)
+    if len(impostor):
+        a.hist(impostor, bins=bins, alpha=0.6, label=f"impostor ({impostor_total} comparisons)", color="tab:red")
+    if len(genuine):
+        a.hist(genuine, bins=bins, alpha=0.6, label=f"genuine ({len(genuine)} leave-one-out)", color="tab:green")
+    a.set_yscale("log")
+    a.set_xlabel("similarity (photo-count shift applied)")
+    a.set_ylabel("count")
+    grid = np.linspace(bins[0], 1.0, 200)
+    if len(genuine):
+        b.plot(grid, [(genuine < t).mean() for t in grid], label="false rejects", color="tab:green")
+    if len(open_set):
+        b.plot(grid, [max((open_set >= t).mean(), 1e-6) for t in grid], label="strangers named (open set)",
+               color="tab:red")
+    b.set_yscale("log")
+    b.set_ylim(1e-4, 1.05)
+    b.set_xlabel("threshold")
+    for ax in (a, b):
+        for name, t in thresholds.items():
+            ax.axvline(t, ls="--", lw=0.8, color="grey")
+            ax.text(t, ax.get_ylim()[1], name, rotation=90, va="top", ha="right", fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    fig.suptitle(title)
+    return _save(plt, fig, path)

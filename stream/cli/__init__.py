@@ -14,11 +14,11 @@ import logging
 import sys
 
 from facestream.errors import FacestreamError
-from facestream.stream.cli import attendance, demo, faces, gallery, run, train
+from facestream.stream.cli import attendance, calibrate, demo, faces, feedback, gallery, run, train
 
 # Order here is the order in --help: detect/compare/models, enroll/identify/verify/people/gallery,
-# run, attendance, demo, train/eval.
-COMMAND_MODULES = [faces, gallery, run, attendance, demo, train]
+# feedback, calibrate, run, attendance, demo, train/eval.
+COMMAND_MODULES = [faces, gallery, feedback, calibrate, run, attendance, demo, train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,8 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="draw the faces: an image path (one input) or a folder (several)")
 
     p = add_command(sub, "compare", "1:1 verification: are the faces in two photos the same person?", cmd_compare)
-    p.add_argument("image_a")
-    p.add_argument("image_b")
+    p.add_argument("image_a", nargs="?")
+    p.add_argument("image_b", nargs="?")
+    p.add_argument("--pairs", metavar="CSV",
+                   help="many pairs: a CSV with columns a,b (image paths, relative to the CSV) and optionally same "
+                        "(1/0, yes/no, true/false); one JSON line per pair, then the error rates")
     p.add_argument("--json", action="store_true", help="print JSON (keys: same, similarity, threshold)")
 
     p = sub.add_parser("models", help="prepare the embedding model or show what runs")
@@ -83,6 +86,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from facestream.stream.engine.imageio import load_image
 
+    if args.pairs:
+        if args.image_a or args.image_b:
+            raise FacestreamError("Pass two photos or --pairs CSV, not both.", "Drop the photos or the --pairs option.")
+        return compare_pairs(_analyzer(args), Path(args.pairs))
+    if not (args.image_a and args.image_b):
+        raise FacestreamError("compare needs two photos (or --pairs CSV).", "Run: facestream compare a.jpg b.jpg")
     analyzer = _analyzer(args)
     face_a, n_a = analyzer.largest_face(load_image(args.image_a), args.image_a)
     face_b, n_b = analyzer.largest_face(load_image(args.image_b), args.image_b)
@@ -105,6 +114,78 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if n > 1:
                 print(f"note: {name} has {n} faces; the largest was compared")
     return 0
+
+
+TRUE = {"1", "true", "yes", "y", "same", "t"}
+FALSE = {"0", "false", "no", "n", "different", "f"}
+
+
+def compare_pairs(analyzer, csv_path: Path) -> int:
+    """One JSON line per pair (``a``, ``b``, ``same``, ``similarity``, ``threshold``; ``expected`` when the CSV says),
+    then a summary line with the accuracy and error rates. Each photo is read and embedded once; a photo that
+    fails gives its pairs an ``error`` and the run goes on."""
+    from facestream.stream.engine.imageio import load_image
+    from facestream.stream.recognition.enroll import read_table
+
+    header, rows = read_table(csv_path)
+    cols = {h.strip().casefold(): h for h in header}
+    if "a" not in cols or "b" not in cols:
+        raise FacestreamError(f"{csv_path} has no columns a and b (it has: {', '.join(header)}).",
+                              "Write a header line: a,b,same (same is optional).")
+    threshold = analyzer.threshold
+    cache: dict[str, object] = {}
+
+    def embedding(ref: str):
+        if ref not in cache:
+            path = Path(ref).expanduser()
+            path = path if path.is_absolute() else csv_path.parent / path
+            try:
+                faces, _ = analyzer.largest_face(load_image(path), str(path))
+                cache[ref] = faces.embedding[0]
+            except FacestreamError as exc:
+                cache[ref] = exc
+        return cache[ref]
+
+    tally = {"pairs": 0, "labelled": 0, "right": 0, "false_accepts": 0, "false_rejects": 0, "genuine": 0,
+             "impostor": 0, "errors": 0}
+    for row in rows:
+        a, b = (row.get(cols["a"]) or "").strip(), (row.get(cols["b"]) or "").strip()
+        if not a and not b:
+            continue
+        line: dict = {"a": a, "b": b}
+        label = (row.get(cols["same"]) or "").strip().casefold() if "same" in cols else ""
+        expected = True if label in TRUE else False if label in FALSE else None
+        if label and expected is None:
+            line["error"] = f"same={label!r} is not 1/0, yes/no or true/false"
+        ea, eb = embedding(a), embedding(b)
+        bad = next((e for e in (ea, eb) if isinstance(e, FacestreamError)), None)
+        if bad is not None:
+            line["error"] = str(bad)
+        if "error" in line:
+            tally["errors"] += 1
+            print(json.dumps(line), flush=True)
+            continue
+        similarity = float(analyzer.similarity(ea, eb))
+        same = similarity >= threshold
+        line.update(same=same, similarity=round(similarity, 4), threshold=round(threshold, 4))
+        tally["pairs"] += 1
+        if expected is not None:
+            line["expected"] = expected
+            tally["labelled"] += 1
+            tally["right"] += int(same == expected)
+            tally["genuine" if expected else "impostor"] += 1
+            tally["false_accepts"] += int(same and not expected)
+            tally["false_rejects"] += int(expected and not same)
+        print(json.dumps(line), flush=True)
+    summary: dict = {"summary": True, "pairs": tally["pairs"], "errors": tally["errors"], "threshold": round(threshold, 4),
+                     "model": analyzer.model_id}
+    if tally["labelled"]:
+        summary.update(labelled=tally["labelled"], accuracy=round(tally["right"] / tally["labelled"], 4),
+                       far=round(tally["false_accepts"] / tally["impostor"], 4) if tally["impostor"] else None,
+                       frr=round(tally["false_rejects"] / tally["genuine"], 4) if tally["genuine"] else None,
+                       false_accepts=tally["false_accepts"], false_rejects=tally["false_rejects"])
+    print(json.dumps(summary), flush=True)
+    return 2 if tally["errors"] and not tally["pairs"] else 0
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from facestream.stream.cli.common import add_command, add_gallery_options, load_args_config
@@ -30,14 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="metadata for everyone enrolled (repeatable), e.g. --meta group=B2")
     p.add_argument("--name-column", help="roster column holding names (default: name, full name, student, ...)")
     p.add_argument("--photo-column", help="roster column holding photo paths/URLs (default: photo, image, url, ...)")
+    p.add_argument("--accept-flagged", action="store_true",
+                   help="also store photos flagged mismatch / looks_like_other (they may show someone else)")
     p.add_argument("--json", action="store_true", help="print every verdict as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = add_command(sub, "identify", "name every face in a photo (1:N), or list look-alikes with --top-k",
+    p = add_command(sub, "identify", "name every face in photos (1:N), or list look-alikes with --top-k",
                     cmd_identify, add_gallery_options)
-    p.add_argument("photo")
+    p.add_argument("photos", nargs="+", metavar="PHOTO",
+                   help="photos or folders; with more than one photo, one JSON line per photo")
     p.add_argument("--top-k", type=int, default=None, help="closest enrolled people per face (default match.top_k)")
-    p.add_argument("--out", help="write the photo with boxes and names here")
+    p.add_argument("--out", help="write the photo with boxes and names here (a folder for several photos)")
     p.add_argument("--json", action="store_true")
 
     p = add_command(sub, "verify", "is the face in this photo that person (1:1)? exit 0 yes, 1 no", cmd_verify, add_gallery_options)
@@ -99,36 +103,47 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     config = _config(args)
     meta = parse_meta(args.meta)
     store = _store(args, config)
-    enroller = Enroller(_analyzer(config), store, progress=not args.quiet)
+    enroller = Enroller(_analyzer(config), store, progress=not args.quiet, accept_flagged=args.accept_flagged)
     report = enroller.enroll_path(args.sources, args.name, meta, args.name_column, args.photo_column)
     if args.json:
         _dump(report.to_json())
     else:
         for v in report.verdicts:
             if not v.enrolled:
-                print(f"{v.verdict:14s} {v.person}: {v.source}" + (f" ({v.detail})" if v.detail else ""))
+                print(f"{v.verdict:16s} {v.person}: {v.source}" + (f" ({v.detail})" if v.detail else ""))
+            for w in v.warnings:
+                print(f"{'warning':16s} {v.person}: {v.source} ({w})")
         print(report.summary())
+        if any(v.verdict in ("mismatch", "looks_like_other") for v in report.verdicts):
+            print("flagged photos were not stored: check them, then re-run with --accept-flagged to store them")
     return 0 if report.people or any(v.verdict == "duplicate" for v in report.verdicts) else 1
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from facestream.stream.engine.imageio import load_image, save_image
+    from facestream.stream.engine.imageio import image_files, load_image, save_image
     from facestream.stream.recognition.identify import identify, open_matcher, results_to_json
 
     config = _config(args)
     top_k = args.top_k or config.match.top_k
-    rgb = load_image(args.photo)
+    photos: list[Path] = []
+    for ref in map(Path, args.photos):
+        photos += sorted(image_files(ref)) if ref.is_dir() else [ref]
+    single = len(args.photos) == 1 and not Path(args.photos[0]).is_dir()
+    rgb = load_image(photos[0]) if single else None  # a bad single photo fails before the models load
     analyzer = _analyzer(config)
     store = _store(args, config)
     matcher = open_matcher(analyzer, store, watch=False)
     matcher.ensure_ready()
+    if not single:
+        return _identify_many(analyzer, matcher, photos, top_k, args.out)
+    assert rgb is not None
     faces, results = identify(analyzer, matcher, rgb, top_k=top_k)
     if args.out:
         from facestream.stream.engine.draw import draw_faces
 
         save_image(args.out, draw_faces(rgb, faces))
     if args.json:
-        _dump({"image": args.photo, "model": analyzer.model_id, "threshold": round(matcher.threshold, 4),
+        _dump({"photo": str(photos[0]), "model": analyzer.model_id, "decision": matcher.describe(),
                "faces": results_to_json(faces, results)})
         return 0
     if not len(faces):
@@ -137,12 +152,46 @@ def cmd_identify(args: argparse.Namespace) -> int:
     names = faces.name or []  # identify() labels every face
     for i, res in enumerate(results):
         box = ",".join(f"{v:.0f}" for v in faces.xyxy[i])
-        sim = "-" if not res.candidates else f"{res.similarity:.3f}"
-        print(f"face {i + 1} [{box}]: {names[i]} (similarity {sim}, threshold {matcher.threshold:.3f})")
+        if res.vetoed and not res.best:
+            print(f"face {i + 1} [{box}]: {names[i]} (marked 'not this person' for {len(res.vetoed)} enrolled)")
+            continue
+        if not res.candidates:
+            print(f"face {i + 1} [{box}]: {names[i]} (too small to recognise)")
+            continue
+        sure = f", chance a stranger scores this high {res.far:.1e}" if res.far == res.far else ""
+        print(f"face {i + 1} [{box}]: {names[i]} (similarity {res.similarity:.3f}, needed {res.threshold:.3f}{sure})")
         if top_k > 1:
             for m in res.candidates:
                 print(f"    {m.rank}. {m.name} {m.similarity:.3f}")
     return 0
+
+
+def _identify_many(analyzer, matcher, photos: list[Path], top_k: int, out: str | None) -> int:
+    """One JSON line per photo (``photo``, then its faces as ``identify --json`` gives them); the models are
+    loaded once, and a photo that cannot be read gets an ``error`` instead of stopping the run."""
+    from facestream.errors import FacestreamError
+    from facestream.stream.engine.imageio import load_image, save_image
+    from facestream.stream.recognition.identify import identify, results_to_json
+
+    folder = Path(out) if out else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in photos:
+        try:
+            rgb = load_image(path)
+        except FacestreamError as exc:
+            failed += 1
+            print(json.dumps({"photo": str(path), "error": str(exc)}), flush=True)
+            continue
+        faces, results = identify(analyzer, matcher, rgb, top_k=top_k)
+        if folder is not None:
+            from facestream.stream.engine.draw import draw_faces
+
+            save_image(folder / f"{path.stem}_faces.jpg", draw_faces(rgb, faces))
+        print(json.dumps({"photo": str(path), "faces": results_to_json(faces, results)}, ensure_ascii=False),
+              flush=True)
+    return 2 if failed == len(photos) else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -110,11 +110,13 @@
           log("error", msg.error);
         }
         break;
+      case "feedback_reply": onFeedbackReply(msg); break;
       case "error": log("error", msg.error || JSON.stringify(msg)); break;
       case "subscribed": break;
       case "event":
         // person events are what a human wants to read; track starts/ends are noise here
-        if (msg.event === "person_appeared" || msg.event === "person_left") log(msg.event, describe(msg));
+        if (msg.event === "person_appeared") log(msg.event, describe(msg), null, { source: msg.source, track_id: msg.track_id, name: msg.name });
+        else if (msg.event === "person_left") log(msg.event, describe(msg));
         break;
       default:
         break;
@@ -137,6 +139,7 @@
     const canvas = fig.querySelector("canvas");
     canvas.dataset.source = source;
     canvas.dataset.boxes = "0";
+    canvas.addEventListener("click", (ev) => pickFace(cameras.get(source), source, ev));
     fig.querySelector("b").textContent = source;
     $("#cameras").appendChild(fig);
     const cam = { canvas, ctx: canvas.getContext("2d"), img: null, faces: [], width: 640, height: 360,
@@ -187,7 +190,8 @@
       const color = known ? "#2fbf71" : "#f0a92c";
       ctx.lineWidth = lw; ctx.strokeStyle = color;
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-      const label = known ? `${f.name}${f.similarity != null ? " " + f.similarity.toFixed(2) : ""}` : "unknown";
+      const sure = f.confidence != null ? " " + sureText(f.confidence) : (f.similarity != null ? " " + f.similarity.toFixed(2) : "");
+      const label = known ? `${f.name}${sure}` : "unknown";
       names.push(known ? f.name : "unknown");
       const tw = ctx.measureText(label).width + 8;
       const th = parseInt(ctx.font, 10) + 6;
@@ -198,8 +202,92 @@
     canvas.dataset.boxes = String(cam.faces.length);
     if (cam.faces.length) canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
     canvas.dataset.names = names.join("|");
+    canvas.dataset.faces = JSON.stringify(cam.faces.map((f) => ({ box: f.box, name: f.name, track_id: f.track_id })));
     renderCaption(cam);
   }
+
+  // how sure a name is: 1 - the chance that a stranger scores as high against this gallery
+  function sureText(confidence) {
+    const pct = 100 * confidence;
+    return pct >= 99.995 ? ">99.99%" : pct.toFixed(pct >= 99 ? 2 : 1) + "%";
+  }
+
+  // ---- corrections: "not this person" / "this is X" --------------------------------------------------------
+  let picked = null;  // {source, track_id, name, person_id}
+  const pendingFeedback = new Map();  // request id -> description
+
+  function pickFace(cam, source, ev) {
+    const rect = cam.canvas.getBoundingClientRect();
+    const x = (ev.clientX - rect.left) * cam.canvas.width / rect.width;
+    const y = (ev.clientY - rect.top) * cam.canvas.height / rect.height;
+    const face = cam.faces.find((f) => x >= f.box[0] && x <= f.box[2] && y >= f.box[1] && y <= f.box[3]);
+    if (!face) return;
+    openFacePanel({ source, track_id: face.track_id, name: face.person_id ? face.name : null,
+                    confidence: face.confidence });
+  }
+
+  function openFacePanel(face) {
+    picked = face;
+    const panel = $("#face-panel");
+    panel.hidden = false;
+    panel.dataset.source = face.source;
+    panel.dataset.track = String(face.track_id);
+    $("#face-info").textContent = `${face.source} · track ${face.track_id} · ` +
+      (face.name ? `named ${face.name}${face.confidence != null ? " (" + sureText(face.confidence) + " sure)" : ""}` : "unknown");
+    $("#not-btn").hidden = !face.name;
+    $("#not-btn").textContent = face.name ? `Not ${face.name}` : "Not this person";
+    $("#face-msg").textContent = "";
+  }
+
+  function sendFeedback(msg, text) {
+    msg.id = ++requestId;
+    pendingFeedback.set(msg.id, text);
+    if (!ws || ws.readyState !== WebSocket.OPEN) { faceMsg("Not connected; retrying…", true); return; }
+    ws.send(JSON.stringify(msg));
+    faceMsg(text + "…", false);
+  }
+
+  function faceMsg(text, isError) {
+    const el = $("#face-msg");
+    el.textContent = text;
+    el.className = "msg " + (isError ? "error" : "ok");
+  }
+
+  function onFeedbackReply(msg) {
+    const what = pendingFeedback.get(msg.id) || "correction";
+    pendingFeedback.delete(msg.id);
+    if (!msg.ok) { faceMsg(msg.error, true); log("error", msg.error); return; }
+    const fb = msg.feedback;
+    if (msg.command === "feedback_undo") {
+      const li = document.querySelector(`#corrections li[data-id="${CSS.escape(fb.id)}"]`);
+      if (li) { li.classList.add("undone"); li.querySelector("button")?.remove(); }
+      log("correction", `undone: ${fb.verdict === "not" ? "not " : ""}${fb.name}`);
+      return;
+    }
+    faceMsg(`${what}: done.`, false);
+    log("correction", `${fb.verdict === "not" ? "not " + fb.name : "this is " + fb.name} (${fb.source})`);
+    const list = $("#corrections");
+    list.querySelector(".muted")?.remove();
+    const li = document.createElement("li");
+    li.dataset.id = fb.id;
+    li.innerHTML = `<span>${fb.verdict === "not" ? "not" : "is"} <b>${esc(fb.name)}</b> · ${esc(fb.source)}</span>`;
+    const undo = document.createElement("button");
+    undo.type = "button";
+    undo.textContent = "Undo";
+    undo.addEventListener("click", () => sendFeedback({ type: "feedback_undo", feedback: fb.id }, `Undoing ${fb.verdict} ${fb.name}`));
+    li.appendChild(undo);
+    list.insertBefore(li, list.firstChild);
+  }
+
+  $("#not-btn").addEventListener("click", () => {
+    if (picked && picked.name) sendFeedback({ type: "feedback", verdict: "not", source: picked.source, track_id: picked.track_id }, `Not ${picked.name}`);
+  });
+  $("#is-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const person = String(new FormData(ev.target).get("person") || "").trim();
+    if (picked && person) sendFeedback({ type: "feedback", verdict: "is", source: picked.source, track_id: picked.track_id, person }, `This is ${person}`);
+  });
+  $("#face-close").addEventListener("click", () => { $("#face-panel").hidden = true; picked = null; });
 
   function renderCaption(cam) {
     const s = cam.stats || {};
@@ -375,11 +463,21 @@
   });
 
   // ---- event log -------------------------------------------------------------------------------------------------
-  function log(kind, text, at) {
+  function log(kind, text, at, face) {
     const li = document.createElement("li");
     li.dataset.kind = kind;
     const when = at ? new Date(at * 1000) : new Date();
     li.innerHTML = `<time>${when.toLocaleTimeString()}</time><b>${esc(kind)}</b> ${esc(text)}`;
+    if (face && face.name) {  // a recognition: correct it from here, even after the person left
+      const btn = document.createElement("button");
+      btn.type = "button";
+      btn.textContent = `not ${face.name}`;
+      btn.addEventListener("click", () => {
+        openFacePanel(face);
+        sendFeedback({ type: "feedback", verdict: "not", source: face.source, track_id: face.track_id }, `Not ${face.name}`);
+      });
+      li.appendChild(btn);
+    }
     const list = $("#log");
     list.insertBefore(li, list.firstChild);
     while (list.children.length > 300) list.removeChild(list.lastChild);

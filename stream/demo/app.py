@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from facestream.errors import FacestreamError  # noqa: E402
 from facestream.stream.demo.service import DemoService  # noqa: E402
+from facestream.stream.demo.text import md  # noqa: E402
 from facestream.stream.engine.imageio import FORMATS, IMAGE_SUFFIXES, load_image  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Uploads above this are refused by Gradio itself with a readable message, before
 # any decoding; imageio separately refuses absurd pixel counts.
 MAX_UPLOAD = "25mb"
-FACE_COLUMNS = ["face", "name", "similarity", "box (x1, y1, x2, y2)"]
+FACE_COLUMNS = ["face", "name", "similarity", "sure", "box (x1, y1, x2, y2)"]
 LOOKALIKE_COLUMNS = ["rank", "name", "similarity", "same person?"]
 ENROL_COLUMNS = ["photo", "verdict"]
 PEOPLE_COLUMNS = ["name", "person id", "embeddings", "updated"]
@@ -170,14 +171,52 @@ def _photo_tab(service: DemoService) -> None:
         button = gr.Button("Recognise faces", variant="primary")
         status = gr.Markdown(elem_id="photo-status")
         table = gr.Dataframe(headers=FACE_COLUMNS, label="Faces", interactive=False, elem_id="photo-faces")
+        last = gr.State(None)  # the recognised faces, for corrections
 
         @_friendly
-        def identify(path: str | None) -> tuple[np.ndarray, dict[str, Any], str]:
+        def identify(path: str | None) -> tuple[np.ndarray, dict[str, Any], str, Any]:
             result = service.identify(_photo(path))
-            rows = [[f.index, f.name, f.similarity_text, f.box_text] for f in result.faces]
-            return result.annotated, _table(rows, FACE_COLUMNS), result.summary
+            rows = [[f.index, f.name, f.similarity_text, f.sure_text, f.box_text] for f in result.faces]
+            return result.annotated, _table(rows, FACE_COLUMNS), result.summary, result
 
-        button.click(identify, photo, [out, table, status], api_name="identify")
+        button.click(identify, photo, [out, table, status, last], api_name="identify")
+        if service.config.demo.allow_enrolment:
+            _corrections(service, last)
+
+
+def _corrections(service: DemoService, last: gr.State) -> None:
+    """Under the Photo tab: mark a recognised face as "not this person" or "this is X", and undo it."""
+    with gr.Accordion("Correct a face", open=False):
+        with gr.Row():
+            face = gr.Number(label="Face (number in the table)", value=1, precision=0, minimum=1)
+            who = gr.Textbox(label="Name (for 'This is…'; optional for 'Not…')", placeholder="Ada Lovelace")
+        with gr.Row():
+            not_button = gr.Button("Not this person", variant="stop")
+            is_button = gr.Button("This is…")
+            undo_button = gr.Button("Undo")
+        result = gr.Markdown(elem_id="correction-status")
+        done = gr.State(None)  # the last correction's id
+
+        @_friendly
+        def correct(state: Any, number: float | None, person: str | None, verdict: str) -> tuple[str, Any]:
+            fb = service.correct(state, int(number or 0), verdict, person)
+            what = f"not **{md(fb.name)}**" if fb.verdict == "not" else f"**{md(fb.name)}**"
+            note = f" ({md(fb.detail)})" if fb.detail else ""
+            return f"Face {int(number or 0)} is {what}{note}. Press Undo to take it back.", fb.id
+
+        not_button.click(lambda s, n, p: correct(s, n, p, "not"), [last, face, who], [result, done],
+                         api_name="not_this_person")
+        is_button.click(lambda s, n, p: correct(s, n, p, "is"), [last, face, who], [result, done],
+                        api_name="this_is")
+
+        @_friendly
+        def undo(feedback_id: str | None) -> tuple[str, Any]:
+            if not feedback_id:
+                raise FacestreamError("Nothing to undo.", "Correct a face first.")
+            fb = service.undo(feedback_id)
+            return f"Undone: {'not ' if fb.verdict == 'not' else ''}**{md(fb.name)}**.", None
+
+        undo_button.click(undo, done, [result, done], api_name="undo_correction")
 
 
 def _verify_tab(service: DemoService) -> None:

@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.imageio import load_image
 from facestream.stream.recognition import identify as recognize
 from facestream.stream.recognition.enroll import SECOND_FACE_RATIO, Enroller, Photo
+from facestream.stream.recognition.feedback import FaceSample, Feedback, mark_is, mark_not, undo
 from facestream.stream.recognition.identify import (
     gallery_url,
     open_gallery,
@@ -57,10 +58,19 @@ class FaceRow:
     name: str
     similarity: float | None
     box: tuple[int, int, int, int]
+    far: float | None = None  # the chance a stranger scores this high against the gallery
 
     @property
     def similarity_text(self) -> str:
         return "" if self.similarity is None else f"{self.similarity:.3f}"
+
+    @property
+    def sure_text(self) -> str:
+        """How sure the name is, as a percentage (empty for unknown faces)."""
+        if self.far is None:
+            return ""
+        pct = 100 * (1 - self.far)
+        return ">99.99%" if pct >= 99.995 else f"{pct:.2f}%"
 
     @property
     def box_text(self) -> str:
@@ -72,6 +82,7 @@ class PhotoResult:
     annotated: np.ndarray
     faces: list[FaceRow]
     summary: str
+    samples: list[tuple[FaceSample | None, str | None]] = field(default_factory=list)  # per row: face, person id
 
 
 @dataclass
@@ -202,13 +213,59 @@ class DemoService:
         faces, _ = recognize.identify(self.analyzer, self.matcher, rgb, top_k=1)
         if len(faces):
             faces = faces[np.argsort(faces.xyxy[:, 0], kind="stable")]
-        names, sims = faces.name or [], faces.similarity  # identify() labels every face
-        assert sims is not None
+        names, sims, fars = faces.name or [], faces.similarity, faces.far  # identify() labels every face
+        assert sims is not None and fars is not None
         rows = [
-            FaceRow(i + 1, names[i], None if np.isnan(sims[i]) else float(sims[i]), _box(faces.xyxy[i]))
+            FaceRow(i + 1, names[i], None if np.isnan(sims[i]) else float(sims[i]), _box(faces.xyxy[i]),
+                    None if np.isnan(fars[i]) else float(fars[i]))
             for i in range(len(faces))
         ]
-        return PhotoResult(self.draw(rgb, faces), rows, _summary(rows))
+        return PhotoResult(self.draw(rgb, faces), rows, _summary(rows), self._samples(rgb, faces))
+
+    def _samples(self, rgb: np.ndarray, faces: Faces) -> list[tuple[FaceSample | None, str | None]]:
+        """Each face as a correction would store it (faces too small to embed have none)."""
+        out: list[tuple[FaceSample | None, str | None]] = []
+        ids = faces.identity or [None] * len(faces)
+        for i in range(len(faces)):
+            emb = None if faces.embedding is None else faces.embedding[i]
+            if emb is None or not np.all(np.isfinite(emb)):
+                out.append((None, ids[i]))
+                continue
+            one = faces[[i]]
+            chip = self.analyzer.chips(rgb, one)[0]
+            out.append((FaceSample(chip, emb, None if one.landmarks is None else one.landmarks[0],
+                                   float(one.width[0]), f"face{i + 1}"), ids[i]))
+        return out
+
+    # -- corrections -----------------------------------------------------------------------------
+
+    def correct(self, result: PhotoResult | None, face: int, verdict: str, person: str | None = None) -> Feedback:
+        """"Not this person" (face ``face`` of the last recognised photo is not who it was named as, or not
+        ``person``) or "this is ``person``" (through enrolment's checks): as ``facestream feedback`` does."""
+        if not self.config.demo.allow_enrolment:
+            raise FacestreamError("Corrections are switched off on this demo.", "Set demo.allow_enrolment=true.")
+        if result is None or not result.samples:
+            raise FacestreamError("No recognised photo to correct.", "Recognise a photo first.")
+        if not 1 <= face <= len(result.samples):
+            raise FacestreamError(f"There is no face {face}.", f"Pick a face between 1 and {len(result.samples)}.")
+        sample, person_id = result.samples[face - 1]
+        if sample is None:
+            raise FacestreamError(f"Face {face} is too small to recognise or correct.", "Pick a bigger face.")
+        person = (person or "").strip() or None
+        source = f"demo:{sample.where}"
+        if verdict == "not":
+            who = person or person_id
+            if not who:
+                raise FacestreamError(f"Face {face} is not named; there is nobody to say it is not.",
+                                      "Use 'This is…' to name it.")
+            return mark_not(self.store, who, sample, self.analyzer.model_id, source)
+        if not person:
+            raise FacestreamError("Who is it? No name given.", "Type the person's name.")
+        return mark_is(Enroller(self.analyzer, self.store, progress=False), person, sample, source, create=True)
+
+    def undo(self, feedback_id: str) -> Feedback:
+        """Take a correction back."""
+        return undo(self.store, self.analyzer.model_id, feedback_id)
 
     def check_one_face(self, rgb: np.ndarray, what: str) -> Faces:
         """The faces of a photo that must show one person (verify, look-alike), by enrolment's rule.
@@ -309,7 +366,8 @@ class DemoService:
         enroller = Enroller(self.analyzer, self.store, progress=False)
         items = [Photo(Path(p).name, functools.partial(_read, Path(p))) for p in photos]
         verdicts = [
-            PhotoVerdict(v.source, v.verdict.replace("_", " ") + (f": {v.detail}" if v.detail else ""), v.enrolled)
+            PhotoVerdict(v.source, v.verdict.replace("_", " ") + (f": {v.detail}" if v.detail else "")
+                         + "".join(f" (warning: {w})" for w in v.warnings), v.enrolled)
             for v in enroller.enroll_person(name, items)
         ]
         person = self.store.find_person(name)

@@ -28,6 +28,8 @@ class Faces:
         identity: person id per face, None for unknown.
         name: display name per face, or "unknown".
         similarity: (n,) float32 cosine similarity to the matched person (nan when not matched).
+        far: (n,) float32 how sure a name is: the estimated chance that a stranger scores as high against
+            the gallery (nan when unknown, or when the matcher decides by a fixed threshold).
     """
 
     xyxy: np.ndarray
@@ -39,6 +41,7 @@ class Faces:
     identity: list[str | None] | None = None
     name: list[str] | None = None
     similarity: np.ndarray | None = None
+    far: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -117,6 +120,10 @@ class Faces:
             if self.similarity is not None:
                 s = float(self.similarity[i])
                 d["similarity"] = None if np.isnan(s) else round(s, 4)
+            if self.far is not None:
+                f = float(self.far[i])
+                d["far"] = None if np.isnan(f) else float(f"{f:.3g}")
+                d["confidence"] = None if np.isnan(f) else round(1.0 - f, 6)
             items.append(d)
         return items
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +39,8 @@ from facestream.stream.live.batcher import Batcher
 from facestream.stream.live.scheduler import LiveDetector, Planned
 from facestream.stream.live.sources import Frame, Source, Watchdog, open_sources, source_ids
 from facestream.stream.live.tracker import Track, Tracker, Vote
+from facestream.stream.recognition.enroll import Enroller
+from facestream.stream.recognition.feedback import FaceSample, Feedback, mark_is, mark_not, undo
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ CROP_MISSING = 2
 # Frames of a source searched at once: while one frame is tracked and published, the next ones are searched
 # (their crops cut where the tracks are predicted to be), which keeps both cores of a small machine busy.
 SEARCH_DEPTH = 2
+# Ended tracks kept per source (with their last face) so a correction can still point at them.
+RECENT_TRACKS = 200
 STAGES = ("decode", "detect", "track", "landmarks", "embed", "match", "total")
 
 
@@ -95,12 +99,15 @@ class TrackEvent:
 
 @dataclass
 class _Pending:
-    """An embedding request in flight for some tracks of one frame."""
+    """An embedding request in flight for some tracks of one frame (and their faces, kept as samples)."""
 
     tracks: list[Track]
     future: Future
     frame: int
     timestamp: float
+    chips: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+    widths: np.ndarray | None = None
 
 
 ResultListener = Callable[[LiveResult, np.ndarray], None]
@@ -145,6 +152,14 @@ class _Worker:
         self.timings: dict[str, deque[float]] = {s: deque(maxlen=300) for s in STAGES}
         self.latency: deque[float] = deque(maxlen=1000)
         self.stamps: deque[float] = deque(maxlen=64)
+        self.recent: OrderedDict[int, Track] = OrderedDict()  # ended tracks a user may still correct
+
+    def find_track(self, track_id: int) -> Track | None:
+        """A live track, or one that ended recently (the dashboard's event list points at those too)."""
+        for t in list(self.tracker.tracks):
+            if t.track_id == track_id:
+                return t
+        return self.recent.get(track_id)
 
     def submit(self, frame: Frame) -> Future:
         """Plan this frame's views from the tracks as they are now, and search them in the background.
@@ -389,6 +404,9 @@ class Pipeline:
         t_start = t - detect_ms / 1000
         timings = {"decode": frame.decode_ms, "detect": detect_ms}
         update = w.tracker.update(faces, frame.index, frame.timestamp)
+        for track in update.tracks:
+            if track.reconsider:  # a user corrected its name: decide again from fresh embeddings
+                w.tracker.forget_identity(track)
         t2 = time.perf_counter()
         timings["track"] = (t2 - t) * 1000
         for track in update.started:
@@ -401,6 +419,7 @@ class Pipeline:
         faces.identity = [t.person_id for t in update.tracks]
         faces.name = [t.name for t in update.tracks]
         faces.similarity = np.array([t.similarity for t in update.tracks], dtype=np.float32)
+        faces.far = np.array([t.far for t in update.tracks], dtype=np.float32)
         faces.embedding = _appearances(update.tracks)
         now = time.perf_counter()
         timings["total"] = (now - t_start) * 1000 + frame.decode_ms
@@ -445,7 +464,7 @@ class Pipeline:
         for i in need:
             tracks[i].pending = True
         w.pending.append(_Pending([tracks[i] for i in need], batcher.submit(chips), frame.index,
-                                  frame.timestamp))
+                                  frame.timestamp, chips, sub.landmarks, np.minimum(sub.width, sub.height)))
         wait = (not w.source.live) if self.wait_for_embeddings is None else self.wait_for_embeddings
         if wait:
             self._collect(w, frame, faces, tracks, embedded, timings, block=True)
@@ -469,11 +488,15 @@ class Pipeline:
             timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - t0) * 1000
             alive = {id(t) for t in w.tracker.tracks}
             here = {id(t): i for i, t in enumerate(tracks)}
-            for track, e, res in zip(p.tracks, emb, results, strict=True):
+            for k, (track, e, res) in enumerate(zip(p.tracks, emb, results, strict=True)):
                 if id(track) not in alive:
                     continue  # ended or split while the model ran
                 i = here.get(id(track))
                 track, split = w.tracker.check_appearance(track, e, self.split_threshold, p.frame, p.timestamp)
+                if p.chips is not None:
+                    track.sample = FaceSample(p.chips[k], e, None if p.landmarks is None else p.landmarks[k],
+                                              float(p.widths[k]) if p.widths is not None else 0.0,
+                                              f"frame{p.frame}")
                 if split is not None:  # the box continued but the face is someone else's: a new track
                     self._track_ended(w, split, frame.index, frame.timestamp)
                     self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp,
@@ -497,10 +520,78 @@ class Pipeline:
                                             track.info()))
 
     def _track_ended(self, w: _Worker, track: Track, frame_index: int, timestamp: float) -> None:
+        if track.sample is not None:
+            w.recent[track.track_id] = track
+            while len(w.recent) > RECENT_TRACKS:
+                w.recent.popitem(last=False)
         info = track.info()
         if track.known:
             self._emit_event(TrackEvent("person_left", w.source.id, frame_index, timestamp, info))
         self._emit_event(TrackEvent("track_ended", w.source.id, frame_index, timestamp, info))
+
+    # -- corrections -------------------------------------------------------------------
+    def feedback(self, source_id: str, track_id: int, verdict: str, person: str | None = None) -> Feedback:
+        """A user's correction of a live (or recently ended) face: ``not`` (it is not the person it is named
+        as, or ``person``) or ``is`` (it is ``person``). The gallery changes for every worker (a negative, or
+        a new photo of the person); this face's track forgets its votes and is decided again from its next
+        frames, and after ``not`` it is never named that person again (until undone).
+
+        Raises:
+            FacestreamError: unknown source or track, a face not embedded yet, no person to mark, or the
+                face failed enrolment's checks (``is``).
+        """
+        if self.matcher is None:
+            raise FacestreamError("This run does not recognise faces.", "Run with a gallery to correct names.")
+        worker = next((w for w in self.workers if w.source.id == source_id), None)
+        if worker is None:
+            raise FacestreamError(f"No source {source_id!r} in this run.",
+                                  f"Use one of: {', '.join(w.source.id for w in self.workers)}.")
+        track = worker.find_track(int(track_id))
+        if track is None or track.sample is None:
+            raise FacestreamError(f"Track {track_id} of {source_id} is not known here (or was never embedded).",
+                                  "Correct a face while it is on screen or shortly after it left.")
+        sample = track.sample
+        source = f"camera:{source_id}#track{track.track_id}@{sample.where}"
+        if verdict == "not":
+            who = person or track.person_id
+            if not who:
+                raise FacestreamError("The face is not named; there is nobody to say it is not.",
+                                      "Pass the person it must not be named as.")
+            result = mark_not(self.matcher.store, who, sample, self.analyzer.model_id, source)
+            track.excluded.add(result.person_id)  # this face is not them, whatever later views look like
+        elif verdict == "is":
+            if not person:
+                raise FacestreamError("Whom is the face? No person given.", "Pass the person's name.")
+            enroller = Enroller(self.analyzer, self.matcher.store, progress=False)
+            result = mark_is(enroller, person, sample, source)
+        else:
+            raise FacestreamError(f"Unknown verdict {verdict!r}.", "Use 'not' or 'is'.")
+        self._reconsider()
+        log.info("correction %s on %s track %d: %s", verdict, source_id, track.track_id, result.name)
+        return result
+
+    def undo_feedback(self, feedback_id: str) -> Feedback:
+        """Take a correction back; every live track is decided again from its next frames."""
+        if self.matcher is None:
+            raise FacestreamError("This run does not recognise faces.", "Run with a gallery to correct names.")
+        result = undo(self.matcher.store, self.analyzer.model_id, feedback_id)
+        if result.verdict == "not":
+            for w in self.workers:
+                for t in [*w.tracker.tracks, *w.recent.values()]:
+                    t.excluded.discard(result.person_id)
+        self._reconsider()
+        return result
+
+    def _reconsider(self) -> None:
+        """The gallery changed: reload now (not at the next event) and let every live track decide again."""
+        if self.matcher is not None:
+            try:
+                self.matcher.refresh(force=True)
+            except FacestreamError as exc:
+                log.warning("matcher reload after a correction failed (%s)", exc)
+        for w in self.workers:
+            for t in list(w.tracker.tracks):
+                t.reconsider = True
 
     # -- statistics ------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import functools
 import hmac
 import http
 import importlib.resources
@@ -127,6 +128,7 @@ class StreamServer:
         self.publish_latency_ms: deque[float] = deque(maxlen=2000)
         self.send_latency_ms: deque[float] = deque(maxlen=20000)
         self.rejected = 0
+        self._pipeline: Pipeline | None = None
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> StreamServer:
@@ -218,8 +220,10 @@ class StreamServer:
             pass
 
     def attach(self, pipeline: Pipeline) -> StreamServer:
-        """Publish every result (with a JPEG for viewers that asked) and event of a :class:`Pipeline`."""
+        """Publish every result (with a JPEG for viewers that asked) and event of a :class:`Pipeline`, and
+        take its users' corrections (``feedback`` commands)."""
         pipeline.add_listener(self._on_result, self._on_event)
+        self._pipeline = pipeline
         return self
 
     def _on_result(self, result: LiveResult, rgb: np.ndarray) -> None:
@@ -275,11 +279,17 @@ class StreamServer:
                 "frames": "jpeg" if client.jpeg else "none"}
 
     async def _command(self, client: Client, raw: str | bytes) -> None:
-        """Client requests: ``{"type": "subscribe", "sources": [...] | null, "frames": "jpeg" | "none"}``."""
+        """Client requests: ``{"type": "subscribe", "sources": [...] | null, "frames": "jpeg" | "none"}``;
+        corrections: ``{"type": "feedback", "id": ..., "source": "cam0", "track_id": 7, "verdict": "not" | "is",
+        "person": "Ada"}`` and ``{"type": "feedback_undo", "id": ..., "feedback": "<feedback id>"}``, answered
+        with ``{"type": "feedback_reply", "id": ..., "ok": ..., "feedback": {...} | "error": ...}``."""
         try:
             msg = json.loads(raw)
         except ValueError:
             msg = None
+        if isinstance(msg, dict) and msg.get("type") in ("feedback", "feedback_undo"):
+            await client.ws.send(json.dumps(await self._feedback(msg)))
+            return
         if not isinstance(msg, dict) or msg.get("type") != "subscribe":
             await client.ws.send(json.dumps({"type": "error", "error": "expected {\"type\": \"subscribe\", ...}"}))
             return
@@ -290,6 +300,26 @@ class StreamServer:
         self._snapshot = tuple(self._clients)
         await client.ws.send(json.dumps({"type": "subscribed", "sources": sorted(client.sources) if client.sources
                                          else None, "frames": "jpeg" if client.jpeg else "none"}))
+
+    async def _feedback(self, msg: dict) -> dict:
+        """Run a correction off the event loop (it writes to the gallery, maybe embeds); the reply says how it went."""
+        reply: dict[str, Any] = {"type": "feedback_reply", "id": msg.get("id"), "command": msg["type"]}
+        pipeline = self._pipeline
+        if pipeline is None:
+            return {**reply, "ok": False, "error": "This server has no live pipeline to correct."}
+        try:
+            if msg["type"] == "feedback_undo":
+                call = functools.partial(pipeline.undo_feedback, str(msg.get("feedback", "")))
+            else:
+                call = functools.partial(pipeline.feedback, str(msg.get("source", "")), int(msg["track_id"]),
+                                         str(msg.get("verdict", "")), (str(msg["person"]).strip() or None)
+                                         if msg.get("person") is not None else None)
+            done = await asyncio.get_running_loop().run_in_executor(None, call)
+            return {**reply, "ok": True, "feedback": done.to_json()}
+        except FacestreamError as exc:
+            return {**reply, "ok": False, "error": str(exc)}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {**reply, "ok": False, "error": f"Bad request ({exc}): send source, track_id, verdict, person."}
 
     async def _sender(self, client: Client) -> None:
         try:

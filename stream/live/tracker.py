@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from facestream.gallery.types import MatchResult
 from facestream.stream.config import TrackingConfig
 from facestream.stream.engine.faces import UNKNOWN, Faces
+from facestream.stream.recognition.feedback import FaceSample
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,14 @@ class Vote:
     name: str
     similarity: float
     frame: int
+    far: float = float("nan")  # the chance a stranger scores this high against the gallery
 
     @classmethod
     def from_match(cls, result: MatchResult, frame: int) -> Vote:
         """The vote of one gallery search result (``facestream.gallery.matcher`` answer: ``best`` and ``similarity``)."""
         best = result.best
-        return cls(best.person_id if best else None, best.name if best else UNKNOWN, float(result.similarity), frame)
+        return cls(best.person_id if best else None, best.name if best else UNKNOWN, float(result.similarity), frame,
+                   float(result.far))
 
 
 @dataclass(eq=False)
@@ -76,10 +79,14 @@ class Track:
     person_id: str | None = None
     name: str = UNKNOWN
     similarity: float = float("nan")
+    far: float = float("nan")  # the best (lowest) stranger chance among the votes for the name
     appearance: np.ndarray | None = None  # mean of recent embeddings (normalised): who this track looks like
     jumped: bool = False  # the last association was a weak overlap: maybe another face, check it
     pending: bool = False  # an embedding of this track is being computed (live pipeline)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # box change per frame
+    sample: FaceSample | None = None  # the face as last embedded (a user's "not this person" / "this is X")
+    reconsider: bool = False  # set by another thread (a user's correction): forget the votes on the next frame
+    excluded: set[str] = field(default_factory=set)  # people a user said this face is not: never voted for it
 
     def predict(self, frame: int) -> np.ndarray:
         """Where the box should be on ``frame``, moving on as it moved (for crops and association)."""
@@ -107,6 +114,7 @@ class Track:
             "person_id": self.person_id,
             "name": self.name,
             "similarity": None if np.isnan(self.similarity) else round(float(self.similarity), 4),
+            "far": None if np.isnan(self.far) else float(f"{self.far:.3g}"),
             "votes": len(self.votes),
         }
 
@@ -193,6 +201,14 @@ class Tracker:
         faces.track_id = ids
         return TrackUpdate(ids, tracks, started, ended)
 
+    def forget_identity(self, track: Track) -> None:
+        """Drop the track's votes and name and embed it again at once (after a user's correction)."""
+        track.votes.clear()
+        track.person_id, track.name, track.similarity = None, UNKNOWN, float("nan")
+        track.far = float("nan")
+        track.last_embed_frame = None
+        track.reconsider = False
+
     def end_all(self) -> list[Track]:
         """End every track (source stopped); returns them for 'left' events."""
         ended, self.tracks = self.tracks, []
@@ -256,6 +272,8 @@ class Tracker:
         among five unknowns leave the stranger unknown. Ties between two names
         keep the current name, then the higher mean similarity.
         """
+        if vote.person_id is not None and vote.person_id in track.excluded:
+            vote = Vote(None, UNKNOWN, vote.similarity, vote.frame)  # a user said it is not them
         track.votes.append(vote)
         track.last_embed_frame = vote.frame
         while len(track.votes) > self.config.vote_window:
@@ -275,11 +293,13 @@ class Tracker:
         if best is None:
             track.person_id, track.name = None, UNKNOWN
             track.similarity = vote.similarity
+            track.far = float("nan")
         else:
-            sims = [v.similarity for v in track.votes if v.person_id == best]
+            mine = [v for v in track.votes if v.person_id == best]
             track.person_id = best
-            track.name = next(v.name for v in reversed(track.votes) if v.person_id == best)
-            track.similarity = float(np.mean(sims))
+            track.name = mine[-1].name
+            track.similarity = float(np.mean([v.similarity for v in mine]))
+            track.far = float(np.nanmin([v.far for v in mine])) if any(v.far == v.far for v in mine) else float("nan")
         if changed:
             log.debug("track %d is now %s", track.track_id, track.name)
         return changed

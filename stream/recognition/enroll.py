@@ -7,7 +7,14 @@ other roster columns and ``--meta key=value`` become metadata.
 
 Each image gets one verdict: ``enrolled``, ``duplicate`` (same bytes already
 stored for this model: keyed by content hash, so re-running is idempotent),
-``no_face``, ``several_faces``, ``too_small``, ``blurred`` or ``unreadable``.
+``no_face``, ``several_faces``, ``too_small``, ``blurred``, ``turned`` (the head
+turned away more than ``gallery.enroll_max_yaw``), ``unreadable``, and two that
+keep a gallery from being poisoned: ``mismatch`` (the face does not look like the
+person's other photos: another person's photo filed under their name?) and
+``looks_like_other`` (it looks more like a different enrolled person). Flagged
+photos are not stored unless the caller accepts them (``--accept-flagged``);
+milder problems (a head turned more than ``enroll_warn_yaw``) are stored with a
+warning.
 All embeddings of one person are written in one store transaction, so an
 interrupted run keeps every person finished so far and no half-enrolled one;
 running the same command again completes the rest.
@@ -25,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +41,10 @@ from facestream.gallery.store import GalleryStore
 from facestream.gallery.types import NewEmbedding, content_hash
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import image_files, load_image
+from facestream.stream.engine.quality import head_yaw, sharpness
+
+if TYPE_CHECKING:
+    from facestream.gallery.matcher import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +56,35 @@ MAX_DOWNLOAD = 50 * 1024 * 1024
 URL_TIMEOUT = 10.0
 # A second face at least this fraction of the largest face's width makes the photo ambiguous.
 SECOND_FACE_RATIO = 0.5
+# Galleries up to this many embeddings are reloaded after each person of a run (later people are checked
+# against earlier ones); bigger ones are checked against the gallery as the run found it.
+FOLLOW_ROWS = 50_000
 
-VERDICTS = ("enrolled", "duplicate", "no_face", "several_faces", "too_small", "blurred", "unreadable")
+VERDICTS = ("enrolled", "duplicate", "no_face", "several_faces", "too_small", "blurred", "turned", "mismatch",
+            "looks_like_other", "unreadable")
+FLAGS = ("mismatch", "looks_like_other")  # refused unless accepted: the photo may be of someone else
 
 
 @dataclass
 class ImageVerdict:
-    """What happened to one image."""
+    """What happened to one image (``warnings``: stored, but worth a look)."""
 
     source: str
     person: str
     verdict: str
     detail: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def enrolled(self) -> bool:
         return self.verdict == "enrolled"
 
-    def to_json(self) -> dict[str, str]:
-        return {"source": self.source, "person": self.person, "verdict": self.verdict, "detail": self.detail}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "person": self.person, "verdict": self.verdict,
+                               "detail": self.detail}
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
 
 
 @dataclass
@@ -79,7 +100,9 @@ class EnrollReport:
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.counts().items()) or "no images"
-        return f"{len(self.verdicts)} images, {len(self.people)} people: {counts}."
+        warned = sum(1 for v in self.verdicts if v.warnings)
+        return (f"{len(self.verdicts)} images, {len(self.people)} people: {counts}."
+                + (f" {warned} with a warning." if warned else ""))
 
     def to_json(self) -> dict[str, Any]:
         return {"summary": self.counts(), "people": self.people, "images": [v.to_json() for v in self.verdicts]}
@@ -135,14 +158,6 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def sharpness(chip: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey chip: low means blurred."""
-    import cv2
-
-    grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
-
-
 def parse_meta(items: Iterable[str]) -> dict[str, str]:
     """``["key=value", ...]`` from ``--meta`` into a dict."""
     out = {}
@@ -154,6 +169,16 @@ def parse_meta(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+@dataclass
+class Candidate:
+    """A face that passed the picture checks, waiting for its embedding and the identity checks."""
+
+    label: str
+    hash: str
+    chip: np.ndarray
+    warnings: list[str]
+
+
 class Enroller:
     """Turns photos into stored embeddings with the analyzer's model.
 
@@ -162,27 +187,94 @@ class Enroller:
         store: the gallery store to write to.
         progress: show a tqdm bar on stderr.
         on_person: called with each person's name after their transaction commits (hooks, tests).
+        accept_flagged: store photos flagged ``mismatch`` or ``looks_like_other`` anyway (with a warning).
     """
 
     def __init__(self, analyzer: FaceAnalyzer, store: GalleryStore, progress: bool = True,
-                 on_person: Callable[[str], None] | None = None):
+                 on_person: Callable[[str], None] | None = None, accept_flagged: bool = False):
         self.analyzer = analyzer
         self.store = store
         self.cfg = analyzer.config.gallery
         self.progress = progress
         self.on_person = on_person
+        self.accept_flagged = accept_flagged
         self._seen: dict[str, str] = {}  # hash -> person, within this run
+        self._matcher: Matcher | None = None
+
+    @property
+    def matcher(self) -> Matcher:
+        """The gallery as it stands, for the identity checks (opened on first use)."""
+        if self._matcher is None:
+            from facestream.stream.recognition.identify import open_matcher
+
+            self._matcher = open_matcher(self.analyzer, self.store, watch=False)
+            # a big gallery is not reloaded after every person of a bulk run (checks use the run's start)
+            self._matcher.follow_store = self._matcher.rows < FOLLOW_ROWS
+        return self._matcher
+
+    # -- one face -----------------------------------------------------------------------------
+    def check_face(self, chip: np.ndarray, width: float, landmarks: np.ndarray | None) -> tuple[str, str, list[str]]:
+        """The picture checks of one face: (verdict, detail, warnings); verdict ``enrolled`` when it passes."""
+        if width < self.cfg.enroll_min_face:
+            return "too_small", f"face is {width:.0f} px wide, need {self.cfg.enroll_min_face}", []
+        sharp = sharpness(chip)
+        if sharp < self.cfg.enroll_min_sharpness:
+            return "blurred", f"sharpness {sharp:.1f} < {self.cfg.enroll_min_sharpness}", []
+        warnings = []
+        if landmarks is not None:
+            yaw = head_yaw(landmarks)
+            if yaw > self.cfg.enroll_max_yaw:
+                return "turned", f"head turned ~{yaw:.0f} degrees (at most {self.cfg.enroll_max_yaw:.0f}); " \
+                                 "use a photo facing the camera", []
+            if yaw > self.cfg.enroll_warn_yaw:
+                warnings.append(f"head turned ~{yaw:.0f} degrees: a frontal photo recognises better")
+        return "enrolled", "", warnings
+
+    def check_identity(self, name: str, vectors: np.ndarray, person_id: str | None = None
+                       ) -> list[tuple[str, str] | None]:
+        """Per new embedding of ``name``: None, or a flag (``mismatch`` / ``looks_like_other``, detail).
+
+        A photo is compared with the person's other photos (stored, and the other new
+        ones), at the model's 1:1 point for that many photos, and searched in the
+        gallery: a face named as somebody else, and closer to them than to its own
+        person, is ``looks_like_other``.
+        """
+        matcher = self.matcher
+        if person_id is None:
+            found = self.store.find_person(name)
+            person_id = found.id if found else None
+        stored = matcher.rows_of(person_id) if person_id else np.zeros((0, vectors.shape[1]), np.float32)
+        flags: list[tuple[str, str] | None] = []
+        for j, v in enumerate(vectors):
+            ref = np.concatenate([stored.reshape(-1, vectors.shape[1]), np.delete(vectors, j, axis=0)])
+            flag = None
+            own = None
+            if len(ref):
+                mean = ref.mean(axis=0)
+                own = float(v @ (mean / max(float(np.linalg.norm(mean)), 1e-12)))
+                need = matcher.decision.verify_threshold_for(len(ref))
+                if own < need:
+                    flag = ("mismatch", f"similarity {own:.3f} to {name}'s other {len(ref)} photo(s); the same "
+                                        f"person scores {need:.3f} or more. Is it someone else?")
+            if len(matcher):
+                res = matcher.identify(v, top_k=1)
+                if res.best is not None and res.best.person_id != person_id and \
+                        (own is None or res.best.similarity > own):
+                    flag = ("looks_like_other", f"looks like {res.best.name} (similarity {res.best.similarity:.3f}), "
+                                                f"who is enrolled; enrolling it would confuse the two")
+            flags.append(flag)
+        return flags
 
     # -- one image ----------------------------------------------------------------------------
-    def _prepare(self, photo: Photo, name: str, model_id: str) -> tuple[ImageVerdict, np.ndarray | None, str]:
-        """Read, dedupe, detect, check quality; returns the verdict so far and the chip to embed."""
-        def verdict(v: str, detail: str = "") -> ImageVerdict:
-            return ImageVerdict(photo.label, name, v, detail)
+    def _prepare(self, photo: Photo, name: str, model_id: str) -> tuple[ImageVerdict, Candidate | None]:
+        """Read, dedupe, detect, check the picture; returns the verdict so far and the face to embed."""
+        def verdict(v: str, detail: str = "", warnings: list[str] | None = None) -> ImageVerdict:
+            return ImageVerdict(photo.label, name, v, detail, warnings or [])
 
         try:
             data = photo.read()
         except FacestreamError as exc:
-            return verdict("unreadable", exc.problem), None, ""
+            return verdict("unreadable", exc.problem), None
         h = content_hash(data)
         owner = self._seen.get(h)
         if owner is None:
@@ -192,54 +284,92 @@ class Enroller:
                 owner = p.name if p else pid
         if owner is not None:
             same = owner.casefold() == name.casefold()
-            return verdict("duplicate", "already enrolled" + ("" if same else f" as {owner}")), None, h
+            return verdict("duplicate", "already enrolled" + ("" if same else f" as {owner}")), None
         try:
             rgb = load_image(data)
         except FacestreamError as exc:
-            return verdict("unreadable", exc.problem), None, h
+            return verdict("unreadable", exc.problem), None
         faces = self.analyzer.detect(rgb)
         if not len(faces):
-            return verdict("no_face"), None, h
+            return verdict("no_face"), None
         widths = faces.width
         order = np.argsort(-widths)
         if len(faces) > 1 and widths[order[1]] >= SECOND_FACE_RATIO * widths[order[0]]:
-            return verdict("several_faces", f"{len(faces)} faces of similar size; crop to one person"), None, h
-        i = int(order[0])
-        if widths[i] < self.cfg.enroll_min_face:
-            return verdict("too_small", f"face is {widths[i]:.0f} px wide, need {self.cfg.enroll_min_face}"), None, h
-        chip = self.analyzer.chips(rgb, faces[[i]])[0]
-        sharp = sharpness(chip)
-        if sharp < self.cfg.enroll_min_sharpness:
-            return verdict("blurred", f"sharpness {sharp:.1f} < {self.cfg.enroll_min_sharpness}"), None, h
-        return verdict("enrolled"), chip, h
+            return verdict("several_faces", f"{len(faces)} faces of similar size; crop to one person"), None
+        one = faces[[int(order[0])]]
+        chip = self.analyzer.chips(rgb, one)[0]
+        landmarks = one.landmarks[0] if one.landmarks is not None else None
+        v, detail, warnings = self.check_face(chip, float(one.width[0]), landmarks)
+        if v != "enrolled":
+            return verdict(v, detail), None
+        return verdict("enrolled", "", warnings), Candidate(photo.label, h, chip, warnings)
 
     # -- one person ---------------------------------------------------------------------------
     def enroll_person(self, name: str, photos: list[Photo], metadata: dict[str, Any] | None = None,
                       person_id: str | None = None, bar: Any = None) -> list[ImageVerdict]:
         """Enrol one person from several photos in one transaction (all or nothing)."""
         model_id = self.analyzer.model_id
-        verdicts, chips, hashes, labels = [], [], [], []
+        verdicts: list[ImageVerdict] = []
+        waiting: list[tuple[ImageVerdict, Candidate]] = []
         for photo in photos:
-            v, chip, h = self._prepare(photo, name, model_id)
+            v, cand = self._prepare(photo, name, model_id)
             verdicts.append(v)
-            if chip is not None:
-                chips.append(chip)
-                hashes.append(h)
-                labels.append(photo.label)
-                self._seen[h] = name
+            if cand is not None:
+                waiting.append((v, cand))
+                self._seen[cand.hash] = name
             if bar is not None:
                 bar.update(1)
-        if chips:
-            vectors = self.analyzer.embed_chips(np.stack(chips))
-            embs = [NewEmbedding(vec, model_id, h, encode_jpeg(c) if self.cfg.keep_chips else None, label)
-                    for vec, h, c, label in zip(vectors, hashes, chips, labels, strict=True)]
-            self.store.enroll(name, embs, metadata, person_id)
-        elif metadata:
-            if self.store.find_person(name) is not None:
-                self.store.set_metadata(name, metadata)
-        if chips and self.on_person is not None:
+        stored = self._store_checked(name, [c for _, c in waiting], [v for v, _ in waiting], metadata, person_id)
+        if not stored and metadata and self.store.find_person(name) is not None:
+            self.store.set_metadata(name, metadata)
+        if stored and self.on_person is not None:
             self.on_person(name)
         return verdicts
+
+    def _store_checked(self, name: str, faces: list[Candidate], verdicts: list[ImageVerdict],
+                       metadata: dict[str, Any] | None, person_id: str | None, source: str | None = None) -> int:
+        """Embed the faces, run the identity checks (updating ``verdicts``) and store what passes, in one
+        transaction; returns how many embeddings were stored."""
+        if not faces:
+            return 0
+        model_id = self.analyzer.model_id
+        vectors = self.analyzer.embed_chips(np.stack([c.chip for c in faces]))
+        flags = self.check_identity(name, vectors, person_id)
+        embs = []
+        for vec, cand, verdict, flag in zip(vectors, faces, verdicts, flags, strict=True):
+            if flag is not None:
+                if not self.accept_flagged:
+                    verdict.verdict, verdict.detail = flag
+                    self._seen.pop(cand.hash, None)
+                    continue
+                verdict.warnings.append(f"{flag[0].replace('_', ' ')}: {flag[1]} (accepted)")
+            embs.append(NewEmbedding(vec, model_id, cand.hash, encode_jpeg(cand.chip) if self.cfg.keep_chips else None,
+                                     source or cand.label))
+        if embs:
+            self.store.enroll(name, embs, metadata, person_id)
+        return len(embs)
+
+    def enroll_face(self, name: str, chip: np.ndarray, width: float, landmarks: np.ndarray | None, source: str,
+                    person_id: str | None = None) -> ImageVerdict:
+        """One face seen elsewhere (a live track, the demo's camera), through the same checks as a photo.
+
+        Returns:
+            The verdict; ``enrolled`` when stored (keyed by the hash of the chip's pixels).
+        """
+        chip = np.ascontiguousarray(chip, np.uint8)
+        v, detail, warnings = self.check_face(chip, width, landmarks)
+        verdict = ImageVerdict(source, name, v, detail, warnings)
+        if v == "enrolled":
+            h = content_hash(chip.tobytes())
+            owner = self.store.owner_of(self.analyzer.model_id, h)
+            if owner is not None:
+                p = self.store.find_person(owner)
+                mine = p is not None and (p.id == person_id or p.name.casefold() == name.casefold())
+                verdict.verdict = "duplicate"
+                verdict.detail = "already enrolled" + ("" if mine else f" as {p.name if p else owner}")
+                return verdict
+            self._store_checked(name, [Candidate(source, h, chip, warnings)], [verdict], None, person_id, source)
+        return verdict
 
     def enroll_chips(self, name: str, chips: np.ndarray, metadata: dict[str, Any] | None = None,
                      source: str = "camera", person_id: str | None = None) -> int:

@@ -84,6 +84,7 @@ def label_faces(matcher: Matcher, faces: Faces, top_k: int = 1) -> list[MatchRes
     faces.identity = [r.best.person_id if r.best else None for r in results]
     faces.name = [r.best.name if r.best else UNKNOWN for r in results]
     faces.similarity = np.array([r.similarity for r in results], np.float32)
+    faces.far = np.array([r.far if r.best is not None else np.nan for r in results], np.float32)
     return results
 
 
@@ -98,6 +99,7 @@ def identify(analyzer: FaceAnalyzer, matcher: Matcher, rgb: np.ndarray, top_k: i
     faces = analyzer.detect(rgb)
     if not len(faces):
         faces.identity, faces.name, faces.similarity = [], [], np.zeros(0, np.float32)
+        faces.far = np.zeros(0, np.float32)
         return faces, []
     big = np.minimum(faces.width, faces.height) >= analyzer.config.match.min_face
     emb = np.full((len(faces), analyzer.spec.embedding_dim), np.nan, np.float32)
@@ -149,4 +151,7 @@ def results_to_json(faces: Faces, results: list[MatchResult]) -> list[dict[str, 
     for item, res in zip(items, results, strict=True):
         item["matches"] = [m.to_json() for m in res.candidates]
         item["margin"] = None if math.isnan(res.margin) or math.isinf(res.margin) else round(res.margin, 4)
+        item["threshold"] = None if math.isnan(res.threshold) else round(res.threshold, 4)
+        if res.vetoed:
+            item["not"] = res.vetoed  # people whose "not this person" faces this one resembles
     return items

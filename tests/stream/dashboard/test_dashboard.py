@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import signal
@@ -314,3 +315,58 @@ def test_dashboard_commands_get_the_session_checks_and_a_missing_session_is_404(
     finally:
         server.stop()
         store.close()
+
+
+def test_not_this_person_from_the_dashboard_and_undo(gallery_url, tmp_path):
+    """Click Lin's box, "Not Lin-Manuel Miranda": the live view stops naming him and the gallery holds the
+    negative; Undo: he is named again and the negative is gone. Then "This is…" on a face names it."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    run = Run(gallery_url, port, tmp_path / "run.log", session=None)
+    base = f"http://127.0.0.1:{port}"
+    lin = "Lin-Manuel Miranda"
+    click_lin = f"""() => {{
+        const c = document.querySelector('#cameras canvas');
+        const f = JSON.parse(c.dataset.faces || '[]').find(f => f.name === '{lin}');
+        if (!f) return null;
+        const r = c.getBoundingClientRect();
+        return [r.left + (f.box[0] + f.box[2]) / 2 * r.width / c.width, r.top + (f.box[1] + f.box[3]) / 2 * r.height / c.height];
+    }}"""
+    try:
+        with sync_playwright() as pw, open_store(gallery_url) as store:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/?token={TOKEN}")
+            page.wait_for_selector("#conn[data-state=open]", timeout=30_000)
+            page.wait_for_function(click_lin, timeout=90_000)
+            x, y = page.evaluate(click_lin) or (0, 0)
+            page.mouse.click(x, y)
+            page.wait_for_selector("#face-panel:not([hidden])", timeout=10_000)
+            if lin not in page.inner_text("#face-info"):  # he moved between the read and the click: again
+                page.wait_for_function(click_lin, timeout=90_000)
+                x, y = page.evaluate(click_lin)
+                page.mouse.click(x, y)
+            assert lin in page.inner_text("#face-info")
+            track = int(page.get_attribute("#face-panel", "data-track"))
+            page.click("#not-btn")
+            page.wait_for_selector("#corrections li[data-id^='not:']", timeout=30_000)
+            assert len(store.negatives_of(lin)) == 1
+            # that face, on the next frames (after the two already in flight reach the page), is unknown
+            time.sleep(0.5)
+            names = []
+            deadline = time.time() + 3
+            while time.time() < deadline:
+                faces = json.loads(page.get_attribute("#cameras canvas", "data-faces") or "[]")
+                names += [f["name"] for f in faces if f["track_id"] == track]
+                time.sleep(0.05)
+            assert names and set(names) == {"unknown"}, names
+            page.click("#corrections li button")
+            page.wait_for_selector("#corrections li.undone", timeout=30_000)
+            assert store.negatives_of(lin) == []
+            page.wait_for_function(f"() => document.querySelector('#cameras canvas').dataset.names.includes('{lin}')",
+                                   timeout=60_000)
+            assert "correction" in page.inner_text("#log")
+            browser.close()
+    finally:
+        run.stop()

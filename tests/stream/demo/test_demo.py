@@ -88,7 +88,8 @@ def _names(table: dict) -> list[str]:
 
 def test_every_endpoint_is_named(client):
     named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/live", "/identify", "/verify", "/lookalike", "/enroll", "/people", "/delete"} <= named
+    assert {"/live", "/identify", "/verify", "/lookalike", "/enroll", "/people", "/delete", "/not_this_person",
+            "/this_is", "/undo_correction"} <= named
 
 
 def test_no_telemetry_or_share_link(app):
@@ -205,6 +206,32 @@ def test_lookalike_ranks_the_right_person_first_with_a_photo(client, enrolled):
     sims = [row[2] for row in table["data"]]
     assert sims == sorted(sims, reverse=True)
     assert len(gallery) == 4 and "Joe Biden" in gallery[0]["caption"]
+
+
+def test_not_this_person_and_this_is_from_the_photo_tab(client, service, enrolled):
+    """Correct a recognition from the page: "Not this person" makes that face unknown, Undo brings the name
+    back; "This is…" names an unknown face through enrolment's checks."""
+    _, table, _ = client.predict(handle_file(str(BIDEN2)), api_name="/identify")
+    assert _names(table) == ["Joe Biden"]
+    status = client.predict(1, "", api_name="/not_this_person")
+    assert "not **Joe Biden**" in status
+    assert len(service.store.negatives_of("Joe Biden")) == 1
+    _, table, _ = client.predict(handle_file(str(BIDEN2)), api_name="/identify")
+    assert _names(table) == ["unknown"]
+    status = client.predict(api_name="/undo_correction")
+    assert "Undone" in status and service.store.negatives_of("Joe Biden") == []
+    _, table, _ = client.predict(handle_file(str(BIDEN2)), api_name="/identify")
+    assert _names(table) == ["Joe Biden"]
+    # Rose Leslie is not enrolled: name her from the photo where she stands next to Kit
+    _, table, _ = client.predict(handle_file(str(KIT_WITH_ROSE)), api_name="/identify")
+    rose = _names(table).index("unknown") + 1
+    status = client.predict(rose, "Rose Leslie", api_name="/this_is")
+    assert "**Rose Leslie**" in status
+    _, table, _ = client.predict(handle_file(str(ROSE)), api_name="/identify")
+    assert _names(table) == ["Rose Leslie"]
+    with pytest.raises(AppError, match="no face 9"):
+        client.predict(9, "Rose Leslie", api_name="/this_is")
+    service.store.delete_person("Rose Leslie")  # the tests below expect the four people only
 
 
 def test_delete_removes_the_person(client, enrolled):

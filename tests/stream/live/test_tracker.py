@@ -143,3 +143,24 @@ def test_a_weak_overlap_triggers_a_check_and_a_new_face_splits_the_track():
     assert split is t and new is not t and new.track_id != t.track_id
     assert new.name == UNKNOWN and not new.votes and tr.tracks == [new]
     np.testing.assert_array_equal(new.box, t.box)
+
+
+def test_a_person_excluded_by_a_user_is_never_voted_for_that_track():
+    tr = Tracker(TrackingConfig(vote_window=5, min_votes=2))
+    (t,) = tr.update(faces([0, 0, 50, 50]), 0, 0.0).tracks
+    for k in range(3):
+        tr.vote(t, Vote("ada", "Ada", 0.95, k))
+    assert t.name == "Ada"
+    t.excluded.add("ada")  # "not Ada", from the dashboard
+    tr.forget_identity(t)
+    assert t.name == UNKNOWN and tr.needs_embedding(t, 3)
+    for k in range(3, 9):
+        tr.vote(t, Vote("ada", "Ada", 0.97, k))
+    assert t.name == UNKNOWN and all(v.person_id is None for v in t.votes)
+    tr.vote(t, Vote("bob", "Bob", 0.96, 9))
+    tr.vote(t, Vote("bob", "Bob", 0.96, 10))
+    assert t.name == UNKNOWN  # two Bob votes against three unknown
+    t.excluded.discard("ada")  # undone
+    for k in range(11, 14):
+        tr.vote(t, Vote("ada", "Ada", 0.97, k))
+    assert t.name == "Ada"
