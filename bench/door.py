@@ -19,7 +19,8 @@ Reported:
 * recall by face size over the frames where a face is in the picture, for faces
   present 1 s or more (a face counts as found when a reported box overlaps its
   truth box with IoU >= 0.3), and false detections per frame;
-* the share of frames where an enrolled face of 56 px or more carries its right name;
+* the share of frames where an enrolled face of 56 px or more carries its right name (and a wrong
+  one), and where a stranger's face (people never enrolled walk by too) carries any name;
 * per walker, the time from entering to its first box and to its first right name (p50/p95);
 * with ``--streams``, for each count: that many copies of the video run at once (one
   pipeline, detection and embedding batched across the cameras, on the GPU where
@@ -69,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", default="1920x1080", help="frame size WxH")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--people", type=int, default=40, help="identities that walk by (enrolled)")
+    p.add_argument("--strangers", type=int, default=12, help="identities that walk by, not enrolled")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lfw", type=Path, default=LFW, help="identity folders to take faces from")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override (repeatable)")
@@ -112,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="facestream-door-"))
     config = load_config(overrides=[f"gallery.url=sqlite:///{work / 'gallery.db'}", *args.overrides], env={})
     analyzer = FaceAnalyzer(config)
-    crowd = people(args.lfw, args.people, args.seed)
-    # the walker is the last photo of each person; the two before it are enrolled
-    sources = face_sources([(name, photos[-1]) for name, photos in crowd], analyzer.detector)
+    everyone = people(args.lfw, args.people + args.strangers, args.seed)
+    crowd, outsiders = everyone[:args.people], everyone[args.people:]
+    # the walker is the last photo of each person; the two before it are enrolled (strangers: never)
+    sources = face_sources([(name, photos[-1]) for name, photos in everyone], analyzer.detector)
     rng = np.random.default_rng(args.seed)
     walk = walkers(rng, sources, args.seconds, (w, h))
     bg = background(rng, w, h)
@@ -139,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for n in counts:
         run = run_streams(config, analyzer, matcher, video, n)
-        reports = [evaluate(truth, frames, walk, args.fps) for frames in run.pop("results").values()]
+        enrolled = {name for name, _ in crowd}
+        reports = [evaluate(truth, frames, walk, args.fps, enrolled) for frames in run.pop("results").values()]
         run["recall_by_size_mean"] = {k: _mean([r["recall_by_size"][k] for r in reports])
                                       for k in reports[0]["recall_by_size"]}
         run["right_name_56px_plus_mean"] = _mean([r["right_name_56px_plus"] for r in reports])
+        run["stranger_named_56px_plus_mean"] = _mean([r["stranger_named_56px_plus"] for r in reports])
         run["first_stream"] = reports[0]
         # a box sustains n streams when every one keeps the camera's pace (1% dropped frames at most)
         run["sustained"] = bool(min(run["fps_per_stream"].values()) >= 0.985 * args.fps
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                                            "dropped")})
     sustained = [r["streams"] for r in runs if r["sustained"]]
     result = {"bench": "door", "machine": machine, "video": {"size": [w, h], "fps": args.fps,
-              "seconds": args.seconds, "walkers": len(walk), "people": len(crowd), "seed": args.seed},
+              "seconds": args.seconds, "walkers": len(walk), "people": len(crowd), "strangers": len(outsiders),
+              "seed": args.seed},
               "config": args.overrides, "decode_ms_per_frame": decode, "results": report,
               "streams": [{k: v for k, v in r.items() if k != "first_stream"} for r in runs],
               "most_streams_sustained": max(sustained) if sustained else 0}
@@ -223,10 +229,13 @@ def _mean(values: list) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
-def evaluate(truth, results, walk, fps: float) -> dict:
-    """Recall by size, false detections, right names and time to first box/name from truth and results."""
+def evaluate(truth, results, walk, fps: float, enrolled: set[str]) -> dict:
+    """Recall by size, false detections, right names (enrolled walkers), names given to strangers (walkers
+    never enrolled) and time to first box/name from truth and results."""
     found = {b: [0, 0] for b in SIZE_BINS[:-1]}
     named = [0, 0]
+    wrong = 0
+    stranger = [0, 0]
     false = 0
     first_box: dict[int, float] = {}
     first_name: dict[int, float] = {}
@@ -243,9 +252,15 @@ def evaluate(truth, results, walk, fps: float) -> dict:
             if ok:
                 first_box.setdefault(k, t - wk.t0)
             j = _which(box, boxes) if ok else None
-            right = j is not None and names[j] == wk.source.identity
+            known = wk.source.identity in enrolled
+            right = known and j is not None and names[j] == wk.source.identity
             if right:
                 first_name.setdefault(k, t - wk.t0)
+            if not known:
+                if width >= 56:
+                    stranger[1] += 1
+                    stranger[0] += int(j is not None and names[j] != "unknown")
+                continue
             if wk.t1 - wk.t0 >= 1.0:
                 for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True):
                     if lo <= width < hi:
@@ -254,6 +269,7 @@ def evaluate(truth, results, walk, fps: float) -> dict:
             if width >= 56:
                 named[1] += 1
                 named[0] += int(right)
+                wrong += int(j is not None and names[j] not in ("unknown", wk.source.identity))
     processed = max(1, len(results))
     return {
         "recall_by_size": {f"{lo}-{hi - 1}": round(f / n, 4) if n else None
@@ -261,10 +277,14 @@ def evaluate(truth, results, walk, fps: float) -> dict:
         "faces_by_size": {f"{lo}-{hi - 1}": n for (lo, (_, n)), hi in zip(found.items(), SIZE_BINS[1:], strict=True)},
         "false_per_frame": round(false / processed, 4),
         "right_name_56px_plus": round(named[0] / named[1], 4) if named[1] else None,
+        "wrong_name_56px_plus": round(wrong / named[1], 4) if named[1] else None,
+        "stranger_named_56px_plus": round(stranger[0] / stranger[1], 4) if stranger[1] else None,
+        "stranger_frames_56px_plus": stranger[1],
         "time_to_first_box_s": spread(list(first_box.values())),
         "time_to_first_box_48px_plus_s": spread([v for k, v in first_box.items() if min(walk[k].w0, walk[k].w1) >= 48]),
         "time_to_first_name_s": spread(list(first_name.values())),
-        "walkers_boxed": f"{len(first_box)}/{len(walk)}", "walkers_named": f"{len(first_name)}/{len(walk)}",
+        "walkers_boxed": f"{len(first_box)}/{len(walk)}",
+        "walkers_named": f"{len(first_name)}/{sum(w.source.identity in enrolled for w in walk)}",
     }
 
 
