@@ -46,7 +46,9 @@ from facestream.gallery.store import (
     GalleryMatrix,
     GalleryStore,
     Subscription,
+    check_metadata,
     check_name,
+    check_person_id,
     check_vector,
     new_person_id,
     setting_key,
@@ -197,7 +199,7 @@ class RedisStore(GalleryStore):
 
     def _bump(self, pipe: Any, op: str, person: str | None) -> None:
         pipe.incr(self.k("version"))
-        pipe.publish(self.k("events"), json.dumps({"op": op, "person": person, "time": time.time()}))
+        pipe.publish(self.k("events"), json.dumps(allow_nan=False, obj={"op": op, "person": person, "time": time.time()}))
 
     # -- people -------------------------------------------------------------------------------
     def _people(self, pids: list[str], client: Any = None) -> list[Person]:
@@ -245,7 +247,7 @@ class RedisStore(GalleryStore):
     def _write_person(self, pipe: Any, pid: str, record: dict[str, Any], old_name: str | None) -> None:
         if old_name is not None and old_name.casefold() != record["name"].casefold():
             pipe.hdel(self.k("names"), old_name.casefold())
-        pipe.hset(self.k("people"), pid, json.dumps(record))
+        pipe.hset(self.k("people"), pid, json.dumps(allow_nan=False, obj=record))
         pipe.hset(self.k("display"), pid, record["name"])
         pipe.hset(self.k("names"), record["name"].casefold(), pid)
 
@@ -265,6 +267,9 @@ class RedisStore(GalleryStore):
                       person_id: str | None, now: float) -> tuple[str, int]:
         """Reads (under WATCH) deciding what one enrolment writes; returns (pid, embeddings added)."""
         name = check_name(name)
+        metadata = check_metadata(metadata)
+        if person_id:
+            check_person_id(person_id)
         existing = person_id if person_id and pipe.hexists(self.k("people"), person_id) else None
         by_name = pipe.hget(self.k("names"), name.casefold())
         by_name = _text(by_name) if by_name else None
@@ -313,7 +318,7 @@ class RedisStore(GalleryStore):
             m = e.model_id
             pipe.hset(self.k("vec", m), f"{pid_}|{e.hash}", blob)
             pipe.hset(self.k("owner", m), e.hash, pid_)
-            pipe.hset(self.k("info", m), e.hash, json.dumps({"source": e.source, "created": e.created or now}))
+            pipe.hset(self.k("info", m), e.hash, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
             if e.chip:
                 pipe.hset(self.k("chip", m), e.hash, e.chip)
             pipe.sadd(self.k("pemb", pid_), f"{m}|{e.hash}")
@@ -325,7 +330,7 @@ class RedisStore(GalleryStore):
     def _stage_negative(self, pipe: Any, pid: str, blob: bytes, e: NewEmbedding, now: float) -> None:
         key, m = f"{pid}|{e.hash}", e.model_id
         pipe.hset(self.k("neg", m), key, blob)
-        pipe.hset(self.k("neginfo", m), key, json.dumps({"source": e.source, "created": e.created or now}))
+        pipe.hset(self.k("neginfo", m), key, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
         if e.chip:
             pipe.hset(self.k("negchip", m), key, e.chip)
         pipe.sadd(self.k("pneg", pid), f"{m}|{e.hash}")
@@ -366,7 +371,8 @@ class RedisStore(GalleryStore):
             chips: dict[str, dict[str, bytes]] = {}
             for person, embs in chunk:
                 name = check_name(person.name)
-                people[person.id] = json.dumps({"name": name, "metadata": person.metadata or {},
+                check_person_id(person.id)
+                people[person.id] = json.dumps(allow_nan=False, obj={"name": name, "metadata": check_metadata(person.metadata),
                                                 "created": person.created or now, "updated": person.updated or now})
                 display[person.id] = name
                 names[name.casefold()] = person.id
@@ -379,7 +385,7 @@ class RedisStore(GalleryStore):
                     taken.add((e.model_id, e.hash))
                     vec.setdefault(e.model_id, {})[f"{person.id}|{e.hash}"] = v.tobytes()
                     owner.setdefault(e.model_id, {})[e.hash] = person.id
-                    info.setdefault(e.model_id, {})[e.hash] = json.dumps({"source": e.source,
+                    info.setdefault(e.model_id, {})[e.hash] = json.dumps(allow_nan=False, obj={"source": e.source,
                                                                           "created": e.created or now})
                     if e.chip:
                         chips.setdefault(e.model_id, {})[e.hash] = e.chip
@@ -462,6 +468,7 @@ class RedisStore(GalleryStore):
 
     @_guard
     def set_metadata(self, ref: str, metadata: dict[str, Any], replace: bool = False) -> Person:
+        metadata = check_metadata(metadata)
         pid = self._need(ref)
 
         def stage(pipe: Any) -> None:
@@ -469,7 +476,7 @@ class RedisStore(GalleryStore):
             record["metadata"] = dict(metadata) if replace else {**record.get("metadata", {}), **metadata}
             record["updated"] = time.time()
             pipe.multi()
-            pipe.hset(self.k("people"), pid, json.dumps(record))
+            pipe.hset(self.k("people"), pid, json.dumps(allow_nan=False, obj=record))
             self._bump(pipe, "update", pid)
 
         self._transaction(stage, self.k("people"))
@@ -486,13 +493,13 @@ class RedisStore(GalleryStore):
             raw = pipe.hget(self.k("people"), pid)
             pipe.multi()
             for member in members:
-                model, h = member.split("|", 1)
+                model, h = member.rsplit("|", 1)
                 pipe.hdel(self.k("vec", model), f"{pid}|{h}")
                 pipe.hdel(self.k("owner", model), h)
                 pipe.hdel(self.k("info", model), h)
                 pipe.hdel(self.k("chip", model), h)
             for member in negatives:
-                model, h = member.split("|", 1)
+                model, h = member.rsplit("|", 1)
                 for kind in ("neg", "neginfo", "negchip"):
                     pipe.hdel(self.k(kind, model), f"{pid}|{h}")
             pipe.delete(self.k("pemb", pid), self.k("pneg", pid))
@@ -516,7 +523,7 @@ class RedisStore(GalleryStore):
         pid = self._need(ref)
         out = []
         for member in sorted(_text(m) for m in self.r.smembers(self.k("pemb", pid))):
-            model, h = member.split("|", 1)
+            model, h = member.rsplit("|", 1)
             info = json.loads(self.r.hget(self.k("info", model), h) or "{}")
             out.append(EmbeddingInfo(h, model, info.get("source", ""), info.get("created", 0.0),
                                      bool(self.r.hexists(self.k("chip", model), h))))
@@ -584,7 +591,7 @@ class RedisStore(GalleryStore):
         pid = self._need(ref)
         out = []
         for member in sorted(_text(m) for m in self.r.smembers(self.k("pneg", pid))):
-            model, h = member.split("|", 1)
+            model, h = member.rsplit("|", 1)
             info = json.loads(self.r.hget(self.k("neginfo", model), f"{pid}|{h}") or "{}")
             out.append(EmbeddingInfo(h, model, info.get("source", ""), info.get("created", 0.0),
                                      bool(self.r.hexists(self.k("negchip", model), f"{pid}|{h}"))))
@@ -602,7 +609,7 @@ class RedisStore(GalleryStore):
         if value is None:
             pipe.hdel(self.k("settings"), key)
         else:
-            pipe.hset(self.k("settings"), key, json.dumps(value))
+            pipe.hset(self.k("settings"), key, json.dumps(allow_nan=False, obj=value))
         self._bump(pipe, "settings", None)
         pipe.execute()
 
@@ -617,9 +624,9 @@ class RedisStore(GalleryStore):
         version = self.version()  # read first: a write during the load makes the next check reload again
         rows: list[tuple[str, bytes]] = []
         for field, blob in self.r.hscan_iter(self.k("vec", model_id), count=20000):
-            rows.append((_text(field).split("|", 1)[0], blob))
+            rows.append((_text(field).rsplit("|", 1)[0], blob))
         names = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("display")).items()} if rows else {}
-        negatives = [(_text(field).split("|", 1)[0], blob)
+        negatives = [(_text(field).rsplit("|", 1)[0], blob)
                      for field, blob in self.r.hscan_iter(self.k("neg", model_id), count=20000)] if rows else []
         op = self.r.hget(self.k("settings"), setting_key("operating_point", model_id))
         return GalleryMatrix.build(version, rows, names, negatives,
@@ -642,7 +649,7 @@ class RedisStore(GalleryStore):
         for h, pid in owners.items():
             pipe.srem(self.k("pemb", pid), f"{model_id}|{h}")
         for key in negatives:
-            pid, h = key.split("|", 1)
+            pid, h = key.rsplit("|", 1)
             pipe.srem(self.k("pneg", pid), f"{model_id}|{h}")
         for kind in ("vec", "owner", "info", "chip", "neg", "neginfo", "negchip"):
             pipe.delete(self.k(kind, model_id))
@@ -658,7 +665,7 @@ class RedisStore(GalleryStore):
         for person in self.list_people():
             embs = []
             for member in sorted(_text(m) for m in self.r.smembers(self.k("pemb", person.id))):
-                model, h = member.split("|", 1)
+                model, h = member.rsplit("|", 1)
                 pipe = self.r.pipeline(transaction=False)
                 pipe.hget(self.k("vec", model), f"{person.id}|{h}")
                 pipe.hget(self.k("chip", model), h)
@@ -670,7 +677,7 @@ class RedisStore(GalleryStore):
                 embs.append(NewEmbedding(np.frombuffer(blob, np.float32), model, h, chip,
                                          info.get("source", ""), info.get("created", 0.0)))
             for member in sorted(_text(m) for m in self.r.smembers(self.k("pneg", person.id))):
-                model, h = member.split("|", 1)
+                model, h = member.rsplit("|", 1)
                 key = f"{person.id}|{h}"
                 pipe = self.r.pipeline(transaction=False)
                 for kind in ("neg", "negchip", "neginfo"):

@@ -24,7 +24,9 @@ from facestream.gallery.errors import GalleryError
 from facestream.gallery.store import (
     GalleryMatrix,
     GalleryStore,
+    check_metadata,
     check_name,
+    check_person_id,
     check_vector,
     new_person_id,
     setting_key,
@@ -154,6 +156,9 @@ class SqliteStore(GalleryStore):
                  metadata: dict[str, Any] | None, now: float) -> str:
         """Person id for an enrolment: existing by id, existing by name, or newly created."""
         name = check_name(name)
+        metadata = check_metadata(metadata)
+        if person_id:
+            check_person_id(person_id)
         row = db.execute("SELECT id, name, metadata FROM people WHERE id = ?", (person_id,)).fetchone() \
             if person_id else None
         if row is None:
@@ -165,11 +170,11 @@ class SqliteStore(GalleryStore):
         if row is None:
             pid = person_id or new_person_id()
             db.execute("INSERT INTO people(id, name, metadata, created, updated) VALUES (?, ?, ?, ?, ?)",
-                       (pid, name, json.dumps(metadata or {}), now, now))
+                       (pid, name, json.dumps(allow_nan=False, obj=metadata or {}), now, now))
             return pid
         if metadata:
             merged = {**json.loads(row[2]), **metadata}
-            db.execute("UPDATE people SET metadata = ?, updated = ? WHERE id = ?", (json.dumps(merged), now, row[0]))
+            db.execute("UPDATE people SET metadata = ?, updated = ? WHERE id = ?", (json.dumps(allow_nan=False, obj=merged), now, row[0]))
         return row[0]
 
     def _dim(self, db: sqlite3.Connection, model_id: str) -> int | None:
@@ -236,7 +241,7 @@ class SqliteStore(GalleryStore):
                         self._add(db, pid, embs, now)
                 else:  # all new: a few executemany calls for the whole chunk
                     db.executemany("INSERT INTO people(id, name, metadata, created, updated) VALUES (?, ?, ?, ?, ?)",
-                                   [(p.id, check_name(p.name), json.dumps(p.metadata or {}), p.created or now,
+                                   [(check_person_id(p.id), check_name(p.name), json.dumps(allow_nan=False, obj=check_metadata(p.metadata)), p.created or now,
                                      p.updated or now) for p, _ in chunk])
                     dims: dict[str, int | None] = {}
                     rows, chips = [], []
@@ -281,12 +286,13 @@ class SqliteStore(GalleryStore):
         return self.get_person(pid)
 
     def set_metadata(self, ref: str, metadata: dict[str, Any], replace: bool = False) -> Person:
+        metadata = check_metadata(metadata)
         with self._tx() as db:
             pid, _ = self._ref(db, ref)
             old = {} if replace else json.loads(db.execute("SELECT metadata FROM people WHERE id = ?",
                                                            (pid,)).fetchone()[0])
             db.execute("UPDATE people SET metadata = ?, updated = ? WHERE id = ?",
-                       (json.dumps({**old, **metadata}), time.time(), pid))
+                       (json.dumps(allow_nan=False, obj={**old, **metadata}), time.time(), pid))
         return self.get_person(pid)
 
     def delete_person(self, ref: str) -> Person:
@@ -347,7 +353,7 @@ class SqliteStore(GalleryStore):
             if value is None:
                 db.execute("DELETE FROM settings WHERE key = ?", (key,))
             else:
-                db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+                db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(allow_nan=False, obj=value)))
 
     def model_counts(self) -> dict[str, int]:
         return dict(self._q("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id"))

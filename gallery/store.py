@@ -23,6 +23,7 @@ traces) happen in one transaction, so a crash never leaves half a person.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -97,6 +98,18 @@ def new_person_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+_PERSON_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_person_id(pid: str) -> str:
+    """A person id as every store keeps it: 1-64 letters, digits, ``.``, ``_`` or ``-`` (ids come from rosters
+    and archives; a ``|`` or ``:`` could be read back as part of a Redis key)."""
+    if not isinstance(pid, str) or not _PERSON_ID.fullmatch(pid):
+        raise GalleryError(f"Person id {str(pid)[:40]!r} is not valid.",
+                           "Use 1-64 letters, digits, '.', '_' or '-' (or leave the id out to get a new one).")
+    return pid
+
+
 def check_name(name: str) -> str:
     """A display name as stored: stripped, non-empty, printable, not absurdly long."""
     if not isinstance(name, str) or not name.strip():
@@ -119,6 +132,31 @@ def check_vector(e: NewEmbedding, dim: int | None) -> np.ndarray:
             f"has {dim} in this gallery.", "Use the same model for every embedding of a model id.")
     n = float(np.linalg.norm(v))
     return v if abs(n - 1.0) < 1e-3 else v / n
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """Metadata as stored: a JSON object of short keys and plain finite values (rosters and archives feed it)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise GalleryError(f"Metadata must be key/value pairs, not {type(metadata).__name__}.",
+                           "Pass metadata as KEY=VALUE pairs (or a JSON object).")
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key.strip() or len(key) > 100:
+            raise GalleryError(f"Metadata key {str(key)[:40]!r} is not valid.", "Use short text keys.")
+        items = value if isinstance(value, list) and len(value) <= 100 else [value]
+        for item in items:  # a value, or a short list of values (tags=[cast, writer])
+            if isinstance(item, float) and not math.isfinite(item):
+                raise GalleryError(f"Metadata {key!r} is {item}, not a number a reader can parse.",
+                                   "Use a finite value.")
+            if not isinstance(item, str | int | float | bool | type(None)):
+                raise GalleryError(f"Metadata {key!r} holds a {type(item).__name__}; only text, numbers, yes/no "
+                                   "values and short lists of them are kept.", "Flatten it to text.")
+            if isinstance(item, str) and len(item) > 2000:
+                raise GalleryError(f"Metadata {key!r} is {len(item)} characters long.", "Keep values under 2000.")
+        out[key] = value
+    return out
 
 
 def setting_key(name: str, model_id: str) -> str:

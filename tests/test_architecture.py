@@ -18,7 +18,7 @@ FOLDERS = {"facestream": "facestream", "configs": "facestream.configs", "gallery
 
 # Layers from the bottom; a module may import its own layer group and any group listed before it.
 LAYERS = [
-    ["facestream.errors", "facestream.configs"],
+    ["facestream.errors", "facestream.wire", "facestream.configs"],
     ["facestream.gallery"],
     ["facestream.stream.config"],
     ["facestream.stream.engine"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from facestream import wire
 from facestream.errors import FacestreamError
 from facestream.stream.attendance.model import Record, Session
 from facestream.stream.attendance.store import AttendanceStore
@@ -64,7 +65,7 @@ class RedisAttendanceStore(AttendanceStore):
                                   "Check that redis-server is running; attendance resumes when it is back.") from None
 
     def add_session(self, session: Session) -> bool:
-        created = bool(self._call(self._r.hsetnx, PREFIX + "sessions", session.name, json.dumps(session.to_dict())))
+        created = bool(self._call(self._r.hsetnx, PREFIX + "sessions", session.name, wire.dumps(session.to_dict())))
         if created:
             self._call(self._r.zadd, PREFIX + "ends", {session.name: _score(session.end)})
         return created
@@ -93,7 +94,7 @@ class RedisAttendanceStore(AttendanceStore):
                 data = json.loads(raw)
                 data["end"] = end
                 pipe.multi()
-                pipe.hset(key, name, json.dumps(data))
+                pipe.hset(key, name, wire.dumps(data))
                 pipe.zadd(PREFIX + "ends", {name: _score(end)})
 
         self._call(self._r.transaction, update, key)
@@ -111,7 +112,7 @@ class RedisAttendanceStore(AttendanceStore):
         rec = {"session": session, "person_id": person_id, "name": name, "on_roster": bool(on_roster),
                "first_seen": first_seen, "last_seen": last_seen, "camera": camera, "best_similarity": float(similarity)}
         created, out = self._call(self._upsert, [PREFIX + "rec:" + session, PREFIX + "snap:" + session],
-                                  [person_id, json.dumps(rec), snapshot or b""])
+                                  [person_id, wire.dumps(rec), snapshot or b""])
         return _record(json.loads(out)), bool(created)
 
     def records(self, session: str) -> list[Record]:
@@ -124,7 +125,7 @@ class RedisAttendanceStore(AttendanceStore):
     def add_unknown(self, session, seen, camera, snapshot=None):
         if snapshot:
             self._call(self._r.rpush, PREFIX + "unknownsnap:" + session,
-                       json.dumps({"seen": seen, "camera": camera}).encode() + b"\n" + snapshot)
+                       wire.dumps({"seen": seen, "camera": camera}).encode() + b"\n" + snapshot)
         return int(self._call(self._r.incr, PREFIX + "unknown:" + session))
 
     def unknown_count(self, session: str) -> int:
@@ -155,7 +156,7 @@ class RedisAttendanceStore(AttendanceStore):
                         d = json.loads(raw)
                         d["roster"] = [r for r in d.get("roster", []) if r["person_id"] != person_id]
                         p.multi()
-                        p.hset(key, name, json.dumps(d))
+                        p.hset(key, name, wire.dumps(d))
 
                 self._call(self._r.transaction, update, key)
             touched += bool(had_record or on_roster)

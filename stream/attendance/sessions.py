@@ -7,6 +7,7 @@ a negative late delay, a roster naming people not enrolled, or two sessions on o
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -21,6 +22,10 @@ MAX_DEFAULT_ROSTER = 5000
 
 def _when(ts: float | None) -> str:
     return "open end" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+MAX_LATE_MINUTES = 24 * 60  # a late delay beyond a day is a typo
+MAX_SESSION_MINUTES = 31 * 24 * 60  # sessions end within a month
 
 
 def create_session(store: AttendanceStore, people: Callable[[], Iterable[PersonLike]], name: str, *,
@@ -42,13 +47,18 @@ def create_session(store: AttendanceStore, people: Callable[[], Iterable[PersonL
     names = [n for n in names if n.strip()]
     cameras = sorted({c.strip() for c in cameras if c.strip()})
     start = now if start is None else float(start)
+    if not math.isfinite(start) or (end is not None and not math.isfinite(float(end))):
+        raise FacestreamError(f"Session {name!r} has a start or end that is not a time.", "Give real times.")
+    if end is not None and end - start > MAX_SESSION_MINUTES * 60:
+        raise FacestreamError(f"Session {name!r} would last more than {MAX_SESSION_MINUTES // 1440} days.",
+                              "Give a shorter duration, or leave it open and stop it.")
     if end is not None and end <= start:
         raise FacestreamError(f"Session {name!r} would end ({_when(end)}) before it starts ({_when(start)}).",
                               "Give an end after the start, or a positive --duration.")
     late_after_s = float(late_after_s)
-    if not late_after_s >= 0:  # also refuses NaN
-        raise FacestreamError(f"Session {name!r} has a negative late delay ({late_after_s / 60:g} min).",
-                              "Give a late delay of 0 minutes or more.")
+    if not 0 <= late_after_s <= MAX_LATE_MINUTES * 60:  # also refuses NaN and infinity
+        raise FacestreamError(f"Session {name!r} has a late delay of {late_after_s / 60:g} min.",
+                              f"Give a late delay between 0 and {MAX_LATE_MINUTES} minutes.")
     if store.get_session(name) is not None:
         raise FacestreamError(f"An attendance session named {name!r} already exists.",
                               "Pick another name, or see it with `facestream attendance show NAME`.")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from facestream import wire
 from facestream.errors import FacestreamError
 from facestream.gallery.sqlite_store import sqlite_path
 from facestream.stream.attendance.model import Record, Session
@@ -78,7 +79,7 @@ class SQLiteAttendanceStore(AttendanceStore):
     def add_session(self, session: Session) -> bool:
         with self._locked() as db:
             cur = db.execute("INSERT OR IGNORE INTO attendance_sessions VALUES (?, ?, ?, ?)",
-                                   (session.name, session.start, json.dumps(session.to_dict()), session.end))
+                                   (session.name, session.start, wire.dumps(session.to_dict()), session.end))
             return cur.rowcount == 1
 
     def get_session(self, name: str) -> Session | None:
@@ -101,7 +102,7 @@ class SQLiteAttendanceStore(AttendanceStore):
                 data = json.loads(row[0])
                 data["end"] = end
                 db.execute("UPDATE attendance_sessions SET data = ?, end_ts = ? WHERE name = ?",
-                           (json.dumps(data), end, name))
+                           (wire.dumps(data), end, name))
 
     def delete_session(self, name: str) -> None:
         with self._transaction() as db:
@@ -171,7 +172,7 @@ class SQLiteAttendanceStore(AttendanceStore):
                 if len(kept) != len(d.get("roster", [])):
                     d["roster"] = kept
                     touched.add(name)
-                    db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?", (json.dumps(d), name))
+                    db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?", (wire.dumps(d), name))
         return len(touched)
 
     def close(self) -> None:

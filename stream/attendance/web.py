@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -23,9 +22,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 from websockets.http11 import Request, Response
 
 from facestream.errors import FacestreamError
+from facestream.stream.attendance.commands import AttendanceStart, AttendanceStop
 from facestream.stream.attendance.monitor import AttendanceMonitor
 from facestream.stream.attendance.report import to_csv, to_xlsx
 from facestream.stream.attendance.store import SessionNotFound
+from facestream.stream.live.commands import Command
 from facestream.stream.live.server import StreamServer
 
 log = logging.getLogger(__name__)
@@ -56,45 +57,32 @@ class AttendanceServer(StreamServer):
         return hello
 
     # -- websocket commands --------------------------------------------------------------------------------
-    async def _command(self, client, raw) -> None:
+    COMMANDS = {**StreamServer.COMMANDS, "attendance_start": AttendanceStart, "attendance_stop": AttendanceStop}
+    REPLIES = {**StreamServer.REPLIES, "attendance_start": "attendance_reply", "attendance_stop": "attendance_reply"}
+
+    async def _act(self, client, cmd: Command) -> dict:
+        if not isinstance(cmd, AttendanceStart | AttendanceStop):
+            return await super()._act(client, cmd)
+        reply: dict[str, Any] = {"type": "attendance_reply", "id": cmd.id, "command": cmd.type}
         try:
-            msg = json.loads(raw)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict) or msg.get("type") not in ("attendance_start", "attendance_stop"):
-            await super()._command(client, raw)
-            return
-        reply: dict[str, Any] = {"type": "attendance_reply", "id": msg.get("id"), "command": msg["type"]}
-        try:
-            session = self._run_command(msg)
+            session = self._run_command(cmd)
             reply.update(ok=True, session=session.to_json())
         except FacestreamError as exc:
             reply.update(ok=False, error=str(exc))
-        except (TypeError, ValueError) as exc:
-            reply.update(ok=False, error=f"Bad request ({exc}).")
-        await client.ws.send(json.dumps(reply))
+        return reply
 
-    def _run_command(self, msg: dict[str, Any]):
-        if msg["type"] == "attendance_stop":
-            return self.monitor.stop_session(msg.get("session") or None)
-        late = msg.get("late_after_minutes")
-        duration = msg.get("duration_minutes")
+    def _run_command(self, cmd: AttendanceStart | AttendanceStop):
+        if isinstance(cmd, AttendanceStop):
+            return self.monitor.stop_session(cmd.session or None)
         now = self.monitor.clock()
-        names = msg.get("people") or []
-        if isinstance(names, str):
-            names = names.split(",")
-        cameras = msg.get("cameras") or []
-        if isinstance(cameras, str):
-            cameras = cameras.split(",")
-        kwargs: dict[str, Any] = {"cameras": cameras, "roster": (msg.get("roster") or "").strip() or None,
-                                  "names": [str(n) for n in names]}
-        if late not in (None, ""):
-            kwargs["late_after_s"] = float(late) * 60
-        if duration not in (None, ""):
-            if float(duration) <= 0:
-                raise FacestreamError("The duration must be positive.", "Give minutes > 0, or leave it empty.")
-            kwargs["end"] = now + float(duration) * 60
-        return self.monitor.start_session(str(msg.get("name") or ""), **kwargs)
+        names = cmd.people.split(",") if isinstance(cmd.people, str) else cmd.people
+        cameras = cmd.cameras.split(",") if isinstance(cmd.cameras, str) else cmd.cameras
+        kwargs: dict[str, Any] = {"cameras": cameras, "roster": (cmd.roster or "").strip() or None, "names": names}
+        if cmd.late_after_minutes is not None:
+            kwargs["late_after_s"] = cmd.late_after_minutes * 60
+        if cmd.duration_minutes is not None:
+            kwargs["end"] = now + cmd.duration_minutes * 60
+        return self.monitor.start_session(cmd.name, **kwargs)
 
     # -- HTTP ------------------------------------------------------------------------------------------------
     def _http(self, connection, request: Request) -> Response | None:

@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from facestream.errors import FacestreamError
+from facestream.errors import FacestreamError, RedactingFilter
 from facestream.stream.cli import attendance, calibrate, demo, faces, feedback, gallery, run, train
 
 # Order here is the order in --help: detect/compare/models, enroll/identify/verify/people/gallery,
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # no password or token in any log line (-vv logs requests)
+        handler.addFilter(RedactingFilter())
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1

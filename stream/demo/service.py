@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facestream.errors import FacestreamError
+from facestream.errors import FacestreamError, redact
 from facestream.gallery.matcher import Matcher
 from facestream.gallery.store import GalleryStore, check_name
 from facestream.stream.config import Config
@@ -139,11 +138,6 @@ class PersonRow:
     updated: str
 
 
-def redact_url(url: str) -> str:
-    """A store URL fit to show on a public page: no password."""
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 class DemoService:
     """The demo's recognition back end: one analyzer, one gallery, one tracker per browser.
 
@@ -183,7 +177,7 @@ class DemoService:
         self.matcher  # noqa: B018  (opens the store and prepares the model)
 
     def describe(self) -> str:
-        return f"Gallery: `{redact_url(self.gallery_url)}`."
+        return f"Gallery: `{redact(self.gallery_url)}`."
 
     @property
     def threshold(self) -> float:

@@ -8,6 +8,7 @@ truncated or empty files, directories, and images too large to be sensible.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facestream.errors import FacestreamError
 
-# 10000x10000 is the largest photo we promise to read; beyond 16k x 16k a "photo"
-# is far more likely a decompression bomb than a picture of people.
-MAX_PIXELS = 16384 * 16384
-Image.MAX_IMAGE_PIXELS = None  # we enforce MAX_PIXELS ourselves with a clearer message
+# The most pixels an image may have: 50 Mpx holds an 8K frame and a 48 Mpx phone photo. A 400 KB
+# PNG can claim 20000x20000 pixels and cost gigabytes once decoded, so the limit holds for every
+# decoder in the process: PIL (which Gradio uses for uploads too) refuses such an image from its
+# header, before decoding. FACESTREAM_MAX_PIXELS changes it for the whole process.
+MAX_PIXELS = int(os.environ.get("FACESTREAM_MAX_PIXELS", 50_000_000))
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: an error, not a warning
 
 # The one list of readable image files, for every reader: enrolment folders, image-folder
 # sources, the trainer's identity folders and the demo's upload box. PGM/PPM/PBM are the
@@ -60,22 +64,31 @@ def load_image(source: str | Path | bytes) -> np.ndarray:
     if not data:
         raise FacestreamError(f"{name} is empty (0 bytes).", "Pass a real image file.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise FacestreamError(
-                    f"{name} is {img.width}x{img.height} pixels, larger than facestream reads.",
-                    "Resize it below 16384x16384 first.",
-                )
-            img.load()
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        check_pixels(img.width, img.height, name)
+        img.load()
     except FacestreamError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise too_large(name) from None
     except UnidentifiedImageError:
         raise FacestreamError(f"{name} is not an image facestream can read.", f"Use {FORMATS}.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise FacestreamError(f"{name} is damaged or truncated ({exc}).", "Re-export or re-download the image.") from None
     return pil_to_rgb(img)
+
+
+def too_large(name: str, width: int | None = None, height: int | None = None) -> FacestreamError:
+    size = f" is {width}x{height} pixels," if width else " has"
+    return FacestreamError(f"{name}{size} more than the {MAX_PIXELS / 1e6:.0f} Mpx facestream reads (a picture "
+                           "that large is more likely a decompression bomb than a photo).",
+                           "Resize it first (or raise FACESTREAM_MAX_PIXELS).")
+
+
+def check_pixels(width: int, height: int, name: str = "the image") -> None:
+    """Refuse an image whose header claims more than ``MAX_PIXELS``, before anything decodes it."""
+    if width * height > MAX_PIXELS:
+        raise too_large(name, width, height)
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:

@@ -6,7 +6,6 @@ worker thread; ``close()`` flushes them when the run ends.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facestream import wire
 from facestream.errors import FacestreamError
 from facestream.stream.engine.draw import draw_faces
 
@@ -40,7 +40,7 @@ class JsonlWriter:
         return self
 
     def _write(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, separators=(",", ":"))
+        line = wire.dumps(obj, separators=(",", ":"))
         with self._lock:
             if not self._fh.closed:
                 self._fh.write(line + "\n")

@@ -20,7 +20,6 @@ import functools
 import hmac
 import http
 import importlib.resources
-import json
 import logging
 import mimetypes
 import threading
@@ -37,10 +36,13 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from facestream import wire
 from facestream.errors import FacestreamError
 from facestream.stream.config import ServerConfig
 from facestream.stream.engine.draw import pixelate
 from facestream.stream.engine.faces import UNKNOWN
+from facestream.stream.live.commands import Command, CommandError, FeedbackUndo, Subscribe, parse_command
+from facestream.stream.live.commands import Feedback as FeedbackCommand
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
 
 log = logging.getLogger(__name__)
@@ -94,11 +96,11 @@ def _hide_unknown_faces(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     return out
 
 
-def _parse_sources(value: Any) -> set[str] | None:
-    if value in (None, "", "*", "all"):
+def _parse_sources(value: str | list[str] | None) -> set[str] | None:
+    if value is None or value in ("", "*", "all"):
         return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return {str(s).strip() for s in items if str(s).strip()} or None
+    items = value.split(",") if isinstance(value, str) else value
+    return {s.strip() for s in items if s.strip()} or None
 
 
 class StreamServer:
@@ -206,7 +208,7 @@ class StreamServer:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        text = json.dumps(message, separators=(",", ":"))
+        text = wire.dumps(message, separators=(",", ":"))
         jpeg_text = None
         if image is not None and source is not None and self.wants_jpeg(source):
             self._last_jpeg[source] = time.monotonic()
@@ -258,7 +260,7 @@ class StreamServer:
         log.info("client %s connected (%d now)", client.info()["remote"], len(self._clients))
         sender = asyncio.create_task(self._sender(client))
         try:
-            await ws.send(json.dumps(self._hello(client)))
+            await ws.send(wire.dumps(self._hello(client)))
             async for raw in ws:
                 await self._command(client, raw)
         except ConnectionClosed:
@@ -278,48 +280,55 @@ class StreamServer:
                 "subscribed": sorted(client.sources) if client.sources else None,
                 "frames": "jpeg" if client.jpeg else "none"}
 
-    async def _command(self, client: Client, raw: str | bytes) -> None:
-        """Client requests: ``{"type": "subscribe", "sources": [...] | null, "frames": "jpeg" | "none"}``;
-        corrections: ``{"type": "feedback", "id": ..., "source": "cam0", "track_id": 7, "verdict": "not" | "is",
-        "person": "Ada"}`` and ``{"type": "feedback_undo", "id": ..., "feedback": "<feedback id>"}``, answered
-        with ``{"type": "feedback_reply", "id": ..., "ok": ..., "feedback": {...} | "error": ...}``."""
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            msg = None
-        if isinstance(msg, dict) and msg.get("type") in ("feedback", "feedback_undo"):
-            await client.ws.send(json.dumps(await self._feedback(msg)))
-            return
-        if not isinstance(msg, dict) or msg.get("type") != "subscribe":
-            await client.ws.send(json.dumps({"type": "error", "error": "expected {\"type\": \"subscribe\", ...}"}))
-            return
-        if "sources" in msg:
-            client.sources = _parse_sources(msg["sources"])
-        if "frames" in msg:
-            client.jpeg = msg["frames"] == "jpeg"
-        self._snapshot = tuple(self._clients)
-        await client.ws.send(json.dumps({"type": "subscribed", "sources": sorted(client.sources) if client.sources
-                                         else None, "frames": "jpeg" if client.jpeg else "none"}))
+    # the commands this server takes; subclasses add theirs (attendance)
+    COMMANDS: dict[str, type[Command]] = {"subscribe": Subscribe, "feedback": FeedbackCommand,
+                                          "feedback_undo": FeedbackUndo}
+    REPLIES: dict[str, str] = {"feedback": "feedback_reply", "feedback_undo": "feedback_reply"}
 
-    async def _feedback(self, msg: dict) -> dict:
+    async def _command(self, client: Client, raw: str | bytes) -> None:
+        """One client request, validated (:mod:`facestream.stream.live.commands`): ``subscribe`` (sources,
+        frames); corrections ``feedback`` (source, track_id, verdict "not" | "is", person) and ``feedback_undo``
+        (feedback id), answered with ``{"type": "feedback_reply", "id": ..., "ok": ..., "feedback" | "error"}``.
+        A malformed command gets ``{"type": "error", "error": ...}`` and the connection stays open."""
+        try:
+            cmd = parse_command(raw, self.COMMANDS)
+        except CommandError as exc:
+            reply = self.REPLIES.get(exc.type or "")
+            await client.ws.send(wire.dumps({"type": "error", "error": str(exc)} if reply is None else
+                                            {"type": reply, "id": exc.id, "command": exc.type, "ok": False,
+                                             "error": str(exc)}))
+            return
+        await client.ws.send(wire.dumps(await self._act(client, cmd)))
+
+    async def _act(self, client: Client, cmd: Command) -> dict:
+        """Act on a valid command; the reply to send back."""
+        if isinstance(cmd, FeedbackCommand | FeedbackUndo):
+            return await self._feedback(cmd)
+        assert isinstance(cmd, Subscribe)
+        if "sources" in cmd.model_fields_set:
+            client.sources = _parse_sources(cmd.sources)
+        if cmd.frames is not None:
+            client.jpeg = cmd.frames == "jpeg"
+        self._snapshot = tuple(self._clients)
+        return {"type": "subscribed", "sources": sorted(client.sources) if client.sources else None,
+                "frames": "jpeg" if client.jpeg else "none"}
+
+    async def _feedback(self, cmd: FeedbackCommand | FeedbackUndo) -> dict:
         """Run a correction off the event loop (it writes to the gallery, maybe embeds); the reply says how it went."""
-        reply: dict[str, Any] = {"type": "feedback_reply", "id": msg.get("id"), "command": msg["type"]}
+        reply: dict[str, Any] = {"type": "feedback_reply", "id": cmd.id, "command": cmd.type}
         pipeline = self._pipeline
         if pipeline is None:
             return {**reply, "ok": False, "error": "This server has no live pipeline to correct."}
+        if isinstance(cmd, FeedbackUndo):
+            call = functools.partial(pipeline.undo_feedback, cmd.feedback)
+        else:
+            call = functools.partial(pipeline.feedback, cmd.source, cmd.track_id, cmd.verdict,
+                                     (cmd.person or "").strip() or None)
         try:
-            if msg["type"] == "feedback_undo":
-                call = functools.partial(pipeline.undo_feedback, str(msg.get("feedback", "")))
-            else:
-                call = functools.partial(pipeline.feedback, str(msg.get("source", "")), int(msg["track_id"]),
-                                         str(msg.get("verdict", "")), (str(msg["person"]).strip() or None)
-                                         if msg.get("person") is not None else None)
             done = await asyncio.get_running_loop().run_in_executor(None, call)
-            return {**reply, "ok": True, "feedback": done.to_json()}
         except FacestreamError as exc:
             return {**reply, "ok": False, "error": str(exc)}
-        except (KeyError, TypeError, ValueError) as exc:
-            return {**reply, "ok": False, "error": f"Bad request ({exc}): send source, track_id, verdict, person."}
+        return {**reply, "ok": True, "feedback": done.to_json()}
 
     async def _sender(self, client: Client) -> None:
         try:
@@ -358,7 +367,7 @@ class StreamServer:
         return Response(st.value, st.phrase, headers, body)
 
     def _json(self, status: int, obj: Any) -> Response:
-        return self._response(status, json.dumps(obj, default=str).encode(), "application/json")
+        return self._response(status, wire.dumps(obj, default=str).encode(), "application/json")
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path

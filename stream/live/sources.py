@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from facestream.errors import FacestreamError
+from facestream.errors import FacestreamError, redact
 from facestream.stream.config import SourceConfig
 from facestream.stream.engine.imageio import FORMATS, image_files, load_image
 
@@ -83,16 +83,6 @@ def source_kind(url: str) -> str:
         return "stream"
     path = Path(text).expanduser()
     return "folder" if path.is_dir() else "file"
-
-
-def redact(url: str) -> str:
-    """The URL without a password, for logs and messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
 
 
 class _Capture(Protocol):

@@ -75,7 +75,7 @@ def test_bad_input_is_one_clear_line(url, capsys):
     rc, _, err = run(capsys, "attendance", "start", "x", "--people", "Joe Biden", "--start", "25:99", *opt)
     assert rc == 2 and "Bad time" in err
     rc, _, err = run(capsys, "attendance", "start", "x", "--people", "Joe Biden", "--late-after", "-5", *opt)
-    assert rc == 2 and "negative late delay (-5 min)" in err and "Traceback" not in err
+    assert rc == 2 and "late delay of -5 min" in err and "Traceback" not in err
     run(capsys, "attendance", "start", "x", "--people", "Joe Biden", *opt)
     rc, _, err = run(capsys, "attendance", "show", "y", *opt)
     assert rc == 2 and "Unknown attendance session 'y'" in err and "Known sessions: x" in err

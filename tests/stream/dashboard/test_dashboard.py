@@ -303,9 +303,9 @@ def test_dashboard_commands_get_the_session_checks_and_a_missing_session_is_404(
                 return reply
 
             reply = command(name="x", people="Lin-Manuel Miranda", late_after_minutes=-5)
-            assert not reply["ok"] and "negative late delay" in reply["error"]  # create_session's own check
+            assert not reply["ok"] and "late_after_minutes: Input should be greater than or equal to 0" in reply["error"]
             reply = command(name="x", people="Lin-Manuel Miranda", duration_minutes=0)
-            assert not reply["ok"] and "duration must be positive" in reply["error"]
+            assert not reply["ok"] and "duration_minutes: Input should be greater than 0" in reply["error"]
             assert command(name="x", people="Lin-Manuel Miranda", late_after_minutes=2)["ok"]
         assert store.get_session("x").late_after_s == 120
         status, body = http_get(f"{base}/api/attendance?session=nope&token={TOKEN}")

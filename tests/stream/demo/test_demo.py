@@ -158,7 +158,7 @@ def huge_png(path: Path, side: int = 20000) -> Path:
 
 
 def test_a_huge_image_is_refused_with_a_message(client, tmp_path):
-    with pytest.raises(AppError, match=r"huge\.png is 20000x20000 pixels, larger than facestream reads") as err:
+    with pytest.raises(AppError, match=r"huge\.png is 20000x20000 pixels, more than the 50 Mpx facestream reads") as err:
         client.predict(handle_file(str(huge_png(tmp_path / "huge.png"))), api_name="/identify")
     assert "/tmp" not in str(err.value)  # the visitor's file name, not the server's temp path
 

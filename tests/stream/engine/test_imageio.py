@@ -72,8 +72,11 @@ def test_exif_rotation_is_applied(tmp_path):
 def test_bytes_input_and_huge_image(tmp_path):
     assert load_image(PHOTO.read_bytes()).shape[2] == 3
     big = tmp_path / "big.png"
-    Image.new("RGB", (10000, 10000), (90, 120, 150)).save(big, compress_level=1)
-    assert load_image(big).shape == (10000, 10000, 3)
+    Image.new("RGB", (7000, 7000), (90, 120, 150)).save(big, compress_level=1)  # 49 Mpx: within the limit
+    assert load_image(big).shape == (7000, 7000, 3)
+    Image.new("L", (7100, 7100)).save(tmp_path / "over.png", compress_level=1)  # 50.4 Mpx
+    with pytest.raises(FacestreamError, match=r"7100x7100 pixels, more than the 50 Mpx"):
+        load_image(tmp_path / "over.png")
 
 
 def test_pgm_and_ppm_are_read_and_listed_like_every_format(tmp_path):
