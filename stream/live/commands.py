@@ -67,7 +67,8 @@ def parse_command(raw: str | bytes, models: dict[str, type[Command]]) -> Command
         raise CommandError("a command must be one JSON object") from None
     if not isinstance(msg, dict):
         raise CommandError("a command must be one JSON object")
-    model = models.get(msg.get("type")) if isinstance(msg.get("type"), str) else None
+    kind = msg.get("type")
+    model = models.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise CommandError(f"unknown command type {str(msg.get('type'))[:40]!r}; send one of: "
                            + ", ".join(sorted(models)))
