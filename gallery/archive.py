@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from facestream.gallery.errors import GalleryError
-from facestream.gallery.store import GalleryStore
+from facestream.gallery.store import GalleryStore, check_metadata, check_name, check_person_id
 from facestream.gallery.types import NewEmbedding, Person
 
 FORMAT = "facestream-gallery"
@@ -89,43 +91,124 @@ def export_gallery(store: GalleryStore, path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def read_archive(path: str | Path) -> tuple[dict[str, Any], list[tuple[Person, list[NewEmbedding]]]]:
-    """Parse and check an archive completely before anything is written to a store."""
+# An archive is read whole before anything is written, so what it may claim is bounded: a member that
+# inflates more than MAX_RATIO times (a zip bomb: 400 KB that decompresses to 800 MB), or beyond
+# MAX_MEMBER, or an archive beyond MAX_TOTAL, is refused from the zip directory, before decompression.
+MAX_RATIO = 200
+MAX_MEMBER = 4 << 30
+MAX_TOTAL = 32 << 30
+_HASH = re.compile(r"[0-9A-Za-z_-]{1,128}")
+
+
+def read_archive(path: str | Path, max_total: int = MAX_TOTAL) -> tuple[dict[str, Any], list[tuple[Person, list[NewEmbedding]]]]:
+    """Parse and check an archive completely before anything is written to a store.
+
+    Raises:
+        GalleryError: not an archive, damaged, too large or too compressed, or a manifest or people file
+            that does not hold what the format says (every field is checked).
+    """
     path = Path(path)
     bad = "Export it again with `facestream gallery export`."
     if not path.is_file():
         raise GalleryError(f"Archive not found: {path}.", "Check the path.")
     try:
         with zipfile.ZipFile(path) as zf:
+            _check_sizes(zf, path, max_total)
             names = set(zf.namelist())
             if "manifest.json" not in names or "people.json" not in names:
                 raise GalleryError(f"{path} is not a facestream gallery archive (no manifest/people).", bad)
             manifest = json.loads(zf.read("manifest.json"))
-            if manifest.get("format") != FORMAT or manifest.get("version") not in READABLE:
-                raise GalleryError(f"{path} has format {manifest.get('format')!r} version {manifest.get('version')!r}; "
-                                   f"this facestream reads {FORMAT!r} version {VERSION}.", bad)
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+                    or manifest.get("version") not in READABLE:
+                got = manifest if not isinstance(manifest, dict) else (manifest.get("format"), manifest.get("version"))
+                raise GalleryError(f"{path} has format {got!r}; this facestream reads {FORMAT!r} version "
+                                   f"{', '.join(map(str, READABLE))}.", bad)
+            models = _models(manifest, names, path)
             people = json.loads(zf.read("people.json"))
+            if not isinstance(people, list):
+                raise _invalid(path, "people.json", "a list of people")
             matrices = {}
-            for m, info in manifest["models"].items():
+            for m, info in models.items():
                 arr = np.load(io.BytesIO(zf.read(info["file"])), allow_pickle=False)
                 if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape != (info["count"], info["dim"]):
                     raise GalleryError(f"{path}: {info['file']} has shape {arr.shape}, manifest says "
                                        f"({info['count']}, {info['dim']}).", bad)
+                if not np.all(np.isfinite(arr)):
+                    raise GalleryError(f"{path}: {info['file']} holds vectors that are not finite.", bad)
                 matrices[m] = arr
-            out = []
-            for p in people:
-                embs = []
-                for e in p["embeddings"]:
-                    chip = zf.read(e["chip"]) if e.get("chip") else None
-                    embs.append(NewEmbedding(matrices[e["model_id"]][e["row"]], e["model_id"], e["hash"], chip,
-                                             e.get("source", ""), e.get("created", 0.0), bool(e.get("negative"))))
-                out.append((Person(p["id"], p["name"], p.get("metadata") or {}, len(embs), p.get("created", 0.0),
-                                   p.get("updated", 0.0)), embs))
+            out = [_person(p, i, matrices, names, zf, path) for i, p in enumerate(people)]
     except GalleryError:
         raise
-    except (zipfile.BadZipFile, KeyError, IndexError, ValueError, TypeError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, IndexError, ValueError, TypeError, OSError, EOFError) as exc:
         raise GalleryError(f"{path} is damaged or not a facestream gallery archive ({exc}).", bad) from None
     return manifest, out
+
+
+def _check_sizes(zf: zipfile.ZipFile, path: Path, max_total: int) -> None:
+    total = 0
+    for info in zf.infolist():
+        total += info.file_size
+        if info.file_size > MAX_MEMBER or total > max_total:
+            raise GalleryError(f"{path}: {info.filename} would unpack to {info.file_size >> 20} MB "
+                               f"({total >> 20} MB so far), more than an archive may hold.",
+                               "Split the gallery, or check where the archive came from.")
+        if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(1, info.compress_size):
+            raise GalleryError(f"{path}: {info.filename} inflates {info.file_size // max(1, info.compress_size)}x "
+                               f"({info.compress_size} bytes to {info.file_size >> 20} MB): a zip bomb, not a "
+                               "gallery.", "Check where the archive came from.")
+
+
+def _invalid(path: Path, where: str, expected: str) -> GalleryError:
+    return GalleryError(f"{path}: {where} is not {expected}.", "Export it again with `facestream gallery export`.")
+
+
+def _models(manifest: dict[str, Any], names: set[str], path: Path) -> dict[str, dict[str, Any]]:
+    models = manifest.get("models")
+    if not isinstance(models, dict):
+        raise _invalid(path, "manifest.models", "an object of models")
+    for m, info in models.items():
+        ok = (isinstance(m, str) and 0 < len(m) <= 200 and isinstance(info, dict)
+              and isinstance(info.get("file"), str) and info["file"] in names
+              and isinstance(info.get("dim"), int) and 0 < info["dim"] <= 8192
+              and isinstance(info.get("count"), int) and 0 <= info["count"] <= 100_000_000)
+        if not ok:
+            raise _invalid(path, f"manifest.models[{str(m)[:40]!r}]", "{file, dim, count} of a file in the archive")
+    return models
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _person(p: Any, i: int, matrices: dict[str, np.ndarray], names: set[str], zf: zipfile.ZipFile, path: Path
+            ) -> tuple[Person, list[NewEmbedding]]:
+    where = f"people.json[{i}]"
+    if not isinstance(p, dict) or not isinstance(p.get("embeddings", []), list):
+        raise _invalid(path, where, "a person with a list of embeddings")
+    try:
+        pid = check_person_id(p.get("id"))
+        name = check_name(p.get("name"))
+        metadata = check_metadata(p.get("metadata") or {})
+    except GalleryError as exc:
+        raise GalleryError(f"{path}: {where}: {exc.problem}", exc.fix) from None
+    for key in ("created", "updated"):
+        if key in p and not _number(p[key]):
+            raise _invalid(path, f"{where}.{key}", "a time in seconds")
+    embs = []
+    for j, e in enumerate(p.get("embeddings", [])):
+        at = f"{where}.embeddings[{j}]"
+        ok = (isinstance(e, dict) and e.get("model_id") in matrices and isinstance(e.get("hash"), str)
+              and _HASH.fullmatch(e["hash"]) is not None and isinstance(e.get("row"), int)
+              and not isinstance(e["row"], bool) and 0 <= e["row"] < len(matrices[e["model_id"]])
+              and isinstance(e.get("source", ""), str) and _number(e.get("created", 0.0))
+              and (e.get("chip") is None or (isinstance(e["chip"], str) and e["chip"] in names))
+              and isinstance(e.get("negative", False), bool))
+        if not ok:
+            raise _invalid(path, at, "{model_id, hash, row within its model's vectors, source, created, chip}")
+        chip = zf.read(e["chip"]) if e.get("chip") else None
+        embs.append(NewEmbedding(matrices[e["model_id"]][e["row"]], e["model_id"], e["hash"], chip,
+                                 e.get("source", ""), float(e.get("created", 0.0)), bool(e.get("negative"))))
+    return Person(pid, name, metadata, len(embs), float(p.get("created", 0.0)), float(p.get("updated", 0.0))), embs
 
 
 def import_gallery(store: GalleryStore, path: str | Path) -> dict[str, Any]:

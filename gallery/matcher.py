@@ -68,6 +68,7 @@ class _Index:
     people: np.ndarray  # (P, D + 1) float32: normalised mean embedding, then -shift
     negatives: dict[int, np.ndarray]  # person index -> their negative rows
     device_matrix: Any = None  # torch tensor of `people` on the GPU, when used
+    ids: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, data: GalleryMatrix, decision: Decision, device: str) -> _Index:
@@ -84,7 +85,7 @@ class _Index:
                 people[:, :dim] = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
             people[:, dim] = -decision.shift(photos)
         negatives = {int(p): data.negatives[data.negative_person == p] for p in np.unique(data.negative_person)}
-        index = cls(data, decision, starts, photos, people, negatives)
+        index = cls(data, decision, starts, photos, people, negatives, ids=frozenset(data.person_ids))
         if device in ("cuda", "torch") and len(rp):
             import torch
 
@@ -382,6 +383,10 @@ class Matcher:
         if decision.names(sim, photos, n) and out.margin >= decision.min_margin and not tie:
             out.best = candidates[0]
         return out
+
+    def knows(self, person_id: str) -> bool:
+        """Whether the person is in the gallery as last loaded (a deleted person no longer is)."""
+        return person_id in self._fresh().ids
 
     def rows_of(self, person_id: str) -> np.ndarray:
         """The embeddings of one person in the current snapshot ((0, D) when they have none)."""

@@ -302,6 +302,8 @@ class SqliteStore(GalleryStore):
             # ON DELETE CASCADE (foreign_keys=ON) removes the embeddings, the negatives and, per (model, hash),
             # the chips.
             db.execute("DELETE FROM people WHERE id = ?", (pid,))
+        with self._lock:  # secure_delete overwrote the rows; the write-ahead log must not keep them either
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         assert person is not None
         return person
 

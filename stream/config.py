@@ -237,7 +237,14 @@ class AttendanceConfig(Section):
     min_frames: int = Field(5, ge=1, le=10000, description="Frames a person must be recognised on one track.")
     min_seconds: float = Field(0.0, ge=0.0, le=3600.0, description="Seconds a person must be recognised on one track.")
     late_after_minutes: float = Field(10.0, ge=0.0, le=1440.0, description="Late if first seen after start + this.")
+    keep_snapshots: bool = Field(
+        False, description="Keep a face snapshot (a small JPEG) of each recognised person per session, shown in the "
+        "dashboard; off: attendance keeps names and times only.")
     keep_unknown_snapshots: bool = Field(False, description="Keep face snapshots of unknown people.")
+    retention_days: float | None = Field(
+        30.0, gt=0.0, le=36500.0,
+        description="Snapshots of sessions that ended more than this many days ago are deleted (records stay); "
+        "None = keep them.")
     default_session: bool = Field(
         True, description="`facestream run` without --session records into a session for the day ('day YYYY-MM-DD')."
     )

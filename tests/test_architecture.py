@@ -24,7 +24,8 @@ LAYERS = [
     ["facestream.stream.engine"],
     ["facestream.stream.recognition", "facestream.trainer"],
     ["facestream.stream.live"],
-    ["facestream.stream.attendance", "facestream.stream.demo", "facestream.stream.dashboard"],
+    ["facestream.stream.attendance"],
+    ["facestream.stream.demo", "facestream.stream.dashboard"],
     ["facestream.stream.cli"],
     ["facestream", "facestream.__main__", "facestream.stream"],  # package roots: docs, version, `python -m`
 ]

@@ -31,6 +31,9 @@ from facestream.stream.config import AttendanceConfig
 from facestream.stream.engine.faces import Faces, FrameResult
 
 log = logging.getLogger(__name__)
+
+# Strangers' looks kept per session to tell a returning stranger from a new one (4096 x 128 floats: 2 MB).
+MAX_STRANGER_LOOKS = 4096
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 Listener = Callable[[dict[str, Any]], None]
@@ -57,6 +60,34 @@ def face_snapshot(frame_rgb: np.ndarray | None, box: Iterable[float], max_side: 
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 85])
     return buf.tobytes() if ok else None
+
+
+class _Looks:
+    """The looks of the strangers counted in one session: at most ``MAX_STRANGER_LOOKS``, the oldest forgotten
+    first, in one preallocated matrix, so a long session's memory and the time per departing stranger stay
+    bounded (a stranger who comes back after that many others is counted again)."""
+
+    def __init__(self, capacity: int = 0):
+        self.capacity = capacity or MAX_STRANGER_LOOKS
+        self.matrix: np.ndarray | None = None
+        self.count = 0
+
+    def add(self, look: np.ndarray) -> None:
+        look = np.asarray(look, np.float32).reshape(-1)
+        if self.matrix is None or self.matrix.shape[1] != len(look):
+            self.matrix, self.count = np.zeros((self.capacity, len(look)), np.float32), 0
+        self.matrix[self.count % self.capacity] = look
+        self.count += 1
+
+    def best(self, look: np.ndarray) -> float:
+        """The highest similarity of ``look`` to a kept look (-inf when none)."""
+        n = min(self.count, self.capacity)
+        if self.matrix is None or not n or self.matrix.shape[1] != np.size(look):
+            return float("-inf")
+        return float((self.matrix[:n] @ np.asarray(look, np.float32).reshape(-1)).max())
+
+    def __len__(self) -> int:
+        return min(self.count, self.capacity)
 
 
 @dataclass
@@ -107,7 +138,8 @@ class AttendanceMonitor:
         self._pending_unknown: dict[tuple[str, int], _Stranger] = {}
         # per session, the look of every stranger counted by this process (memory only: strangers'
         # faces are not enrolled, so their embeddings are never written anywhere)
-        self._strangers: dict[str, list[np.ndarray]] = {}
+        self._strangers: dict[str, _Looks] = {}
+        self._next_purge = 0.0
         self._lock = threading.RLock()
         self._next_refresh = 0.0
         self._next_forget = 0.0
@@ -227,6 +259,12 @@ class AttendanceMonitor:
                 self.sessions = {s.name: s for s in self.store.open_sessions(since)}
                 for gone in set(self._strangers) - set(self.sessions):
                     del self._strangers[gone]
+                if self.config.retention_days and now >= self._next_purge:
+                    self._next_purge = now + 3600.0  # hourly: the rule holds within an hour
+                    purged = self.store.purge_snapshots(now - self.config.retention_days * 86400.0)
+                    if purged:
+                        log.info("attendance: deleted the snapshots of %d session(s) older than %g days", purged,
+                                 self.config.retention_days)
             except FacestreamError as exc:
                 self._store_error(exc, now)
                 return
@@ -320,7 +358,7 @@ class AttendanceMonitor:
         improved = last is not None and best > last[1] + 0.01
         if last is not None and ts - last[0] < self.config.flush_seconds and not improved:
             return
-        snap = face_snapshot(frame, box) if (last is None or improved) else None
+        snap = face_snapshot(frame, box) if self.config.keep_snapshots and (last is None or improved) else None
         first = max(st.first_ts, s.start)
         rec, created = self.store.upsert(s.name, person_id, st.name, person_id in s.roster_ids(), first, ts,
                                          camera, best, snap)
@@ -338,14 +376,13 @@ class AttendanceMonitor:
         at the match threshold), it is the same person and is not counted again.
         """
         for name in stranger.sessions:
-            seen = self._strangers.setdefault(name, [])
-            if stranger.look is not None and self.threshold is not None and seen \
-                    and float(np.max(np.stack(seen) @ stranger.look)) >= self.threshold:
+            seen = self._strangers.setdefault(name, _Looks())
+            if stranger.look is not None and self.threshold is not None and seen.best(stranger.look) >= self.threshold:
                 log.debug("attendance: an unknown face in %r came back; not counted again", name)
                 continue
             count = self.store.add_unknown(name, stranger.first_ts, camera, stranger.snapshot)
             if stranger.look is not None:
-                seen.append(stranger.look)
+                seen.add(stranger.look)
             self._emit({"type": "unknown", "session": name, "camera": camera, "time": stranger.first_ts,
                         "count": count})
 

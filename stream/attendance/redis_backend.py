@@ -162,6 +162,22 @@ class RedisAttendanceStore(AttendanceStore):
             touched += bool(had_record or on_roster)
         return touched
 
+    def purge_snapshots(self, ended_before: float) -> int:
+        names = self._call(self._r.zrangebyscore, PREFIX + "ends", "-inf", f"({ended_before}")
+        if names:
+            pipe = self._r.pipeline()
+            for raw in names:
+                name = raw.decode() if isinstance(raw, bytes) else raw
+                pipe.delete(PREFIX + "snap:" + name, PREFIX + "unknownsnap:" + name)
+            self._call(pipe.execute)
+            for raw in names:  # records say a snapshot exists: they no longer do
+                name = raw.decode() if isinstance(raw, bytes) else raw
+                for person_id, rec in (self._call(self._r.hgetall, PREFIX + "rec:" + name) or {}).items():
+                    d = json.loads(rec)
+                    if d.pop("has_snapshot", None):
+                        self._call(self._r.hset, PREFIX + "rec:" + name, person_id, wire.dumps(d))
+        return len(names)
+
     def close(self) -> None:
         self._r.close()
 

@@ -41,6 +41,7 @@ class SQLiteAttendanceStore(AttendanceStore):
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA secure_delete=ON")  # deleted snapshots' bytes are overwritten, not left
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise FacestreamError(f"Cannot open the attendance database {path} ({exc}).",
@@ -109,6 +110,7 @@ class SQLiteAttendanceStore(AttendanceStore):
             for table, col in (("attendance_sessions", "name"), ("attendance_records", "session"),
                                ("attendance_unknown", "session")):
                 db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
+        self._checkpoint()
 
     def upsert(self, session, person_id, name, on_roster, first_seen, last_seen, camera, similarity,
                snapshot=None):
@@ -173,7 +175,25 @@ class SQLiteAttendanceStore(AttendanceStore):
                     d["roster"] = kept
                     touched.add(name)
                     db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?", (wire.dumps(d), name))
+        self._checkpoint()
         return len(touched)
+
+    def purge_snapshots(self, ended_before: float) -> int:
+        with self._transaction() as db:
+            names = [r[0] for r in db.execute("SELECT name FROM attendance_sessions WHERE end_ts IS NOT NULL "
+                                              "AND end_ts < ?", (ended_before,)).fetchall()]
+            for name in names:
+                db.execute("UPDATE attendance_records SET snapshot = NULL WHERE session = ? AND snapshot IS NOT NULL",
+                           (name,))
+                db.execute("UPDATE attendance_unknown SET snapshot = NULL WHERE session = ? AND snapshot IS NOT NULL",
+                           (name,))
+        self._checkpoint()
+        return len(names)
+
+    def _checkpoint(self) -> None:
+        """Fold the write-ahead log into the file and empty it: a deleted face must not linger in the WAL."""
+        with self._locked() as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:

@@ -82,6 +82,11 @@ class AttendanceStore(abc.ABC):
         Returns how many sessions held them.
         """
 
+    @abc.abstractmethod
+    def purge_snapshots(self, ended_before: float) -> int:
+        """Drop the face snapshots (people's and strangers') of sessions that ended before ``ended_before``;
+        records and counts stay. Returns how many sessions were purged (the retention rule)."""
+
     def close(self) -> None:  # noqa: B027 - optional for backends
         """Release connections."""
 

@@ -249,15 +249,9 @@ def cmd_people_rename(args: argparse.Namespace) -> int:
 
 
 def cmd_people_delete(args: argparse.Namespace) -> int:
-    store = _store(args)
-    person = store.delete_person(args.person)
-    print(f"deleted {person.name} (id {person.id}) and {person.n_embeddings} embeddings")
-    # attendance (helper H): every trace goes, so their attendance records and face snapshots too
-    from facestream.stream.attendance import open_attendance_store
+    from facestream.stream.attendance.erase import erase_person
 
-    sessions = open_attendance_store(store.url).forget_person(person.id)
-    if sessions:
-        print(f"removed {person.name} from {sessions} attendance session(s)")
+    print(erase_person(_store(args), args.person).describe())
     return 0
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from facestream.errors import FacestreamError, redact
 from facestream.gallery.matcher import Matcher
 from facestream.gallery.store import GalleryStore, check_name
+from facestream.stream.attendance.erase import erase_person
 from facestream.stream.config import Config
 from facestream.stream.demo.text import md
 from facestream.stream.demo.webcam import WebcamSession
@@ -382,9 +383,10 @@ class DemoService:
             return []
 
     def delete(self, person: str) -> str:
-        """Remove a person and every trace of them (``facestream people delete``)."""
-        gone = self.store.delete_person(person.strip())
-        return f"Deleted **{md(gone.name)}** and their {gone.n_embeddings} embedding(s)."
+        """Remove a person and every trace of them, attendance included (``facestream people delete``)."""
+        gone = erase_person(self.store, person.strip())
+        return (f"Deleted **{md(gone.name)}**: {gone.embeddings} embedding(s), and their attendance in "
+                f"{gone.sessions} session(s).")
 
 
 def _read(path: Path) -> bytes:

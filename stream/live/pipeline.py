@@ -405,7 +405,10 @@ class Pipeline:
         timings = {"decode": frame.decode_ms, "detect": detect_ms}
         update = w.tracker.update(faces, frame.index, frame.timestamp)
         for track in update.tracks:
-            if track.reconsider:  # a user corrected its name: decide again from fresh embeddings
+            # a user corrected its name, or the person was deleted: decide again from fresh embeddings
+            # (a deleted person must not come back through a track that still carries their id)
+            if track.reconsider or (track.person_id is not None and self.matcher is not None
+                                    and not self.matcher.knows(track.person_id)):
                 w.tracker.forget_identity(track)
         t2 = time.perf_counter()
         timings["track"] = (t2 - t) * 1000

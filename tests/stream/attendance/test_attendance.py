@@ -145,6 +145,13 @@ def test_store_upsert_keeps_earliest_first_seen_and_best_snapshot(store, store_u
     assert other.forget_person("p-joe") == 2  # his record in cs101, his roster places in cs101 and old
     assert store.snapshot("cs101", "p-joe") is None and [r.person_id for r in store.records("cs101")] == ["p-lin"]
     assert "p-joe" not in store.get_session("cs101").roster_ids()
+    # retention: the snapshots of sessions that ended before the cut go, records and counts stay
+    store.upsert("old", "p-joe", "Joe Biden", True, T0 - 8000, T0 - 7990, "cam0", 0.7, b"OLDJPEG")
+    store.add_unknown("old", T0 - 8000, "cam0", b"OLDSTRANGER")
+    assert store.purge_snapshots(T0 - 4000) == 1  # "old" ended at T0 - 5000; cs101 is open
+    assert store.snapshot("old", "p-joe") is None and store.unknown_snapshots("old") == []
+    assert [r.person_id for r in store.records("old")] == ["p-joe"] and not store.records("old")[0].has_snapshot
+    assert store.unknown_count("old") == 1 and store.snapshot("cs101", "p-lin") == b"C"
     other.delete_session("cs101")
     assert store.get_session("cs101") is None and store.records("cs101") == [] and store.unknown_count("cs101") == 0
     other.close()
@@ -160,7 +167,8 @@ def feed(monitor: AttendanceMonitor, clock: Clock, n: int, *items, camera: str =
 
 def test_monitor_marks_present_late_absent_extra_unknown_and_survives_restart(store, store_url):
     clock = Clock()
-    cfg = AttendanceConfig(min_frames=5, late_after_minutes=1, flush_seconds=0.5, keep_unknown_snapshots=True)
+    cfg = AttendanceConfig(min_frames=5, late_after_minutes=1, flush_seconds=0.5, keep_snapshots=True,
+                           keep_unknown_snapshots=True)
     events: list[dict] = []
     mon = AttendanceMonitor(store, cfg, people=lambda: PEOPLE, threshold=0.6, clock=clock)
     mon.add_listener(events.append)
