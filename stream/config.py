@@ -183,9 +183,19 @@ class SourceConfig(Section):
 
 
 class ServerConfig(Section):
+    """The live server: where it listens, who may connect."""
+
     host: str = Field("127.0.0.1", description="Interface the websocket/HTTP server listens on.")
     port: int = Field(8765, ge=0, le=65535, description="Websocket and HTTP port (dashboard, /stats).")
-    token: str | None = Field(None, description="If set, clients must present this token.")
+    token: str | None = Field(
+        None, description="If set, clients must present this token (`facestream token` makes one). Required to "
+        "listen beyond loopback; an empty token is an error, never 'auth off'.")
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Web pages (scheme://host:port) besides the server's own that may connect "
+        "(a browser's Origin); every other page is refused.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names the server answers to besides loopback ones (refuses DNS "
+        "rebinding); with a non-loopback host and this empty, any Host is answered (the token guards).")
     client_queue: int = Field(32, ge=1, le=10000, description="Messages kept per slow client before old ones drop.")
     jpeg_fps: float = Field(5.0, ge=0.0, le=60.0, description="Most JPEG frames per second per source sent to viewers.")
     jpeg_quality: int = Field(70, ge=10, le=100, description="JPEG quality of the frames sent to viewers.")
@@ -193,6 +203,14 @@ class ServerConfig(Section):
         False, description="Pixelate faces not recognised as an enrolled person in viewers' frames and --record videos."
     )
     stats_every: float = Field(30.0, ge=0.0, le=86400.0, description="Log per-source stats every N seconds; 0 = never.")
+
+    @field_validator("token")
+    @classmethod
+    def _real_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value.strip()) < 8:
+            raise ValueError("an empty or short token would be no protection (unset it with null, or run "
+                             "`facestream token` for a real one: at least 8 characters)")
+        return value
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -265,7 +283,35 @@ class AttendanceConfig(Section):
 class DemoConfig(Section):
     host: str = Field("127.0.0.1", description="Interface the Gradio demo listens on.")
     port: int = Field(7860, ge=0, le=65535, description="Gradio port.")
-    allow_enrolment: bool = Field(True, description="Show the Enrol tab and accept new people.")
+    allow_enrolment: bool = Field(
+        True, description="Show the Enrol tab: visitors may enrol NEW people (adding faces to an existing person, "
+        "corrections and deleting need admin_token).")
+    admin_token: str | None = Field(
+        None, description="Unlocks adding photos to enrolled people, corrections and deleting in the demo; "
+        "None = those are off.")
+    login: str | None = Field(
+        None, description="'user:password' a visitor must sign in with (Gradio auth); None = no sign-in.")
+    kiosk: bool | None = Field(
+        None, description="Show no list of enrolled people and none of their faces (look-alikes by name only); "
+        "None = on when enrolment is off.")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _real_admin_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value.strip()) < 8:
+            raise ValueError("an empty or short admin token would be no protection (at least 8 characters)")
+        return value
+
+    @field_validator("login")
+    @classmethod
+    def _user_password(cls, value: str | None) -> str | None:
+        if value is not None and (":" not in value or not all(part.strip() for part in value.split(":", 1))):
+            raise ValueError("give the login as 'user:password'")
+        return value
+
+    @property
+    def kiosk_mode(self) -> bool:
+        return (not self.allow_enrolment) if self.kiosk is None else self.kiosk
 
 
 class MlflowConfig(Section):

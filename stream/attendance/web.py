@@ -88,10 +88,13 @@ class AttendanceServer(StreamServer):
     def _http(self, connection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == API or path.startswith(API + "/"):
+            refused = self._refusal(request)
+            if refused is not None:
+                return refused
             if not self._authorized(request):
                 self.rejected += 1
                 return self._json(401, {"error": "missing or wrong token",
-                                        "fix": "open the dashboard as /?token=YOUR_TOKEN (server.token)"})
+                                        "fix": "open the dashboard as /#token=YOUR_TOKEN (server.token)"})
             try:
                 return self._api(path[len(API):], parse_qs(urlsplit(request.path).query))
             except FacestreamError as exc:

@@ -12,13 +12,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="interface to listen on (default: demo.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: demo.port, 7860)")
     p.add_argument("--no-enrol", action="store_true", help="hide the Enrol tab and deleting (public kiosks)")
+    p.add_argument("--admin-token", help="unlocks adding to enrolled people, corrections and deleting "
+                                         "(default: demo.admin_token; none = those are off)")
+    p.add_argument("--login", metavar="USER:PASSWORD", help="visitors must sign in (default: demo.login)")
     add_gallery_options(p)
     p.set_defaults(handler=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     config = load_args_config(args, {"demo.host": args.host or None, "demo.port": args.port,
-                                     "demo.allow_enrolment": False if args.no_enrol else None})
+                                     "demo.allow_enrolment": False if args.no_enrol else None,
+                                     "demo.admin_token": args.admin_token, "demo.login": args.login})
 
     from facestream.stream.demo import build_demo, launch_demo
     from facestream.stream.demo.service import DemoService
@@ -26,7 +30,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     service = DemoService(config)
     service.check()  # open the gallery and the models now: a bad URL fails here, not on the first click
     demo = build_demo(service, allow_enrolment=config.demo.allow_enrolment)
-    launch_demo(demo, config.demo.host, config.demo.port, block=False)
+    launch_demo(demo, config.demo.host, config.demo.port, block=False, login=config.demo.login)
     print(f"facestream demo on {demo.local_url}  (Ctrl-C to stop)", flush=True)
     try:
         demo.block_thread()

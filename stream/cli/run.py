@@ -104,8 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
                   flush=True)
             if args.dashboard:  # attendance dashboard (helper H)
-                query = f"?token={config.server.token}" if config.server.token else ""
-                print(f"dashboard: http://{config.server.host}:{server.port}/{query}", flush=True)
+                # the token rides in the fragment: never sent to a server, and the page trades it for a cookie
+                fragment = f"#token={config.server.token}" if config.server.token else ""
+                print(f"dashboard: http://{config.server.host}:{server.port}/{fragment}", flush=True)
         while not stop.is_set() and not pipeline.wait(timeout=0.5):
             pass
         if pipeline.error is not None:

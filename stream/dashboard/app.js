@@ -4,14 +4,26 @@
   "use strict";
 
   const params = new URLSearchParams(location.search);
-  const token = params.get("token") || "";
+  // The token arrives in the address's fragment (#token=..., never sent to a server) or, from old links, its
+  // query; the page trades it for an HttpOnly session cookie and takes it out of the address and the history.
+  // Nothing the page requests carries it afterwards: the cookie goes along by itself.
+  let token = new URLSearchParams(location.hash.slice(1)).get("token") || params.get("token") || "";
   const $ = (sel) => document.querySelector(sel);
   const query = (extra = {}) => {
-    const p = new URLSearchParams(extra);
-    if (token) p.set("token", token);
-    const s = p.toString();
+    const s = new URLSearchParams(extra).toString();
     return s ? "?" + s : "";
   };
+
+  async function login() {
+    if (!token) return true;
+    const resp = await fetch("/login", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+    if (resp.status === 401) return false;
+    token = "";
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : ""));
+    return true;
+  }
 
   const cameras = new Map();   // source id -> {canvas, ctx, img, faces, width, height, caption, times, stats}
   const sessions = new Map();  // session name -> attendance_state message
@@ -37,9 +49,10 @@
     setConn("unauthorized", "no access");
     const banner = $("#auth-error");
     banner.hidden = false;
-    banner.textContent = token
-      ? "The access token in this page's address is wrong. Open the dashboard as /?token=YOUR_TOKEN (server.token)."
-      : "This dashboard needs an access token. Open it as /?token=YOUR_TOKEN (the server's server.token).";
+    banner.querySelector(".why").textContent = token
+      ? "The access token is wrong."
+      : "This dashboard needs an access token (the server's server.token).";
+    $("#token-form").hidden = false;
     if (detail) log("error", detail);
   }
 
@@ -47,6 +60,8 @@
     if (stopped) return;
     setConn(ws ? "reconnecting" : "connecting", ws ? "reconnecting…" : "connecting…");
     try {
+      if (!(await login())) return authFailed("server refused the token (401)");
+      startPolling();
       // also the token check: a browser cannot read why a websocket handshake was refused
       const resp = await fetch("/api/attendance" + query(), { cache: "no-store" });
       if (resp.status === 401) return authFailed("server refused the token (401)");
@@ -298,8 +313,13 @@
     cam.caption.textContent = parts.join(" · ");
   }
 
+  let polling = false;
+  function startPolling() {  // once signed in: the stats need the session cookie
+    if (!polling) { polling = true; pollStats(); }
+  }
+
   async function pollStats() {
-    if (stopped) return;
+    if (stopped) { polling = false; return; }
     try {
       const resp = await fetch("/stats" + query(), { cache: "no-store" });
       if (resp.ok) {
@@ -483,6 +503,14 @@
     while (list.children.length > 300) list.removeChild(list.lastChild);
   }
 
+  $("#token-form").addEventListener("submit", (ev) => {  // typed, not put in any address
+    ev.preventDefault();
+    token = String(new FormData(ev.target).get("token") || "").trim();
+    ev.target.reset();
+    stopped = false;
+    $("#auth-error").hidden = true;
+    connect();
+  });
+
   connect();
-  pollStats();
 })();

@@ -27,11 +27,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image as PILImage  # noqa: E402
 
 from facestream.errors import FacestreamError  # noqa: E402
 from facestream.stream.demo.service import DemoService  # noqa: E402
 from facestream.stream.demo.text import md  # noqa: E402
-from facestream.stream.engine.imageio import FORMATS, IMAGE_SUFFIXES, load_image  # noqa: E402
+from facestream.stream.engine.imageio import FORMATS, IMAGE_SUFFIXES, load_image, too_large  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ def photo_input(label: str, elem_id: str | None = None) -> gr.Image:
             return original(payload)
         except gr.Error:
             raise
+        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):  # refused from the header
+            name = getattr(payload, "orig_name", None) or "The uploaded file"
+            raise gr.Error(html.escape(str(too_large(Path(str(name)).name))), title="Too large",
+                           print_exception=False) from None
         except Exception as exc:  # PIL's zoo of decode errors
             log.info("rejected upload: %s", exc)
             raise gr.Error(
@@ -134,7 +139,8 @@ def build_demo(service: DemoService, allow_enrolment: bool = True) -> gr.Blocks:
             _lookalike_tab(service)
             if allow_enrolment:
                 _enrol_tab(service)
-            _gallery_tab(service, allow_delete=allow_enrolment)
+            if not service.config.demo.kiosk_mode:  # a kiosk lists nobody
+                _gallery_tab(service, allow_delete=allow_enrolment and bool(service.config.demo.admin_token))
     return demo
 
 
@@ -190,6 +196,7 @@ def _corrections(service: DemoService, last: gr.State) -> None:
         with gr.Row():
             face = gr.Number(label="Face (number in the table)", value=1, precision=0, minimum=1)
             who = gr.Textbox(label="Name (for 'This is…'; optional for 'Not…')", placeholder="Ada Lovelace")
+        admin = _admin_box(service)
         with gr.Row():
             not_button = gr.Button("Not this person", variant="stop")
             is_button = gr.Button("This is…")
@@ -198,25 +205,32 @@ def _corrections(service: DemoService, last: gr.State) -> None:
         done = gr.State(None)  # the last correction's id
 
         @_friendly
-        def correct(state: Any, number: float | None, person: str | None, verdict: str) -> tuple[str, Any]:
-            fb = service.correct(state, int(number or 0), verdict, person)
+        def correct(state: Any, number: float | None, person: str | None, token: str | None, verdict: str
+                    ) -> tuple[str, Any]:
+            fb = service.correct(state, int(number or 0), verdict, person, token)
             what = f"not **{md(fb.name)}**" if fb.verdict == "not" else f"**{md(fb.name)}**"
             note = f" ({md(fb.detail)})" if fb.detail else ""
             return f"Face {int(number or 0)} is {what}{note}. Press Undo to take it back.", fb.id
 
-        not_button.click(lambda s, n, p: correct(s, n, p, "not"), [last, face, who], [result, done],
+        not_button.click(lambda s, n, p, t: correct(s, n, p, t, "not"), [last, face, who, admin], [result, done],
                          api_name="not_this_person")
-        is_button.click(lambda s, n, p: correct(s, n, p, "is"), [last, face, who], [result, done],
+        is_button.click(lambda s, n, p, t: correct(s, n, p, t, "is"), [last, face, who, admin], [result, done],
                         api_name="this_is")
 
         @_friendly
-        def undo(feedback_id: str | None) -> tuple[str, Any]:
+        def undo(feedback_id: str | None, token: str | None) -> tuple[str, Any]:
             if not feedback_id:
                 raise FacestreamError("Nothing to undo.", "Correct a face first.")
-            fb = service.undo(feedback_id)
+            fb = service.undo(feedback_id, token)
             return f"Undone: {'not ' if fb.verdict == 'not' else ''}**{md(fb.name)}**.", None
 
-        undo_button.click(undo, done, [result, done], api_name="undo_correction")
+        undo_button.click(undo, [done, admin], [result, done], api_name="undo_correction")
+
+
+def _admin_box(service: DemoService) -> gr.Textbox:
+    """The admin token field: what unlocks changing enrolled people (hidden when the demo has no admin token)."""
+    return gr.Textbox(label="Admin token (to change people already enrolled)", type="password",
+                      visible=bool(service.config.demo.admin_token), value="")
 
 
 def _verify_tab(service: DemoService) -> None:
@@ -267,22 +281,24 @@ def _lookalike_tab(service: DemoService) -> None:
 
 def _enrol_tab(service: DemoService) -> None:
     with gr.Tab("Enrol", id="enrol"):
+        gr.Markdown("Enrol a new person. Adding photos to someone already enrolled needs the admin token.")
         name = gr.Textbox(label="Name", placeholder="Ada Lovelace")
         files = gr.File(label="Photos (one face each)", file_count="multiple", file_types=list(IMAGE_SUFFIXES),
                         elem_id="enrol-files")
+        admin = _admin_box(service)
         button = gr.Button("Enrol", variant="primary")
         status = gr.Markdown()
         table = gr.Dataframe(headers=ENROL_COLUMNS, label="Per photo", interactive=False)
 
         @_friendly
-        def enroll(who: str | None, paths: list[str] | None) -> tuple[dict[str, Any], str]:
+        def enroll(who: str | None, paths: list[str] | None, token: str | None) -> tuple[dict[str, Any], str]:
             if not paths:
                 raise FacestreamError("No photos given.", "Add one or more photos of the person.")
-            report = service.enroll(who or "", [Path(p) for p in paths])
+            report = service.enroll(who or "", [Path(p) for p in paths], token)
             rows = [[v.photo, v.verdict] for v in report.verdicts]
             return _table(rows, ENROL_COLUMNS), report.markdown()
 
-        button.click(enroll, [name, files], [table, status], api_name="enroll")
+        button.click(enroll, [name, files, admin], [table, status], api_name="enroll")
 
 
 def _gallery_tab(service: DemoService, allow_delete: bool) -> None:
@@ -302,31 +318,34 @@ def _gallery_tab(service: DemoService, allow_delete: bool) -> None:
             return
         with gr.Row():
             who = gr.Dropdown(label="Person", choices=service.person_choices(), allow_custom_value=True, value=None)
+            admin = _admin_box(service)
             delete_button = gr.Button("Delete", variant="stop")
 
         @_friendly
-        def delete(person: str | None) -> tuple[str, dict[str, Any], Any]:
+        def delete(person: str | None, token: str | None) -> tuple[str, dict[str, Any], Any]:
             if not person:
                 raise FacestreamError("No person chosen.", "Pick the person to delete.")
-            message = service.delete(person)
+            message = service.delete(person, token)
             return message, people(), gr.Dropdown(choices=service.person_choices(), value=None)
 
-        delete_button.click(delete, who, [status, table, who], api_name="delete")
+        delete_button.click(delete, [who, admin], [status, table, who], api_name="delete")
         tab.select(lambda: gr.Dropdown(choices=service.person_choices()), None, who, api_name=False)
 
 
 def launch_demo(
-    demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True
+    demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True, login: str | None = None
 ) -> gr.Blocks:
     """Serve the page locally (never a public share link).
 
     Args:
         block: wait until Ctrl-C; ``False`` returns at once with the server running (tests).
+        login: ``"user:password"`` a visitor must sign in with (``demo.login``); None: no sign-in.
     """
     demo.queue(default_concurrency_limit=2)
+    auth = tuple(login.split(":", 1)) if login else None
     try:
         demo.launch(
-            server_name=host, server_port=port, share=False, prevent_thread_lock=True,
+            server_name=host, server_port=port, share=False, prevent_thread_lock=True, auth=auth,
             quiet=True, show_error=False, max_file_size=MAX_UPLOAD, ssr_mode=False, inbrowser=False,
         )
     except OSError as exc:

@@ -14,6 +14,7 @@ use, so the demo answers exactly what the rest of facestream would.
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import threading
 import time
@@ -234,9 +235,12 @@ class DemoService:
 
     # -- corrections -----------------------------------------------------------------------------
 
-    def correct(self, result: PhotoResult | None, face: int, verdict: str, person: str | None = None) -> Feedback:
+    def correct(self, result: PhotoResult | None, face: int, verdict: str, person: str | None = None,
+                admin_token: str | None = None) -> Feedback:
         """"Not this person" (face ``face`` of the last recognised photo is not who it was named as, or not
-        ``person``) or "this is ``person``" (through enrolment's checks): as ``facestream feedback`` does."""
+        ``person``) or "this is ``person``" (through enrolment's checks): as ``facestream feedback`` does.
+        Naming a face as a new person is enrolment; anything that changes an enrolled person takes the
+        admin token."""
         if not self.config.demo.allow_enrolment:
             raise FacestreamError("Corrections are switched off on this demo.", "Set demo.allow_enrolment=true.")
         if result is None or not result.samples:
@@ -253,13 +257,18 @@ class DemoService:
             if not who:
                 raise FacestreamError(f"Face {face} is not named; there is nobody to say it is not.",
                                       "Use 'This is…' to name it.")
+            self.check_admin(admin_token, "Saying a face is not an enrolled person")
             return mark_not(self.store, who, sample, self.analyzer.model_id, source)
         if not person:
             raise FacestreamError("Who is it? No name given.", "Type the person's name.")
+        existing = self.store.find_person(person)
+        if existing is not None:
+            self.check_admin(admin_token, f"Adding a face to {existing.name}, who is already enrolled,")
         return mark_is(Enroller(self.analyzer, self.store, progress=False), person, sample, source, create=True)
 
-    def undo(self, feedback_id: str) -> Feedback:
+    def undo(self, feedback_id: str, admin_token: str | None = None) -> Feedback:
         """Take a correction back."""
+        self.check_admin(admin_token, "Undoing a correction")
         return undo(self.store, self.analyzer.model_id, feedback_id)
 
     def check_one_face(self, rgb: np.ndarray, what: str) -> Faces:
@@ -309,7 +318,8 @@ class DemoService:
         embedding = self._one_face(rgb, "the photo")
         self.matcher.ensure_ready()
         result = self.matcher.identify(embedding, top_k=k)
-        chips = self._chips([m.person_id for m in result.candidates])
+        # a kiosk shows names only: enrolled people's faces are not for passers-by
+        chips = {} if self.config.demo.kiosk_mode else self._chips([m.person_id for m in result.candidates])
         return [
             LookAlike(m.rank, m.name, m.person_id, m.similarity, m.similarity >= self.threshold,
                       chips.get(m.person_id))
@@ -349,15 +359,33 @@ class DemoService:
 
     # -- enrolment -------------------------------------------------------------------------------
 
-    def enroll(self, name: str, photos: list[Path]) -> EnrolReport:
-        """Enrol one person from photos, as ``facestream enroll --name`` does, with a verdict per photo.
+    def check_admin(self, token: str | None, what: str) -> None:
+        """Changing an enrolled person (their faces, corrections, deleting) takes the admin token: a visitor
+        who could add their face to someone would be recognised, and marked present, as them.
+
+        Raises:
+            FacestreamError: no admin token configured (the action is off), or a wrong one.
+        """
+        expected = self.config.demo.admin_token
+        if not expected:
+            raise FacestreamError(f"{what} is switched off on this demo.",
+                                  "Set demo.admin_token to allow it for whoever knows the token.")
+        if not token or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            raise FacestreamError(f"{what} needs the admin token.", "Type the demo's admin token.")
+
+    def enroll(self, name: str, photos: list[Path], admin_token: str | None = None) -> EnrolReport:
+        """Enrol a new person from photos, as ``facestream enroll --name`` does, with a verdict per photo.
 
         Bad photos (no face, several faces, too small, blurred, not an image, already enrolled)
-        are reported and skipped; the good ones are stored in one transaction.
+        are reported and skipped; the good ones are stored in one transaction. A name already
+        enrolled (any case) takes the admin token: visitors create people, they never add to one.
         """
         if not self.config.demo.allow_enrolment:
             raise FacestreamError("Enrolment is switched off on this demo.", "Set demo.allow_enrolment=true.")
         name = check_name(name)
+        existing = self.store.find_person(name)
+        if existing is not None:
+            self.check_admin(admin_token, f"Adding photos to {existing.name}, who is already enrolled,")
         enroller = Enroller(self.analyzer, self.store, progress=False)
         items = [Photo(Path(p).name, functools.partial(_read, Path(p))) for p in photos]
         verdicts = [
@@ -371,19 +399,26 @@ class DemoService:
     # -- gallery -------------------------------------------------------------------------------
 
     def people(self) -> list[PersonRow]:
-        """Everyone enrolled, sorted by name, with their number of embeddings."""
+        """Everyone enrolled, sorted by name, with their number of embeddings (not on a kiosk)."""
+        if self.config.demo.kiosk_mode:
+            raise FacestreamError("This demo does not list the people enrolled (kiosk mode).",
+                                  "Ask the operator; set demo.kiosk=false on a private demo.")
         return [PersonRow(p.id, p.name, p.n_embeddings, _when(p.updated)) for p in self.store.list_people()]
 
     def person_choices(self) -> list[str]:
-        """Names for the person pickers; an unreachable store gives an empty list, not a broken page."""
+        """Names for the person pickers (none on a kiosk); an unreachable store gives an empty list, not a broken
+        page."""
+        if self.config.demo.kiosk_mode:
+            return []
         try:
             return [p.name for p in self.store.list_people()]
         except Exception as exc:  # the page must still render; a click shows the real error
             log.warning("cannot list people for the page: %s", exc)
             return []
 
-    def delete(self, person: str) -> str:
+    def delete(self, person: str, admin_token: str | None = None) -> str:
         """Remove a person and every trace of them, attendance included (``facestream people delete``)."""
+        self.check_admin(admin_token, "Deleting people")
         gone = erase_person(self.store, person.strip())
         return (f"Deleted **{md(gone.name)}**: {gone.embeddings} embedding(s), and their attendance in "
                 f"{gone.sessions} session(s).")

@@ -17,15 +17,18 @@ import asyncio
 import base64
 import email.utils
 import functools
+import hashlib
 import hmac
 import http
 import importlib.resources
+import ipaddress
 import logging
 import mimetypes
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -96,6 +99,20 @@ def _hide_unknown_faces(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     return out
 
 
+SESSION_COOKIE = "facestream_session"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _parse_sources(value: str | list[str] | None) -> set[str] | None:
     if value is None or value in ("", "*", "all"):
         return None
@@ -134,7 +151,13 @@ class StreamServer:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> StreamServer:
-        """Bind and serve in a background thread; raises a clear error if the port is taken."""
+        """Bind and serve in a background thread; raises a clear error if the port is taken, or if the
+        server would listen beyond this machine without a token."""
+        if not is_loopback(self.config.host) and not self.config.token:
+            raise FacestreamError(
+                f"Refusing to listen on {self.config.host} without a token: anyone on the network could watch the "
+                "cameras and change attendance.",
+                "Set server.token (`facestream token` makes one; --token) or listen on 127.0.0.1.")
         self._thread = threading.Thread(target=self._run, name="stream-server", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -346,6 +369,7 @@ class StreamServer:
 
     # -- HTTP --------------------------------------------------------------------
     def _authorized(self, request: Request) -> bool:
+        """The token, from ``Authorization: Bearer``, ``?token=`` (scripts) or the dashboard's session cookie."""
         token = self.config.token
         if not token:
             return True
@@ -353,14 +377,50 @@ class StreamServer:
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
             given = given or auth[7:].strip()
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+        if given and hmac.compare_digest(given.encode(), token.encode()):
+            return True
+        cookie = SimpleCookie()
+        try:
+            cookie.load(request.headers.get("Cookie", ""))
+        except CookieError:
+            return False
+        session = cookie.get(SESSION_COOKIE)
+        return session is not None and hmac.compare_digest(session.value.encode(), self._session_value().encode())
+
+    def _session_value(self) -> str:
+        """The dashboard's cookie: derived from the token, so the token itself never sits in the browser."""
+        return hmac.new((self.config.token or "").encode(), b"facestream dashboard session", hashlib.sha256).hexdigest()
+
+    def _refusal(self, request: Request) -> Response | None:
+        """403 for a request from another web page (``Origin``) or for another host name (DNS rebinding).
+
+        Browsers send ``Origin`` with every websocket handshake and cross-site request; a page
+        the operator opens elsewhere must not watch the cameras. Scripts send none and need the
+        token when one is set.
+        """
+        host_header = request.headers.get("Host", "")
+        hostname = (urlsplit("//" + host_header).hostname or "").lower()
+        allowed = {h.lower() for h in self.config.allowed_hosts}
+        if (is_loopback(self.config.host) or allowed) and hostname not in allowed and not is_loopback(hostname):
+            self.rejected += 1
+            return self._json(403, {"error": f"host {hostname or '(none)'!r} not allowed",
+                                    "fix": "open it as http://127.0.0.1:PORT/, or list the name in server.allowed_hosts"})
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            same = urlsplit(origin).netloc.lower() == host_header.lower() and origin != "null"
+            if not same and origin.rstrip("/") not in {o.rstrip("/") for o in self.config.allowed_origins}:
+                self.rejected += 1
+                return self._json(403, {"error": f"requests from the page {origin!r} are not allowed",
+                                        "fix": "list it in server.allowed_origins if it should be"})
+        return None
 
     @staticmethod
     def _response(status: int, body: bytes, content_type: str) -> Response:
         st = http.HTTPStatus(status)
         headers = Headers([
             ("Date", email.utils.formatdate(usegmt=True)), ("Content-Length", str(len(body))),
-            ("Content-Type", content_type), ("Cache-Control", "no-store"),
+            ("Content-Type", content_type), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
         ])
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="facestream"'
@@ -374,16 +434,34 @@ class StreamServer:
         is_ws = "websocket" in request.headers.get("Upgrade", "").lower()
         if path == "/health":
             return self._json(200, {"status": "ok", "clients": self.clients})
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         if is_ws:
             if not self._authorized(request):
                 self.rejected += 1
                 return self._json(401, {"error": "missing or wrong token"})
             return None  # go on with the websocket handshake
+        if path == "/login":
+            return self._login(request)
         if path == "/stats":
             if not self._authorized(request):
                 return self._json(401, {"error": "missing or wrong token"})
             return self._json(200, self.stats())
         return self._static(path)
+
+    def _login(self, request: Request) -> Response:
+        """The dashboard trades the token (``Authorization: Bearer``) for an HttpOnly, SameSite=Strict session
+        cookie, so the token leaves the address bar, the history and every later URL."""
+        if not self.config.token:
+            return self._response(204, b"", "text/plain")
+        if not self._authorized(request):
+            self.rejected += 1
+            return self._json(401, {"error": "missing or wrong token"})
+        resp = self._response(204, b"", "text/plain")
+        secure = "; Secure" if request.headers.get("X-Forwarded-Proto", "").lower() == "https" else ""
+        resp.headers["Set-Cookie"] = f"{SESSION_COOKIE}={self._session_value()}; HttpOnly; SameSite=Strict; Path=/{secure}"
+        return resp
 
     def _static(self, path: str) -> Response:
         if self.static_dir is None or not self.static_dir.is_dir():

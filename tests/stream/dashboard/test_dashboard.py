@@ -124,14 +124,15 @@ def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path
     port = free_port()
     run = Run(gallery_url, port, tmp_path / "run1.log")
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: f"dashboard: {base}/?token={TOKEN}" in (tmp_path / "run1.log").read_text(), 30,
+    wait_until(lambda: f"dashboard: {base}/#token={TOKEN}" in (tmp_path / "run1.log").read_text(), 30,
                "the dashboard address printed by --dashboard")
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{base}/?token={TOKEN}")
+            page.goto(f"{base}/#token={TOKEN}")
             page.wait_for_selector("#conn[data-state=open]", timeout=30_000)
+            assert TOKEN not in page.url  # traded for a session cookie: not in the address, the history or any URL
             lin = f"#roster tr[data-person-id='{ids['Lin-Manuel Miranda']}']"
             page.wait_for_selector(f"{lin}[data-status=present]", timeout=90_000)
             assert page.get_attribute(f"#roster tr[data-person-id='{ids['Joe Biden']}']", "data-status") == "absent"
@@ -269,7 +270,7 @@ def test_blur_hides_faces_that_are_not_enrolled(tmp_path):
             page2 = browser.new_page()
             page2.goto(f"http://127.0.0.1:{server.port}/?token=wrong")
             page2.wait_for_selector("#auth-error:not([hidden])", timeout=30_000)
-            assert "token in this page's address is wrong" in page2.inner_text("#auth-error")
+            assert "The access token is wrong" in page2.inner_text("#auth-error")
             browser.close()
     finally:
         server.stop()

@@ -64,12 +64,12 @@ def test_http_endpoints(server):
 
 
 def test_token_auth(tmp_path):
-    srv = StreamServer(ServerConfig(port=0, token="s3cret"), static_dir=None).start()
+    srv = StreamServer(ServerConfig(port=0, token="s3cret-token"), static_dir=None).start()
     try:
         base = f"http://127.0.0.1:{srv.port}"
         assert http_get(base + "/stats")[0] == 401
-        assert http_get(base + "/stats?token=s3cret")[0] == 200
-        assert http_get(base + "/stats", {"Authorization": "Bearer s3cret"})[0] == 200
+        assert http_get(base + "/stats?token=s3cret-token")[0] == 200
+        assert http_get(base + "/stats", {"Authorization": "Bearer s3cret-token"})[0] == 200
         assert http_get(base + "/health")[0] == 200  # health checks need no token
 
         async def scenario():
@@ -80,10 +80,10 @@ def test_token_auth(tmp_path):
             with pytest.raises(InvalidStatus):
                 async with connect(f"ws://127.0.0.1:{srv.port}/?token=wrong"):
                     pass
-            async with connect(f"ws://127.0.0.1:{srv.port}/?token=s3cret") as ws:
+            async with connect(f"ws://127.0.0.1:{srv.port}/?token=s3cret-token") as ws:
                 assert json.loads(await ws.recv())["type"] == "hello"
             async with connect(f"ws://127.0.0.1:{srv.port}/",
-                               additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+                               additional_headers={"Authorization": "Bearer s3cret-token"}) as ws:
                 assert json.loads(await ws.recv())["type"] == "hello"
 
         asyncio.run(scenario())
