@@ -101,7 +101,7 @@ def new_person_id() -> str:
 _PERSON_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def check_person_id(pid: str) -> str:
+def check_person_id(pid: object) -> str:
     """A person id as every store keeps it: 1-64 letters, digits, ``.``, ``_`` or ``-`` (ids come from rosters
     and archives; a ``|`` or ``:`` could be read back as part of a Redis key)."""
     if not isinstance(pid, str) or not _PERSON_ID.fullmatch(pid):
@@ -110,7 +110,7 @@ def check_person_id(pid: str) -> str:
     return pid
 
 
-def check_name(name: str) -> str:
+def check_name(name: object) -> str:
     """A display name as stored: stripped, non-empty, printable, not absurdly long."""
     if not isinstance(name, str) or not name.strip():
         raise GalleryError("A person needs a non-empty name.", "Pass --name NAME or fill the roster's name column.")

@@ -344,6 +344,19 @@ class TrainConfig(Section):
     chip_cache: str | None = Field(None, description="Folder for cached chips; default <cache>/chips.")
 
 
+class ClusterConfig(Section):
+    """Workers and gateways sharing cameras over Redis (``facestream worker`` / ``gateway``)."""
+
+    capacity: int = Field(4, ge=1, le=256, description="Sources one worker claims at most.")
+    lease_seconds: float = Field(
+        6.0, ge=1.0, le=300.0, description="A claimed source's lease; a dead worker's sources are taken over after "
+        "it runs out (renewed every third of it).")
+    stream_maxlen: int = Field(
+        5000, ge=100, le=1_000_000, description="Entries the live Redis stream keeps (XADD MAXLEN ~): what a "
+        "gateway can fall behind by before it loses messages.")
+    heartbeat_seconds: float = Field(2.0, ge=0.2, le=60.0, description="How often a worker publishes its stats.")
+
+
 class Config(Section):
     detector: DetectorConfig = DetectorConfig()
     embedder: EmbedderConfig = EmbedderConfig()
@@ -352,6 +365,7 @@ class Config(Section):
     tracking: TrackingConfig = TrackingConfig()
     sources: list[SourceConfig] = Field(default_factory=list, description="Cameras and streams to read.")
     server: ServerConfig = ServerConfig()
+    cluster: ClusterConfig = ClusterConfig()
     attendance: AttendanceConfig = AttendanceConfig()
     demo: DemoConfig = DemoConfig()
     mlflow: MlflowConfig = MlflowConfig()

@@ -25,7 +25,7 @@ LAYERS = [
     ["facestream.stream.recognition", "facestream.trainer"],
     ["facestream.stream.live"],
     ["facestream.stream.attendance"],
-    ["facestream.stream.demo", "facestream.stream.dashboard"],
+    ["facestream.stream.demo", "facestream.stream.dashboard", "facestream.stream.cluster"],
     ["facestream.stream.cli"],
     ["facestream", "facestream.__main__", "facestream.stream"],  # package roots: docs, version, `python -m`
 ]

@@ -42,7 +42,7 @@ def erase_person(gallery: GalleryStore, ref: str, attendance: AttendanceStore | 
     person = gallery.get_person(ref)
     store = attendance if attendance is not None else open_attendance_store(gallery.url)
     try:
-        sessions = store.forget_person(person.id)
+        sessions = store.forget_person(person.id, person.name)
     finally:
         if attendance is None:
             store.close()

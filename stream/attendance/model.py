@@ -109,6 +109,21 @@ class Session:
         return d
 
 
+def strip_person(d: dict[str, Any], person_id: str, name: str) -> bool:
+    """Remove a person from a stored session (its dict form): their roster place, and their name or id where the
+    roster was chosen by name (``selector``). Returns whether anything changed (erasure: no trace of the name)."""
+    roster = d.get("roster", [])
+    kept = [r for r in roster if r.get("person_id") != person_id]
+    mentions = {person_id.casefold(), name.casefold()} - {""}
+    parts = [p for p in str(d.get("selector", "")).split(", ") if p]
+    kept_parts = [p for p in parts if p.strip().casefold() not in mentions]
+    if len(kept) == len(roster) and len(kept_parts) == len(parts):
+        return False
+    d["roster"] = kept
+    d["selector"] = ", ".join(kept_parts)
+    return True
+
+
 @dataclass
 class Record:
     """What the store keeps for one person in one session (the snapshot JPEG is kept apart)."""

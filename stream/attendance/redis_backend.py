@@ -13,7 +13,7 @@ import json
 
 from facestream import wire
 from facestream.errors import FacestreamError
-from facestream.stream.attendance.model import Record, Session
+from facestream.stream.attendance.model import Record, Session, strip_person
 from facestream.stream.attendance.store import AttendanceStore
 
 PREFIX = "facestream:attendance:"
@@ -139,7 +139,7 @@ class RedisAttendanceStore(AttendanceStore):
             out.append((meta["seen"], meta["camera"], jpeg))
         return out
 
-    def forget_person(self, person_id: str) -> int:
+    def forget_person(self, person_id: str, person_name: str = "") -> int:
         touched = 0
         key = PREFIX + "sessions"
         for s in self.sessions():
@@ -147,14 +147,14 @@ class RedisAttendanceStore(AttendanceStore):
             pipe.hdel(PREFIX + "rec:" + s.name, person_id)
             pipe.hdel(PREFIX + "snap:" + s.name, person_id)
             had_record = self._call(pipe.execute)[0]
-            on_roster = any(r.person_id == person_id for r in s.roster)
+            on_roster = strip_person(s.to_dict(), person_id, person_name)
             if on_roster:
 
                 def update(p, name=s.name, key=key):
                     raw = p.hget(key, name)
                     if raw:
                         d = json.loads(raw)
-                        d["roster"] = [r for r in d.get("roster", []) if r["person_id"] != person_id]
+                        strip_person(d, person_id, person_name)
                         p.multi()
                         p.hset(key, name, wire.dumps(d))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from facestream import wire
 from facestream.errors import FacestreamError
 from facestream.gallery.sqlite_store import sqlite_path
-from facestream.stream.attendance.model import Record, Session
+from facestream.stream.attendance.model import Record, Session, strip_person
 from facestream.stream.attendance.store import AttendanceStore
 
 _SCHEMA = """
@@ -161,7 +161,7 @@ class SQLiteAttendanceStore(AttendanceStore):
                        "AND snapshot IS NOT NULL ORDER BY seen", (session,))
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
-    def forget_person(self, person_id: str) -> int:
+    def forget_person(self, person_id: str, person_name: str = "") -> int:
         touched = set()
         with self._transaction() as db:
             for (name,) in db.execute("SELECT session FROM attendance_records WHERE person_id = ?",
@@ -170,9 +170,7 @@ class SQLiteAttendanceStore(AttendanceStore):
             db.execute("DELETE FROM attendance_records WHERE person_id = ?", (person_id,))
             for name, data in db.execute("SELECT name, data FROM attendance_sessions").fetchall():
                 d = json.loads(data)
-                kept = [r for r in d.get("roster", []) if r["person_id"] != person_id]
-                if len(kept) != len(d.get("roster", [])):
-                    d["roster"] = kept
+                if strip_person(d, person_id, person_name):
                     touched.add(name)
                     db.execute("UPDATE attendance_sessions SET data = ? WHERE name = ?", (wire.dumps(d), name))
         self._checkpoint()

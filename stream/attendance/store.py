@@ -76,8 +76,9 @@ class AttendanceStore(abc.ABC):
     def unknown_snapshots(self, session: str) -> list[tuple[float, str, bytes]]: ...
 
     @abc.abstractmethod
-    def forget_person(self, person_id: str) -> int:
-        """Remove a person from every session: records, snapshots, roster entries (gallery deletion).
+    def forget_person(self, person_id: str, name: str = "") -> int:
+        """Remove a person from every session: records, snapshots, roster entries, and ``name`` where a session's
+        roster was chosen by name (gallery deletion).
 
         Returns how many sessions held them.
         """

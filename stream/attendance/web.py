@@ -2,9 +2,10 @@
 
 :class:`AttendanceServer` is the live :class:`facestream.stream.live.server.StreamServer` plus:
 
-* HTTP GET (token-checked like ``/stats``): ``/api/attendance`` (current state),
-  ``/api/attendance/sessions``, ``/api/attendance/report?session=&format=csv|xlsx``
-  (a download) and ``/api/attendance/snapshot?session=&person=`` (JPEG);
+* HTTP GET routes in the API (token-checked like ``/stats``): ``/api/attendance`` (current
+  state), ``/api/attendance/sessions``, ``/api/attendance/report?session=&format=csv|xlsx``
+  (a download) and ``/api/attendance/snapshot?session=&person=`` (JPEG), built by
+  :func:`attendance_router`;
 * websocket commands ``{"type": "attendance_start", ...}`` and
   ``{"type": "attendance_stop", "session": ...}``, answered with
   ``{"type": "attendance_reply", "id": ..., "ok": ..., "error": ...}``;
@@ -14,35 +15,90 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
-from websockets.http11 import Request, Response
+from fastapi import APIRouter, FastAPI, Query
+from fastapi.responses import JSONResponse, Response
 
 from facestream.errors import FacestreamError
 from facestream.stream.attendance.commands import AttendanceStart, AttendanceStop
 from facestream.stream.attendance.monitor import AttendanceMonitor
 from facestream.stream.attendance.report import to_csv, to_xlsx
-from facestream.stream.attendance.store import SessionNotFound
+from facestream.stream.config import ServerConfig
 from facestream.stream.live.commands import Command
+from facestream.stream.live.http_api import NotFound, new_api
 from facestream.stream.live.server import StreamServer
 
 log = logging.getLogger(__name__)
 API = "/api/attendance"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _one(query: dict[str, list[str]], key: str) -> str | None:
-    value = query.get(key, [None])[0]
+def _clean(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-class AttendanceServer(StreamServer):
-    """The live server with the attendance API; ``monitor`` events go to every client."""
+def attendance_router(monitor: AttendanceMonitor) -> APIRouter:
+    """The attendance routes (mounted under ``/api/attendance``); store calls run off the event loop."""
+    router = APIRouter(prefix="/attendance", tags=["attendance"])
 
-    def __init__(self, *args: Any, monitor: AttendanceMonitor, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    async def off_loop(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    @router.get("", summary="Attendance now (or of one session)")
+    async def current(session: str | None = None) -> JSONResponse:
+        name = _clean(session)
+        if name:
+            att = await off_loop(monitor.attendance, name)
+            return JSONResponse([att.to_json()])
+        return JSONResponse(await off_loop(monitor.current))
+
+    @router.get("/sessions", summary="Every session")
+    async def sessions() -> JSONResponse:
+        return JSONResponse([s.to_json() for s in await off_loop(monitor.store.sessions)])
+
+    @router.get("/report", summary="A session's report (CSV or XLSX download)",
+                response_class=Response, responses={200: {"content": {"text/csv": {}, XLSX: {}}}})
+    async def report(session: str | None = None, format: str = Query("csv", description="csv or xlsx")) -> Response:
+        format = format.strip().lower()
+        if format not in ("csv", "xlsx"):
+            raise FacestreamError(f"Unknown report format {format[:20]!r}.", "Use format=csv or format=xlsx.")
+        att = await off_loop(monitor.attendance, _clean(session))
+        body = to_csv(att) if format == "csv" else to_xlsx(att)
+        fname = re.sub(r"[^\w.-]+", "_", att.session.name) + "." + format
+        return Response(body, 200, media_type="text/csv; charset=utf-8" if format == "csv" else XLSX, headers={
+            "Content-Disposition": f"attachment; filename=\"{fname}\"; filename*=UTF-8''{quote(fname)}",
+            "Cache-Control": "no-store"})
+
+    @router.get("/snapshot", summary="A person's face snapshot in a session (JPEG)",
+                response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    async def snapshot(session: str | None = None, person: str = "") -> Response:
+        found = await off_loop(monitor.store.require_session, _clean(session))
+        jpeg = await off_loop(monitor.store.snapshot, found.name, person.strip())
+        if jpeg is None:
+            raise NotFound(f"No snapshot of {person!r} in session {found.name!r}.",
+                           "Snapshots are kept only with attendance.keep_snapshots.")
+        return Response(jpeg, 200, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    return router
+
+
+class AttendanceServer(StreamServer):
+    """The live server with the attendance API; ``monitor`` events go to every client.
+
+    Args:
+        api: the HTTP API app to add the attendance routes to; None: an API of attendance routes only.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, *, monitor: AttendanceMonitor, api: FastAPI | None = None,
+                 **kwargs: Any):
+        api = api if api is not None else new_api("facestream attendance")
+        api.include_router(attendance_router(monitor))
+        super().__init__(config, api=api, **kwargs)
         self.monitor = monitor
         monitor.add_listener(self.publish)
 
@@ -65,7 +121,7 @@ class AttendanceServer(StreamServer):
             return await super()._act(client, cmd)
         reply: dict[str, Any] = {"type": "attendance_reply", "id": cmd.id, "command": cmd.type}
         try:
-            session = self._run_command(cmd)
+            session = await asyncio.get_running_loop().run_in_executor(None, self._run_command, cmd)
             reply.update(ok=True, session=session.to_json())
         except FacestreamError as exc:
             reply.update(ok=False, error=str(exc))
@@ -83,53 +139,3 @@ class AttendanceServer(StreamServer):
         if cmd.duration_minutes is not None:
             kwargs["end"] = now + cmd.duration_minutes * 60
         return self.monitor.start_session(cmd.name, **kwargs)
-
-    # -- HTTP ------------------------------------------------------------------------------------------------
-    def _http(self, connection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == API or path.startswith(API + "/"):
-            refused = self._refusal(request)
-            if refused is not None:
-                return refused
-            if not self._authorized(request):
-                self.rejected += 1
-                return self._json(401, {"error": "missing or wrong token",
-                                        "fix": "open the dashboard as /#token=YOUR_TOKEN (server.token)"})
-            try:
-                return self._api(path[len(API):], parse_qs(urlsplit(request.path).query))
-            except FacestreamError as exc:
-                status = 404 if isinstance(exc, SessionNotFound) else 400
-                return self._json(status, {"error": exc.problem, "fix": exc.fix})
-        return super()._http(connection, request)
-
-    def _api(self, sub: str, query: dict[str, list[str]]) -> Response:
-        store = self.monitor.store
-        if sub in ("", "/"):
-            name = _one(query, "session")
-            if name:
-                return self._json(200, [self.monitor.attendance(name).to_json()])
-            return self._json(200, self.monitor.current())
-        if sub == "/sessions":
-            return self._json(200, [s.to_json() for s in store.sessions()])
-        if sub == "/report":
-            att = self.monitor.attendance(_one(query, "session"))
-            session = att.session
-            fmt = (_one(query, "format") or "csv").lower()
-            if fmt not in ("csv", "xlsx"):
-                raise FacestreamError(f"Unknown report format {fmt!r}.", "Use format=csv or format=xlsx.")
-            body = to_csv(att) if fmt == "csv" else to_xlsx(att)
-            ctype = ("text/csv; charset=utf-8" if fmt == "csv"
-                     else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-            resp = self._response(200, body, ctype)
-            fname = re.sub(r"[^\w.-]+", "_", session.name) + "." + fmt
-            resp.headers["Content-Disposition"] = f"attachment; filename=\"{fname}\"; filename*=UTF-8''{quote(fname)}"
-            return resp
-        if sub == "/snapshot":
-            session = store.require_session(_one(query, "session"))
-            person = _one(query, "person") or ""
-            jpeg = store.snapshot(session.name, person)
-            if jpeg is None:
-                return self._json(404, {"error": f"no snapshot of {person!r} in session {session.name!r}"})
-            return self._response(200, jpeg, "image/jpeg")
-        return self._json(404, {"error": f"not found: {API}{sub}",
-                                "endpoints": [API, API + "/sessions", API + "/report", API + "/snapshot"]})

@@ -14,11 +14,11 @@ import logging
 import sys
 
 from facestream.errors import FacestreamError, RedactingFilter
-from facestream.stream.cli import attendance, calibrate, demo, faces, feedback, gallery, run, train
+from facestream.stream.cli import attendance, calibrate, cluster, demo, faces, feedback, gallery, run, train
 
 # Order here is the order in --help: detect/compare/models, enroll/identify/verify/people/gallery,
 # feedback, calibrate, run, attendance, demo, train/eval.
-COMMAND_MODULES = [faces, gallery, feedback, calibrate, run, attendance, demo, train]
+COMMAND_MODULES = [faces, gallery, feedback, calibrate, run, cluster, attendance, demo, train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("token", help="print a new random access token for server.token / --token (once)")
+    t.set_defaults(handler=cmd_token)
     p = sub.add_parser(
         "run", help="recognise faces on cameras, streams, files or image folders, live",
         description="Reads each SOURCE in its own thread, detects and tracks faces on every frame, names them "
@@ -71,6 +73,14 @@ def _attendance(config, args, analyzer, cameras: list[str]):
     return attendance_for_run(config, cameras, session=args.session, threshold=analyzer.threshold)
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """A new token: 32 random bytes, URL-safe. Printed once; facestream keeps no copy."""
+    import secrets
+
+    print(secrets.token_urlsafe(32))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from facestream.stream.engine.analyzer import FaceAnalyzer
     from facestream.stream.live.outputs import JsonlWriter, VideoRecorder
@@ -98,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if monitor is not None:
             pipeline.add_listener(monitor.on_result)
         if not args.no_server:
-            server = _server(config, pipeline, monitor)
+            server = _server(config, pipeline, monitor, analyzer, matcher)
         pipeline.start()
         if server is not None:
             print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
@@ -126,15 +136,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _server(config, pipeline, monitor):
-    """The websocket/HTTP server wired to the pipeline (with the attendance API when attendance runs)."""
+def _server(config, pipeline, monitor, analyzer, matcher):
+    """The websocket/HTTP server wired to the pipeline, with the HTTP API (identify, verify, enrol, people; and
+    attendance when attendance runs) sharing the run's models and gallery."""
+    from facestream.stream.cluster.api import Recognition, build_api
     from facestream.stream.live.server import StreamServer
 
+    api = build_api(config, Recognition(config, analyzer, matcher.store))
     if monitor is not None:
         from facestream.stream.attendance.wiring import dashboard_server
 
-        server = dashboard_server(config, monitor, stats=pipeline.stats).start()
+        server = dashboard_server(config, monitor, stats=pipeline.stats, api=api).start()
     else:
-        server = StreamServer(config.server, stats=pipeline.stats).start()
+        server = StreamServer(config.server, stats=pipeline.stats, api=api).start()
     server.attach(pipeline)
     return server

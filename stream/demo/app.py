@@ -268,11 +268,12 @@ def _lookalike_tab(service: DemoService) -> None:
         button = gr.Button("Find look-alikes", variant="primary")
 
         @_friendly
-        def lookalike(path: str | None) -> tuple[list[tuple[np.ndarray | None, str]], dict[str, Any]]:
+        def lookalike(path: str | None) -> tuple[list[tuple[np.ndarray, str]], dict[str, Any]]:
             matches = service.lookalike(_photo(path))
             if not matches:
                 raise FacestreamError("The gallery is empty.", "Enrol some people first.")
-            items = [(m.chip, f"{m.rank}. {m.name} ({m.similarity:.3f})") for m in matches]
+            # a kiosk returns no chips: names and scores only
+            items = [(m.chip, f"{m.rank}. {m.name} ({m.similarity:.3f})") for m in matches if m.chip is not None]
             rows = [[m.rank, m.name, round(m.similarity, 4), "yes" if m.same else "no"] for m in matches]
             return items, _table(rows, LOOKALIKE_COLUMNS)
 
@@ -342,7 +343,10 @@ def launch_demo(
         login: ``"user:password"`` a visitor must sign in with (``demo.login``); None: no sign-in.
     """
     demo.queue(default_concurrency_limit=2)
-    auth = tuple(login.split(":", 1)) if login else None
+    auth = None
+    if login:
+        user, _, password = login.partition(":")
+        auth = (user, password)
     try:
         demo.launch(
             server_name=host, server_port=port, share=False, prevent_thread_lock=True, auth=auth,

@@ -149,6 +149,7 @@ class _Worker:
         self.pending: deque[_Pending] = deque()
         self.errors = 0
         self.done = threading.Event()
+        self.stopping = threading.Event()  # this source alone (its lease moved, or it was removed)
         self.timings: dict[str, deque[float]] = {s: deque(maxlen=300) for s in STAGES}
         self.latency: deque[float] = deque(maxlen=1000)
         self.stamps: deque[float] = deque(maxlen=64)
@@ -182,7 +183,7 @@ class _Worker:
         p = self.pipeline
         inflight: deque[tuple[Frame, Future]] = deque()
         try:
-            while not p._stop.is_set():
+            while not p._stop.is_set() and not self.stopping.is_set():
                 # keep SEARCH_DEPTH frames in search; wait for a frame only when none is in flight
                 while len(inflight) < SEARCH_DEPTH:
                     frame = self.source.read(timeout=0.0 if inflight else 0.5)
@@ -250,10 +251,12 @@ class Pipeline:
     """
 
     def __init__(self, config: Config, sources: list[SourceConfig] | None = None, *, analyzer: FaceAnalyzer,
-                 matcher: Matcher | None = None, max_frames: int = 0, wait_for_embeddings: bool | None = None):
+                 matcher: Matcher | None = None, max_frames: int = 0, wait_for_embeddings: bool | None = None,
+                 dynamic: bool = False):
         self.config = config
         self.source_configs = list(sources if sources is not None else config.sources)
-        if not self.source_configs:
+        self.dynamic = dynamic  # sources come and go (add_source/remove_source): a worker's
+        if not self.source_configs and not dynamic:
             raise FacestreamError("No sources to read.", "Give a camera index, file, folder or URL, or set `sources:`.")
         self.source_ids = source_ids(self.source_configs)  # for listeners attached before start()
         self.analyzer = analyzer
@@ -273,6 +276,7 @@ class Pipeline:
         self._listener_errors: set[tuple[Callable, str]] = set()  # FacestreamErrors already logged
         self._listener_lock = threading.Lock()
         self._stop = threading.Event()
+        self._sources_lock = threading.Lock()
         self._watchdog: Watchdog | None = None
         self._stats_thread: threading.Thread | None = None
         self.started_at = 0.0
@@ -322,7 +326,7 @@ class Pipeline:
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> Pipeline:
         """Open every source (all or none, with clear errors), then start the worker threads."""
-        self.sources = open_sources(self.source_configs)  # first: a bad path fails before models load
+        self.sources = open_sources(self.source_configs) if self.source_configs else []  # before models load
         try:
             self.detector = self._shared_detector()  # load the models before the workers start
             if self.matcher is not None:
@@ -363,6 +367,52 @@ class Pipeline:
                     for kind, run in base.engine.runners.items()}
         self.batchers.extend(batchers.values())
         return FaceDetector(cfg, PortedEngine(dict(batchers), base.engine.name))
+
+    def add_source(self, config: SourceConfig) -> str:
+        """Open one more source and start its thread (a worker that claimed it); returns its id.
+
+        Raises:
+            FacestreamError: the source cannot be opened, or its id is taken.
+        """
+        sid = config.id or f"cam{len(self.source_ids)}"
+        with self._sources_lock:
+            if any(w.source.id == sid and not w.done.is_set() for w in self.workers):
+                raise FacestreamError(f"Source {sid!r} is already running.", "Give each source a unique id.")
+        source = open_sources([config.model_copy(update={"id": sid})])[0]
+        assert self.detector is not None, "start() first"
+        worker = _Worker(self, source, self.detector)
+        for b in self.batchers:
+            b.register_producer()
+        with self._sources_lock:
+            self.workers = [w for w in self.workers if w.source.id != sid] + [worker]
+            self.sources = [s for s in self.sources if s.id != sid] + [source]
+            if self._watchdog is not None:
+                self._watchdog.sources = self.sources
+            if sid not in self.source_ids:
+                self.source_ids = [*self.source_ids, sid]
+        worker.thread.start()
+        log.info("source %s added", sid)
+        return sid
+
+    def remove_source(self, source_id: str, timeout: float = 5.0) -> None:
+        """Stop one source's thread and close it; its open tracks end (listeners see the events)."""
+        with self._sources_lock:
+            worker = next((w for w in self.workers if w.source.id == source_id), None)
+        if worker is None:
+            return
+        worker.stopping.set()
+        worker.source.stop()
+        worker.thread.join(timeout=timeout)
+        with self._sources_lock:
+            self.workers = [w for w in self.workers if w is not worker]
+            self.sources = [s for s in self.sources if s is not worker.source]
+            if self._watchdog is not None:
+                self._watchdog.sources = self.sources
+        log.info("source %s removed", source_id)
+
+    def running(self) -> list[str]:
+        """Ids of the sources whose threads still run."""
+        return [w.source.id for w in self.workers if not w.done.is_set()]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every source is done (files ended, max_frames reached); True if so."""

@@ -1,29 +1,31 @@
-"""The websocket + HTTP server: live results out to dashboards, on one port.
+"""The websocket + HTTP server: live results out to dashboards, the HTTP API, on one port.
 
-Every processed frame and every track event is one JSON text message (see
-README "Live stream messages"). The pipeline's threads call
-:meth:`StreamServer.publish`; the message is encoded once and fanned out on the
-server's own event loop into one bounded queue per client. A slow or stuck
-client only loses its OLD messages (the queue drops its oldest entry and counts
-it); it never slows the pipeline or the other clients.
+A Starlette application served by uvicorn in its own thread and event loop.
+Every processed frame and every track event is one JSON text message (see the
+README's "Messages"). Producers (the pipeline's threads, or a gateway's reader of
+the workers' Redis stream) call :meth:`StreamServer.publish`; the message is
+encoded once and fanned out on the server's loop into one bounded queue per
+client. A slow or stuck client only loses its OLD messages (the queue drops its
+oldest entry and counts it); it never slows the pipeline or the other clients.
 
-The same port answers plain HTTP GETs (``process_request``): ``/health``,
-``/stats`` (JSON) and the dashboard's static files from ``stream/dashboard/``.
+Routes: ``ws://HOST:PORT/`` (live results), ``/health``, ``/stats``, ``/login``,
+the dashboard's static files, and whatever ASGI app is mounted at ``/api`` (the
+HTTP API with its OpenAPI description). :class:`Guard` checks every request first:
+the ``Host`` (DNS rebinding), the ``Origin`` (other web pages) and the token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import functools
 import hashlib
 import hmac
-import http
 import importlib.resources
 import ipaddress
 import logging
 import mimetypes
+import socket
 import threading
 import time
 from collections import deque
@@ -34,10 +36,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from facestream import wire
 from facestream.errors import FacestreamError
@@ -53,12 +58,17 @@ log = logging.getLogger(__name__)
 # The dashboard ships as package data; an installed package is a folder on disk, so files() is a Path.
 DASHBOARD_DIR = Path(str(importlib.resources.files("facestream.stream.dashboard")))
 PROTOCOL_VERSION = 1
+SESSION_COOKIE = "facestream_session"
+SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "no-referrer"}
+# what needs no token: the health check, the dashboard's files (no data in them), the API's description
+OPEN_PATHS = ("/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect")
 
 
 class Client:
     """One connected websocket client: what it wants and what waits for it."""
 
-    def __init__(self, ws: ServerConnection, maxlen: int, sources: set[str] | None, jpeg: bool):
+    def __init__(self, ws: WebSocket, maxlen: int, sources: set[str] | None, jpeg: bool):
         self.ws = ws
         self.sources = sources  # None = every source
         self.jpeg = jpeg
@@ -80,9 +90,10 @@ class Client:
         self.wake.set()
 
     def info(self) -> dict:
-        addr = self.ws.remote_address
+        addr = self.ws.client
         return {
-            "remote": f"{addr[0]}:{addr[1]}" if addr else None, "sources": sorted(self.sources) if self.sources else None,
+            "remote": f"{addr.host}:{addr.port}" if addr else None,
+            "sources": sorted(self.sources) if self.sources else None,
             "jpeg": self.jpeg, "queued": len(self.queue), "max_queued": self.max_queued, "sent": self.sent,
             "dropped": self.dropped,
         }
@@ -99,7 +110,17 @@ def _hide_unknown_faces(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     return out
 
 
-SESSION_COOKIE = "facestream_session"
+def encode_jpeg(image: np.ndarray, quality: int) -> str:
+    """A BGR frame as base64 JPEG text (what ``"jpeg"`` in a frame message holds)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return base64.b64encode(buf.tobytes()).decode("ascii") if ok else ""
+
+
+def with_jpeg(text: str, jpeg: str) -> str:
+    """The encoded message ``text`` with a ``"jpeg"`` field appended (no second JSON encoding)."""
+    return text[:-1] + ',"jpeg":"' + jpeg + '"}'
 
 
 def is_loopback(host: str) -> bool:
@@ -120,6 +141,113 @@ def _parse_sources(value: str | list[str] | None) -> set[str] | None:
     return {s.strip() for s in items if s.strip()} or None
 
 
+def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response with the security headers (finite numbers only, as every message we write)."""
+    out = Response(wire.dumps(obj, default=str).encode(), status, {**SECURITY_HEADERS, **(headers or {})},
+                   media_type="application/json")
+    if status == 401:
+        out.headers["WWW-Authenticate"] = 'Bearer realm="facestream"'
+    return out
+
+
+class Access:
+    """Who may ask: the Host and Origin rules and the token, for HTTP and websocket requests alike."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.rejected = 0
+
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict] | None:
+        """(403, why) for a request from another web page (``Origin``) or for another host name (DNS rebinding).
+
+        Browsers send ``Origin`` with every websocket handshake and cross-site request; a page
+        the operator opens elsewhere must not watch the cameras. Scripts send none and need the
+        token when one is set. Two ``Host`` or ``Origin`` headers are refused, never guessed at.
+        """
+        hosts = [v.decode("latin-1") for k, v in headers if k.lower() == b"host"]
+        origins = [v.decode("latin-1") for k, v in headers if k.lower() == b"origin"]
+        if len(hosts) != 1 or len(origins) > 1:
+            return 403, {"error": "one Host header (and at most one Origin) expected"}
+        host_header = hosts[0]
+        try:
+            hostname = (urlsplit("//" + host_header).hostname or "").lower()
+        except ValueError:
+            hostname = ""
+        allowed = {h.lower() for h in self.config.allowed_hosts}
+        if (is_loopback(self.config.host) or allowed) and hostname not in allowed and not is_loopback(hostname):
+            return 403, {"error": f"host {hostname or '(none)'!r} not allowed",
+                         "fix": "open it as http://127.0.0.1:PORT/, or list the name in server.allowed_hosts"}
+        if origins:
+            origin = origins[0]
+            try:
+                same = urlsplit(origin).netloc.lower() == host_header.lower() and origin != "null"
+            except ValueError:
+                same = False
+            if not same and origin.rstrip("/") not in {o.rstrip("/") for o in self.config.allowed_origins}:
+                return 403, {"error": f"requests from the page {origin!r} are not allowed",
+                             "fix": "list it in server.allowed_origins if it should be"}
+        return None
+
+    def authorized(self, scope: Scope) -> bool:
+        """The token, from ``Authorization: Bearer``, ``?token=`` (scripts) or the dashboard's session cookie."""
+        token = self.config.token
+        if not token:
+            return True
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = given or auth[7:].strip()
+        if given and hmac.compare_digest(given.encode(), token.encode()):
+            return True
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie.load(headers.get("cookie", ""))
+        except CookieError:
+            return False
+        session = cookie.get(SESSION_COOKIE)
+        return session is not None and hmac.compare_digest(session.value.encode(), self.session_value().encode())
+
+    def session_value(self) -> str:
+        """The dashboard's cookie: derived from the token, so the token itself never sits in the browser."""
+        return hmac.new((self.config.token or "").encode(), b"facestream dashboard session", hashlib.sha256).hexdigest()
+
+
+class Guard:
+    """ASGI middleware: the :class:`Access` rules before any route runs, for HTTP and websockets.
+
+    ``/health`` is open (Docker's health check); the dashboard's files and the API's description
+    need no token (they hold no data) but follow the Host and Origin rules; everything else needs the token.
+    A refused websocket gets a plain HTTP answer (401/403) instead of the upgrade.
+    """
+
+    def __init__(self, app: ASGIApp, access: Access, protected: Callable[[str], bool]):
+        self.app = app
+        self.access = access
+        self.protected = protected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] == "/health":
+            await self.app(scope, receive, send)
+            return
+        refused = self.access.refusal(scope.get("headers", []))
+        if refused is None and self.protected(scope["path"]) or scope["type"] == "websocket":
+            if refused is None and not self.access.authorized(scope):
+                refused = 401, {"error": "missing or wrong token",
+                                "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        self.access.rejected += 1
+        response = json_response(*refused)
+        if scope["type"] == "http":
+            await response(scope, receive, send)
+            return
+        await send({"type": "websocket.http.response.start", "status": response.status_code,
+                    "headers": response.raw_headers})
+        await send({"type": "websocket.http.response.body", "body": response.body})
+
+
 class StreamServer:
     """Websocket broadcaster and HTTP endpoints, running its own event loop in a thread.
 
@@ -127,27 +255,50 @@ class StreamServer:
         config: host, port (0 = any free port), token, per-client queue, JPEG rate.
         stats: returns the pipeline's statistics for ``/stats`` and the hello message.
         static_dir: the dashboard's files (served at ``/``).
+        api: an ASGI app (the HTTP API) mounted at ``/api``; None: no API beyond ``/stats``.
     """
 
     def __init__(self, config: ServerConfig | None = None, stats: Callable[[], dict] | None = None,
-                 static_dir: Path | None = DASHBOARD_DIR):
+                 static_dir: Path | None = DASHBOARD_DIR, api: ASGIApp | None = None):
         self.config = config or ServerConfig()
         self._stats = stats or dict
         self.static_dir = static_dir
+        self.api = api
         self.port = self.config.port
+        self.access = Access(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Server | None = None
+        self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._clients: set[Client] = set()
         self._snapshot: tuple[Client, ...] = ()  # read by publisher threads without a lock
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self._last_jpeg: dict[str, float] = {}
         self.published = 0
         self.publish_latency_ms: deque[float] = deque(maxlen=2000)
         self.send_latency_ms: deque[float] = deque(maxlen=20000)
-        self.rejected = 0
         self._pipeline: Pipeline | None = None
+
+    @property
+    def rejected(self) -> int:
+        return self.access.rejected
+
+    # -- the application -------------------------------------------------------------------------------------
+    def routes(self) -> list:
+        """The server's routes; subclasses add theirs in front."""
+        routes: list = [WebSocketRoute("/", self._websocket), Route("/health", self._health),
+                        Route("/stats", self._stats_route), Route("/login", self._login, methods=["GET", "POST"])]
+        if self.api is not None:
+            routes.append(Mount("/api", self.api))
+        routes.append(Route("/{path:path}", self._static))
+        return routes
+
+    def protected(self, path: str) -> bool:
+        """Whether an HTTP path needs the token (websockets always do)."""
+        if path in OPEN_PATHS:
+            return False
+        return path == "/stats" or path == "/api" or path.startswith("/api/")
+
+    def app(self) -> ASGIApp:
+        return Guard(Starlette(routes=self.routes()), self.access, self.protected)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> StreamServer:
@@ -158,23 +309,70 @@ class StreamServer:
                 f"Refusing to listen on {self.config.host} without a token: anyone on the network could watch the "
                 "cameras and change attendance.",
                 "Set server.token (`facestream token` makes one; --token) or listen on 127.0.0.1.")
-        self._thread = threading.Thread(target=self._run, name="stream-server", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
+        try:
+            family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.config.host, self.config.port))
+            sock.listen(256)
+        except OSError as exc:
             raise FacestreamError(
-                f"Cannot listen on {self.config.host}:{self.config.port} ({self._error}).",
+                f"Cannot listen on {self.config.host}:{self.config.port} ({exc}).",
                 "Pick another port with --port, or stop the program that uses it.",
-            )
+            ) from None
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", ws="websockets-sansio",
+                                ws_max_size=2**16, ws_ping_interval=20, ws_ping_timeout=20,
+                                proxy_headers=False, server_header=False, date_header=True,
+                                timeout_graceful_shutdown=2)
+        self._uvicorn = uvicorn.Server(config)
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(sock, ready), name="stream-server", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        deadline = time.monotonic() + 10
+        while not self._uvicorn.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self._uvicorn.started:
+            raise FacestreamError(f"The server on {self.config.host}:{self.port} did not start.",
+                                  "See the log above; try another --port.")
         log.info("websocket + HTTP server on %s", self.url)
         return self
 
+    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        ready.set()
+        try:
+            assert self._uvicorn is not None
+            loop.run_until_complete(self._uvicorn.serve(sockets=[sock]))
+        except BaseException:  # noqa: BLE001 - a server that dies says so in the log
+            log.exception("the server stopped")
+        finally:
+            sock.close()
+            loop.close()
+
     def stop(self) -> None:
-        if self._loop is None or self._server is None:
+        if self._uvicorn is None:
             return
-        self._loop.call_soon_threadsafe(self._server.close)
+        self._uvicorn.should_exit = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            for c in list(self._clients):  # open websockets would hold a graceful shutdown
+                try:
+                    asyncio.run_coroutine_threadsafe(self._close(c), loop)
+                except RuntimeError:
+                    pass
         if self._thread:
             self._thread.join(timeout=10)
+
+    @staticmethod
+    async def _close(client: Client) -> None:
+        try:
+            await client.ws.close(1001)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
     def __enter__(self) -> StreamServer:
         return self.start()
@@ -186,29 +384,20 @@ class StreamServer:
     def url(self) -> str:
         return f"ws://{self.config.host}:{self.port}/"
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:  # bind errors end up here
-            self._error = exc
-            self._ready.set()
-        finally:
-            loop.close()
-
-    async def _main(self) -> None:
-        async with serve(self._handler, self.config.host, self.config.port, process_request=self._http,
-                         max_size=2**16, ping_interval=20, ping_timeout=20) as server:
-            self._server = server
-            self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-            await server.wait_closed()
-
     # -- publishing (any thread) -----------------------------------------------
     @property
     def clients(self) -> int:
         return len(self._snapshot)
+
+    def jpeg_watched(self) -> set[str] | None:
+        """The sources some client wants JPEG frames of; None means every source (a client wants all)."""
+        out: set[str] = set()
+        for c in self._snapshot:
+            if c.jpeg:
+                if c.sources is None:
+                    return None
+                out |= c.sources
+        return out
 
     def wants_jpeg(self, source: str) -> bool:
         """True when some client asked for frames of this source and one is due (rate cap)."""
@@ -228,16 +417,21 @@ class StreamServer:
                 With ``blur_unknown`` the message's unknown faces are pixelated
                 first, so their pixels never leave the process.
         """
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
         text = wire.dumps(message, separators=(",", ":"))
         jpeg_text = None
         if image is not None and source is not None and self.wants_jpeg(source):
             self._last_jpeg[source] = time.monotonic()
             if self.config.blur_unknown:
                 image = _hide_unknown_faces(image, message.get("faces") or [])
-            jpeg_text = text[:-1] + ',"jpeg":"' + self._encode_jpeg(image) + '"}'
+            jpeg_text = with_jpeg(text, encode_jpeg(image, self.config.jpeg_quality))
+        self.publish_encoded(text, jpeg_text, source, t_read)
+
+    def publish_encoded(self, text: str, jpeg_text: str | None, source: str | None,
+                        t_read: float | None = None) -> None:
+        """Queue an already encoded message (and its variant with a JPEG, for viewers); never blocks."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
         self.published += 1
         try:
             loop.call_soon_threadsafe(self._fanout, text, jpeg_text, source, t_read)
@@ -258,12 +452,6 @@ class StreamServer:
     def _on_event(self, event: TrackEvent) -> None:
         self.publish(event.to_json(), event.source_id)
 
-    def _encode_jpeg(self, image: np.ndarray) -> str:
-        import cv2
-
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
-        return base64.b64encode(buf.tobytes()).decode("ascii") if ok else ""
-
     def _fanout(self, text: str, jpeg_text: str | None, source: str | None, t_read: float | None) -> None:
         if t_read is not None:
             self.publish_latency_ms.append((time.perf_counter() - t_read) * 1000)
@@ -272,21 +460,25 @@ class StreamServer:
                 c.offer(jpeg_text if (jpeg_text is not None and c.jpeg) else text, t_read)
 
     # -- websocket clients -------------------------------------------------------
-    async def _handler(self, ws: ServerConnection) -> None:
-        assert ws.request is not None  # set by the handshake before the handler runs
-        query = parse_qs(urlsplit(ws.request.path).query)
-        sources = _parse_sources(query.get("sources", [None])[0])
-        jpeg = query.get("frames", [""])[0] == "jpeg"
-        client = Client(ws, self.config.client_queue, sources, jpeg)
+    async def _websocket(self, ws: WebSocket) -> None:
+        query = ws.query_params
+        client = Client(ws, self.config.client_queue, _parse_sources(query.get("sources")),
+                        query.get("frames", "") == "jpeg")
+        await ws.accept()
         self._clients.add(client)
         self._snapshot = tuple(self._clients)
         log.info("client %s connected (%d now)", client.info()["remote"], len(self._clients))
         sender = asyncio.create_task(self._sender(client))
         try:
-            await ws.send(wire.dumps(self._hello(client)))
-            async for raw in ws:
-                await self._command(client, raw)
-        except ConnectionClosed:
+            await ws.send_text(wire.dumps(self._hello(client)))
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text") if message.get("text") is not None else message.get("bytes")
+                if raw is not None:
+                    await self._command(client, raw)
+        except (WebSocketDisconnect, OSError, RuntimeError):  # the client went away mid-send
             pass
         finally:
             sender.cancel()
@@ -317,11 +509,11 @@ class StreamServer:
             cmd = parse_command(raw, self.COMMANDS)
         except CommandError as exc:
             reply = self.REPLIES.get(exc.type or "")
-            await client.ws.send(wire.dumps({"type": "error", "error": str(exc)} if reply is None else
-                                            {"type": reply, "id": exc.id, "command": exc.type, "ok": False,
-                                             "error": str(exc)}))
+            await client.ws.send_text(wire.dumps({"type": "error", "error": str(exc)} if reply is None else
+                                                 {"type": reply, "id": exc.id, "command": exc.type, "ok": False,
+                                                  "error": str(exc)}))
             return
-        await client.ws.send(wire.dumps(await self._act(client, cmd)))
+        await client.ws.send_text(wire.dumps(await self._act(client, cmd)))
 
     async def _act(self, client: Client, cmd: Command) -> dict:
         """Act on a valid command; the reply to send back."""
@@ -341,7 +533,8 @@ class StreamServer:
         reply: dict[str, Any] = {"type": "feedback_reply", "id": cmd.id, "command": cmd.type}
         pipeline = self._pipeline
         if pipeline is None:
-            return {**reply, "ok": False, "error": "This server has no live pipeline to correct."}
+            return {**reply, "ok": False, "error": "This server has no live pipeline to correct; use "
+                                                   "`facestream feedback` with a photo of the face."}
         if isinstance(cmd, FeedbackUndo):
             call = functools.partial(pipeline.undo_feedback, cmd.feedback)
         else:
@@ -360,123 +553,51 @@ class StreamServer:
                 client.wake.clear()
                 while client.queue:
                     text, t_read = client.queue.popleft()
-                    await client.ws.send(text)
+                    await client.ws.send_text(text)
                     client.sent += 1
                     if t_read is not None:
                         self.send_latency_ms.append((time.perf_counter() - t_read) * 1000)
-        except ConnectionClosed:
+        except (WebSocketDisconnect, OSError, RuntimeError):
             pass
 
     # -- HTTP --------------------------------------------------------------------
-    def _authorized(self, request: Request) -> bool:
-        """The token, from ``Authorization: Bearer``, ``?token=`` (scripts) or the dashboard's session cookie."""
-        token = self.config.token
-        if not token:
-            return True
-        given = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = given or auth[7:].strip()
-        if given and hmac.compare_digest(given.encode(), token.encode()):
-            return True
-        cookie = SimpleCookie()
-        try:
-            cookie.load(request.headers.get("Cookie", ""))
-        except CookieError:
-            return False
-        session = cookie.get(SESSION_COOKIE)
-        return session is not None and hmac.compare_digest(session.value.encode(), self._session_value().encode())
+    async def _health(self, request: Request) -> Response:
+        return json_response(200, {"status": "ok", "clients": self.clients})
 
-    def _session_value(self) -> str:
-        """The dashboard's cookie: derived from the token, so the token itself never sits in the browser."""
-        return hmac.new((self.config.token or "").encode(), b"facestream dashboard session", hashlib.sha256).hexdigest()
+    async def _stats_route(self, request: Request) -> Response:
+        stats = await asyncio.get_running_loop().run_in_executor(None, self.stats)  # may read Redis
+        return json_response(200, stats)
 
-    def _refusal(self, request: Request) -> Response | None:
-        """403 for a request from another web page (``Origin``) or for another host name (DNS rebinding).
-
-        Browsers send ``Origin`` with every websocket handshake and cross-site request; a page
-        the operator opens elsewhere must not watch the cameras. Scripts send none and need the
-        token when one is set.
-        """
-        host_header = request.headers.get("Host", "")
-        hostname = (urlsplit("//" + host_header).hostname or "").lower()
-        allowed = {h.lower() for h in self.config.allowed_hosts}
-        if (is_loopback(self.config.host) or allowed) and hostname not in allowed and not is_loopback(hostname):
-            self.rejected += 1
-            return self._json(403, {"error": f"host {hostname or '(none)'!r} not allowed",
-                                    "fix": "open it as http://127.0.0.1:PORT/, or list the name in server.allowed_hosts"})
-        origin = request.headers.get("Origin")
-        if origin is not None:
-            same = urlsplit(origin).netloc.lower() == host_header.lower() and origin != "null"
-            if not same and origin.rstrip("/") not in {o.rstrip("/") for o in self.config.allowed_origins}:
-                self.rejected += 1
-                return self._json(403, {"error": f"requests from the page {origin!r} are not allowed",
-                                        "fix": "list it in server.allowed_origins if it should be"})
-        return None
-
-    @staticmethod
-    def _response(status: int, body: bytes, content_type: str) -> Response:
-        st = http.HTTPStatus(status)
-        headers = Headers([
-            ("Date", email.utils.formatdate(usegmt=True)), ("Content-Length", str(len(body))),
-            ("Content-Type", content_type), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
-            ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
-        ])
-        if status == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="facestream"'
-        return Response(st.value, st.phrase, headers, body)
-
-    def _json(self, status: int, obj: Any) -> Response:
-        return self._response(status, wire.dumps(obj, default=str).encode(), "application/json")
-
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        is_ws = "websocket" in request.headers.get("Upgrade", "").lower()
-        if path == "/health":
-            return self._json(200, {"status": "ok", "clients": self.clients})
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
-        if is_ws:
-            if not self._authorized(request):
-                self.rejected += 1
-                return self._json(401, {"error": "missing or wrong token"})
-            return None  # go on with the websocket handshake
-        if path == "/login":
-            return self._login(request)
-        if path == "/stats":
-            if not self._authorized(request):
-                return self._json(401, {"error": "missing or wrong token"})
-            return self._json(200, self.stats())
-        return self._static(path)
-
-    def _login(self, request: Request) -> Response:
+    async def _login(self, request: Request) -> Response:
         """The dashboard trades the token (``Authorization: Bearer``) for an HttpOnly, SameSite=Strict session
         cookie, so the token leaves the address bar, the history and every later URL."""
         if not self.config.token:
-            return self._response(204, b"", "text/plain")
-        if not self._authorized(request):
-            self.rejected += 1
-            return self._json(401, {"error": "missing or wrong token"})
-        resp = self._response(204, b"", "text/plain")
-        secure = "; Secure" if request.headers.get("X-Forwarded-Proto", "").lower() == "https" else ""
-        resp.headers["Set-Cookie"] = f"{SESSION_COOKIE}={self._session_value()}; HttpOnly; SameSite=Strict; Path=/{secure}"
+            return Response(b"", 204, SECURITY_HEADERS)
+        if not self.access.authorized(request.scope):
+            self.access.rejected += 1
+            return json_response(401, {"error": "missing or wrong token"})
+        resp = Response(b"", 204, SECURITY_HEADERS)
+        secure = "; Secure" if request.headers.get("x-forwarded-proto", "").lower() == "https" else ""
+        resp.headers["Set-Cookie"] = (f"{SESSION_COOKIE}={self.access.session_value()}; HttpOnly; SameSite=Strict; "
+                                      f"Path=/{secure}")
         return resp
 
-    def _static(self, path: str) -> Response:
+    async def _static(self, request: Request) -> Response:
+        path = request.url.path
         if self.static_dir is None or not self.static_dir.is_dir():
-            return self._json(404, {"error": "no dashboard installed", "endpoints": ["/health", "/stats", "ws://"]})
+            return json_response(404, {"error": "no dashboard installed",
+                                       "endpoints": ["/health", "/stats", "ws://", "/api/docs"]})
         rel = path.lstrip("/") or "index.html"
         root = self.static_dir.resolve()
         target = (root / rel).resolve()
         if target.is_dir():
             target = target / "index.html"
         if root not in target.parents or not target.is_file():
-            return self._json(404, {"error": f"not found: {path}"})
+            return json_response(404, {"error": f"not found: {path}"})
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype.endswith("javascript"):
             ctype += "; charset=utf-8"
-        return self._response(200, target.read_bytes(), ctype)
+        return Response(target.read_bytes(), 200, SECURITY_HEADERS, media_type=ctype)
 
     # -- statistics ----------------------------------------------------------------
     def client_stats(self) -> list[dict]:

@@ -161,7 +161,7 @@ def fetch_url(url: str, timeout: float = URL_TIMEOUT, deadline: float = URL_DEAD
             except OSError as exc:
                 raise FacestreamError(f"Cannot download {url} ({exc}).", "Check the URL.") from None
             for address in addresses:
-                ip = ipaddress.ip_address(address.split("%")[0])
+                ip = ipaddress.ip_address(str(address).split("%")[0])
                 if not ip.is_global:
                     raise FacestreamError(f"Cannot download {url}: {parts.hostname} is a private or local address "
                                           f"({ip}).", "Link photos on a public server.")
@@ -183,7 +183,7 @@ def fetch_url(url: str, timeout: float = URL_TIMEOUT, deadline: float = URL_DEAD
                 if time.monotonic() > end:
                     raise FacestreamError(f"Cannot download {url}: it took longer than {deadline:.0f} s.",
                                           "Check the server, or download the photo yourself.")
-                chunk = resp.read(65536)
+                chunk = resp.read1(65536)  # what has arrived: a drip-feeding server cannot hold a read open
                 if not chunk:
                     break
                 size += len(chunk)

@@ -74,8 +74,8 @@ def test_bad_yaml_and_missing_file_are_clear(tmp_path):
 
 def test_values_that_are_not_yaml_stay_text():
     # `--set k=[x` and FACESTREAM__... = "[x" used to end in a raw YAML traceback
-    conf = load_config(overrides=["server.token=[x"], env={"FACESTREAM__DEMO__HOST": "{bad"})
-    assert conf.server.token == "[x" and conf.demo.host == "{bad"
+    conf = load_config(overrides=["server.token=[x-token-1"], env={"FACESTREAM__DEMO__HOST": "{bad"})
+    assert conf.server.token == "[x-token-1" and conf.demo.host == "{bad"
 
 
 def test_run_flags_arrive_as_typed(monkeypatch):
@@ -84,7 +84,7 @@ def test_run_flags_arrive_as_typed(monkeypatch):
     from facestream.stream.cli.run import _config
 
     monkeypatch.delenv("FACESTREAM_GALLERY", raising=False)
-    for token in ("#abc", "12345", "[x", "yes"):
+    for token in ("#abc-token", "12345678", "[x-token-1", "yes-token"):  # tokens of 8+ characters
         args = build_parser().parse_args(["run", "clip.mp4", "--token", token, "--port", "0",
                                           "--gallery", "sqlite:///g #1.db"])
         config, _ = _config(args)

@@ -87,7 +87,7 @@ def test_token_auth(tmp_path):
                 assert json.loads(await ws.recv())["type"] == "hello"
 
         asyncio.run(scenario())
-        assert srv.rejected == 2
+        assert srv.rejected == 3  # the /stats without a token and the two handshakes
     finally:
         srv.stop()
 

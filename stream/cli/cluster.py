@@ -1,0 +1,159 @@
+"""``facestream worker``, ``gateway`` and ``sources``: cameras shared by many machines over Redis.
+
+    facestream sources add rtsp://cam1/live --id door --gallery redis://10.0.0.2:6379/0
+    facestream worker --gallery redis://10.0.0.2:6379/0            # on each machine with a GPU
+    facestream gateway --gallery redis://10.0.0.2:6379/0 --host 0.0.0.0 --token "$TOKEN"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from facestream.stream.cli.common import add_gallery_options, load_args_config
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser("worker", help="recognise the shared cameras this process claims (Redis), publish results",
+                       description="Claims sources from the shared list (config `sources:` and `facestream sources "
+                                   "add`) up to cluster.capacity, with leases it renews; a dead worker's sources "
+                                   "move to the others within cluster.lease_seconds.")
+    w.add_argument("--capacity", type=int, help="sources to claim at most (default: cluster.capacity)")
+    w.add_argument("--model", help="embedding model (registry name, folder, or models:/ URI)")
+    w.add_argument("--engine", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference engine")
+    w.add_argument("--no-attendance", action="store_true", help="do not record attendance")
+    add_gallery_options(w)
+    w.set_defaults(handler=cmd_worker)
+
+    g = sub.add_parser("gateway", help="serve every worker's cameras: websocket stream, dashboard, /stats, HTTP API",
+                       description="Reads the workers' results from Redis and serves them on one port, with the "
+                                   "dashboard, /stats of every worker and the HTTP API (/api/docs).")
+    g.add_argument("--host", help="interface to listen on (default: server.host)")
+    g.add_argument("--port", type=int, help="port (0 = any free port; default: server.port)")
+    g.add_argument("--token", help="clients must present this token (Authorization: Bearer)")
+    add_gallery_options(g)
+    g.set_defaults(handler=cmd_gateway)
+
+    s = sub.add_parser("sources", help="the shared source list in Redis: add, remove, list")
+    ss = s.add_subparsers(dest="sources_command", required=True, metavar="{add,remove,list}")
+    a = ss.add_parser("add", help="declare a camera, stream or file once; a worker claims it")
+    a.add_argument("url", help="rtsp:// or http(s):// URL, camera index, video file or image folder")
+    a.add_argument("--id", required=True, help="the source's name in messages (letters, digits, . _ -)")
+    a.add_argument("--realtime", action="store_true", help="read a file at its native frame rate")
+    a.add_argument("--loop", action="store_true", help="restart a file at its end")
+    add_gallery_options(a)
+    a.set_defaults(handler=cmd_sources_add)
+    r = ss.add_parser("remove", help="stop and forget a source (its worker lets go within a lease)")
+    r.add_argument("id")
+    add_gallery_options(r)
+    r.set_defaults(handler=cmd_sources_remove)
+    ls = ss.add_parser("list", help="every source and the worker holding it")
+    ls.add_argument("--json", action="store_true")
+    add_gallery_options(ls)
+    ls.set_defaults(handler=cmd_sources_list)
+
+
+def _registry(args: argparse.Namespace, flags: dict | None = None):
+    from facestream.stream.cluster.registry import SourceRegistry
+
+    config = load_args_config(args, flags)
+    return config, SourceRegistry(config.gallery.url)
+
+
+def _until_signalled(body) -> None:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        body(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from facestream.stream.attendance.wiring import attendance_for_run
+    from facestream.stream.cluster.bus import LivePublisher
+    from facestream.stream.cluster.worker import Worker
+    from facestream.stream.engine.analyzer import FaceAnalyzer
+    from facestream.stream.live.pipeline import Pipeline
+    from facestream.stream.recognition.identify import open_matcher
+
+    config, registry = _registry(args, {"cluster.capacity": args.capacity, "embedder.model": args.model,
+                                        "embedder.engine": args.engine})
+    analyzer = FaceAnalyzer(config)
+    matcher = open_matcher(analyzer)
+    pipeline = Pipeline(config, [], analyzer=analyzer, matcher=matcher, dynamic=True)
+    monitor = None
+    if not args.no_attendance:
+        monitor = attendance_for_run(config, [], threshold=analyzer.threshold)
+        pipeline.add_listener(monitor.on_result)
+    worker = Worker(config, pipeline, registry, LivePublisher(registry.r, config.server, config.cluster.stream_maxlen),
+                    monitor)
+    worker.start()
+    print(f"worker {worker.id}: up to {config.cluster.capacity} source(s), leases of "
+          f"{config.cluster.lease_seconds:g} s", flush=True)
+    try:
+        _until_signalled(worker.run)
+    finally:
+        worker.stop()
+        if monitor is not None:
+            monitor.store.close()
+        matcher.close()
+        matcher.store.close()
+        registry.close()
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from facestream.stream.cluster.gateway import Gateway
+
+    config = load_args_config(args, {"server.port": args.port, "server.host": args.host, "server.token": args.token})
+    gateway = Gateway(config).start()
+    port = gateway.server.port
+    fragment = f"#token={config.server.token}" if config.server.token else ""
+    print(f"gateway on {gateway.server.url} (dashboard: http://{config.server.host}:{port}/{fragment}, "
+          f"API: http://{config.server.host}:{port}/api/docs)", flush=True)
+    try:
+        _until_signalled(lambda stop: stop.wait())
+    finally:
+        gateway.stop()
+    return 0
+
+
+def cmd_sources_add(args: argparse.Namespace) -> int:
+    from facestream.stream.config import SourceConfig
+
+    _, registry = _registry(args)
+    source = registry.add(SourceConfig(url=args.url, id=args.id, realtime=args.realtime, loop=args.loop))
+    print(f"source {source.id} added; a worker will claim it")
+    return 0
+
+
+def cmd_sources_remove(args: argparse.Namespace) -> int:
+    _, registry = _registry(args)
+    registry.remove(args.id)
+    print(f"source {args.id} removed; its worker stops it within a lease")
+    return 0
+
+
+def cmd_sources_list(args: argparse.Namespace) -> int:
+    import json
+
+    from facestream.errors import redact
+
+    _, registry = _registry(args)
+    holders = registry.holders()
+    rows = [{"id": s.id, "url": redact(s.url), "realtime": s.realtime, "loop": s.loop, "worker": holders.get(s.id or "")}
+            for s in registry.sources()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no sources; add one with `facestream sources add URL --id NAME`")
+    for r in rows if not args.json else []:
+        print(f"{r['id']}\t{r['url']}\t{r['worker'] or '(waiting for a worker)'}")
+    return 0

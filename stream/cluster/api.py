@@ -1,0 +1,229 @@
+"""The HTTP API: identify, verify, enrol and people, on the gateway and on ``facestream run``.
+
+Routes live under ``/api`` beside the attendance routes (:mod:`facestream.stream.attendance.web`);
+the description is at ``/api/openapi.json`` and the interactive docs at ``/api/docs``. Access
+(Host, Origin, token) is the server's :class:`facestream.stream.live.server.Guard`, the same as
+for the websocket. Uploads are bounded (``MAX_UPLOAD_BYTES`` per request, the process-wide pixel
+limit per image, checked before decoding); a bad image is one clear error (HTTP 400), never a
+traceback. Models load on the first request that needs them; work runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, File, Form, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from facestream.errors import FacestreamError
+from facestream.gallery.store import GalleryStore, check_metadata
+from facestream.stream.attendance.erase import erase_person
+from facestream.stream.config import Config
+from facestream.stream.engine.analyzer import FaceAnalyzer
+from facestream.stream.engine.imageio import load_image
+from facestream.stream.live.http_api import NotFound, TooLarge, new_api
+from facestream.stream.recognition.enroll import Enroller, Photo
+from facestream.stream.recognition.identify import (
+    identify,
+    open_gallery,
+    open_matcher,
+    results_to_json,
+    verify,
+)
+
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # one request: a few phone photos
+MAX_FILES = 20
+
+
+class LimitBody:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes (HTTP 413), by the declared length and
+    while they stream in (a chunked upload cannot go past it either)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise TooLarge(f"The upload is larger than {self.limit // 2**20} MB.",
+                               "Send smaller photos, or fewer at a time.")
+            return message
+
+        await self.app(scope, counted, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = json.dumps({"error": f"The upload is larger than {self.limit // 2**20} MB.",
+                           "fix": "Send smaller photos, or fewer at a time."}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class Recognition:
+    """The models and the gallery behind the API, opened once on first use and shared (thread-safe)."""
+
+    def __init__(self, config: Config, analyzer: FaceAnalyzer | None = None, store: GalleryStore | None = None):
+        self.config = config
+        self._analyzer = analyzer
+        self._store = store
+        self._matcher: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def analyzer(self) -> FaceAnalyzer:
+        with self._lock:
+            if self._analyzer is None:
+                self._analyzer = FaceAnalyzer(self.config)
+            return self._analyzer
+
+    @property
+    def store(self) -> GalleryStore:
+        with self._lock:
+            if self._store is None:
+                self._store = open_gallery(self.config)
+            return self._store
+
+    @property
+    def matcher(self) -> Any:
+        analyzer, store = self.analyzer, self.store
+        with self._lock:
+            if self._matcher is None:
+                self._matcher = open_matcher(analyzer, store)
+            return self._matcher
+
+    def close(self) -> None:
+        if self._matcher is not None:
+            self._matcher.close()
+
+
+async def _image(upload: UploadFile, what: str = "image") -> np.ndarray:
+    data = await upload.read()
+    if not data:
+        raise FacestreamError(f"The {what} ({upload.filename or 'upload'}) is empty.", "Send a JPEG or PNG photo.")
+    return load_image(data)
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def _person_json(p: Any) -> dict[str, Any]:
+    return {"id": p.id, "name": p.name, "metadata": p.metadata, "embeddings": getattr(p, "n_embeddings", None)}
+
+
+def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI:
+    """The API app (mount at ``/api``); pass it to an ``AttendanceServer`` to add the attendance routes."""
+    rec = recognition or Recognition(config)
+    app = new_api()
+
+    async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    @app.post("/identify", tags=["recognition"], summary="Every face in a photo: box, name (or unknown), score")
+    async def identify_photo(image: UploadFile = File(..., description="a JPEG/PNG/WebP photo"),
+                             top_k: int = Form(3, ge=1, le=20)) -> JSONResponse:
+        rgb = await _image(image)
+
+        def run() -> dict[str, Any]:
+            faces, results = identify(rec.analyzer, rec.matcher, rgb, top_k=top_k)
+            return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "model": rec.analyzer.model_id,
+                    "faces": results_to_json(faces, results)}
+
+        return JSONResponse(await off_loop(run))
+
+    @app.post("/verify", tags=["recognition"],
+              summary="1:1: are two photos the same person, or is a photo this enrolled person?")
+    async def verify_photos(image: UploadFile = File(...), image2: UploadFile | None = File(None),
+                            person: str | None = Form(None, description="an enrolled name or id")) -> JSONResponse:
+        if (image2 is None) == (not person):
+            raise FacestreamError("Send a second image (image2) or an enrolled person (person), one of the two.",
+                                  "POST image + image2, or image + person.")
+        rgb = await _image(image)
+        rgb2 = await _image(image2, "second image") if image2 is not None else None
+
+        def run() -> dict[str, Any]:
+            analyzer = rec.analyzer
+            if rgb2 is None:
+                return verify(analyzer, rec.matcher, rgb, str(person)).to_json()
+            a, n_a = analyzer.largest_face(rgb, "image")
+            b, n_b = analyzer.largest_face(rgb2, "image2")
+            assert a.embedding is not None and b.embedding is not None  # largest_face embeds
+            similarity = analyzer.similarity(a.embedding[0], b.embedding[0])
+            return {"same_person": bool(similarity >= analyzer.threshold), "similarity": round(similarity, 4),
+                    "threshold": round(analyzer.threshold, 4), "model": analyzer.model_id,
+                    "faces_in_image": n_a, "faces_in_image2": n_b}
+
+        return JSONResponse(await off_loop(run))
+
+    @app.post("/enroll", tags=["people"], summary="Enrol photos of one person (a verdict per photo)")
+    async def enroll(name: str = Form(..., max_length=200), images: list[UploadFile] = File(...),
+                     metadata: str | None = Form(None, description='JSON object, e.g. {"group": "cs101"}'),
+                     accept_flagged: bool = Form(False)) -> JSONResponse:
+        if len(images) > MAX_FILES:
+            raise FacestreamError(f"{len(images)} photos in one request; at most {MAX_FILES}.", "Send fewer.")
+        meta: dict[str, Any] = {}
+        if metadata:
+            try:
+                meta = check_metadata(json.loads(metadata))
+            except ValueError:
+                raise FacestreamError("metadata is not a JSON object.", 'Send e.g. {"group": "cs101"}.') from None
+        photos = []
+        for i, upload in enumerate(images):
+            photos.append(Photo(upload.filename or f"image {i + 1}", _constant(await upload.read())))
+
+        def run() -> dict[str, Any]:
+            enroller = Enroller(rec.analyzer, rec.store, progress=False, accept_flagged=accept_flagged,
+                                allow_private_urls=False)
+            verdicts = enroller.enroll_person(name, photos, meta or None)
+            person = rec.store.find_person(name)
+            return {"person": _person_json(person) if person else None,
+                    "images": [v.to_json() for v in verdicts]}
+
+        return JSONResponse(await off_loop(run))
+
+    @app.get("/people", tags=["people"], summary="Everyone enrolled")
+    async def people() -> JSONResponse:
+        return JSONResponse([_person_json(p) for p in await off_loop(rec.store.list_people)])
+
+    def _find(ref: str) -> Any:
+        found = rec.store.find_person(ref)
+        if found is None:
+            raise NotFound(f"No person {ref!r}.", "GET /api/people lists everyone.")
+        return found
+
+    @app.get("/people/{ref}", tags=["people"], summary="One person (by id or name)")
+    async def person(ref: str) -> JSONResponse:
+        return JSONResponse(_person_json(await off_loop(_find, ref)))
+
+    @app.delete("/people/{ref}", tags=["people"],
+                summary="Erase a person: embeddings, chips, corrections and attendance (one erase for every path)")
+    async def delete_person(ref: str) -> JSONResponse:
+        def run() -> dict[str, Any]:
+            found = _find(ref)
+            erased = erase_person(rec.store, found.id)
+            return {"deleted": erased.person_id, "name": erased.name, "embeddings": erased.embeddings,
+                    "sessions": erased.sessions}
+
+        return JSONResponse(await off_loop(run))
+
+    app.add_middleware(LimitBody, limit=MAX_UPLOAD_BYTES)
+    return app

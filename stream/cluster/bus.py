@@ -1,0 +1,225 @@
+"""Live results and events from workers to gateways through one capped Redis stream.
+
+Each entry is one message already encoded as JSON (``m``), its source (``s``, empty for
+messages to every client, such as attendance) and, for frames some viewer watches, the
+frame as base64 JPEG (``j``). Workers ``XADD ... MAXLEN ~ N``; every gateway reads the
+whole stream with its own cursor (plain ``XREAD``, no consumer group), so two gateways
+each get every message once: nothing lost or doubled on either. A gateway starts at the
+stream's end (``$``), so a restart never replays stale frames; a gateway that lost
+Redis for a moment resumes where it was unless that is older than ``STALE_S``.
+
+JPEGs cost bandwidth, so a worker encodes them only while a gateway says someone
+watches: gateways keep ``facestream:watch:<source>`` (or ``:*``) keys alive with a TTL.
+Per-source order holds: one worker thread publishes a source's messages, in order, and
+a source has one worker at a time (its lease).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import redis
+
+from facestream import wire
+from facestream.errors import redact
+from facestream.stream.config import ServerConfig
+from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
+from facestream.stream.live.server import StreamServer, _hide_unknown_faces, encode_jpeg, with_jpeg
+
+log = logging.getLogger(__name__)
+
+STREAM = "facestream:live"
+WATCH = "facestream:watch:"  # + source id, or "*" for every source
+WATCH_TTL_S = 6.0
+STALE_S = 2.0  # a reader further behind than this jumps to the present
+PENDING_MAX = 2000  # messages a worker holds while Redis is away (oldest dropped)
+
+
+class LivePublisher:
+    """A worker's side: messages into the stream from a background thread (the pipeline never waits on Redis)."""
+
+    def __init__(self, client: redis.Redis, server: ServerConfig, maxlen: int = 5000):
+        self.r = client
+        self.server = server
+        self.maxlen = maxlen
+        self._pending: deque[tuple[str, str, str | None]] = deque(maxlen=PENDING_MAX)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._watched: tuple[float, set[str] | None] = (0.0, set())
+        self._last_jpeg: dict[str, float] = {}
+        self.sent = 0
+        self.dropped = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="bus-publisher", daemon=True)
+
+    def start(self) -> LivePublisher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def attach(self, pipeline: Pipeline) -> LivePublisher:
+        pipeline.add_listener(self._on_result, self._on_event)
+        return self
+
+    def _on_result(self, result: LiveResult, rgb: np.ndarray) -> None:
+        self.publish(result.to_json(), result.source_id, image=getattr(result, "image", None))
+
+    def _on_event(self, event: TrackEvent) -> None:
+        self.publish(event.to_json(), event.source_id)
+
+    def publish(self, message: dict, source: str | None = None, t_read: float | None = None,
+                image: np.ndarray | None = None) -> None:
+        """Queue one message (the same signature as :meth:`StreamServer.publish`, so monitors can call either)."""
+        text = wire.dumps(message, separators=(",", ":"))
+        jpeg = None
+        if image is not None and source is not None and self._jpeg_due(source):
+            if self.server.blur_unknown:
+                image = _hide_unknown_faces(image, message.get("faces") or [])
+            jpeg = encode_jpeg(image, self.server.jpeg_quality)
+        if len(self._pending) == self._pending.maxlen:
+            self.dropped += 1
+        self._pending.append((source or "", text, jpeg))
+        self._wake.set()
+
+    def _jpeg_due(self, source: str) -> bool:
+        if self.server.jpeg_fps <= 0:
+            return False
+        watched = self._watchers()
+        if watched is not None and source not in watched:
+            return False
+        now = time.monotonic()
+        if now - self._last_jpeg.get(source, 0.0) < 1.0 / self.server.jpeg_fps:
+            return False
+        self._last_jpeg[source] = now
+        return True
+
+    def _watchers(self) -> set[str] | None:
+        """Sources a gateway's viewer watches (None: all), asked of Redis at most once a second."""
+        at, watched = self._watched
+        if time.monotonic() - at < 1.0:
+            return watched
+        try:
+            keys = [k.decode() if isinstance(k, bytes) else k for k in self.r.keys(WATCH + "*")]
+        except redis.RedisError:
+            keys = []
+        names = {k[len(WATCH):] for k in keys}
+        watched = None if "*" in names else names
+        self._watched = (time.monotonic(), watched)
+        return watched
+
+    def _run(self) -> None:
+        while not self._stop.is_set() or self._pending:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            batch: list[tuple[str, str, str | None]] = []
+            while self._pending and len(batch) < 500:
+                batch.append(self._pending.popleft())
+            if not batch:
+                continue
+            pipe = self.r.pipeline(transaction=False)
+            for source, text, jpeg in batch:
+                fields: dict[Any, Any] = {"s": source, "m": text}
+                if jpeg:
+                    fields["j"] = jpeg
+                pipe.xadd(STREAM, fields, maxlen=self.maxlen, approximate=True)
+            try:
+                pipe.execute()
+                self.sent += len(batch)
+            except redis.RedisError as exc:  # Redis away: drop this batch, keep recognising, say so once a while
+                self.failures += 1
+                self.dropped += len(batch)
+                if self.failures == 1 or self.failures % 50 == 0:
+                    log.error("cannot publish to Redis (%s); %d message(s) dropped so far", redact(str(exc)),
+                              self.dropped)
+                if self._stop.wait(1.0):
+                    return
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": self.sent, "dropped": self.dropped, "queued": len(self._pending)}
+
+
+class LiveReader:
+    """A gateway's side: the stream into a :class:`StreamServer`'s client queues; keeps viewers' watch keys alive."""
+
+    def __init__(self, client: redis.Redis, server: StreamServer):
+        self.r = client
+        self.server = server
+        self.received = 0
+        self.hop_ms: deque[float] = deque(maxlen=5000)
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bus-reader", daemon=True)
+        self._watch_at = 0.0
+
+    def start(self) -> LiveReader:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        last = "$"
+        while not self._stop.is_set():
+            self._keep_watch()
+            try:
+                reply = self.r.xread({STREAM: last}, count=1000, block=500)
+            except redis.RedisError as exc:
+                self.failures += 1
+                if self.failures == 1 or self.failures % 30 == 0:
+                    log.error("cannot read the live stream from Redis (%s); retrying", redact(str(exc)))
+                self._stop.wait(1.0)
+                continue
+            now_ms = time.time() * 1000
+            streams: list[Any] = list(reply or [])  # [[stream, [(id, fields), ...]]]
+            for _, entries in streams:
+                for entry_id, fields in entries:
+                    last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    self._deliver(fields, now_ms - int(last.split("-")[0]))
+            if last != "$" and now_ms - int(last.split("-")[0]) > STALE_S * 1000 and not reply:
+                last = "$"  # quiet for a while: never replay what is old by the time we get back
+
+    def _deliver(self, fields: dict, hop_ms: float) -> None:
+        get = lambda k: (fields.get(k.encode()) or fields.get(k) or b"")  # noqa: E731 - bytes or str keys
+        raw_text, raw_source, raw_jpeg = get("m"), get("s"), get("j")
+        text = raw_text.decode() if isinstance(raw_text, bytes) else raw_text
+        source = (raw_source.decode() if isinstance(raw_source, bytes) else raw_source) or None
+        jpeg = raw_jpeg.decode() if isinstance(raw_jpeg, bytes) else raw_jpeg
+        if not text:
+            return
+        self.received += 1
+        self.hop_ms.append(max(0.0, hop_ms))
+        self.server.publish_encoded(text, with_jpeg(text, jpeg) if jpeg else None, source)
+
+    def _keep_watch(self) -> None:
+        """Tell workers which sources viewers on this gateway watch (keys with a TTL, renewed every 2 s)."""
+        now = time.monotonic()
+        if now - self._watch_at < 2.0:
+            return
+        self._watch_at = now
+        watched = self.server.jpeg_watched()
+        names = ["*"] if watched is None else sorted(watched)
+        if not names:
+            return
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            for name in names:
+                pipe.set(WATCH + name, "1", px=int(WATCH_TTL_S * 1000))
+            pipe.execute()
+        except redis.RedisError:
+            pass  # the read loop reports Redis trouble
+
+    def stats(self) -> dict[str, Any]:
+        hop = list(self.hop_ms)
+        return {"received": self.received, "hop_ms_p50": percentile(hop, 50), "hop_ms_p99": percentile(hop, 99),
+                "redis_failures": self.failures}

@@ -1,0 +1,73 @@
+"""``facestream gateway``: one view of every worker's cameras.
+
+The gateway serves the websocket stream (fed from the workers' Redis stream by a
+:class:`facestream.stream.cluster.bus.LiveReader`), the dashboard, ``/stats`` of every worker
+(merged: each source says which worker holds it), the HTTP API and attendance commands. It
+processes no video; several gateways can run at once behind a load balancer, each a complete
+view (each reads the whole stream).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from facestream.stream.attendance import open_attendance_store
+from facestream.stream.attendance.monitor import AttendanceMonitor
+from facestream.stream.attendance.roster import gallery_people
+from facestream.stream.attendance.web import AttendanceServer
+from facestream.stream.cluster.api import Recognition, build_api
+from facestream.stream.cluster.bus import LiveReader
+from facestream.stream.cluster.registry import SourceRegistry
+from facestream.stream.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def cluster_stats(registry: SourceRegistry, max_age_s: float) -> dict[str, Any]:
+    """Every live worker's pipeline statistics merged: ``sources`` (each with its ``worker``), ``workers`` and
+    the registry's sources with their holders (``holders``; None: waiting for a worker)."""
+    workers = registry.workers(max_age_s)
+    sources: dict[str, Any] = {}
+    summary = []
+    for w in workers:
+        pipeline = w.get("pipeline") or {}
+        for sid, s in (pipeline.get("sources") or {}).items():
+            if sid in w.get("sources", []):  # a source this worker still holds
+                sources[sid] = {**s, "worker": w["id"]}
+        summary.append({"id": w["id"], "host": w.get("host"), "pid": w.get("pid"), "capacity": w.get("capacity"),
+                        "sources": w.get("sources", []), "seen": w.get("seen"),
+                        "publisher": w.get("publisher"), "batcher": pipeline.get("batcher")})
+    return {"sources": sources, "workers": summary, "holders": registry.holders()}
+
+
+class Gateway:
+    """The server, the stream reader and the attendance view, on one shared Redis."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.registry = SourceRegistry(config.gallery.url)
+        store = open_attendance_store(config.gallery.url)
+        # a view of attendance: it answers the dashboard and its commands; the workers record
+        self.monitor = AttendanceMonitor(store, config.attendance, people=gallery_people(config.gallery.url))
+        self.recognition = Recognition(config)
+        self.server = AttendanceServer(config.server, stats=self.stats, monitor=self.monitor,
+                                       api=build_api(config, self.recognition))
+        self.reader = LiveReader(self.registry.r, self.server)
+
+    def stats(self) -> dict[str, Any]:
+        out = cluster_stats(self.registry, 3 * self.config.cluster.heartbeat_seconds + 2)
+        out["bus"] = self.reader.stats()
+        return out
+
+    def start(self) -> Gateway:
+        self.server.start()
+        self.reader.start()
+        return self
+
+    def stop(self) -> None:
+        self.reader.stop()
+        self.server.stop()
+        self.recognition.close()
+        self.monitor.store.close()
+        self.registry.close()

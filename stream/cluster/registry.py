@@ -1,0 +1,150 @@
+"""Sources declared once in Redis and claimed by workers with leases they renew.
+
+Layout (all under ``facestream:``):
+
+* ``sources`` (hash): source id -> its :class:`SourceConfig` as JSON (``facestream sources add``,
+  or a worker's ``sources:`` config, registered at start);
+* ``lease:<id>`` (string with a TTL): the worker holding the source; set with ``SET NX PX`` so
+  one worker wins, renewed by its holder only (a Lua compare-and-expire), deleted on a clean stop;
+* ``workers`` (hash): worker id -> its last heartbeat (host, pid, capacity, sources, stats).
+
+A worker that dies stops renewing; its leases run out after ``cluster.lease_seconds`` and the
+other workers, polling every third of that, claim the sources.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import redis
+
+from facestream import wire
+from facestream.errors import FacestreamError, redact
+from facestream.stream.config import SourceConfig
+
+PREFIX = "facestream:"
+SOURCES = PREFIX + "sources"
+LEASE = PREFIX + "lease:"
+WORKERS = PREFIX + "workers"
+_SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+_RENEW = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2]); out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+_RELEASE = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key); n = n + 1 end
+end
+return n
+"""
+
+
+def check_source_id(source_id: str) -> str:
+    if not isinstance(source_id, str) or not _SOURCE_ID.fullmatch(source_id):
+        raise FacestreamError(f"Source id {str(source_id)[:40]!r} is not valid.",
+                              "Use 1-64 letters, digits, '.', '_' or '-' (--id cam-door-1).")
+    return source_id
+
+
+class SourceRegistry:
+    """The shared list of sources and who holds each (one Redis connection; thread-safe as redis-py is)."""
+
+    def __init__(self, url: str):
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise FacestreamError(f"Workers and gateways share cameras through Redis, not {redact(url)}.",
+                                  "Pass --gallery redis://HOST:6379/0 (or set gallery.url / FACESTREAM_GALLERY).")
+        self.url = url
+        self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+        self._renew = self.r.register_script(_RENEW)
+        self._release = self.r.register_script(_RELEASE)
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise FacestreamError(f"Cannot reach Redis at {self.url} ({exc}).",
+                                  "Start Redis or fix --gallery; workers retry by themselves.") from None
+
+    # -- the sources -------------------------------------------------------------------------------------
+    def add(self, source: SourceConfig) -> SourceConfig:
+        """Declare a source (its ``id`` is required); replaces one with the same id."""
+        if not source.id:
+            raise FacestreamError(f"The source {redact(source.url)} needs an id.", "Pass --id NAME.")
+        check_source_id(source.id)
+        self._call(self.r.hset, SOURCES, source.id, wire.dumps(source.model_dump()))
+        return source
+
+    def remove(self, source_id: str) -> None:
+        if not self._call(self.r.hdel, SOURCES, source_id):
+            known = ", ".join(sorted(s.id or "" for s in self.sources())) or "none"
+            raise FacestreamError(f"No source {source_id!r}.", f"Known sources: {known}.")
+
+    def sources(self) -> list[SourceConfig]:
+        raw = self._call(self.r.hgetall, SOURCES) or {}
+        out = []
+        for value in raw.values():
+            try:
+                out.append(SourceConfig(**json.loads(value)))
+            except (ValueError, TypeError):
+                continue  # a hand-edited entry: ignored rather than stopping every worker
+        return sorted(out, key=lambda s: s.id or "")
+
+    # -- leases ------------------------------------------------------------------------------------------
+    def claim(self, source_id: str, worker: str, lease_s: float) -> bool:
+        return bool(self._call(self.r.set, LEASE + source_id, worker, nx=True, px=int(lease_s * 1000)))
+
+    def renew(self, source_ids: list[str], worker: str, lease_s: float) -> dict[str, bool]:
+        """Extend this worker's leases; False for those it no longer holds (taken over, or expired)."""
+        if not source_ids:
+            return {}
+        got = self._call(self._renew, keys=[LEASE + s for s in source_ids], args=[worker, int(lease_s * 1000)])
+        return {s: bool(ok) for s, ok in zip(source_ids, got, strict=True)}
+
+    def release(self, source_ids: list[str], worker: str) -> int:
+        if not source_ids:
+            return 0
+        return int(self._call(self._release, keys=[LEASE + s for s in source_ids], args=[worker]))
+
+    def holders(self) -> dict[str, str | None]:
+        """Every declared source and the worker holding it (None: free)."""
+        ids = [s.id or "" for s in self.sources()]
+        if not ids:
+            return {}
+        values = self._call(self.r.mget, [LEASE + i for i in ids])
+        return {i: (v.decode() if isinstance(v, bytes) else v) for i, v in zip(ids, values, strict=True)}
+
+    # -- workers -----------------------------------------------------------------------------------------
+    def heartbeat(self, worker: str, info: dict[str, Any]) -> None:
+        self._call(self.r.hset, WORKERS, worker, wire.dumps({**info, "id": worker, "seen": time.time()}))
+
+    def leave(self, worker: str) -> None:
+        self._call(self.r.hdel, WORKERS, worker)
+
+    def workers(self, max_age_s: float) -> list[dict[str, Any]]:
+        """Workers heard from within ``max_age_s``; older entries (dead workers) are removed."""
+        raw = self._call(self.r.hgetall, WORKERS) or {}
+        now, out, dead = time.time(), [], []
+        for key, value in raw.items():
+            info = json.loads(value)
+            if now - float(info.get("seen", 0)) > max_age_s:
+                dead.append(key)
+            else:
+                out.append(info)
+        if dead:
+            self._call(self.r.hdel, WORKERS, *dead)
+        return sorted(out, key=lambda w: w["id"])
+
+    def close(self) -> None:
+        self.r.close()

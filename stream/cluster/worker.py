@@ -1,0 +1,176 @@
+"""``facestream worker``: recognise the cameras this process holds leases on, and publish to Redis.
+
+The worker declares its config's ``sources:`` in the shared registry, then every third of
+``cluster.lease_seconds``: renews its leases (dropping the sources whose lease it lost), drops
+sources removed from the registry, and claims free ones up to ``cluster.capacity``. Opening a
+claimed source runs in its own thread, so a slow camera never delays a renewal. Results, track
+events and attendance events go to the live Redis stream (:mod:`.bus`); attendance is written
+to the shared store, where a person is one record per session whichever worker saw them, so a
+handover neither loses nor double-counts anyone. A clean stop (Ctrl-C, SIGTERM) releases the
+leases at once; a killed worker's leases run out and the others take over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from facestream.errors import FacestreamError
+from facestream.stream.attendance.monitor import AttendanceMonitor
+from facestream.stream.cluster.bus import LivePublisher
+from facestream.stream.cluster.registry import SourceRegistry
+from facestream.stream.config import Config, SourceConfig
+from facestream.stream.live.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+class Worker:
+    """One worker process's coordinator (the pipeline, its leases, its publisher, its heartbeat).
+
+    Args:
+        pipeline: a ``dynamic=True`` pipeline, not started.
+        registry: the shared source list and leases.
+        publisher: where results go (attached to the pipeline here).
+        monitor: attendance (a pipeline listener already attached), or None.
+    """
+
+    def __init__(self, config: Config, pipeline: Pipeline, registry: SourceRegistry, publisher: LivePublisher,
+                 monitor: AttendanceMonitor | None = None, worker_id: str | None = None):
+        self.config = config
+        self.cluster = config.cluster
+        self.pipeline = pipeline
+        self.registry = registry
+        self.publisher = publisher
+        self.monitor = monitor
+        self.id = worker_id or new_worker_id()
+        self.held: dict[str, SourceConfig] = {}  # leased and running (or opening)
+        self.failed: dict[str, float] = {}  # source id -> when it may be tried again (it would not open)
+        self._opening: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.takeovers = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> Worker:
+        for source in self.config.sources:  # declared once: the config's sources join the shared list
+            if source.id:
+                self.registry.add(source)
+        self.publisher.attach(self.pipeline)
+        self.publisher.start()
+        if self.monitor is not None:
+            self.monitor.add_listener(self.publisher.publish)
+        self.pipeline.start()
+        return self
+
+    def run(self, stop: threading.Event) -> None:
+        """Renew, drop and claim until ``stop`` is set; then release everything."""
+        period = self.cluster.lease_seconds / 3
+        next_beat = 0.0
+        while not stop.is_set():
+            try:
+                self.step()
+            except FacestreamError as exc:  # Redis away: keep running what we have; leases may lapse
+                log.error("worker %s: %s", self.id, exc)
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.cluster.heartbeat_seconds
+                self._heartbeat()
+            stop.wait(min(period, self.cluster.heartbeat_seconds))
+
+    def stop(self) -> None:
+        """Release every lease first (the others take over at once), then stop the pipeline."""
+        held = list(self.held)
+        try:
+            self.registry.release(held, self.id)
+            self.registry.leave(self.id)
+        except FacestreamError as exc:
+            log.error("worker %s: could not release its sources (%s); they move when the leases run out", self.id, exc)
+        self.pipeline.stop()
+        self.publisher.stop()
+
+    # -- one round -----------------------------------------------------------------------------------------
+    def step(self) -> None:
+        lease = self.cluster.lease_seconds
+        declared = {s.id: s for s in self.registry.sources() if s.id}
+        with self._lock:
+            held = list(self.held)
+        renewed = self.registry.renew(held, self.id, lease)
+        for sid in held:
+            if not renewed.get(sid) or sid not in declared:
+                reason = "removed from the source list" if sid not in declared else "lease lost"
+                self._drop(sid, reason)
+                if sid in declared:
+                    continue
+                self.registry.release([sid], self.id)
+        for sid, ended in self._ended().items():
+            if ended and sid in self.held and not declared[sid].loop and _is_live(declared[sid]):
+                self._drop(sid, "the source ended")  # a live camera that gave up: let another worker try
+                self.registry.release([sid], self.id)
+        free = [s for sid, s in declared.items() if sid not in self.held and self.failed.get(sid, 0) <= time.time()]
+        random.shuffle(free)  # workers starting together spread the sources instead of racing for the first
+        for source in free:
+            if len(self.held) >= self.cluster.capacity:
+                break
+            if self.registry.claim(source.id or "", self.id, lease):
+                self._open(source)
+
+    def _ended(self) -> dict[str, bool]:
+        return {w.source.id: w.done.is_set() for w in self.pipeline.workers}
+
+    def _open(self, source: SourceConfig) -> None:
+        sid = source.id or ""
+        with self._lock:
+            self.held[sid] = source
+            self._opening.add(sid)
+        self.takeovers += 1
+
+        def run() -> None:
+            try:
+                self.pipeline.add_source(source)
+                log.info("worker %s: claimed source %s", self.id, sid)
+            except FacestreamError as exc:
+                log.error("worker %s: source %s would not open (%s); another worker may try", self.id, sid, exc)
+                with self._lock:
+                    self.held.pop(sid, None)
+                self.failed[sid] = time.time() + 3 * self.cluster.lease_seconds
+                try:
+                    self.registry.release([sid], self.id)
+                except FacestreamError:
+                    pass
+            finally:
+                with self._lock:
+                    self._opening.discard(sid)
+
+        threading.Thread(target=run, name=f"open-{sid}", daemon=True).start()
+
+    def _drop(self, sid: str, reason: str) -> None:
+        log.warning("worker %s: stopping source %s (%s)", self.id, sid, reason)
+        with self._lock:
+            self.held.pop(sid, None)
+        self.pipeline.remove_source(sid)
+
+    def _heartbeat(self) -> None:
+        try:
+            self.registry.heartbeat(self.id, self.info())
+        except FacestreamError as exc:
+            log.error("worker %s: heartbeat failed (%s)", self.id, exc)
+
+    def info(self) -> dict[str, Any]:
+        stats = self.pipeline.stats()
+        return {"host": socket.gethostname(), "pid": os.getpid(), "capacity": self.cluster.capacity,
+                "sources": sorted(self.held), "pipeline": stats, "publisher": self.publisher.stats()}
+
+
+def _is_live(source: SourceConfig) -> bool:
+    url = source.url
+    return url.isdigit() or url.startswith(("rtsp://", "rtsps://", "http://", "https://", "rtmp://"))

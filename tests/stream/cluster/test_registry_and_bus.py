@@ -1,0 +1,126 @@
+"""Leases and the live stream on a real Redis: one holder per source, takeover after expiry, fan-in with two
+gateways reading every message once, in order, and no replay of stale frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import redis
+
+from facestream.errors import FacestreamError
+from facestream.stream.cluster.bus import STREAM, WATCH, LivePublisher, LiveReader
+from facestream.stream.cluster.registry import SourceRegistry
+from facestream.stream.config import ServerConfig, SourceConfig
+from facestream.stream.live.server import StreamServer
+
+
+def test_sources_are_declared_once_and_leased_to_one_worker(redis_url):
+    reg = SourceRegistry(redis_url)
+    reg.add(SourceConfig(url="rtsp://cam/1", id="door"))
+    reg.add(SourceConfig(url="rtsp://cam/2", id="hall", realtime=True))
+    assert [s.id for s in reg.sources()] == ["door", "hall"]
+    with pytest.raises(FacestreamError, match="needs an id"):
+        reg.add(SourceConfig(url="rtsp://cam/3"))
+    with pytest.raises(FacestreamError, match="not valid"):
+        reg.add(SourceConfig(url="rtsp://cam/3", id="a|b"))
+    assert reg.claim("door", "w1", 0.5) and not reg.claim("door", "w2", 0.5)
+    assert reg.renew(["door"], "w1", 0.5) == {"door": True}
+    assert reg.renew(["door"], "w2", 0.5) == {"door": False}  # only the holder renews
+    assert reg.holders() == {"door": "w1", "hall": None}
+    time.sleep(0.7)  # w1 died: its lease runs out
+    assert reg.holders()["door"] is None and reg.claim("door", "w2", 5)
+    assert reg.renew(["door"], "w1", 5) == {"door": False}  # the old holder learns it lost the source
+    assert reg.release(["door"], "w1") == 0 and reg.release(["door"], "w2") == 1
+    reg.remove("hall")
+    with pytest.raises(FacestreamError, match="No source 'hall'"):
+        reg.remove("hall")
+    with pytest.raises(FacestreamError, match="through Redis"):
+        SourceRegistry("sqlite:///x.db")
+    reg.close()
+
+
+def test_workers_heartbeats_expire(redis_url):
+    reg = SourceRegistry(redis_url)
+    reg.heartbeat("w1", {"sources": ["door"]})
+    assert [w["id"] for w in reg.workers(5)] == ["w1"]
+    time.sleep(0.3)
+    assert reg.workers(0.1) == [] and reg.r.hlen("facestream:workers") == 0  # a dead worker's entry is removed
+    reg.close()
+
+
+class Collector:
+    def __init__(self, server: StreamServer):
+        self.messages: list[dict] = []
+        self.server = server
+
+    async def run(self, n: int, seconds: float) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(f"ws://127.0.0.1:{self.server.port}/") as ws:
+            await ws.recv()
+            self.ready = True
+            deadline = time.time() + seconds
+            while len(self.messages) < n and time.time() < deadline:
+                try:
+                    self.messages.append(json.loads(await asyncio.wait_for(ws.recv(), 0.5)))
+                except asyncio.TimeoutError:
+                    pass
+
+
+def test_two_gateways_each_get_every_message_once_in_order_and_no_stale_replay(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    publisher = LivePublisher(r, ServerConfig(jpeg_fps=0)).start()
+    publisher.publish({"type": "frame", "source": "cam0", "frame": -1}, "cam0")  # before any gateway: stale
+    time.sleep(0.5)
+    # queues that hold the whole burst: this test is about the bus (bounded queues are tested with the server)
+    servers = [StreamServer(ServerConfig(port=0, client_queue=1000), static_dir=None).start() for _ in range(2)]
+    readers = [LiveReader(redis.Redis.from_url(redis_url), s).start() for s in servers]
+    collectors = [Collector(s) for s in servers]
+    n = 300
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(c.run(n, 30)) for c in collectors]
+        await asyncio.sleep(1.0)  # clients connected, readers at the stream's end
+        for i in range(n):
+            source = f"cam{i % 3}"
+            publisher.publish({"type": "frame", "source": source, "frame": i}, source)
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)
+        await asyncio.gather(*tasks)
+
+    try:
+        asyncio.run(scenario())
+        for c in collectors:
+            frames = [m["frame"] for m in c.messages]
+            assert frames == list(range(n))  # all, once, in order; the stale one never replayed
+        assert publisher.stats()["sent"] == n + 1 and publisher.stats()["dropped"] == 0
+        assert r.xlen(STREAM) == n + 1
+    finally:
+        for rd in readers:
+            rd.stop()
+        for s in servers:
+            s.stop()
+        publisher.stop()
+
+
+def test_jpegs_only_while_a_gateway_viewer_watches(redis_url):
+    import numpy as np
+
+    r = redis.Redis.from_url(redis_url)
+    publisher = LivePublisher(r, ServerConfig(jpeg_fps=60)).start()
+    image = np.zeros((36, 64, 3), np.uint8)
+    publisher.publish({"type": "frame", "source": "cam0"}, "cam0", image=image)
+    time.sleep(0.3)
+    last = r.xrevrange(STREAM, count=1)[0][1]
+    assert b"j" not in last  # nobody watches: no JPEG encoded or sent
+    r.set(WATCH + "cam0", "1", px=5000)
+    publisher._watched = (0.0, set())  # forget the 1-second cache
+    time.sleep(0.02)
+    publisher.publish({"type": "frame", "source": "cam0"}, "cam0", image=image)
+    time.sleep(0.3)
+    last = r.xrevrange(STREAM, count=1)[0][1]
+    assert last[b"j"].startswith(b"/9j/")  # a JPEG, base64
+    publisher.stop()
