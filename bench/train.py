@@ -13,6 +13,16 @@ Evaluation: verification metrics (pair scores, ROC, AUC, EER, TAR@FAR, best
 accuracy) and identification on 128-d embeddings, reported per 1,000 pairs; the
 embedding cost per image is in bench/embed.py.
 Results go to ``bench/results/train-<machine>.json`` (see bench/common.py).
+
+``--degraded-lfw``: can fine-tuning win? The calibration set (``../shared/data/calibration/lfw``)
+degraded the way far-away CCTV faces are: each aligned chip shrunk so the face is 40-64 px wide
+and blown up again, blurred, JPEG-compressed (quality 25-55) and, half of the time, grey. People
+are split by the trainer's own hash buckets; ``facestream train``'s code (train_embedder: the
+dlib ResNet, ArcFace, validation-chosen epoch and threshold, MLflow, the champion rule) fine-tunes
+on the training people's degraded chips (the same degradation, plus the usual augmentation) and
+reports the fine-tuned and the pretrained model on the test people: ROC AUC, TAR at the FARs the
+pair count supports, identification top-1. ``--train-people`` caps the training people (CPU time).
+Results: ``bench/results/train-degraded-lfw-<machine>.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +49,80 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="auto: CPU, plus CUDA when present")
     p.add_argument("--eval-images", type=int, default=2000, help="embeddings in the evaluation benchmark")
     p.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
+    p.add_argument("--degraded-lfw", action="store_true", help="fine-tune on degraded LFW and compare (see above)")
+    p.add_argument("--lfw", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+                   / "calibration" / "lfw" / "images", help="the LFW calibration images")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (--degraded-lfw)")
+    p.add_argument("--train-people", type=int, default=400, help="most training people used (--degraded-lfw)")
     return p.parse_args(argv)
+
+
+def degrade(chip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A chip as a far-away CCTV camera would give it: face 40-64 px wide, blur, JPEG, often grey."""
+    import cv2
+
+    size = chip.shape[0]
+    face = size / 1.5  # the dlib chip: padding 0.25 on each side
+    scale = rng.uniform(40, 64) / face
+    small = cv2.resize(chip, (max(8, round(size * scale)),) * 2, interpolation=cv2.INTER_AREA)
+    out = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+    out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.2))
+    ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 56))])
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    if rng.random() < 0.5:
+        grey = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2GRAY)
+        out = np.repeat(grey[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def bench_degraded_lfw(args) -> dict:
+    import tempfile
+    import time
+
+    from facestream.stream.config import load_config
+    from facestream.trainer.data import bucket, chip_analyzer, load_chip_set
+    from facestream.trainer.train import train_embedder
+
+    t0 = time.perf_counter()
+    config = load_config(overrides={"train.epochs": args.epochs, "train.batch_size": 32, "train.seed": 0,
+                                    "train.device": "cpu"}, env={})
+    chips = load_chip_set(args.lfw, chip_analyzer(config), progress=True)
+    t_chips = time.perf_counter() - t0
+    rng = np.random.default_rng(7)
+    degraded = chips.subset(np.ones(len(chips), bool))
+    degraded.chips = np.stack([degrade(c, rng) for c in chips.chips])
+    # CPU time: keep every held-out person, and at most --train-people of the others (by hash, stable)
+    tc = config.train
+    held = {n for n in degraded.names if bucket(tc.seed, n) < tc.test_fraction + tc.val_fraction}
+    others = sorted((n for n in degraded.names if n not in held), key=lambda n: bucket(tc.seed + 1, n))
+    keep_names = held | set(others[:args.train_people])
+    keep = np.array([degraded.names[k] in keep_names for k in degraded.labels.tolist()], bool)
+    data = degraded.subset(keep)
+    with tempfile.TemporaryDirectory() as tmp:
+        t1 = time.perf_counter()
+        result = train_embedder(data, config, tracking_uri=f"sqlite:///{tmp}/mlflow.db", out_dir=Path(tmp) / "models",
+                                progress=True)
+        t_train = time.perf_counter() - t1
+    keys = ("auc", "eer", "tar_far1e-1", "tar_far1e-2", "tar_far1e-3", "top1", "top5", "threshold",
+            "far_at_threshold", "frr_at_threshold", "pairs_genuine", "pairs_impostor")
+    fine = {k: result.metrics[k] for k in keys if k in result.metrics}
+    pre = {k: result.pretrained_metrics[k] for k in keys if k in result.pretrained_metrics}
+    return {
+        "data": str(args.lfw), "degradation": "face 40-64 px wide and back, blur sigma 0.4-1.2, JPEG q25-55, "
+                                              "grey half the time (seeded, per chip)",
+        "images": len(data), "people": len(data.names), "epochs": args.epochs, "train_people_cap": args.train_people,
+        "split_people": {s: n for s, n in zip(("train", "val", "test"), _split_counts(result), strict=False)},
+        "pretrained": pre, "fine_tuned": fine,
+        "delta": {k: fine[k] - pre[k] for k in fine if k in pre and not k.startswith("pairs")},
+        "champion_decision": result.decision, "promoted": result.promoted, "best_epoch_history": result.history,
+        "seconds": {"chips": round(t_chips, 1), "train_and_evaluate": round(t_train, 1)},
+        "skipped_images": len(chips.report.skipped),
+    }
+
+
+def _split_counts(result) -> list[int]:
+    ids = (result.spec.extra or {}).get("identities", {})
+    return [len(ids.get(s, [])) for s in ("train", "val", "test")]
 
 
 def bench_training(device: str, batch: int, repeats: int, warmup: int) -> list[dict]:
@@ -109,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     from facestream.errors import FacestreamError
 
     args = parse_args(argv)
+    if args.degraded_lfw:
+        write_result("train-degraded-lfw", {**bench_degraded_lfw(args), "machine": machine_info()}, out_dir=args.out)
+        return 0
     try:
         devices = bench_devices(args.device)
     except FacestreamError as exc:

@@ -341,6 +341,9 @@ class TrainConfig(Section):
     test_fraction: float = Field(0.25, gt=0.0, lt=0.8, description="Share of identities held out for evaluation.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs.")
     max_pairs: int = Field(200_000, ge=100, le=50_000_000, description="Most verification pairs evaluated.")
+    threshold_far: float = Field(
+        1e-3, gt=0.0, lt=0.5, description="The decision threshold is the one with this false accept rate on the "
+        "validation people (their equal error rate's when they have fewer than 10/FAR impostor pairs).")
     chip_cache: str | None = Field(None, description="Folder for cached chips; default <cache>/chips.")
 
 

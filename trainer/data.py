@@ -93,12 +93,17 @@ def chip_analyzer(config: Config) -> FaceAnalyzer:
 
 
 def preprocessing_key(analyzer) -> str:
-    """Names the settings that change a chip: detector, chip size, padding, landmark set."""
+    """Names everything that changes a chip: the detector's settings (all of them: tiling, tile size and
+    overlap, NMS, max side...), chip size, padding, landmark set, and the code versions of the photo search's
+    box mapping and of the aligner (bumped when their output changes)."""
+    from facestream.stream.engine.align import ALIGN_VERSION
+    from facestream.stream.engine.detect import SEARCH_VERSION
+
     spec = analyzer.spec
-    det = analyzer.config.detector
     text = json.dumps({
         "size": spec.input_size, "padding": spec.padding, "landmarks": spec.landmarks,
-        "detector": det.model, "min_score": det.min_score, "min_face": analyzer.config.match.min_face,
+        "detector": analyzer.config.detector.model_dump(mode="json"), "min_face": analyzer.config.match.min_face,
+        "align_version": ALIGN_VERSION, "search_version": SEARCH_VERSION,
     }, sort_keys=True)
     return f"{spec.input_size}px-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
@@ -272,39 +277,47 @@ def _write_cache(entry: Path, chip: np.ndarray | None, reason: str) -> None:
     os.replace(tmp, entry)
 
 
-def _rank(seed: int, name: str) -> str:
-    return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+def bucket(seed: int, name: str) -> float:
+    """A person's fixed place in [0, 1): from a hash of the seed and their name, nothing else."""
+    return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:15], 16) / 16**15
 
 
 def split_by_identity(data: ChipSet, seed: int = 0, val_fraction: float = 0.15,
                       test_fraction: float = 0.25) -> dict[str, ChipSet]:
     """Split into train/val/test by identity: no person appears in two splits.
 
-    Identities are ordered by a seeded hash of their name, so the same seed gives
-    the same split, and adding new people moves none of the old ones between splits.
-    Only identities with two or more chips can be held out (a one-image person has
-    no genuine pair to verify); val may be empty on tiny data sets.
+    Each person's split follows from a hash of the seed and their name alone (a fixed bucket:
+    test below ``test_fraction``, validation below ``test_fraction + val_fraction``, train above),
+    so adding or removing people never moves anyone else. On a data set too small for the buckets
+    to give two testable people (two or more chips each) in test, the testable people with the
+    lowest buckets are moved there; a validation split of one person is folded into train (one
+    person gives no impostor pairs). Both happen only on small data sets.
 
     Raises:
         FacestreamError: too few identities with two images to hold out a test split.
     """
     counts = np.bincount(data.labels, minlength=len(data.names))
-    eligible = sorted((n for i, n in enumerate(data.names) if counts[i] >= 2), key=lambda n: _rank(seed, n))
-    n_total = len(data.names)
-    n_test = max(2, round(test_fraction * n_total))
-    n_val = round(val_fraction * n_total)
-    if len(eligible) < n_test or n_total - n_test < 2:
+    place = {n: bucket(seed, n) for n in data.names}
+    which = {n: "test" if place[n] < test_fraction else "val" if place[n] < test_fraction + val_fraction
+             else "train" for n in data.names}
+    testable = sorted((n for i, n in enumerate(data.names) if counts[i] >= 2), key=place.__getitem__)
+    for n in testable:  # small data sets only: top the test split up to two testable people
+        if sum(1 for m in testable if which[m] == "test") >= 2:
+            break
+        if which[n] != "test":
+            which[n] = "test"
+    if sum(1 for n in data.names if which[n] == "val") < 2:
+        for n in data.names:
+            if which[n] == "val":
+                which[n] = "train"
+    n_test = sum(1 for n in testable if which[n] == "test")
+    n_train = sum(1 for n in data.names if which[n] == "train")
+    if n_test < 2 or n_train < 2:
         raise FacestreamError(
-            f"Only {len(eligible)} of {n_total} identities have two or more usable images; a held-out test split "
-            f"needs {n_test} of them and training at least two other identities.",
-            "Add more identities with several photos each.",
-        )
-    n_val = min(n_val, len(eligible) - n_test, n_total - n_test - 2)
-    n_val = n_val if n_val >= 2 else 0  # one identity gives no impostor pairs to calibrate on
-    test = set(eligible[:n_test])
-    val = set(eligible[n_test:n_test + n_val])
-    which = np.array(["test" if n in test else "val" if n in val else "train" for n in data.names])
-    split_of_chip = which[data.labels]
+            f"Only {len(testable)} of {len(data.names)} identities have two or more usable images; a held-out test "
+            "split needs two of them and training at least two other identities.",
+            "Add more identities with several photos each.")
+    split_of_chip = np.array([which[n] for n in data.names])[data.labels]
     return {s: data.subset(split_of_chip == s) for s in SPLITS}
 
 

@@ -3,6 +3,10 @@
 Both models run through the runtime's ONNX Runtime engine from their model
 directories, so the numbers are what the live system computes, and the split is
 the one ``facestream train`` uses with the same data, seed and fractions.
+
+A model is never scored on people it trained or calibrated on: its model directory
+records them (``spec.json``), and those people are left out of the evaluation with a
+warning (``excluded`` in the result); if none are left, the evaluation is refused.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from facestream.errors import FacestreamError
 from facestream.stream.config import Config
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.model_store import get_model
 from facestream.trainer import evaluate as ev
 from facestream.trainer import tracking
 from facestream.trainer.data import chip_analyzer, load_chip_set, split_by_identity
+from facestream.trainer.train import recorded_training_people
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +50,25 @@ def run_eval(data: list[str | Path], config: Config, model: str | None = None, t
     chips = load_chip_set(data, analyzer, cache=config.train.chip_cache, progress=progress)
     tc = config.train
     cs = chips if split == "all" else split_by_identity(chips, tc.seed, tc.val_fraction, tc.test_fraction)["test"]
+    seen = recorded_training_people(spec) or set()
+    excluded = sorted(set(cs.names) & seen)
+    if excluded:
+        log.warning("%s trained or calibrated on %d of these %d people; they are left out of the evaluation",
+                    spec.model_id, len(excluded), len(cs.names))
+        cs = cs.subset(np.array([cs.names[k] not in seen for k in cs.labels.tolist()], dtype=bool))
+        if len(cs.names) < 2 or np.bincount(cs.labels).max(initial=0) < 2:
+            raise FacestreamError(
+                f"{spec.model_id} trained or calibrated on the people of this split ({len(excluded)} of them); "
+                "too few unseen people are left to evaluate it fairly.",
+                "Evaluate on other people (--data with new identity folders), or the split it held out "
+                "(the same data with the seed and fractions it was trained with).")
     metrics, roc = ev.timed_evaluate(lambda c: ev.embed_spec(spec, c), cs.chips, cs.labels, tc.seed, tc.max_pairs)
     pre, pre_roc = ev.timed_evaluate(lambda c: ev.embed_spec(base, c), cs.chips, cs.labels, tc.seed, tc.max_pairs)
     result = {
-        "model": spec.model_id, "pretrained": base.model_id, "split": split, "split_fingerprint": cs.fingerprint(),
+        "model": spec.model_id, "pretrained": base.model_id, "split": split,
+        "split_fingerprint": tracking.split_fingerprint(cs.fingerprint(), tc.max_pairs, tc.seed),
         "images": len(cs), "identities": len(cs.names), "metrics": metrics, "pretrained_metrics": pre,
+        "excluded": excluded,
         "skipped": chips.report.lines(),
         "table": ev.comparison_table({spec.name[:15]: metrics, "pretrained": pre}),
     }

@@ -5,30 +5,35 @@ A model is logged as a plain artifact directory (``spec.json`` + ``model.onnx`` 
 from that artifact path, so ``models:/facestream-embedder@champion`` downloads a
 directory the runtime opens like any other model directory.
 
-The ``champion`` alias moves only when a new version beats the current champion
-on the same test split: each version carries the split's fingerprint and its
-test metrics as tags, and versions measured on different splits are never
-compared by their tags.
+The ``champion`` alias moves only when a new version beats both the current
+champion and the pretrained model, all three measured on the same test people,
+none of whom either trained model saw (each model directory records its
+train/validation/test people), under a lock so that concurrent runs cannot both
+promote. Numbers are only compared where the pair counts support them
+(:func:`facestream.trainer.metrics.selection_key`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import expand_sqlite_uri
+from facestream.trainer.metrics import selection_key
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-PRIMARY = "tar_far1e-2"
-SECONDARY = "auc"
 SPLIT_TAG = "test_split"
+LOCK_TAG = "facestream.champion_lock"
 
 
 def resolve_tracking_uri(uri: str) -> str:
@@ -112,11 +117,23 @@ def setup(uri: str, experiment: str) -> str:
     return uri
 
 
+def split_fingerprint(test_split: str, max_pairs: int, seed: int) -> str:
+    """What makes two runs' test numbers comparable: the same people and images, pairs and seed."""
+    import hashlib
+
+    return hashlib.sha256(f"{test_split}|{max_pairs}|{seed}".encode()).hexdigest()[:16]
+
+
 def is_better(new: dict[str, float], old: dict[str, float]) -> bool:
-    """TAR@FAR1e-2 decides; AUC breaks a tie; an exact tie keeps the old champion."""
-    a = (round(new[PRIMARY], 9), round(new[SECONDARY], 9))
-    b = (round(old[PRIMARY], 9), round(old[SECONDARY], 9))
+    """TAR at the smallest FAR both sets support (then AUC) decides; an exact tie is not better."""
+    key, a = selection_key(new, old)
+    _, b = selection_key(old, new)
     return a > b
+
+
+def _summary(new: dict[str, float], old: dict[str, float]) -> str:
+    key, _ = selection_key(new, old)
+    return f"{key} {new[key]:.4f} vs {old[key]:.4f}, auc {new['auc']:.4f} vs {old['auc']:.4f}"
 
 
 @dataclass
@@ -129,31 +146,79 @@ class Promotion:
     previous: str | None = None
 
 
-def _tag_metrics(tags: dict[str, str]) -> dict[str, float] | None:
+@contextmanager
+def champion_lock(uri: str, name: str, holder: str, timeout: float = 1800.0) -> Iterator[None]:
+    """One promotion at a time per registered model: read the champion, measure, move the alias, atomically.
+
+    A local store (SQLite file or folder) is locked with ``flock`` on a file beside it, which the
+    OS releases if the process dies. A tracking server has no lock of its own: a registered-model
+    tag is claimed, read back after a pause and expires after ``timeout`` (best effort, documented).
+    """
+    path = _local_store_path(uri)
+    if path is not None:
+        import fcntl
+
+        lock = path.with_name(f".{path.name}.{name}.champion.lock")
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    deadline = time.time() + timeout
+    mine = f"{holder}:{time.time():.3f}"
+    while True:
+        tags = client.get_registered_model(name).tags
+        current = tags.get(LOCK_TAG, "")
+        stale = not current or time.time() - float(current.rsplit(":", 1)[-1] or 0) > timeout
+        if stale:
+            client.set_registered_model_tag(name, LOCK_TAG, mine)
+            time.sleep(1.0)  # a rival that wrote at the same moment: the last write wins, both read it back
+            if client.get_registered_model(name).tags.get(LOCK_TAG) == mine:
+                break
+        if time.time() > deadline:
+            raise FacestreamError(f"Another run holds the champion lock of {name} ({current}).",
+                                  f"Wait for it, or delete the tag {LOCK_TAG} of the registered model.")
+        time.sleep(2.0)
     try:
-        return {PRIMARY: float(tags[PRIMARY]), SECONDARY: float(tags[SECONDARY])}
-    except (KeyError, ValueError):
-        return None
+        yield
+    finally:
+        client.delete_registered_model_tag(name, LOCK_TAG)
 
 
-def register_model(run_id: str, artifact_path: str, name: str, metrics: dict[str, float], split: str,
-                   champion_metrics_on_split: Any = None, baseline: dict[str, float] | None = None,
+def _local_store_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    if "://" not in uri or uri.startswith("file://"):
+        return Path(uri.replace("file://", "")) / ".facestream"
+    return None
+
+
+# measure(version or None for the pretrained model, or "new", people) -> metrics, None when it cannot
+Measure = Callable[[str | None, set[str]], dict[str, float] | None]
+
+
+def register_model(run_id: str, artifact_path: str, name: str, split: str, test_people: set[str],
+                   measure: Measure, trained_people: Callable[[str], set[str] | None],
                    tracking_uri: str | None = None) -> Promotion:
-    """Register the logged model directory as a new version and move ``champion`` if it wins.
+    """Register the logged model directory as a new version; move ``champion`` only if it wins.
+
+    The rule: under :func:`champion_lock`, read the champion; take the test people that neither
+    the new model nor the champion trained on (``trained_people(version)`` from its spec.json; a
+    champion whose training people are unknown cannot be compared and stays); measure the new
+    version, the champion and the pretrained model on those people; promote only when the new one
+    beats both (:func:`is_better`). Everything is decided inside the lock, so two concurrent runs
+    end with one champion, the better one.
 
     Args:
-        run_id: the MLflow run that logged the directory.
-        artifact_path: the directory's path inside the run's artifacts.
-        name: registered model name.
-        metrics: the new model's test metrics (needs ``tar_far1e-2`` and ``auc``).
-        split: fingerprint of the test split the metrics were measured on.
-        champion_metrics_on_split: ``callable(version) -> metrics | None`` that measures the
-            current champion on this split when its tags are from another split; None
-            keeps such a champion (metrics from different splits are not comparable).
-        baseline: the pretrained model's metrics on this split; with no champion yet, the
-            first version must not be worse than it (the runtime's default model is the
-            implicit champion).
-        tracking_uri: the store (tracking and registry); default: MLflow's current one.
+        split: fingerprint of the test split (:func:`split_fingerprint`), tagged on the version.
+        test_people: the new run's test identities (it trained on none of them).
+        measure: measures a model on a set of people (see ``Measure``).
+        trained_people: the identities a registered version trained or calibrated on.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -163,33 +228,49 @@ def register_model(run_id: str, artifact_path: str, name: str, metrics: dict[str
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="facestream face embedders (model directory: spec.json, "
-                                                         "model.onnx, weights.pt)")
+        try:
+            client.create_registered_model(name, description="facestream face embedders (model directory: "
+                                                             "spec.json, model.onnx, weights.pt)")
+        except MlflowException:
+            pass  # a concurrent run created it first
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
-    tags = {SPLIT_TAG: split, PRIMARY: f"{metrics[PRIMARY]:.9f}", SECONDARY: f"{metrics[SECONDARY]:.9f}"}
-    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags).version
-    try:
-        champ = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        champ = None
-    if champ is None:
-        if baseline is not None and is_better(baseline, metrics):
-            return Promotion(str(version), False, f"no champion yet, and worse than the pretrained model: {PRIMARY} "
-                             f"{metrics[PRIMARY]:.4f} vs {baseline[PRIMARY]:.4f}, {SECONDARY} "
-                             f"{metrics[SECONDARY]:.4f} vs {baseline[SECONDARY]:.4f}")
+    version = str(client.create_model_version(name, source=source, run_id=run_id, tags={SPLIT_TAG: split}).version)
+    with champion_lock(uri, name, run_id):
+        try:
+            champ: Any = client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            champ = None
+        people = set(test_people)
+        if champ is not None:
+            seen = trained_people(str(champ.version))
+            if seen is None:
+                return Promotion(version, False, f"champion v{champ.version} does not record the people it trained "
+                                 "on, so no test people are known to be unseen by it; champion kept",
+                                 str(champ.version))
+            people -= seen
+        new = measure("new", people)
+        if new is None:
+            return Promotion(version, False, f"fewer than two test people unseen by both models "
+                             f"({len(people)} left); not comparable, champion kept",
+                             str(champ.version) if champ is not None else None)
+        base = measure(None, people)
+        assert base is not None
+        client.set_model_version_tag(name, version, "compared_on_people", str(len(people)))
+        if not is_better(new, base):
+            return Promotion(version, False, f"does not beat the pretrained model on {len(people)} unseen people: "
+                             f"{_summary(new, base)}", str(champ.version) if champ is not None else None)
+        if champ is not None:
+            old = measure(str(champ.version), people)
+            if old is None:
+                return Promotion(version, False, f"champion v{champ.version} could not be measured; kept",
+                                 str(champ.version))
+            if not is_better(new, old):
+                return Promotion(version, False, f"does not beat the champion on {len(people)} people neither "
+                                 f"trained on: {_summary(new, old)} (champion v{champ.version})", str(champ.version))
+            client.set_registered_model_alias(name, CHAMPION, version)
+            return Promotion(version, True, f"beats the champion v{champ.version} ({_summary(new, old)}) and the "
+                             f"pretrained model ({_summary(new, base)}) on {len(people)} people neither trained on",
+                             str(champ.version))
         client.set_registered_model_alias(name, CHAMPION, version)
-        return Promotion(str(version), True, "first registered model, not worse than the pretrained one: champion")
-    old = _tag_metrics(champ.tags) if champ.tags.get(SPLIT_TAG) == split else None
-    how = "its tags on this split"
-    if old is None and champion_metrics_on_split is not None:
-        old = champion_metrics_on_split(champ.version)
-        how = "re-evaluated on this split"
-    if old is None:
-        return Promotion(str(version), False, f"champion v{champ.version} was measured on another test split; "
-                         "not comparable, champion kept", str(champ.version))
-    summary = (f"{PRIMARY} {metrics[PRIMARY]:.4f} vs {old[PRIMARY]:.4f}, "
-               f"{SECONDARY} {metrics[SECONDARY]:.4f} vs {old[SECONDARY]:.4f} (champion v{champ.version}, {how})")
-    if is_better(metrics, old):
-        client.set_registered_model_alias(name, CHAMPION, version)
-        return Promotion(str(version), True, f"beats the champion: {summary}", str(champ.version))
-    return Promotion(str(version), False, f"does not beat the champion: {summary}", str(champ.version))
+        return Promotion(version, True, f"first champion: beats the pretrained model on {len(people)} unseen "
+                         f"people ({_summary(new, base)})")

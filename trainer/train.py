@@ -7,7 +7,9 @@ One call of :func:`train_embedder` is one MLflow run:
    frozen up to a named stage if asked;
 3. epochs of a margin loss (ArcFace/CosFace, centres started at the pretrained
    class means) or batch-hard triplets, with face augmentation;
-4. the decision threshold calibrated on validation identities;
+4. the decision threshold chosen on validation identities for a stated target
+   (``train.threshold_far``, or their EER when they have too few pairs), recorded
+   in ``spec.json`` and judged on the test identities (its FAR, FRR, accuracy);
 5. test metrics of the new model AND of the pretrained dlib ResNet on the same
    held-out identities, ROC and training-curve plots;
 6. the model directory (weights.pt, model.onnx, spec.json) logged and registered;
@@ -40,7 +42,7 @@ from facestream.trainer import tracking
 from facestream.trainer.augment import AugmentConfig, augment
 from facestream.trainer.data import ChipSet, chip_analyzer, describe, load_chip_set, split_by_identity
 from facestream.trainer.losses import MarginHead, make_loss
-from facestream.trainer.metrics import verification_metrics
+from facestream.trainer.metrics import pair_scores, rates_at, selection_key, threshold_for
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +129,31 @@ def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator, per_
             yield batch
 
 
-def _calibrate(model, splits: dict[str, ChipSet], device, seed: int, max_pairs: int) -> tuple[float, str]:
-    """Best-accuracy cosine threshold on validation identities (train identities when val is empty)."""
+def _calibrate(model, splits: dict[str, ChipSet], device, seed: int, max_pairs: int, far: float
+               ) -> tuple[float, dict[str, Any]]:
+    """The cosine threshold for a stated target on validation identities (train identities when val is empty).
+
+    Returns:
+        (threshold, rule) where rule says how: ``{"rule": "far=1e-03" | "eer", "on": "val" | "train",
+        "pairs_genuine": ..., "pairs_impostor": ...}`` (written to spec.json).
+    """
     for name in ("val", "train"):
         cs = splits[name]
         if len(cs.names) >= 2 and np.bincount(cs.labels).max() >= 2:
-            emb = ev.embed_torch(model, cs.chips, device)
-            # its "threshold" is best_accuracy's over the same seeded pairs
-            thr = verification_metrics(emb, cs.labels, max_pairs=max_pairs, seed=seed)[0]["threshold"]
-            return float(np.clip(thr, -1.0, 1.0)), name
+            scores, same = pair_scores(ev.embed_torch(model, cs.chips, device), cs.labels, max_pairs, seed)
+            thr, rule = threshold_for(scores, same, far)
+            return float(np.clip(thr, -1.0, 1.0 + 1e-5)), {"rule": rule, "on": name, "pairs_genuine": int(same.sum()),
+                                                     "pairs_impostor": int((~same).sum())}
     raise FacestreamError("No split has two identities to calibrate a threshold on.", "Add more identities.")
+
+
+def judge_threshold(emb: np.ndarray, labels: np.ndarray, threshold: float, seed: int, max_pairs: int
+                    ) -> dict[str, float]:
+    """The validation-chosen threshold on held-out people: its FAR, FRR and accuracy there."""
+    scores, same = pair_scores(emb, labels, max_pairs, seed)
+    rates = rates_at(scores, same, threshold)
+    return {"far_at_threshold": rates["far"], "frr_at_threshold": rates["frr"],
+            "accuracy_at_threshold": rates["accuracy"]}
 
 
 def save_model_dir(model, out_root: Path, name: str, input_size: int, padding: float, threshold: float,
@@ -205,6 +222,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         chips = load_chip_set(roots, analyzer or chip_analyzer(config), cache=tc.chip_cache, progress=progress)
     splits = split_by_identity(chips, seed=tc.seed, val_fraction=tc.val_fraction, test_fraction=tc.test_fraction)
     train_cs, test_cs = splits["train"], splits["test"]
+    split_id = tracking.split_fingerprint(test_cs.fingerprint(), tc.max_pairs, tc.seed)
     rng = np.random.default_rng(tc.seed)
     model = model.to(device)
     baseline = model if tc.model == PRETRAINED and tc.pretrained else build_model(PRETRAINED, True, None).to(device)
@@ -217,7 +235,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         mlflow.log_params({f"train.{k}": v for k, v in tc.model_dump().items()})
         mlflow.log_params({
             "data": ", ".join(str(r) for r in roots), "data_fingerprint": chips.fingerprint(),
-            "test_split": test_cs.fingerprint(), "device": str(device), "torch": torch.__version__,
+            "test_split": split_id, "device": str(device), "torch": torch.__version__,
             "preprocessing": chips.prep_key, "skipped_images": len(chips.report.skipped),
             **describe(splits),
         })
@@ -229,8 +247,8 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
             mlflow.log_artifact(str(tmp / f))
 
         # the pretrained model on the same held-out identities, always
-        pre_metrics, pre_roc = ev.evaluate(ev.embed_torch(baseline, test_cs.chips, device), test_cs.labels,
-                                           seed=tc.seed, max_pairs=tc.max_pairs)
+        pre_emb = ev.embed_torch(baseline, test_cs.chips, device)
+        pre_metrics, pre_roc = ev.evaluate(pre_emb, test_cs.labels, seed=tc.seed, max_pairs=tc.max_pairs)
         mlflow.log_metrics({f"pretrained_test_{k}": v for k, v in pre_metrics.items()})
         if baseline is not model:
             del baseline
@@ -284,8 +302,8 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
             if has_val:
                 vm, _ = ev.evaluate(ev.embed_torch(model, splits["val"].chips, device), splits["val"].labels,
                                     seed=tc.seed, max_pairs=tc.max_pairs)
-                row.update({f"val_{k}": vm[k] for k in ("auc", "tar_far1e-2", "eer", "top1")})
-                key = (vm["tar_far1e-2"], vm["auc"])
+                row.update({f"val_{k}": vm[k] for k in ("auc", "tar_far1e-2", "eer", "top1") if k in vm})
+                key = selection_key(vm)[1]
                 if best_key is None or key >= best_key:  # ties go to the later (more trained) epoch
                     best_key, best_state, best_epoch = key, _state(model), epoch
             history.append(row)
@@ -296,13 +314,16 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
             log.info("keeping epoch %d, the best on validation identities", best_epoch)
             model.load_state_dict(best_state)
         mlflow.log_param("best_epoch", best_epoch)
-        threshold, calibrated_on = _calibrate(model, splits, device, tc.seed, tc.max_pairs)
-        metrics, roc = ev.evaluate(ev.embed_torch(model, test_cs.chips, device), test_cs.labels,
-                                   seed=tc.seed, max_pairs=tc.max_pairs)
-        metrics["calibrated_threshold"] = threshold
+        threshold, rule = _calibrate(model, splits, device, tc.seed, tc.max_pairs, tc.threshold_far)
+        calibrated_on = rule["on"]
+        test_emb = ev.embed_torch(model, test_cs.chips, device)
+        metrics, roc = ev.evaluate(test_emb, test_cs.labels, seed=tc.seed, max_pairs=tc.max_pairs)
+        metrics["threshold"] = threshold
+        metrics.update(judge_threshold(test_emb, test_cs.labels, threshold, tc.seed, tc.max_pairs))
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        mlflow.log_metrics({f"delta_{k}": metrics[k] - pre_metrics[k] for k in ("auc", "tar_far1e-2", "top1")})
-        mlflow.log_param("threshold_calibrated_on", calibrated_on)
+        mlflow.log_metrics({f"delta_{k}": metrics[k] - pre_metrics[k] for k in ("auc", "tar_far1e-2", "top1")
+                            if k in metrics and k in pre_metrics})
+        mlflow.log_params({"threshold_calibrated_on": calibrated_on, "threshold_rule": rule["rule"]})
         mlflow.log_artifact(str(ev.plot_roc({f"fine-tuned ({name})": roc, "pretrained dlib ResNet": pre_roc},
                                             tmp / "roc.png")), "plots")
         mlflow.log_artifact(str(ev.plot_history(history, tmp / "training_curves.png")), "plots")
@@ -313,22 +334,23 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
             model, out_root, name, input_size=int(chips.chips.shape[1]), padding=chips.padding,
             threshold=threshold, architecture=tc.model,
             extra={"run_id": run.info.run_id, "data_fingerprint": chips.fingerprint(),
-                   "test_split": test_cs.fingerprint(), "calibrated_on": calibrated_on,
+                   "test_split": split_id, "calibrated_on": calibrated_on, "threshold_rule": rule,
+                   "identities": {s: list(cs.names) for s, cs in splits.items()},
                    "test_metrics": {k: metrics[k] for k in ev.REPORTED if k in metrics}},
         )
         model_dir = spec.onnx_path.parent
         mlflow.log_artifacts(str(model_dir), artifact_path="model")
         mlflow.set_tag("facestream.model_id", spec.model_id)
         result = TrainResult(run.info.run_id, model_dir, spec, metrics, pre_metrics, history,
-                             chips.fingerprint(), test_cs.fingerprint(),
+                             chips.fingerprint(), split_id,
                              skipped=[(f, "empty identity folder") for f in chips.report.empty_folders]
                              + list(chips.report.skipped))
         if register:
             promo = tracking.register_model(
-                run.info.run_id, "model", config.mlflow.registry_name, metrics, test_cs.fingerprint(),
-                champion_metrics_on_split=_champion_evaluator(config.mlflow.registry_name, uri, test_cs, tc.seed,
-                                                              tc.max_pairs),
-                baseline=pre_metrics, tracking_uri=uri,
+                run.info.run_id, "model", config.mlflow.registry_name, split_id, set(test_cs.names),
+                measure=_measurer(config.mlflow.registry_name, uri, test_cs, {"new": test_emb, None: pre_emb},
+                                  tc.seed, tc.max_pairs),
+                trained_people=_trained_people(config.mlflow.registry_name, uri), tracking_uri=uri,
             )
             result.version, result.promoted, result.decision = promo.version, promo.promoted, promo.reason
             mlflow.set_tags({"facestream.version": promo.version, "facestream.champion": str(promo.promoted),
@@ -342,8 +364,9 @@ def _state(model) -> dict:
 
 
 def _val_key(model, val: ChipSet, device, tc) -> tuple[float, float]:
+    """What epochs are ranked by: TAR at the smallest FAR the validation pairs support, then AUC."""
     vm, _ = ev.evaluate(ev.embed_torch(model, val.chips, device), val.labels, seed=tc.seed, max_pairs=tc.max_pairs)
-    return vm["tar_far1e-2"], vm["auc"]
+    return selection_key(vm)[1]
 
 
 def _embedding_dim(model, device, size: int) -> int:
@@ -361,18 +384,53 @@ def _default_out() -> Path:
     return cache_dir() / "trained"
 
 
-def _champion_evaluator(name: str, uri: str, test: ChipSet, seed: int, max_pairs: int):
-    """A callback that measures a registered version on this test split with the runtime's ONNX engine."""
+def restrict(emb: np.ndarray, cs: ChipSet, people: set[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The embeddings and labels of ``people`` only; None when fewer than two of them have two chips."""
+    keep = np.array([cs.names[k] in people for k in cs.labels.tolist()], dtype=bool)
+    labels = cs.labels[keep]
+    if len(set(labels.tolist())) < 2 or np.bincount(labels).max(initial=0) < 2:
+        return None
+    return emb[keep], labels
 
-    def measure(version: str) -> dict[str, float] | None:
-        try:
-            spec = get_model(f"models:/{name}/{version}", tracking_uri=uri)
+
+def _measurer(name: str, uri: str, test: ChipSet, known: dict[str | None, np.ndarray], seed: int, max_pairs: int):
+    """``measure(version, people)`` for the champion rule: the new model ("new"), the pretrained one (None),
+    or a registered version (run by the runtime's ONNX engine), on the test chips of ``people`` only."""
+
+    def measure(version: str | None, people: set[str]) -> dict[str, float] | None:
+        emb = known.get(version)
+        if emb is None:
+            try:
+                spec = get_model(f"models:/{name}/{version}", tracking_uri=uri)
+            except FacestreamError as exc:
+                log.warning("could not load %s v%s to compare with: %s", name, version, exc)
+                return None
             if spec.input_size != test.chips.shape[1]:
                 return None
-            metrics, _ = ev.evaluate(ev.embed_spec(spec, test.chips), test.labels, seed=seed, max_pairs=max_pairs)
-            return metrics
-        except FacestreamError as exc:
-            log.warning("could not evaluate champion v%s on this split: %s", version, exc)
-            return None
+            emb = ev.embed_spec(spec, test.chips)
+        sub = restrict(emb, test, people)
+        return None if sub is None else ev.evaluate(sub[0], sub[1], seed=seed, max_pairs=max_pairs)[0]
 
     return measure
+
+
+def _trained_people(name: str, uri: str):
+    """``trained_people(version)``: the identities a registered version trained or calibrated on (spec.json)."""
+
+    def people(version: str) -> set[str] | None:
+        try:
+            spec = get_model(f"models:/{name}/{version}", tracking_uri=uri)
+        except FacestreamError:
+            return None
+        return recorded_training_people(spec)
+
+    return people
+
+
+def recorded_training_people(spec: ModelSpec) -> set[str] | None:
+    """The people a model directory says it trained or calibrated on; None when it does not say (pretrained
+    models trained elsewhere, or directories from before this was recorded)."""
+    ids = (spec.extra or {}).get("identities")
+    if not isinstance(ids, dict):
+        return None
+    return set(ids.get("train", [])) | set(ids.get("val", []))

@@ -131,6 +131,9 @@ def pyramid_down(img: np.ndarray) -> np.ndarray:
     return out
 
 
+# Bump when a change alters the chips this module makes: cached training chips are keyed by it.
+ALIGN_VERSION = 1
+
 _KERNEL = np.array([1, 4, 6, 4, 1], np.float32)
 _STRIP = 256
 

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 # A box whose side lies within this fraction of the view side of an inner tile edge
 # was probably cut by the tile, and a neighbour tile (or a larger view) may see it whole.
+# Bump when a change alters the boxes a photo search returns (views, tiles, the mapping back, merging):
+# cached training chips are keyed by it.
+SEARCH_VERSION = 1
+
 _EDGE_MARGIN = 0.01
 # A cut box is dropped when this much of its area lies inside a box that was not cut.
 _CUT_COVERED = 0.5

@@ -61,19 +61,21 @@ def test_best_accuracy_reuses_a_given_roc():
     assert M.best_accuracy(scores, labels, roc) == M.best_accuracy(scores, labels)
 
 
-def test_calibrated_threshold_is_best_accuracy_over_the_seeded_pairs():
+def test_calibrated_threshold_is_chosen_for_a_far_on_validation_people():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(6), 4)
     cs = ChipSet(chips=rng.integers(0, 256, (len(labels), SIZE, SIZE, 3), dtype=np.uint8), labels=labels,
                  names=[f"p{k}" for k in range(6)], paths=[""] * len(labels), digests=[""] * len(labels))
     torch.manual_seed(0)
     model = SmallNet(embedding_dim=16)
-    thr, on = _calibrate(model, {"val": cs, "train": cs}, "cpu", seed=3, max_pairs=100)
+    thr, rule = _calibrate(model, {"val": cs, "train": cs}, "cpu", seed=3, max_pairs=100, far=1e-3)
 
     from facestream.trainer.evaluate import embed_torch
 
     emb = embed_torch(model, cs.chips, "cpu")
-    i, j = M.all_pairs(labels, max_pairs=100, seed=3)
-    _, want = M.best_accuracy(np.einsum("nd,nd->n", emb[i], emb[j]), labels[i] == labels[j])
-    assert on == "val"
-    assert thr == float(np.clip(want, -1.0, 1.0))
+    scores, same = M.pair_scores(emb, labels, 100, 3)
+    # 64 impostor pairs cannot measure a FAR of 1e-3 (10,000 needed): the equal error rate's threshold
+    assert rule["rule"] == "eer" and rule["on"] == "val" and rule["pairs_impostor"] == int((~same).sum())
+    assert thr == float(np.clip(M.threshold_for(scores, same, 1e-3)[0], -1.0, 1.0 + 1e-5))
+    thr2, rule2 = _calibrate(model, {"val": cs, "train": cs}, "cpu", seed=3, max_pairs=100, far=0.2)
+    assert rule2["rule"] == "far=2e-01" and M.rates_at(scores, same, thr2)["far"] <= 0.2
