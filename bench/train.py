@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lfw", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data"
                    / "calibration" / "lfw" / "images", help="the LFW calibration images")
     p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (--degraded-lfw)")
-    p.add_argument("--train-people", type=int, default=400, help="most training people used (--degraded-lfw)")
+    p.add_argument("--train-people", type=int, default=0, help="most training people used, 0 = all (--degraded-lfw)")
+    p.add_argument("--lr", type=float, default=None, help="backbone learning rate (train.lr; --degraded-lfw)")
     return p.parse_args(argv)
 
 
@@ -85,7 +86,7 @@ def bench_degraded_lfw(args) -> dict:
 
     t0 = time.perf_counter()
     config = load_config(overrides={"train.epochs": args.epochs, "train.batch_size": 32, "train.seed": 0,
-                                    "train.device": "cpu"}, env={})
+                                    "train.device": "auto", "train.lr": args.lr}, env={})
     chips = load_chip_set(args.lfw, chip_analyzer(config), progress=True)
     t_chips = time.perf_counter() - t0
     rng = np.random.default_rng(7)
@@ -95,7 +96,7 @@ def bench_degraded_lfw(args) -> dict:
     tc = config.train
     held = {n for n in degraded.names if bucket(tc.seed, n) < tc.test_fraction + tc.val_fraction}
     others = sorted((n for n in degraded.names if n not in held), key=lambda n: bucket(tc.seed + 1, n))
-    keep_names = held | set(others[:args.train_people])
+    keep_names = held | set(others[:args.train_people] if args.train_people else others)
     keep = np.array([degraded.names[k] in keep_names for k in degraded.labels.tolist()], bool)
     data = degraded.subset(keep)
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,6 +104,7 @@ def bench_degraded_lfw(args) -> dict:
         result = train_embedder(data, config, tracking_uri=f"sqlite:///{tmp}/mlflow.db", out_dir=Path(tmp) / "models",
                                 progress=True)
         t_train = time.perf_counter() - t1
+        best_epoch = _best_epoch(result)
     keys = ("auc", "eer", "tar_far1e-1", "tar_far1e-2", "tar_far1e-3", "top1", "top5", "threshold",
             "far_at_threshold", "frr_at_threshold", "pairs_genuine", "pairs_impostor")
     fine = {k: result.metrics[k] for k in keys if k in result.metrics}
@@ -111,6 +113,7 @@ def bench_degraded_lfw(args) -> dict:
         "data": str(args.lfw), "degradation": "face 40-64 px wide and back, blur sigma 0.4-1.2, JPEG q25-55, "
                                               "grey half the time (seeded, per chip)",
         "images": len(data), "people": len(data.names), "epochs": args.epochs, "train_people_cap": args.train_people,
+        "lr": args.lr, "best_epoch": best_epoch,
         "split_people": {s: n for s, n in zip(("train", "val", "test"), _split_counts(result), strict=False)},
         "pretrained": pre, "fine_tuned": fine,
         "delta": {k: fine[k] - pre[k] for k in fine if k in pre and not k.startswith("pairs")},
@@ -118,6 +121,15 @@ def bench_degraded_lfw(args) -> dict:
         "seconds": {"chips": round(t_chips, 1), "train_and_evaluate": round(t_train, 1)},
         "skipped_images": len(chips.report.skipped),
     }
+
+
+def _best_epoch(result) -> int | None:
+    import mlflow
+
+    try:
+        return int(mlflow.MlflowClient().get_run(result.run_id).data.params["best_epoch"])
+    except Exception:  # noqa: BLE001 - only a label in the JSON
+        return None
 
 
 def _split_counts(result) -> list[int]:

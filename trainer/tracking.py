@@ -107,14 +107,34 @@ def setup(uri: str, experiment: str) -> str:
     import mlflow
 
     uri = resolve_tracking_uri(uri)
-    check_store(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)  # facestream keeps its model registry in the tracking store
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    if client.get_experiment_by_name(experiment) is None:
-        client.create_experiment(experiment, artifact_location=artifact_root(uri))
-    mlflow.set_experiment(experiment)
+    with local_lock(uri, "setup"):  # two runs starting at once on a new store: one creates its tables
+        check_store(uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)  # facestream keeps its model registry in the tracking store
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        if client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment, artifact_location=artifact_root(uri))
+        mlflow.set_experiment(experiment)
     return uri
+
+
+@contextmanager
+def local_lock(uri: str, what: str) -> Iterator[None]:
+    """An exclusive ``flock`` on a file beside a local store (SQLite file or folder); nothing for a server
+    (which serialises its own writes). The OS releases it if the process dies."""
+    path = _local_store_path(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.{what}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def split_fingerprint(test_split: str, max_pairs: int, seed: int) -> str:
@@ -154,17 +174,9 @@ def champion_lock(uri: str, name: str, holder: str, timeout: float = 1800.0) -> 
     OS releases if the process dies. A tracking server has no lock of its own: a registered-model
     tag is claimed, read back after a pause and expires after ``timeout`` (best effort, documented).
     """
-    path = _local_store_path(uri)
-    if path is not None:
-        import fcntl
-
-        lock = path.with_name(f".{path.name}.{name}.champion.lock")
-        with open(lock, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    if _local_store_path(uri) is not None:
+        with local_lock(uri, f"{name}.champion"):
+            yield
         return
     import mlflow
 

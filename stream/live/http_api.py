@@ -8,13 +8,20 @@ a route runs; the bearer scheme is declared here so the docs page can send the t
 
 from __future__ import annotations
 
+import importlib.resources
+from pathlib import Path
+
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPBearer
 
 from facestream.errors import FacestreamError
 
+DOCS_DIR = Path(str(importlib.resources.files("facestream.stream.live") / "api_docs"))
+DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
+              "favicon-32x32.png": "image/png"}
 API_VERSION = "1"  # the API's own version: routes and fields change only with it
 BEARER = HTTPBearer(auto_error=False, description="server.token (`facestream token` makes one)")
 
@@ -37,7 +44,7 @@ def _status(exc: FacestreamError) -> int:
 
 def new_api(title: str = "facestream") -> FastAPI:
     """An empty API app: FacestreamErrors become ``{"error", "fix"}`` with 400/404/413, bad fields 422."""
-    app = FastAPI(title=title, version=API_VERSION, openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+    app = FastAPI(title=title, version=API_VERSION, openapi_url="/openapi.json", docs_url=None, redoc_url=None,
                   dependencies=[Security(BEARER)],
                   description="Live face recognition: identify, verify, enrol, people and attendance. Send "
                               "`Authorization: Bearer TOKEN` when the server has a token.")
@@ -52,4 +59,29 @@ def new_api(title: str = "facestream") -> FastAPI:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return JSONResponse({"error": f"Bad request ({problems}).", "fix": "See /api/docs for the fields."}, 422)
 
+    _docs(app)
     return app
+
+
+def _docs(app: FastAPI) -> None:
+    """Interactive docs from the Swagger UI files shipped in the package (no CDN), under a strict CSP."""
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        page = get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title=f"{app.title} API",
+                                   swagger_js_url=f"{root}/docs/static/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/docs/static/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/docs/static/favicon-32x32.png")
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")
+        return page
+
+    @app.get("/docs/static/{name}", include_in_schema=False)
+    async def docs_file(name: str) -> Response:
+        if name not in DOCS_FILES:
+            raise NotFound(f"No docs file {name!r}.", "See /api/docs.")
+        path = DOCS_DIR / name
+        return Response(path.read_bytes(), media_type=DOCS_FILES[name],
+                        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"})

@@ -84,7 +84,12 @@ def test_openapi_and_docs_are_served(gateway):
         spec = c.get("/api/openapi.json").json()
         assert {"/identify", "/verify", "/enroll", "/people", "/people/{ref}", "/attendance"} <= set(spec["paths"])
         assert "HTTPBearer" in spec["components"]["securitySchemes"]
-        assert c.get("/api/docs").status_code == 200 and "swagger" in c.get("/api/docs").text.lower()
+        docs = c.get("/api/docs")
+        assert docs.status_code == 200 and "/api/docs/static/swagger-ui-bundle.js" in docs.text
+        assert "cdn" not in docs.text.lower() and "default-src 'self'" in docs.headers["content-security-policy"]
+        js = c.get("/api/docs/static/swagger-ui-bundle.js")
+        assert js.status_code == 200 and len(js.content) > 1_000_000  # shipped in the package, not a CDN
+        assert c.get("/api/docs/static/..%2F..%2Fserver.py").status_code == 404
 
 
 def test_token_and_origin_rules_hold_for_the_api(gateway):

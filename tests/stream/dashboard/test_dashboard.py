@@ -158,6 +158,11 @@ def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path
             assert roster_rows == shown
             assert shown[ids["Lin-Manuel Miranda"]] == "present" and shown[ids["Joe Biden"]] == "absent"
 
+            # `facestream run` serves the HTTP API too, behind the same token
+            status, body = http_get(f"{base}/api/people?token={TOKEN}")
+            assert status == 200 and {p["name"] for p in json.loads(body)} == set(ENROL)
+            assert http_get(f"{base}/api/people")[0] == 401
+
             # restart in the middle of the session: the page reconnects, nobody is counted twice or lost
             before = {r.person_id: r for r in store.records("hamilton")}
             run.stop()
