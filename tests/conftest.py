@@ -37,6 +37,22 @@ def data_dir() -> Path:
     return DATA
 
 
+WHEEL_BUILD = None  # the packaging test's wheel and venv, built in the background (see pytest_collection_finish)
+
+
+def pytest_collection_finish(session) -> None:
+    """Start building the wheel and its fresh venv (minutes of pip) while the other tests run."""
+    global WHEEL_BUILD
+    if any(item.nodeid.startswith("tests/test_packaging.py::test_the_installed_wheel") for item in session.items):
+        import tempfile
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tests.test_packaging import build_wheel_and_venv
+
+        root = Path(tempfile.mkdtemp(prefix="facestream-wheel-"))
+        WHEEL_BUILD = ThreadPoolExecutor(1, thread_name_prefix="wheel").submit(build_wheel_and_venv, root)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

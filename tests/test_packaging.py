@@ -37,13 +37,40 @@ def test_every_package_folder_is_listed_and_mapped():
     assert found == set(SETUPTOOLS["packages"])
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
+def build_wheel_and_venv(root: Path) -> tuple[Path, Path]:
+    """Build the wheel and install it (with the demo and train extras) into a fresh virtual environment
+    outside the repository, not editable. Started in the background when the session begins
+    (tests/conftest.py), since pip takes minutes and the other tests need not wait for it."""
+    out = root / "dist"
+    out.mkdir(parents=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
                     str(ROOT)], check=True, cwd=out)
     (whl,) = out.glob("facestream-*.whl")
-    return whl
+    home = root / "user"
+    home.mkdir()
+    env_dir = home / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q"]
+    # torch pinned to the CPU wheel, as the README says; the extras bring Gradio and MLflow.
+    done = subprocess.run([*pip, "torch==2.13.0", f"{whl}[demo,train]"], cwd=home, timeout=900,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"installing the wheel failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return whl, env_dir
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    from tests import conftest
+
+    if conftest.WHEEL_BUILD is not None:  # started when the session began
+        return conftest.WHEEL_BUILD.result(timeout=1200)
+    return build_wheel_and_venv(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def wheel(built) -> Path:
+    return built[0]
 
 
 def test_the_wheel_holds_one_namespace_and_its_data(wheel):
@@ -57,15 +84,9 @@ def test_the_wheel_holds_one_namespace_and_its_data(wheel):
 
 
 @pytest.fixture(scope="module")
-def venv(wheel, tmp_path_factory) -> Path:
+def venv(built) -> Path:
     """A fresh virtual environment outside the repo with the wheel and its extras installed (not editable)."""
-    home = tmp_path_factory.mktemp("user")
-    env_dir = home / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
-    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q"]
-    # torch pinned to the CPU wheel, as the README says; the extras bring Gradio and MLflow.
-    subprocess.run([*pip, "torch==2.13.0", f"{wheel}[demo,train]"], check=True, cwd=home, timeout=900)
-    return env_dir
+    return built[1]
 
 
 def _run(venv: Path, cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
