@@ -231,10 +231,10 @@ class Guard:
             await self.app(scope, receive, send)
             return
         refused = self.access.refusal(scope.get("headers", []))
-        if refused is None and self.protected(scope["path"]) or scope["type"] == "websocket":
-            if refused is None and not self.access.authorized(scope):
-                refused = 401, {"error": "missing or wrong token",
-                                "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
+        needs_token = scope["type"] == "websocket" or self.protected(scope["path"])
+        if refused is None and needs_token and not self.access.authorized(scope):
+            refused = 401, {"error": "missing or wrong token",
+                            "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
         if refused is None:
             await self.app(scope, receive, send)
             return
@@ -293,7 +293,7 @@ class StreamServer:
 
     def protected(self, path: str) -> bool:
         """Whether an HTTP path needs the token (websockets always do)."""
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path.startswith("/api/docs/static/"):  # the docs page's own files
             return False
         return path == "/stats" or path == "/api" or path.startswith("/api/")
 
