@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (--degraded-lfw)")
     p.add_argument("--train-people", type=int, default=0, help="most training people used, 0 = all (--degraded-lfw)")
     p.add_argument("--lr", type=float, default=None, help="backbone learning rate (train.lr; --degraded-lfw)")
+    p.add_argument("--freeze", default=None, help="freeze up to this stage (train.freeze; --degraded-lfw)")
+    p.add_argument("--name", default="train-degraded-lfw", help="results file name (--degraded-lfw)")
     return p.parse_args(argv)
 
 
@@ -86,7 +88,8 @@ def bench_degraded_lfw(args) -> dict:
 
     t0 = time.perf_counter()
     config = load_config(overrides={"train.epochs": args.epochs, "train.batch_size": 32, "train.seed": 0,
-                                    "train.device": "auto", "train.lr": args.lr}, env={})
+                                    "train.device": "auto", "train.lr": args.lr, "train.freeze": args.freeze},
+                         env={})
     chips = load_chip_set(args.lfw, chip_analyzer(config), progress=True)
     t_chips = time.perf_counter() - t0
     rng = np.random.default_rng(7)
@@ -113,7 +116,7 @@ def bench_degraded_lfw(args) -> dict:
         "data": str(args.lfw), "degradation": "face 40-64 px wide and back, blur sigma 0.4-1.2, JPEG q25-55, "
                                               "grey half the time (seeded, per chip)",
         "images": len(data), "people": len(data.names), "epochs": args.epochs, "train_people_cap": args.train_people,
-        "lr": args.lr, "best_epoch": best_epoch,
+        "lr": args.lr, "freeze": args.freeze, "best_epoch": best_epoch,
         "split_people": {s: n for s, n in zip(("train", "val", "test"), _split_counts(result), strict=False)},
         "pretrained": pre, "fine_tuned": fine,
         "delta": {k: fine[k] - pre[k] for k in fine if k in pre and not k.startswith("pairs")},
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if args.degraded_lfw:
-        write_result("train-degraded-lfw", {**bench_degraded_lfw(args), "machine": machine_info()}, out_dir=args.out)
+        write_result(args.name, {**bench_degraded_lfw(args), "machine": machine_info()}, out_dir=args.out)
         return 0
     try:
         devices = bench_devices(args.device)
