@@ -154,10 +154,11 @@ class Worker:
         threading.Thread(target=run, name=f"open-{sid}", daemon=True).start()
 
     def _drop(self, sid: str, reason: str) -> None:
+        """Stop a source in the background: joining its thread must not delay the renewal of the others."""
         log.warning("worker %s: stopping source %s (%s)", self.id, sid, reason)
         with self._lock:
             self.held.pop(sid, None)
-        self.pipeline.remove_source(sid)
+        threading.Thread(target=self.pipeline.remove_source, args=(sid,), name=f"stop-{sid}", daemon=True).start()
 
     def _heartbeat(self) -> None:
         try:

@@ -124,3 +124,45 @@ def test_jpegs_only_while_a_gateway_viewer_watches(redis_url):
     last = r.xrevrange(STREAM, count=1)[0][1]
     assert last[b"j"].startswith(b"/9j/")  # a JPEG, base64
     publisher.stop()
+
+
+def test_a_worker_lets_go_of_removed_sources_and_claims_up_to_its_capacity(redis_url, analyzer):
+    """One worker round by round (real pipeline, real Redis): claims within capacity, drops what was removed."""
+    from facestream.stream.cluster.worker import Worker
+    from facestream.stream.config import load_config
+    from facestream.stream.live.pipeline import Pipeline
+    from tests.conftest import HAMILTON
+
+    config = load_config(overrides=[f"gallery.url={redis_url}", "cluster.capacity=2", "cluster.lease_seconds=3"],
+                         env={})
+    reg = SourceRegistry(redis_url)
+    for i in range(3):
+        reg.add(SourceConfig(url=str(HAMILTON), id=f"clip{i}", loop=True, realtime=True))
+    pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id="w-test").start()
+    try:
+        worker.step()
+        held = set(worker.held)
+        assert len(held) == 2 and all(reg.holders()[s] == "w-test" for s in held)
+        deadline = time.time() + 30
+        while sorted(pipeline.running()) != sorted(held) and time.time() < deadline:
+            time.sleep(0.2)
+        assert sorted(pipeline.running()) == sorted(held)  # opened in the background
+        gone = sorted(held)[0]
+        reg.remove(gone)
+        worker.step()
+        assert gone not in worker.held and reg.holders().get(gone) is None
+        assert len(worker.held) == 2  # took the free third source in the same round
+        deadline = time.time() + 30
+        while gone in pipeline.running() and time.time() < deadline:
+            time.sleep(0.2)
+        assert gone not in pipeline.running()
+    finally:
+        worker.stop()
+        reg.close()
+    assert reg_leases_free(redis_url)
+
+
+def reg_leases_free(url: str) -> bool:
+    r = redis.Redis.from_url(url)
+    return not r.keys("facestream:lease:*")
