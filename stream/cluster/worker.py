@@ -57,6 +57,7 @@ class Worker:
         self.held: dict[str, SourceConfig] = {}  # leased and running (or opening)
         self.failed: dict[str, float] = {}  # source id -> when it may be tried again (it would not open)
         self._opening: set[str] = set()
+        self._threads: list[threading.Thread] = []  # opening and stopping sources, joined by stop()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.takeovers = 0
@@ -88,18 +89,24 @@ class Worker:
             stop.wait(min(period, self.cluster.heartbeat_seconds))
 
     def stop(self) -> None:
-        """Release every lease first (the others take over at once), then stop the pipeline."""
+        """Release every lease first (the others take over at once), then stop the pipeline; sources still
+        opening or stopping are waited for, so no reader outlives the worker."""
+        self._stop.set()
         held = list(self.held)
         try:
             self.registry.release(held, self.id)
             self.registry.leave(self.id)
         except FacestreamError as exc:
             log.error("worker %s: could not release its sources (%s); they move when the leases run out", self.id, exc)
+        for t in list(self._threads):
+            t.join(timeout=30)
         self.pipeline.stop()
         self.publisher.stop()
 
     # -- one round -----------------------------------------------------------------------------------------
     def step(self) -> None:
+        if self._stop.is_set():
+            return
         lease = self.cluster.lease_seconds
         declared = {s.id: s for s in self.registry.sources() if s.id}
         with self._lock:
@@ -151,14 +158,19 @@ class Worker:
                 with self._lock:
                     self._opening.discard(sid)
 
-        threading.Thread(target=run, name=f"open-{sid}", daemon=True).start()
+        self._spawn(run, f"open-{sid}")
 
     def _drop(self, sid: str, reason: str) -> None:
         """Stop a source in the background: joining its thread must not delay the renewal of the others."""
         log.warning("worker %s: stopping source %s (%s)", self.id, sid, reason)
         with self._lock:
             self.held.pop(sid, None)
-        threading.Thread(target=self.pipeline.remove_source, args=(sid,), name=f"stop-{sid}", daemon=True).start()
+        self._spawn(lambda: self.pipeline.remove_source(sid), f"stop-{sid}")
+
+    def _spawn(self, fn, name: str) -> None:
+        thread = threading.Thread(target=fn, name=name, daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
 
     def _heartbeat(self) -> None:
         try:

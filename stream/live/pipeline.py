@@ -381,16 +381,19 @@ class Pipeline:
         source = open_sources([config.model_copy(update={"id": sid})])[0]
         assert self.detector is not None, "start() first"
         worker = _Worker(self, source, self.detector)
-        for b in self.batchers:
-            b.register_producer()
-        with self._sources_lock:
+        with self._sources_lock:  # stop() takes this lock too: a source is either stopped by it or not added
+            if self._stop.is_set():
+                source.stop()
+                raise FacestreamError(f"Source {sid!r} opened after the pipeline stopped.", "Start it again.")
+            for b in self.batchers:
+                b.register_producer()
             self.workers = [w for w in self.workers if w.source.id != sid] + [worker]
             self.sources = [s for s in self.sources if s.id != sid] + [source]
             if self._watchdog is not None:
                 self._watchdog.sources = self.sources
             if sid not in self.source_ids:
                 self.source_ids = [*self.source_ids, sid]
-        worker.thread.start()
+            worker.thread.start()
         log.info("source %s added", sid)
         return sid
 
@@ -425,10 +428,12 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop the workers and sources (idempotent); pending listeners see the final events."""
-        self._stop.set()
-        for s in self.sources:
+        with self._sources_lock:  # no source is added from here on (add_source checks under this lock)
+            self._stop.set()
+            sources, workers = list(self.sources), list(self.workers)
+        for s in sources:
             s.stop()
-        for w in self.workers:
+        for w in workers:
             w.thread.join(timeout=5.0)
         if self._watchdog:
             self._watchdog.stop()
