@@ -37,6 +37,15 @@ def data_dir() -> Path:
     return DATA
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def launch_chromium(pw):
+    """Debian's Chromium, headless, driven by playwright (never a downloaded browser)."""
+    return pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+
+
 WHEEL_BUILD = None  # the packaging test's wheel and venv, built in the background (see pytest_collection_finish)
 
 

@@ -92,19 +92,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return compare_pairs(_analyzer(args), Path(args.pairs))
     if not (args.image_a and args.image_b):
         raise FacestreamError("compare needs two photos (or --pairs CSV).", "Run: facestream compare a.jpg b.jpg")
-    analyzer = _analyzer(args)
-    face_a, n_a = analyzer.largest_face(load_image(args.image_a), args.image_a)
-    face_b, n_b = analyzer.largest_face(load_image(args.image_b), args.image_b)
-    similarity = analyzer.similarity(face_a.embedding[0], face_b.embedding[0])
-    threshold = analyzer.threshold
-    result = {
-        "same": bool(similarity >= threshold),
-        "similarity": round(similarity, 4),
-        "threshold": round(threshold, 4),
-        "model": analyzer.model_id,
-        "faces_in_a": n_a,
-        "faces_in_b": n_b,
-    }
+    from facestream.stream.recognition.identify import compare_photos
+
+    c = compare_photos(_analyzer(args), load_image(args.image_a), load_image(args.image_b), args.image_a,
+                       args.image_b)
+    similarity, threshold, n_a, n_b = c.similarity, c.threshold, c.faces_in_a, c.faces_in_b
+    result = {"same": c.same, "similarity": round(similarity, 4), "threshold": round(threshold, 4),
+              "model": c.model, "faces_in_a": n_a, "faces_in_b": n_b}
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -30,6 +30,7 @@ from facestream.stream.engine.imageio import load_image
 from facestream.stream.live.http_api import NotFound, TooLarge, new_api
 from facestream.stream.recognition.enroll import Enroller, Photo
 from facestream.stream.recognition.identify import (
+    compare_photos,
     identify,
     open_gallery,
     open_matcher,
@@ -126,10 +127,6 @@ def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
-def _person_json(p: Any) -> dict[str, Any]:
-    return {"id": p.id, "name": p.name, "metadata": p.metadata, "embeddings": getattr(p, "n_embeddings", None)}
-
-
 def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI:
     """The API app (mount at ``/api``); pass it to an ``AttendanceServer`` to add the attendance routes."""
     rec = recognition or Recognition(config)
@@ -161,16 +158,11 @@ def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI
         rgb2 = await _image(image2, "second image") if image2 is not None else None
 
         def run() -> dict[str, Any]:
-            analyzer = rec.analyzer
             if rgb2 is None:
-                return verify(analyzer, rec.matcher, rgb, str(person)).to_json()
-            a, n_a = analyzer.largest_face(rgb, "image")
-            b, n_b = analyzer.largest_face(rgb2, "image2")
-            assert a.embedding is not None and b.embedding is not None  # largest_face embeds
-            similarity = analyzer.similarity(a.embedding[0], b.embedding[0])
-            return {"same_person": bool(similarity >= analyzer.threshold), "similarity": round(similarity, 4),
-                    "threshold": round(analyzer.threshold, 4), "model": analyzer.model_id,
-                    "faces_in_image": n_a, "faces_in_image2": n_b}
+                return verify(rec.analyzer, rec.matcher, rgb, str(person)).to_json()
+            c = compare_photos(rec.analyzer, rgb, rgb2, "image", "image2")
+            return {"same_person": c.same, "similarity": round(c.similarity, 4), "threshold": round(c.threshold, 4),
+                    "model": c.model, "faces_in_image": c.faces_in_a, "faces_in_image2": c.faces_in_b}
 
         return JSONResponse(await off_loop(run))
 
@@ -195,14 +187,14 @@ def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI
                                 allow_private_urls=False)
             verdicts = enroller.enroll_person(name, photos, meta or None)
             person = rec.store.find_person(name)
-            return {"person": _person_json(person) if person else None,
+            return {"person": person.to_json() if person else None,
                     "images": [v.to_json() for v in verdicts]}
 
         return JSONResponse(await off_loop(run))
 
     @app.get("/people", tags=["people"], summary="Everyone enrolled")
     async def people() -> JSONResponse:
-        return JSONResponse([_person_json(p) for p in await off_loop(rec.store.list_people)])
+        return JSONResponse([p.to_json() for p in await off_loop(rec.store.list_people)])
 
     def _find(ref: str) -> Any:
         found = rec.store.find_person(ref)
@@ -212,7 +204,7 @@ def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI
 
     @app.get("/people/{ref}", tags=["people"], summary="One person (by id or name)")
     async def person(ref: str) -> JSONResponse:
-        return JSONResponse(_person_json(await off_loop(_find, ref)))
+        return JSONResponse((await off_loop(_find, ref)).to_json())
 
     @app.delete("/people/{ref}", tags=["people"],
                 summary="Erase a person: embeddings, chips, corrections and attendance (one erase for every path)")

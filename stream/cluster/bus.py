@@ -9,7 +9,8 @@ stream's end (``$``), so a restart never replays stale frames; a gateway that lo
 Redis for a moment resumes where it was unless that is older than ``STALE_S``.
 
 JPEGs cost bandwidth, so a worker encodes them only while a gateway says someone
-watches: gateways keep ``facestream:watch:<source>`` (or ``:*``) keys alive with a TTL.
+watches: gateways keep entries of the ``facestream:watch`` hash (source, or ``*``,
+to an expiry time) fresh; one small hash, never a scan of the keyspace.
 Per-source order holds: one worker thread publishes a source's messages, in order, and
 a source has one worker at a time (its lease).
 """
@@ -34,10 +35,21 @@ from facestream.stream.live.server import StreamServer, _hide_unknown_faces, enc
 log = logging.getLogger(__name__)
 
 STREAM = "facestream:live"
-WATCH = "facestream:watch:"  # + source id, or "*" for every source
+WATCH = "facestream:watch"  # hash: source id (or "*" for every source) -> until when someone watches it
 WATCH_TTL_S = 6.0
 STALE_S = 2.0  # a reader further behind than this jumps to the present
 PENDING_MAX = 2000  # messages a worker holds while Redis is away (oldest dropped)
+
+
+def watch(client: redis.Redis, sources: list[str], seconds: float = WATCH_TTL_S) -> None:
+    """Say that viewers watch ``sources`` ("*": all) for the next ``seconds``; expired entries are dropped."""
+    now = time.time()
+    stale = [k for k, until in (client.hgetall(WATCH) or {}).items() if float(until) <= now]
+    pipe = client.pipeline(transaction=False)
+    if stale:
+        pipe.hdel(WATCH, *stale)
+    pipe.hset(WATCH, mapping={s: f"{now + seconds:.3f}" for s in sources})
+    pipe.execute()
 
 
 class LivePublisher:
@@ -108,10 +120,11 @@ class LivePublisher:
         if time.monotonic() - at < 1.0:
             return watched
         try:
-            keys = [k.decode() if isinstance(k, bytes) else k for k in self.r.keys(WATCH + "*")]
+            entries = self.r.hgetall(WATCH) or {}
         except redis.RedisError:
-            keys = []
-        names = {k[len(WATCH):] for k in keys}
+            entries = {}
+        wall = time.time()
+        names = {(k.decode() if isinstance(k, bytes) else k) for k, until in entries.items() if float(until) > wall}
         watched = None if "*" in names else names
         self._watched = (time.monotonic(), watched)
         return watched
@@ -202,7 +215,7 @@ class LiveReader:
         self.server.publish_encoded(text, with_jpeg(text, jpeg) if jpeg else None, source)
 
     def _keep_watch(self) -> None:
-        """Tell workers which sources viewers on this gateway watch (keys with a TTL, renewed every 2 s)."""
+        """Tell workers which sources viewers on this gateway watch (renewed every 2 s, valid WATCH_TTL_S)."""
         now = time.monotonic()
         if now - self._watch_at < 2.0:
             return
@@ -212,10 +225,7 @@ class LiveReader:
         if not names:
             return
         try:
-            pipe = self.r.pipeline(transaction=False)
-            for name in names:
-                pipe.set(WATCH + name, "1", px=int(WATCH_TTL_S * 1000))
-            pipe.execute()
+            watch(self.r, names)
         except redis.RedisError:
             pass  # the read loop reports Redis trouble
 

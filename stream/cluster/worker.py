@@ -56,11 +56,9 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.held: dict[str, SourceConfig] = {}  # leased and running (or opening)
         self.failed: dict[str, float] = {}  # source id -> when it may be tried again (it would not open)
-        self._opening: set[str] = set()
         self._threads: list[threading.Thread] = []  # opening and stopping sources, joined by stop()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.takeovers = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -138,8 +136,6 @@ class Worker:
         sid = source.id or ""
         with self._lock:
             self.held[sid] = source
-            self._opening.add(sid)
-        self.takeovers += 1
 
         def run() -> None:
             try:
@@ -154,9 +150,6 @@ class Worker:
                     self.registry.release([sid], self.id)
                 except FacestreamError:
                     pass
-            finally:
-                with self._lock:
-                    self._opening.discard(sid)
 
         self._spawn(run, f"open-{sid}")
 

@@ -24,6 +24,7 @@ two can be compared face for face.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -154,13 +155,14 @@ def whole_views(width: int, height: int, kinds: tuple[str, ...] = ("full", "shor
 # --------------------------------------------------------------------------- engines
 
 
-class ModelEngine:
+class ModelEngine(abc.ABC):
     """Runs one BlazeFace range on letterboxed views: (n, S, S, 3) uint8 -> faces in tensor pixels per view."""
 
     name: str
 
+    @abc.abstractmethod
     def infer(self, options: BlazeFaceOptions, tensors: np.ndarray, min_score: float) -> list[RawFaces]:
-        raise NotImplementedError
+        """Faces per view (the ported network, or MediaPipe's graph)."""
 
     def start(self, options: BlazeFaceOptions, tensors: np.ndarray, min_score: float
               ) -> Callable[[], list[RawFaces]]:

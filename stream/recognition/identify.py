@@ -145,6 +145,33 @@ def verify(analyzer: FaceAnalyzer, matcher: Matcher, rgb: np.ndarray, person: st
     return Verification(match.person_id, match.name, match.similarity, threshold, same, box, len(faces))
 
 
+@dataclass
+class Comparison:
+    """The answer of a 1:1 check of two photos (their largest faces)."""
+
+    same: bool
+    similarity: float
+    threshold: float
+    model: str
+    faces_in_a: int
+    faces_in_b: int
+
+
+def compare_photos(analyzer: FaceAnalyzer, a: np.ndarray, b: np.ndarray, name_a: str = "the first photo",
+                   name_b: str = "the second photo") -> Comparison:
+    """Are the largest faces of two photos the same person, at the model's 1:1 threshold?
+
+    Raises:
+        FacestreamError: a photo without a face (named by ``name_a`` / ``name_b``).
+    """
+    face_a, n_a = analyzer.largest_face(a, name_a)
+    face_b, n_b = analyzer.largest_face(b, name_b)
+    assert face_a.embedding is not None and face_b.embedding is not None  # largest_face embeds
+    similarity = analyzer.similarity(face_a.embedding[0], face_b.embedding[0])
+    return Comparison(bool(similarity >= analyzer.threshold), similarity, analyzer.threshold, analyzer.model_id,
+                      n_a, n_b)
+
+
 def results_to_json(faces: Faces, results: list[MatchResult]) -> list[dict[str, Any]]:
     """Faces.to_json() plus each face's look-alike list and margin."""
     items = faces.to_json()

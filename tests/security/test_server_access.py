@@ -19,10 +19,7 @@ from websockets.exceptions import InvalidStatus
 from facestream.errors import FacestreamError
 from facestream.stream.config import ServerConfig, load_config
 from facestream.stream.live.server import SESSION_COOKIE, StreamServer
-from tests.conftest import free_port
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+from tests.conftest import free_port, launch_chromium
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, Any, bytes]:
@@ -127,7 +124,7 @@ def test_a_real_browser_on_another_page_gets_nothing(tmp_path):
     threading.Thread(target=evil.serve_forever, daemon=True).start()
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page()
             page.goto(f"http://localhost:{evil.server_address[1]}/")
             page.wait_for_function("() => window.result.closed && window.result.fetched !== null", timeout=20_000)

@@ -27,12 +27,10 @@ from facestream.stream.attendance.roster import gallery_people
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import SourceConfig
 from facestream.stream.engine.imageio import load_image
-from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port
+from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
 from tests.stream.live.test_live_rtsp import SYSTEM_PYTHON, RtspServer, WsCollector
 
 TOKEN = "cluster-token"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 ENROL = {"Lin-Manuel Miranda": ["Lin_Manuel_Miranda/lin-manuel-miranda.png"],
          "Alex Lacamoire": ["Alex_Lacamoire/alex-lacamoire.png", "Alex_Lacamoire/img1.jpg"],
          "Joe Biden": ["Joe_Biden/biden.jpg"]}
@@ -137,7 +135,7 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
         assert {s: v["worker"] for s, v in st["sources"].items()} == holders and len(st["workers"]) == 2
 
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{base}/#token={TOKEN}")
             page.wait_for_selector("#conn[data-state=open]", timeout=30_000)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from facestream.errors import FacestreamError
-from facestream.stream.cluster.bus import STREAM, WATCH, LivePublisher, LiveReader
+from facestream.stream.cluster.bus import STREAM, LivePublisher, LiveReader, watch
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import ServerConfig, SourceConfig
 from facestream.stream.live.server import StreamServer
@@ -116,7 +116,7 @@ def test_jpegs_only_while_a_gateway_viewer_watches(redis_url):
     time.sleep(0.3)
     last = r.xrevrange(STREAM, count=1)[0][1]
     assert b"j" not in last  # nobody watches: no JPEG encoded or sent
-    r.set(WATCH + "cam0", "1", px=5000)
+    watch(r, ["cam0"], 5.0)  # what a gateway with a viewer of cam0 says
     publisher._watched = (0.0, set())  # forget the 1-second cache
     time.sleep(0.02)
     publisher.publish({"type": "frame", "source": "cam0"}, "cam0", image=image)

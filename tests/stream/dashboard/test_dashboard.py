@@ -29,11 +29,9 @@ from facestream.gallery.types import NewEmbedding, content_hash
 from facestream.stream.attendance import create_session, open_attendance_store
 from facestream.stream.attendance.roster import gallery_people
 from facestream.stream.engine.imageio import load_image
-from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port
+from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
 
 TOKEN = "dash-secret"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 ENROL = {
     "Lin-Manuel Miranda": ["Lin_Manuel_Miranda/lin-manuel-miranda.png"],
     "Alex Lacamoire": ["Alex_Lacamoire/alex-lacamoire.png", "Alex_Lacamoire/img1.jpg"],
@@ -128,7 +126,7 @@ def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path
                "the dashboard address printed by --dashboard")
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{base}/#token={TOKEN}")
             page.wait_for_selector("#conn[data-state=open]", timeout=30_000)
@@ -254,7 +252,7 @@ def test_blur_hides_faces_that_are_not_enrolled(tmp_path):
               " return Math.sqrt(s2 / n - (s / n) ** 2); }")
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{server.port}/?token={TOKEN}&blur=1")
             page.wait_for_selector("#conn[data-state=open]", timeout=30_000)
@@ -341,7 +339,7 @@ def test_not_this_person_from_the_dashboard_and_undo(gallery_url, tmp_path):
     }}"""
     try:
         with sync_playwright() as pw, open_store(gallery_url) as store:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{base}/?token={TOKEN}")
             page.wait_for_selector("#conn[data-state=open]", timeout=30_000)

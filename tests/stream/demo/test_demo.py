@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import EXAMPLES, GROUPS, HAMILTON, ROOT, free_port
+from tests.conftest import CHROMIUM_ARGS, EXAMPLES, GROUPS, HAMILTON, ROOT, free_port, launch_chromium
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -35,8 +35,6 @@ ROSE = EXAMPLES / "Rose_Leslie" / "img1.jpg"
 OBAMA_AND_BIDEN = GROUPS / "obama_and_biden.jpg"
 KIT_WITH_ROSE = GROUPS / "kit_with_rose.jpg"
 ADMIN = "admin-secret-token"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +290,7 @@ def test_page_works_in_a_real_browser(app, tmp_path, enrolled):
     errors: list[str] = []
     outside: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
