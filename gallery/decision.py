@@ -15,6 +15,11 @@ calibration set: ``bench/calibrate.py``) and adjustable to a user's own people
   shifted up by ``photo_shift * (1 - 1/k)``), so the tail is read at
   ``s - photo_shift * (1 - 1/k)``: more photos make genuine matches surer
   without making strangers pass more often.
+* A face may be a **template** of several views too (a live track's distinct
+  frames, :mod:`facestream.stream.live.tracker`). A stranger's template of v views
+  comes closer to everyone in the same way, so the tail is also read
+  ``view_shift * (1 - 1/v)`` lower; on LFW (k-photo probes, two-fold by person:
+  ``bench/templates.py``) the two shifts add up.
 * Against ``n`` people the chance that a stranger passes somebody is
   ``1 - (1 - p)^n`` (independent tries: on LFW this overestimates the measured
   rate by 1.3-2x, the safe side).
@@ -45,12 +50,14 @@ class ImpostorTail:
         log10_p: the tail at each of ``scores`` (descending, <= 0).
         photo_shift: how much closer strangers come to a mean of many photos than to one (see module doc).
         source: where the numbers come from (data set, pairs, date), for people reading a decision.
+        view_shift: the same for a query that is a template of several views; None = ``photo_shift``.
     """
 
     scores: tuple[float, ...]
     log10_p: tuple[float, ...]
     photo_shift: float = 0.0
     source: str = ""
+    view_shift: float | None = None
     _s: np.ndarray = field(init=False, repr=False, compare=False)
     _l: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -68,6 +75,12 @@ class ImpostorTail:
         k = np.maximum(np.asarray(photos, np.float64), 1.0)
         return self.photo_shift * (1.0 - 1.0 / k)
 
+    def shift_for_views(self, views: np.ndarray | int) -> np.ndarray:
+        """The score shift of a query template of ``views`` distinct views (0 for one view)."""
+        k = np.maximum(np.asarray(views, np.float64), 1.0)
+        per = self.photo_shift if self.view_shift is None else self.view_shift
+        return per * (1.0 - 1.0 / k)
+
     def log10_p1(self, score: np.ndarray | float) -> np.ndarray:
         """``log10 P1`` at ``score``: interpolated; beyond the last measured point extended along the last
         segment's slope (the tail steepens further out, so this overestimates the rate: the safe side)."""
@@ -78,13 +91,16 @@ class ImpostorTail:
         out = np.where(x > s[-1], lp[-1] + slope * (x - s[-1]), out)
         return np.minimum(np.where(x < s[0], lp[0], out), 0.0)
 
-    def log10_p_person(self, score: np.ndarray | float, photos: np.ndarray | int) -> np.ndarray:
-        """``log10`` of the chance that a stranger scores ``score`` or more against one person."""
-        return self.log10_p1(np.asarray(score, np.float64) - self.shift_for(photos))
+    def log10_p_person(self, score: np.ndarray | float, photos: np.ndarray | int, views: np.ndarray | int = 1
+                       ) -> np.ndarray:
+        """``log10`` of the chance that a stranger (a template of ``views``) scores ``score`` or more against
+        one person."""
+        return self.log10_p1(np.asarray(score, np.float64) - self.shift_for(photos) - self.shift_for_views(views))
 
-    def gallery_far(self, score: np.ndarray | float, photos: np.ndarray | int, people: int) -> np.ndarray:
+    def gallery_far(self, score: np.ndarray | float, photos: np.ndarray | int, people: int,
+                    views: np.ndarray | int = 1) -> np.ndarray:
         """The chance that a stranger scores this well against somebody in a gallery of ``people``."""
-        p = np.power(10.0, self.log10_p_person(score, photos))
+        p = np.power(10.0, self.log10_p_person(score, photos, views))
         return -np.expm1(max(1, int(people)) * np.log1p(-np.minimum(p, 1.0 - 1e-16)))
 
     def score_at(self, log10_p: float) -> float:
@@ -97,10 +113,11 @@ class ImpostorTail:
             return float(s[-1] + (log10_p - lp[-1]) / slope)
         return float(np.interp(-log10_p, -lp, s))
 
-    def threshold(self, far: float, people: int, photos: int = 1) -> float:
-        """The similarity a person of ``photos`` embeddings needs in a gallery of ``people`` for ``far``."""
+    def threshold(self, far: float, people: int, photos: int = 1, views: int = 1) -> float:
+        """The similarity a person of ``photos`` embeddings needs in a gallery of ``people`` for ``far``
+        (against a query template of ``views``)."""
         per_person = -math.expm1(math.log1p(-far) / max(1, int(people)))
-        return self.score_at(math.log10(per_person)) + float(self.shift_for(photos))
+        return self.score_at(math.log10(per_person)) + float(self.shift_for(photos)) + float(self.shift_for_views(views))
 
     # -- changing -----------------------------------------------------------------------------
     def shifted(self, delta: float, source: str = "") -> ImpostorTail:
@@ -138,13 +155,18 @@ class ImpostorTail:
                    source or f"{n} impostor scores")
 
     def to_json(self) -> dict[str, Any]:
-        return {"scores": [round(v, 5) for v in self.scores], "log10_p": [round(v, 4) for v in self.log10_p],
-                "photo_shift": round(self.photo_shift, 5), "source": self.source}
+        out = {"scores": [round(v, 5) for v in self.scores], "log10_p": [round(v, 4) for v in self.log10_p],
+               "photo_shift": round(self.photo_shift, 5), "source": self.source}
+        if self.view_shift is not None:
+            out["view_shift"] = round(self.view_shift, 5)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImpostorTail:
+        view = data.get("view_shift")
         return cls(tuple(float(v) for v in data["scores"]), tuple(float(v) for v in data["log10_p"]),
-                   float(data.get("photo_shift", 0.0)), str(data.get("source", "")))
+                   float(data.get("photo_shift", 0.0)), str(data.get("source", "")),
+                   None if view is None else float(view))
 
 
 @dataclass(frozen=True)
@@ -175,23 +197,24 @@ class Decision:
             return np.zeros(len(photos), np.float32)
         return self.tail.shift_for(photos).astype(np.float32)
 
-    def identification_threshold(self, people: int, photos: int = 1) -> float:
-        """The similarity a person of ``photos`` embeddings needs to be named in a gallery of ``people``."""
+    def identification_threshold(self, people: int, photos: int = 1, views: int = 1) -> float:
+        """The similarity a person of ``photos`` embeddings needs to be named in a gallery of ``people`` by a
+        query template of ``views`` distinct views."""
         if self.fixed_threshold is not None:
             return self.fixed_threshold
         if self.tail is None:
             return self.verify_threshold
-        return self.tail.threshold(self.far, people, photos)
+        return self.tail.threshold(self.far, people, photos, views)
 
-    def estimate_far(self, score: float, photos: int, people: int) -> float:
+    def estimate_far(self, score: float, photos: int, people: int, views: int = 1) -> float:
         """The chance a stranger scores this well against somebody here (nan without a tail)."""
         if self.tail is None:
             return float("nan")
-        return float(self.tail.gallery_far(score, photos, people))
+        return float(self.tail.gallery_far(score, photos, people, views))
 
-    def names(self, score: float, photos: int, people: int) -> bool:
+    def names(self, score: float, photos: int, people: int, views: int = 1) -> bool:
         """Whether a best score of ``score`` (a person of ``photos`` embeddings) names the face."""
-        return bool(score >= self.identification_threshold(people, photos))
+        return bool(score >= self.identification_threshold(people, photos, views))
 
     def verify_threshold_for(self, photos: int) -> float:
         """The 1:1 threshold for a person of ``photos`` embeddings (same stranger rate as one photo)."""

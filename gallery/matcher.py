@@ -96,6 +96,25 @@ class _Index:
     def rows_of(self, p: int) -> np.ndarray:
         return self.data.matrix[self.starts[p]:self.starts[p] + self.photos[p]]
 
+    def subset(self, ids: frozenset[str], device: str) -> _Index:
+        """The same snapshot restricted to ``ids`` (a roster): searched and decided as a gallery of them."""
+        data = self.data
+        keep = np.array([pid in ids for pid in data.person_ids], bool)
+        new_index = np.cumsum(keep) - 1
+        rows = keep[data.row_person] if len(data.row_person) else np.zeros(0, bool)
+        neg = keep[data.negative_person] if len(data.negative_person) else np.zeros(0, bool)
+        sub = GalleryMatrix(
+            data.version, [p for p, k in zip(data.person_ids, keep, strict=True) if k],
+            [n for n, k in zip(data.names, keep, strict=True) if k],
+            data.matrix[rows] if len(data.row_person) else data.matrix,
+            new_index[data.row_person[rows]].astype(np.int32) if len(data.row_person) else data.row_person,
+            data.negatives[neg] if len(data.negative_person) else data.negatives,
+            new_index[data.negative_person[neg]].astype(np.int32) if len(data.negative_person)
+            else data.negative_person, data.settings)
+        if not sub.person_ids:
+            sub.matrix = np.zeros((0, data.matrix.shape[1] if data.matrix.ndim == 2 else 0), np.float32)
+        return _Index.build(sub, self.decision, device)
+
     def vetoed(self, p: int, query: np.ndarray) -> bool:
         """Whether the face looks at least as much like one of the person's negatives as like any of their
         photos (photo against photo, like for like)."""
@@ -191,6 +210,7 @@ class Matcher:
         self._index = _Index.build(GalleryMatrix(-1, [], [], np.zeros((0, 0), np.float32),
                                                  np.zeros(0, np.int32)), self.base, "cpu")
         self._sub = None
+        self._scoped: dict[frozenset[str], tuple[_Index, _Index]] = {}  # roster -> (snapshot, its sub-index)
         self.refresh(force=True)
         # Subscribe after the first load: the "resync" sent on connecting catches any write in between.
         self._sub = store.subscribe(self._on_event) if watch else None
@@ -328,14 +348,46 @@ class Matcher:
                            "Enrol people first: `facestream enroll people/` (a folder per person).")
 
     # -- search -------------------------------------------------------------------------------
-    def search(self, embeddings: np.ndarray, top_k: int = 5) -> list[MatchResult]:
+    def _within(self, index: _Index, scope: frozenset[str]) -> _Index:
+        """The snapshot restricted to a roster, built once per snapshot and roster."""
+        with self._lock:
+            cached = self._scoped.get(scope)
+            if cached is not None and cached[0] is index:
+                return cached[1]
+            if len(self._scoped) >= 64:  # rosters change rarely; this only bounds a pathological caller
+                self._scoped.clear()
+            sub = index.subset(scope, self.device)
+            self._scoped[scope] = (index, sub)
+            return sub
+
+    def search(self, embeddings: np.ndarray, top_k: int = 5, *, views: np.ndarray | int | None = None,
+               scope: frozenset[str] | None = None, outside: str = "unknown") -> list[MatchResult]:
         """The ``top_k`` closest people for each embedding, and the identified one (or None).
 
         Args:
             embeddings: (n, D) or (D,) L2-normalised float32 of this matcher's model.
+            views: per query, how many distinct views it is the template of (1 = one photo or frame);
+                a template of several views must clear a higher bar (strangers' templates score higher).
+            scope: person ids that may be named (a roster): searched and decided as a gallery of them;
+                None = everyone.
+            outside: with a scope, ``unknown`` (nobody else is named) or ``gallery`` (somebody else is
+                named when the whole gallery's rule names them; the result says ``in_scope=False``).
         """
         index = self._fresh()
         q = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32).reshape(-1, embeddings.shape[-1]))
+        nviews = np.broadcast_to(np.asarray(1 if views is None else views, np.int64), (len(q),))
+        if scope is not None:
+            results = self._search_index(self._within(index, scope), q, top_k, nviews)
+            if outside == "gallery":
+                wider = self._search_index(index, q, top_k, nviews)
+                for j, (r, w) in enumerate(zip(results, wider, strict=True)):
+                    if r.best is None and w.best is not None and w.best.person_id not in scope:
+                        w.in_scope = False
+                        results[j] = w
+            return results
+        return self._search_index(index, q, top_k, nviews)
+
+    def _search_index(self, index: _Index, q: np.ndarray, top_k: int, views: np.ndarray) -> list[MatchResult]:
         data = index.data
         if not len(data.person_ids) or not len(q):
             return [MatchResult(None, [], float("nan")) for _ in range(len(q))]
@@ -348,7 +400,7 @@ class Matcher:
         # the second person gives the margin; people with negatives may drop out, so look a little further
         want = min(max(k, 2) + (4 if vetoing else 0), len(data.person_ids))
         pidx, adjusted = self._top_people(index, q, want)
-        return [self._result(index, q[j], pidx[j], adjusted[j], k) for j in range(len(q))]
+        return [self._result(index, q[j], pidx[j], adjusted[j], k, int(views[j])) for j in range(len(q))]
 
     @staticmethod
     def _top_people(index: _Index, q: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
@@ -361,8 +413,8 @@ class Matcher:
             return top.indices.cpu().numpy(), top.values.float().cpu().numpy()
         return top_rows(index.people, qa, want)
 
-    def _result(self, index: _Index, query: np.ndarray, people: np.ndarray, adjusted: np.ndarray, k: int
-                ) -> MatchResult:
+    def _result(self, index: _Index, query: np.ndarray, people: np.ndarray, adjusted: np.ndarray, k: int,
+                views: int = 1) -> MatchResult:
         data, decision = index.data, index.decision
         shift = -index.people[people, -1]
         vetoed = [int(p) for p in people if index.vetoed(int(p), query)]
@@ -377,10 +429,10 @@ class Matcher:
         photos = int(index.photos[people[first]])
         n = len(data.person_ids)
         sim = float(adjusted[first] + shift[first])
-        out.threshold = decision.identification_threshold(n, photos)
-        out.far = decision.estimate_far(sim, photos, n)
+        out.threshold = decision.identification_threshold(n, photos, views)
+        out.far = decision.estimate_far(sim, photos, n, views)
         tie = out.margin <= 0.0  # exactly as close to two people: no name, whoever comes first in the rows
-        if decision.names(sim, photos, n) and out.margin >= decision.min_margin and not tie:
+        if decision.names(sim, photos, n, views) and out.margin >= decision.min_margin and not tie:
             out.best = candidates[0]
         return out
 

@@ -100,6 +100,8 @@ class MatchResult:
             gallery (how sure the name is; nan when the matcher decides by a fixed threshold).
         threshold: the similarity the closest person needed to be named.
         vetoed: ids of people the face looked more like the negatives of than like them.
+        in_scope: False when the named person is outside the searched roster (named by the whole gallery's
+            rule; :mod:`facestream.gallery.scope`).
     """
 
     best: Match | None
@@ -108,6 +110,7 @@ class MatchResult:
     far: float = float("nan")
     threshold: float = float("nan")
     vetoed: list[str] = field(default_factory=list)
+    in_scope: bool = True
 
     @property
     def similarity(self) -> float:

@@ -135,6 +135,15 @@ class MatchConfig(Section):
     min_margin: float = Field(
         0.0, ge=0.0, le=2.0, description="Call a face unknown when the second person is within this similarity (0 = off)."
     )
+    people: list[str] = Field(
+        default_factory=list, description="Only these people (names or ids) may be named, judged as a gallery of "
+        "them (a roster, a watch list); empty = everyone. A source's own `people`/`groups` win.")
+    groups: list[str] = Field(
+        default_factory=list, description="Only people whose `group` metadata is one of these may be named "
+        "(with `people`: either).")
+    outside_scope: Literal["unknown", "gallery"] = Field(
+        "unknown", description="People outside `people`/`groups`: unknown, or named by the whole gallery's "
+        "stricter rule and marked as not on the roster.")
 
 
 class GalleryConfig(Section):
@@ -159,6 +168,12 @@ class TrackingConfig(Section):
     embed_every: int = Field(10, ge=1, le=1000, description="Re-embed a confident track every N frames.")
     vote_window: int = Field(7, ge=1, le=100, description="Recent matches a track's identity is voted over.")
     min_votes: int = Field(2, ge=1, le=100, description="Votes a name needs before the track takes it.")
+    min_quality: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="Faces below this quality (size, sharpness, head turn, detector score; 0-1) are not embedded.")
+    templates: bool = Field(
+        True, description="Match each track's template (quality-weighted mean of its distinct views) instead of "
+        "each frame's embedding alone.")
     split_below: float | None = Field(
         None, ge=-1.0, le=1.0,
         description="A track whose new embedding is less similar than this to its past ones is split into a new "
@@ -180,6 +195,11 @@ class SourceConfig(Section):
     )
     max_backoff: float = Field(10.0, ge=0.05, le=600.0, description="Longest wait between reconnect attempts (s).")
     open_retries: int = Field(3, ge=0, le=100, description="Attempts to open a live source at start before giving up.")
+    people: list[str] = Field(
+        default_factory=list, description="Only these people (names or ids) may be named on this camera; empty = "
+        "the run's `match.people`.")
+    groups: list[str] = Field(
+        default_factory=list, description="Only people of these `group` metadata values may be named on this camera.")
 
 
 class ServerConfig(Section):

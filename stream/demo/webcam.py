@@ -1,13 +1,12 @@
 """One browser's webcam stream: its own tracker over the shared face engine and gallery.
 
 Each browser session gets a :class:`WebcamSession` (kept in ``gr.State``), so two
-visitors never share tracks. The frame step is the live runtime's (``facestream.stream.live.pipeline``): detect every
-frame, track with :class:`facestream.stream.live.tracker.Tracker`, embed only the tracks that
-need it (new, uncertain, or due for a re-check), split a track whose face
-stopped looking like itself, and let the tracker's vote decide the name, so the
-demo names people exactly as ``facestream run`` does on a file. The one
-difference: a browser waits for each answer, so embeddings are applied on the
-same frame instead of a later one.
+visitors never share tracks. The frame step is the live runtime's own
+(:class:`facestream.stream.live.recognizer.Recognizer`): track, judge quality,
+embed only the tracks that need it, match each track's template with the gallery's
+open-set decision, split a track whose face stopped looking like itself, vote; so
+the demo names people exactly as ``facestream run`` does on a file (a browser waits
+for each answer, as a file does).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from facestream.stream.demo.text import md
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.draw import draw_faces
 from facestream.stream.engine.faces import UNKNOWN, Faces
-from facestream.stream.live.tracker import Tracker, Vote
+from facestream.stream.live.recognizer import Recognizer, TrackEvent
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,8 @@ class WebcamSession:
         self.config = config
         self.analyzer = analyzer
         self.matcher = matcher
-        self.tracker = Tracker(config.tracking)
-        split = config.tracking.split_below
-        self.split_threshold = float(analyzer.threshold if split is None else split)
+        self.recognizer = Recognizer("webcam", config, analyzer, matcher)
+        self.events: list[TrackEvent] = []  # the last frame's
         self.frame = 0
         self.last_faces: Faces = Faces.empty()
         self.fps = 0.0
@@ -52,30 +50,15 @@ class WebcamSession:
 
     def step(self, rgb: np.ndarray, timestamp: float | None = None) -> Faces:
         """Detect, track, embed where needed and vote: the faces of this frame with their track's name."""
-        analyzer, matcher = self.analyzer, self.matcher
+        analyzer = self.analyzer
         timestamp = time.time() if timestamp is None else timestamp
         with self._lock:
             self.frame += 1
             faces = analyzer.detect(rgb, with_landmarks=False)
-            update = self.tracker.update(faces, self.frame, timestamp)
-            need = self.tracker.to_embed(update.tracks, np.minimum(faces.width, faces.height), self.frame,
-                                         self.config.match.min_face)
-            tracks = list(update.tracks)
-            if need and len(matcher):
-                embeddings = analyzer.embed_chips(analyzer.chips(rgb, faces[np.array(need)]))
-                results = matcher.search(embeddings, top_k=1)
-                for i, emb, result in zip(need, embeddings, results, strict=True):
-                    # A box that continued onto someone else's face starts a fresh track (as in run).
-                    track, _ended = self.tracker.check_appearance(tracks[i], emb, self.split_threshold,
-                                                                  self.frame, timestamp)
-                    tracks[i] = track
-                    faces.track_id[i] = track.track_id
-                    self.tracker.vote(track, Vote.from_match(result, self.frame))
-            faces.identity = [t.person_id for t in tracks]
-            faces.name = [t.name for t in tracks]
-            faces.similarity = np.array([t.similarity for t in tracks], dtype=np.float32)
+            step = self.recognizer.step(self.frame, timestamp, rgb, faces, wait=True)
+            self.events = step.events
             self._tick()
-            return faces
+            return step.faces
 
     def process(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """One webcam frame in, the annotated frame and a one-line status out."""

@@ -30,6 +30,8 @@ class Faces:
         similarity: (n,) float32 cosine similarity to the matched person (nan when not matched).
         far: (n,) float32 how sure a name is: the estimated chance that a stranger scores as high against
             the gallery (nan when unknown, or when the matcher decides by a fixed threshold).
+        quality: (n,) float32 how usable each face is for recognition, 0-1
+            (:func:`facestream.stream.engine.quality.face_quality`), or None.
     """
 
     xyxy: np.ndarray
@@ -42,6 +44,7 @@ class Faces:
     name: list[str] | None = None
     similarity: np.ndarray | None = None
     far: np.ndarray | None = None
+    quality: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -124,6 +127,8 @@ class Faces:
                 f = float(self.far[i])
                 d["far"] = None if np.isnan(f) else float(f"{f:.3g}")
                 d["confidence"] = None if np.isnan(f) else round(1.0 - f, 6)
+            if self.quality is not None:
+                d["quality"] = round(float(self.quality[i]), 3)
             items.append(d)
         return items
 

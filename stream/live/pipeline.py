@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,17 +30,17 @@ import numpy as np
 
 from facestream.errors import FacestreamError
 from facestream.gallery.matcher import Matcher
-from facestream.gallery.types import MatchResult
+from facestream.gallery.scope import Scope
 from facestream.stream.config import Config, SourceConfig
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.detect import FaceDetector, PortedEngine
 from facestream.stream.engine.faces import Faces, FrameResult
 from facestream.stream.live.batcher import Batcher
+from facestream.stream.live.recognizer import Recognizer, TrackEvent
 from facestream.stream.live.scheduler import LiveDetector, Planned
 from facestream.stream.live.sources import Frame, Source, Watchdog, open_sources, source_ids
-from facestream.stream.live.tracker import Track, Tracker, Vote
-from facestream.stream.recognition.enroll import Enroller
-from facestream.stream.recognition.feedback import FaceSample, Feedback, mark_is, mark_not, undo
+from facestream.stream.live.tracker import Track, Tracker
+from facestream.stream.recognition.feedback import Feedback, correct, undo
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ CROP_MISSING = 2
 # Frames of a source searched at once: while one frame is tracked and published, the next ones are searched
 # (their crops cut where the tracks are predicted to be), which keeps both cores of a small machine busy.
 SEARCH_DEPTH = 2
-# Ended tracks kept per source (with their last face) so a correction can still point at them.
-RECENT_TRACKS = 200
 STAGES = ("decode", "detect", "track", "landmarks", "embed", "match", "total")
 
 
@@ -82,50 +80,8 @@ class LiveResult(FrameResult):
         return msg
 
 
-@dataclass
-class TrackEvent:
-    """Something happened to a track: ``track_started``, ``person_appeared``, ``person_left``, ``track_ended``."""
-
-    event: str
-    source_id: str
-    frame_index: int
-    timestamp: float
-    track: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "event", "event": self.event, "source": self.source_id, "frame": self.frame_index,
-                "time": round(self.timestamp, 3), **self.track}
-
-
-@dataclass
-class _Pending:
-    """An embedding request in flight for some tracks of one frame (and their faces, kept as samples)."""
-
-    tracks: list[Track]
-    future: Future
-    frame: int
-    timestamp: float
-    chips: np.ndarray | None = None
-    landmarks: np.ndarray | None = None
-    widths: np.ndarray | None = None
-
-
 ResultListener = Callable[[LiveResult, np.ndarray], None]
 EventListener = Callable[[TrackEvent], None]
-
-
-def _appearances(tracks: list[Track]) -> np.ndarray | None:
-    """Each track's appearance embedding (NaN rows for tracks not embedded yet); None if none has one.
-
-    Listeners get what each face looks like without another model call: the
-    attendance monitor uses it to tell a returning stranger from a new one.
-    """
-    looks = [t.appearance for t in tracks]
-    known = next((a for a in looks if a is not None), None)
-    if known is None:
-        return None
-    blank = np.full_like(known, np.nan)
-    return np.stack([blank if a is None else a for a in looks]).astype(np.float32)
 
 
 def percentile(values, q: float) -> float | None:
@@ -139,28 +95,28 @@ class _Worker:
     def __init__(self, pipeline: Pipeline, source: Source, detector: FaceDetector):
         self.pipeline = pipeline
         self.source = source
-        self.tracker = Tracker(pipeline.config.tracking)
+        self.recognizer = Recognizer(source.id, pipeline.config, pipeline.analyzer, pipeline.matcher,
+                                     pipeline.batcher.submit if pipeline.batcher is not None else None,
+                                     pipeline.scope_for(source.config))
         self.detection = LiveDetector(detector, pipeline.config.detector)
         self.searcher = ThreadPoolExecutor(SEARCH_DEPTH, thread_name_prefix=f"detect-{source.id}")
         self.thread = threading.Thread(target=self.run, name=f"pipeline-{source.id}", daemon=True)
         self.processed = 0
         self.faces = 0
-        self.embedded = 0
-        self.pending: deque[_Pending] = deque()
         self.errors = 0
         self.done = threading.Event()
         self.stopping = threading.Event()  # this source alone (its lease moved, or it was removed)
         self.timings: dict[str, deque[float]] = {s: deque(maxlen=300) for s in STAGES}
         self.latency: deque[float] = deque(maxlen=1000)
         self.stamps: deque[float] = deque(maxlen=64)
-        self.recent: OrderedDict[int, Track] = OrderedDict()  # ended tracks a user may still correct
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.recognizer.tracker
 
     def find_track(self, track_id: int) -> Track | None:
         """A live track, or one that ended recently (the dashboard's event list points at those too)."""
-        for t in list(self.tracker.tracks):
-            if t.track_id == track_id:
-                return t
-        return self.recent.get(track_id)
+        return self.recognizer.find_track(track_id)
 
     def submit(self, frame: Frame) -> Future:
         """Plan this frame's views from the tracks as they are now, and search them in the background.
@@ -196,7 +152,7 @@ class _Worker:
                     continue
                 current, job = inflight.popleft()
                 try:
-                    p._process(self, current, *job.result())
+                    self.process(current, *job.result())
                 except FacestreamError:
                     raise
                 except Exception:
@@ -213,18 +169,42 @@ class _Worker:
             for _, job in inflight:
                 job.cancel()
             self.searcher.shutdown(wait=True, cancel_futures=True)
-            for t in self.tracker.end_all():
-                p._track_ended(self, t, self.processed, time.time())
+            for event in self.recognizer.end(self.processed, time.time()):
+                p._emit_event(event)
             for b in p.batchers:
                 b.unregister_producer()
             self.done.set()
+
+    def process(self, frame: Frame, rgb: np.ndarray, faces: Faces, detect_ms: float) -> LiveResult:
+        """Recognise one detected frame (the recognizer's step), publish its events and result."""
+        p = self.pipeline
+        t_start = time.perf_counter() - detect_ms / 1000
+        timings = {"decode": frame.decode_ms, "detect": detect_ms}
+        wait = (not self.source.live) if p.wait_for_embeddings is None else p.wait_for_embeddings
+        step = self.recognizer.step(frame.index, frame.timestamp, rgb, faces, wait=wait, timings=timings)
+        for event in step.events:
+            p._emit_event(event)
+        now = time.perf_counter()
+        timings["total"] = (now - t_start) * 1000 + frame.decode_ms
+        h, wd = frame.image.shape[:2]
+        result = LiveResult(self.source.id, frame.index, frame.timestamp, step.faces, timings, wd, h,
+                            tracks=[t.info() for t in step.tracks], embedded=step.embedded, t_read=frame.t_read,
+                            image=frame.image)
+        self.processed += 1
+        self.faces += len(faces)
+        for k, v in timings.items():
+            self.timings[k].append(v)
+        self.latency.append((now - frame.t_read) * 1000)
+        self.stamps.append(now)
+        p._emit_result(result, rgb)
+        return result
 
     def stats(self) -> dict[str, Any]:
         s = list(self.stamps)
         fps = (len(s) - 1) / (s[-1] - s[0]) if len(s) >= 2 and s[-1] > s[0] else 0.0
         return {
             **self.source.stats(), "processed": self.processed, "fps": round(fps, 2), "faces": self.faces,
-            "embedded": self.embedded, "errors": self.errors, "tracks": len(self.tracker.tracks),
+            "embedded": self.recognizer.embedded, "errors": self.errors, "tracks": len(self.tracker.tracks),
             "timings_ms_p50": {k: percentile(v, 50) for k, v in self.timings.items()},
             "latency_ms": {"p50": percentile(self.latency, 50), "p99": percentile(self.latency, 99)},
         }
@@ -293,6 +273,14 @@ class Pipeline:
             self._result_listeners.append(on_result)
         if on_event is not None:
             self._event_listeners.append(on_event)
+
+    def scope_for(self, source: SourceConfig) -> Scope | None:
+        """Who may be named on a source: its own ``people``/``groups``, else the run's ``match`` scope."""
+        m = self.config.match
+        people, groups = (source.people, source.groups) if source.people or source.groups else (m.people, m.groups)
+        if not people and not groups:
+            return None
+        return Scope(tuple(people), tuple(groups), m.outside_scope)
 
     def _emit_result(self, result: LiveResult, rgb: np.ndarray) -> None:
         for fn in list(self._result_listeners):
@@ -452,141 +440,6 @@ class Pipeline:
     def source(self, source_id: str) -> Source:
         return next(s for s in self.sources if s.id == source_id)
 
-    # -- the frame step ----------------------------------------------------------
-    def _process(self, w: _Worker, frame: Frame, rgb: np.ndarray, faces: Faces, detect_ms: float) -> LiveResult:
-        """Track, recognise and publish one detected frame (frames of a source arrive in order)."""
-        t = time.perf_counter()
-        t_start = t - detect_ms / 1000
-        timings = {"decode": frame.decode_ms, "detect": detect_ms}
-        update = w.tracker.update(faces, frame.index, frame.timestamp)
-        for track in update.tracks:
-            # a user corrected its name, or the person was deleted: decide again from fresh embeddings
-            # (a deleted person must not come back through a track that still carries their id)
-            if track.reconsider or (track.person_id is not None and self.matcher is not None
-                                    and not self.matcher.knows(track.person_id)):
-                w.tracker.forget_identity(track)
-        t2 = time.perf_counter()
-        timings["track"] = (t2 - t) * 1000
-        for track in update.started:
-            self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp, track.info()))
-        embedded = [False] * len(faces)
-        if self.batcher is not None and (len(faces) or w.pending):
-            embedded = self._recognize(w, frame, rgb, faces, update.tracks, timings)
-        for track in update.ended:
-            self._track_ended(w, track, frame.index, frame.timestamp)
-        faces.identity = [t.person_id for t in update.tracks]
-        faces.name = [t.name for t in update.tracks]
-        faces.similarity = np.array([t.similarity for t in update.tracks], dtype=np.float32)
-        faces.far = np.array([t.far for t in update.tracks], dtype=np.float32)
-        faces.embedding = _appearances(update.tracks)
-        now = time.perf_counter()
-        timings["total"] = (now - t_start) * 1000 + frame.decode_ms
-        h, wd = frame.image.shape[:2]
-        result = LiveResult(w.source.id, frame.index, frame.timestamp, faces, timings, wd, h,
-                            tracks=[t.info() for t in update.tracks], embedded=embedded, t_read=frame.t_read,
-                            image=frame.image)
-        w.processed += 1
-        w.faces += len(faces)
-        for k, v in timings.items():
-            w.timings[k].append(v)
-        w.latency.append((now - frame.t_read) * 1000)
-        w.stamps.append(now)
-        self._emit_result(result, rgb)
-        return result
-
-    def _recognize(self, w: _Worker, frame: Frame, rgb: np.ndarray, faces: Faces, tracks: list[Track],
-                   timings: dict[str, float]) -> list[bool]:
-        """Landmarks and chips for the tracks that need them, one batched embedding request, the votes.
-
-        Live sources never wait for the model: the request is queued and its
-        answer applied on a later frame (usually the next), so a frame's latency
-        is detection plus tracking. Files wait (unless ``wait_for_embeddings``
-        says otherwise), so every run over a file names the same faces on the
-        same frames.
-        """
-        matcher, batcher = self.matcher, self.batcher
-        assert matcher is not None and batcher is not None  # only called when recognising
-        embedded = [False] * len(faces)
-        self._collect(w, frame, faces, tracks, embedded, timings, block=False)
-        need = w.tracker.to_embed(tracks, np.minimum(faces.width, faces.height), frame.index,
-                                  self.config.match.min_face)
-        if not need or not len(matcher):
-            return embedded
-        t0 = time.perf_counter()
-        sub = faces[np.array(need)]
-        sub.landmarks = self.analyzer.landmarker.predict(rgb, sub.xyxy)
-        chips = self.analyzer.chips(rgb, sub)
-        t1 = time.perf_counter()
-        timings["landmarks"] = (t1 - t0) * 1000
-        match_before = timings.get("match", 0.0)
-        for i in need:
-            tracks[i].pending = True
-        w.pending.append(_Pending([tracks[i] for i in need], batcher.submit(chips), frame.index,
-                                  frame.timestamp, chips, sub.landmarks, np.minimum(sub.width, sub.height)))
-        wait = (not w.source.live) if self.wait_for_embeddings is None else self.wait_for_embeddings
-        if wait:
-            self._collect(w, frame, faces, tracks, embedded, timings, block=True)
-        timings["embed"] = (time.perf_counter() - t1) * 1000 - (timings.get("match", 0.0) - match_before)
-        return embedded
-
-    def _collect(self, w: _Worker, frame: Frame, faces: Faces, tracks: list[Track], embedded: list[bool],
-                 timings: dict[str, float], block: bool) -> None:
-        """Apply the embeddings that are ready (all of them when ``block``): appearance check, search, vote."""
-        matcher = self.matcher
-        assert matcher is not None  # embeddings are only requested when recognising
-        while w.pending and (block or w.pending[0].future.done()):
-            p = w.pending.popleft()
-            try:
-                emb = p.future.result()
-            finally:
-                for t in p.tracks:
-                    t.pending = False
-            t0 = time.perf_counter()
-            results = matcher.search(emb, top_k=1)
-            timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - t0) * 1000
-            alive = {id(t) for t in w.tracker.tracks}
-            here = {id(t): i for i, t in enumerate(tracks)}
-            for k, (track, e, res) in enumerate(zip(p.tracks, emb, results, strict=True)):
-                if id(track) not in alive:
-                    continue  # ended or split while the model ran
-                i = here.get(id(track))
-                track, split = w.tracker.check_appearance(track, e, self.split_threshold, p.frame, p.timestamp)
-                if p.chips is not None:
-                    track.sample = FaceSample(p.chips[k], e, None if p.landmarks is None else p.landmarks[k],
-                                              float(p.widths[k]) if p.widths is not None else 0.0,
-                                              f"frame{p.frame}")
-                if split is not None:  # the box continued but the face is someone else's: a new track
-                    self._track_ended(w, split, frame.index, frame.timestamp)
-                    self._emit_event(TrackEvent("track_started", w.source.id, frame.index, frame.timestamp,
-                                                track.info()))
-                    if i is not None:
-                        tracks[i] = track
-                        faces.track_id[i] = track.track_id
-                if i is not None:
-                    embedded[i] = True
-                w.embedded += 1
-                self._vote(w, track, res, p.frame, frame)
-
-    def _vote(self, w: _Worker, track: Track, res: MatchResult, embed_frame: int, frame: Frame) -> None:
-        before = (track.person_id, track.name)
-        if w.tracker.vote(track, Vote.from_match(res, embed_frame)):
-            if before[0] is not None:
-                info = {**track.info(), "person_id": before[0], "name": before[1]}
-                self._emit_event(TrackEvent("person_left", w.source.id, frame.index, frame.timestamp, info))
-            if track.known:
-                self._emit_event(TrackEvent("person_appeared", w.source.id, frame.index, frame.timestamp,
-                                            track.info()))
-
-    def _track_ended(self, w: _Worker, track: Track, frame_index: int, timestamp: float) -> None:
-        if track.sample is not None:
-            w.recent[track.track_id] = track
-            while len(w.recent) > RECENT_TRACKS:
-                w.recent.popitem(last=False)
-        info = track.info()
-        if track.known:
-            self._emit_event(TrackEvent("person_left", w.source.id, frame_index, timestamp, info))
-        self._emit_event(TrackEvent("track_ended", w.source.id, frame_index, timestamp, info))
-
     # -- corrections -------------------------------------------------------------------
     def feedback(self, source_id: str, track_id: int, verdict: str, person: str | None = None) -> Feedback:
         """A user's correction of a live (or recently ended) face: ``not`` (it is not the person it is named
@@ -610,20 +463,9 @@ class Pipeline:
                                   "Correct a face while it is on screen or shortly after it left.")
         sample = track.sample
         source = f"camera:{source_id}#track{track.track_id}@{sample.where}"
-        if verdict == "not":
-            who = person or track.person_id
-            if not who:
-                raise FacestreamError("The face is not named; there is nobody to say it is not.",
-                                      "Pass the person it must not be named as.")
-            result = mark_not(self.matcher.store, who, sample, self.analyzer.model_id, source)
+        result = correct(self.analyzer, self.matcher.store, verdict, person, sample, source, named=track.person_id)
+        if result.verdict == "not":
             track.excluded.add(result.person_id)  # this face is not them, whatever later views look like
-        elif verdict == "is":
-            if not person:
-                raise FacestreamError("Whom is the face? No person given.", "Pass the person's name.")
-            enroller = Enroller(self.analyzer, self.matcher.store, progress=False)
-            result = mark_is(enroller, person, sample, source)
-        else:
-            raise FacestreamError(f"Unknown verdict {verdict!r}.", "Use 'not' or 'is'.")
         self._reconsider()
         log.info("correction %s on %s track %d: %s", verdict, source_id, track.track_id, result.name)
         return result
@@ -635,8 +477,7 @@ class Pipeline:
         result = undo(self.matcher.store, self.analyzer.model_id, feedback_id)
         if result.verdict == "not":
             for w in self.workers:
-                for t in [*w.tracker.tracks, *w.recent.values()]:
-                    t.excluded.discard(result.person_id)
+                w.recognizer.forgive(result.person_id)
         self._reconsider()
         return result
 
@@ -648,8 +489,7 @@ class Pipeline:
             except FacestreamError as exc:
                 log.warning("matcher reload after a correction failed (%s)", exc)
         for w in self.workers:
-            for t in list(w.tracker.tracks):
-                t.reconsider = True
+            w.recognizer.reconsider()
 
     # -- statistics ------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -1,10 +1,13 @@
-"""Tracks and identities: boxes associated across frames, names voted over recent matches.
+"""Tracks and identities: boxes associated across frames, a template of each track's views, names voted.
 
 Embedding is the expensive step, so a track is embedded only when it is new,
 while its identity is uncertain, or every ``embed_every`` frames; in between it
-keeps its voted identity. The vote means one bad frame (motion blur, a profile
-view) never renames a person. The Gradio demo and the attendance monitor reuse
-this module directly.
+keeps its voted identity. Every embedding becomes a **view** of the track; views
+that look alike (near-duplicate frames) count once, and the track's **template**
+(the quality-weighted mean of its distinct views) is what is matched: several
+views of one person beat any single one of them (``bench/templates.py``). The
+vote over recent template matches means one bad match never renames a person.
+The live recognizer (:mod:`facestream.stream.live.recognizer`) drives this module.
 """
 
 from __future__ import annotations
@@ -48,13 +51,32 @@ class Vote:
     similarity: float
     frame: int
     far: float = float("nan")  # the chance a stranger scores this high against the gallery
+    views: int = 1  # distinct views in the template that was matched
+    in_scope: bool = True  # False: named by the whole gallery though outside the camera's roster
 
     @classmethod
-    def from_match(cls, result: MatchResult, frame: int) -> Vote:
+    def from_match(cls, result: MatchResult, frame: int, views: int = 1) -> Vote:
         """The vote of one gallery search result (``facestream.gallery.matcher`` answer: ``best`` and ``similarity``)."""
         best = result.best
         return cls(best.person_id if best else None, best.name if best else UNKNOWN, float(result.similarity), frame,
-                   float(result.far))
+                   float(result.far), views, result.in_scope)
+
+
+# Two views of a track this alike are one view (consecutive frames of a still face: 0.98-1.0; two photos of
+# one person: 0.90-0.96, bench/templates.py). Counting a correlated view as a new one only raises the bar
+# a stranger's template must clear (the tail is read for more views than are really independent).
+DUPLICATE_VIEW = 0.975
+MAX_VIEWS = 8  # a track's most distinct views: beyond this the poorest is dropped
+MIN_VIEW_WEIGHT = 0.05  # a view's weight in the template never falls below this (quality 0 still counts a little)
+
+
+@dataclass(eq=False)
+class View:
+    """One embedded frame of a track."""
+
+    embedding: np.ndarray
+    quality: float
+    frame: int
 
 
 @dataclass(eq=False)
@@ -87,6 +109,35 @@ class Track:
     sample: FaceSample | None = None  # the face as last embedded (a user's "not this person" / "this is X")
     reconsider: bool = False  # set by another thread (a user's correction): forget the votes on the next frame
     excluded: set[str] = field(default_factory=set)  # people a user said this face is not: never voted for it
+    views: list[View] = field(default_factory=list)  # distinct embedded views, the template's parts
+    quality: float = float("nan")  # the face's quality on the last frame it was seen
+    in_scope: bool = True  # the name is on the camera's roster (False: named by the whole gallery's rule)
+
+    def add_view(self, embedding: np.ndarray, quality: float, frame: int) -> bool:
+        """Add an embedded frame to the template; a near-duplicate of a view replaces it only when sharper.
+        Returns whether the view counts as a new distinct view."""
+        emb = np.asarray(embedding, np.float32).reshape(-1)
+        view = View(emb, float(quality) if quality == quality else 0.0, frame)
+        if self.views:
+            sims = np.stack([v.embedding for v in self.views]) @ emb
+            j = int(np.argmax(sims))
+            if float(sims[j]) >= DUPLICATE_VIEW:
+                if view.quality > self.views[j].quality:
+                    self.views[j] = view
+                return False
+        self.views.append(view)
+        if len(self.views) > MAX_VIEWS:
+            del self.views[int(np.argmin([v.quality for v in self.views]))]
+        return True
+
+    @property
+    def template(self) -> np.ndarray | None:
+        """The quality-weighted mean of the distinct views, L2-normalised (None before the first)."""
+        if not self.views:
+            return None
+        w = np.array([max(v.quality, MIN_VIEW_WEIGHT) for v in self.views], np.float32)
+        mean = (w[:, None] * np.stack([v.embedding for v in self.views])).sum(axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
     def predict(self, frame: int) -> np.ndarray:
         """Where the box should be on ``frame``, moving on as it moved (for crops and association)."""
@@ -116,6 +167,9 @@ class Track:
             "similarity": None if np.isnan(self.similarity) else round(float(self.similarity), 4),
             "far": None if np.isnan(self.far) else float(f"{self.far:.3g}"),
             "votes": len(self.votes),
+            "views": len(self.views),
+            "on_roster": None if self.person_id is None else self.in_scope,
+            "quality": None if np.isnan(self.quality) else round(float(self.quality), 3),
         }
 
 
@@ -215,9 +269,13 @@ class Tracker:
         return ended
 
     # -- identity ----------------------------------------------------------
-    def to_embed(self, tracks: list[Track], side: np.ndarray, frame: int, min_face: float) -> list[int]:
-        """Indices of this frame's tracks to embed now: big enough to recognise, and new, uncertain or due."""
-        return [i for i, t in enumerate(tracks) if side[i] >= min_face and self.needs_embedding(t, frame)]
+    def to_embed(self, tracks: list[Track], side: np.ndarray, frame: int, min_face: float,
+                 quality: np.ndarray | None = None) -> list[int]:
+        """Indices of this frame's tracks to embed now: big enough to recognise, good enough
+        (``min_quality``), and new, uncertain or due."""
+        good = np.ones(len(tracks), bool) if quality is None else quality >= self.config.min_quality
+        return [i for i, t in enumerate(tracks)
+                if side[i] >= min_face and good[i] and self.needs_embedding(t, frame)]
 
     def needs_embedding(self, track: Track, frame: int) -> bool:
         """New, uncertain, or due for its periodic re-check (and no embedding of it already in flight)."""
@@ -258,6 +316,7 @@ class Tracker:
             self.tracks = [fresh if t is track else t for t in self.tracks]
             log.debug("track %d split: new face, now track %d", track.track_id, fresh.track_id)
             fresh.appearance = emb
+            fresh.quality = track.quality
             return fresh, track
         mean = emb if track.appearance is None else 0.7 * track.appearance + 0.3 * emb
         track.appearance = mean / max(float(np.linalg.norm(mean)), 1e-12)
@@ -269,17 +328,20 @@ class Tracker:
         The name is the person with the most votes in the last ``vote_window`` if
         they have at least ``min_votes`` and more than "nobody" has: an unknown
         vote is a vote against every name, so two chance matches of a stranger
-        among five unknowns leave the stranger unknown. Ties between two names
-        keep the current name, then the higher mean similarity.
+        among five unknowns leave the stranger unknown. An unknown vote counts
+        against a name only when its template had at least as many views as the
+        name's best: a template that grew by a new view supersedes what its
+        smaller self could not decide. Ties between two names keep the current
+        name, then the higher mean similarity.
         """
         if vote.person_id is not None and vote.person_id in track.excluded:
-            vote = Vote(None, UNKNOWN, vote.similarity, vote.frame)  # a user said it is not them
+            vote = Vote(None, UNKNOWN, vote.similarity, vote.frame, views=vote.views)  # a user said it is not them
         track.votes.append(vote)
         track.last_embed_frame = vote.frame
         while len(track.votes) > self.config.vote_window:
             track.votes.popleft()
         counts = Counter(v.person_id for v in track.votes)
-        nobody = counts.pop(None, 0)
+        counts.pop(None, 0)
         best: str | None = None
         if counts:
             def rank(pid: str | None) -> tuple[int, int, float]:
@@ -287,7 +349,9 @@ class Tracker:
                 return counts[pid], int(pid == track.person_id), float(np.mean(sims))
 
             cand = max(counts, key=rank)
-            if counts[cand] >= self.config.min_votes and counts[cand] > nobody:
+            views = max(v.views for v in track.votes if v.person_id == cand)
+            against = sum(1 for v in track.votes if v.person_id is None and v.views >= views)
+            if counts[cand] >= self.config.min_votes and counts[cand] > against:
                 best = cand
         changed = best != track.person_id
         if best is None:
@@ -298,6 +362,7 @@ class Tracker:
             mine = [v for v in track.votes if v.person_id == best]
             track.person_id = best
             track.name = mine[-1].name
+            track.in_scope = mine[-1].in_scope
             track.similarity = float(np.mean([v.similarity for v in mine]))
             track.far = float(np.nanmin([v.far for v in mine])) if any(v.far == v.far for v in mine) else float("nan")
         if changed:

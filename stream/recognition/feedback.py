@@ -24,6 +24,7 @@ import numpy as np
 from facestream.errors import FacestreamError
 from facestream.gallery.store import GalleryStore
 from facestream.gallery.types import NewEmbedding, content_hash
+from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.recognition.enroll import Enroller, encode_jpeg
 
 SOURCE_PREFIX = "feedback:"  # the source of faces added by "this is X" (how `list` finds them)
@@ -103,6 +104,27 @@ def mark_is(enroller: Enroller, person: str, face: FaceSample, source: str, crea
     h = content_hash(chip.tobytes())
     return Feedback(feedback_id("is", p.id, h), "is", p.id, p.name, h, SOURCE_PREFIX + source, time.time(),
                     "; ".join(verdict.warnings) or verdict.detail)
+
+
+def correct(analyzer: FaceAnalyzer, store: GalleryStore, verdict: str, person: str | None, face: FaceSample,
+            source: str, named: str | None = None) -> Feedback:
+    """One correction of a face: ``not`` (it is not ``person``, or not ``named``, whom it was named as) or
+    ``is`` (it is ``person``, through enrolment's checks).
+
+    Raises:
+        FacestreamError: unknown verdict, nobody to mark, unknown person, or the face failed a check.
+    """
+    if verdict == "not":
+        who = person or named
+        if not who:
+            raise FacestreamError("The face is not named; there is nobody to say it is not.",
+                                  "Pass the person it must not be named as.")
+        return mark_not(store, who, face, analyzer.model_id, source)
+    if verdict == "is":
+        if not person:
+            raise FacestreamError("Whom is the face? No person given.", "Pass the person's name.")
+        return mark_is(Enroller(analyzer, store, progress=False), person, face, source)
+    raise FacestreamError(f"Unknown verdict {verdict!r}.", "Use 'not' or 'is'.")
 
 
 def undo(store: GalleryStore, model_id: str, ident: str) -> Feedback:
