@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop each source after N frames")
     p.add_argument("--model", help="embedding model (registry name, folder, or models:/ URI)")
     p.add_argument("--engine", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference engine")
+    p.add_argument("--people", metavar="A,B,...", help="roster scope: only these people (names or ids, comma-"
+                   "separated) may be named, judged as a gallery of them (match.people)")
+    p.add_argument("--group", action="append", metavar="GROUP", help="roster scope: people whose `group` metadata "
+                   "is GROUP (repeatable; match.groups)")
+    p.add_argument("--outside-scope", choices=["unknown", "gallery"],
+                   help="people outside --people/--group: unknown, or named by the whole gallery's rule and "
+                        "marked 'not on roster' (match.outside_scope)")
     p.add_argument("--session", help="record attendance into this existing session (default: the day's session)")
     p.add_argument("--no-attendance", action="store_true", help="do not record attendance")
     add_gallery_options(p)
@@ -53,7 +60,9 @@ def _config(args: argparse.Namespace):
 
     config = load_args_config(args, {
         "server.port": args.port, "server.host": args.host, "server.token": args.token,
-        "embedder.model": args.model, "embedder.engine": args.engine})
+        "embedder.model": args.model, "embedder.engine": args.engine,
+        "match.people": [x.strip() for x in args.people.split(",") if x.strip()] if args.people else None,
+        "match.groups": args.group, "match.outside_scope": args.outside_scope})
     if args.sources:
         sources = [SourceConfig(url=s, realtime=args.realtime, loop=args.loop) for s in args.sources]
     else:

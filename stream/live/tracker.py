@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from facestream.gallery.types import MatchResult
 from facestream.stream.config import TrackingConfig
 from facestream.stream.engine.faces import UNKNOWN, Faces
+from facestream.stream.engine.quality import DUPLICATE_VIEW
 from facestream.stream.recognition.feedback import FaceSample
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,6 @@ class Vote:
                    float(result.far), views, result.in_scope)
 
 
-# Two views of a track this alike are one view (consecutive frames of a still face: 0.98-1.0; two photos of
-# one person: 0.90-0.96, bench/templates.py). Counting a correlated view as a new one only raises the bar
-# a stranger's template must clear (the tail is read for more views than are really independent).
-DUPLICATE_VIEW = 0.975
 MAX_VIEWS = 8  # a track's most distinct views: beyond this the poorest is dropped
 MIN_VIEW_WEIGHT = 0.05  # a view's weight in the template never falls below this (quality 0 still counts a little)
 

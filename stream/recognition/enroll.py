@@ -43,6 +43,7 @@ from facestream.gallery.types import NewEmbedding, content_hash
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import image_files, load_image
 from facestream.stream.engine.quality import head_yaw, sharpness
+from facestream.stream.recognition.video_enroll import VIEWS, collect_views, is_video, main_person, pick_views
 
 if TYPE_CHECKING:
     from facestream.gallery.matcher import Matcher
@@ -477,6 +478,33 @@ class Enroller:
                                   "Lay it out as people/<name>/*.jpg, or pass photos with --name.")
         return self.run(groups)
 
+    def enroll_video(self, path: str | Path, name: str, metadata: dict[str, Any] | None = None,
+                     views: int = VIEWS) -> EnrollReport:
+        """Several sharp, different views of the clip's main person (:mod:`.video_enroll`), through the same
+        checks as photos, stored in one transaction."""
+        report = EnrollReport()
+        found = main_person(collect_views(self.analyzer, path), self.analyzer.threshold)
+        if not found:
+            report.verdicts.append(ImageVerdict(str(path), name, "no_face", "in any sampled frame"))
+            return report
+        candidates: list[Candidate] = []
+        waiting: list[ImageVerdict] = []
+        for view in pick_views(found, views):
+            label = f"{path}#frame{view.frame}"
+            v, detail, warnings = self.check_face(view.chip, view.width, view.landmarks)
+            verdict = ImageVerdict(label, name, v, detail, warnings)
+            report.verdicts.append(verdict)
+            if v == "enrolled":
+                candidates.append(Candidate(label, content_hash(view.chip.tobytes()), view.chip, warnings))
+                waiting.append(verdict)
+        if self._store_checked(name, candidates, waiting, metadata, None):
+            report.people.append(name)
+            if self.on_person is not None:
+                self.on_person(name)
+        log.info("%s: %d sampled views of the main person, %d picked, %d stored", path, len(found),
+                 len(report.verdicts), sum(v.enrolled for v in report.verdicts))
+        return report
+
     def enroll_photos(self, paths: list[str | Path], name: str, metadata: dict[str, Any] | None = None
                       ) -> EnrollReport:
         """Single photos (or a flat folder of them) of one named person."""
@@ -535,6 +563,13 @@ class Enroller:
             raise FacestreamError(f"{first} does not exist.", "Check the path.")
         if len(sources) == 1 and first.suffix.lower() in ROSTER_EXTS and not is_url:
             return self.enroll_roster(first, metadata, name_column, photo_column)
+        if name and all(is_video(s) for s in sources) and not is_url:
+            report = EnrollReport()
+            for clip in sources:
+                part = self.enroll_video(clip, name, metadata)
+                report.verdicts += part.verdicts
+                report.people += [p for p in part.people if p not in report.people]
+            return report
         if name:
             return self.enroll_photos(list(sources), name, metadata)
         if len(sources) == 1 and first.is_dir():
