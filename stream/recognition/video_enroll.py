@@ -79,6 +79,7 @@ def collect_views(analyzer: FaceAnalyzer, path: str | Path) -> list[VideoView]:
                 continue
             face = faces[[int(np.argmax(faces.width * faces.height))]]
             chip = analyzer.chips(rgb, face)[0]
+            assert face.landmarks is not None  # detect() adds them
             views.append(VideoView(index, chip, face.landmarks[0], float(face.width[0]),
                                    float(face_quality(rgb, face)[0]), np.zeros(0, np.float32)))
     finally:
