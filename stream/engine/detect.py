@@ -363,7 +363,7 @@ class FaceDetector:
         side = max(h, w)
         if side <= self.cfg.max_side:
             return rgb, np.ones(2, np.float32)
-        n = side // self.cfg.max_side
+        n = min(side // self.cfg.max_side, min(h, w))  # a thin image must keep at least one row and column
         src, (sx, sy) = rgb, (1.0, 1.0)
         if n >= 2:
             src = cv2.resize(rgb[: h // n * n, : w // n * n], (w // n, h // n), interpolation=cv2.INTER_AREA)
@@ -538,6 +538,9 @@ def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
+MAX_ASPECT = 50  # a longer side than this many times the shorter one is a strip, not a photo of a face
+
+
 def as_rgb(img: np.ndarray) -> np.ndarray:
     """An (H, W, 3) uint8 C-contiguous view or copy of a grey, RGB or RGBA array.
 
@@ -559,4 +562,8 @@ def as_rgb(img: np.ndarray) -> np.ndarray:
     if img.shape[0] < 2 or img.shape[1] < 2:
         raise FacestreamError(f"Image is too small to search for faces: {img.shape[1]}x{img.shape[0]} pixels.",
                               "Use an image at least 2x2 pixels (faces need far more).")
+    h, w = img.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise FacestreamError(f"Image is {w}x{h} pixels, a strip more than {MAX_ASPECT}:1: no face fits in it.",
+                              "Use a photo of ordinary proportions (crop it around the face).")
     return np.ascontiguousarray(img)

@@ -344,7 +344,10 @@ class Enroller:
             rgb = load_image(data)
         except FacestreamError as exc:
             return verdict("unreadable", exc.problem), None
-        faces = self.analyzer.detect(rgb)
+        try:
+            faces = self.analyzer.detect(rgb)
+        except FacestreamError as exc:  # e.g. a 2x20000 strip: this photo's verdict, never the batch's end
+            return verdict("unreadable", exc.problem), None
         if not len(faces):
             return verdict("no_face"), None
         widths = faces.width
