@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import unicodedata
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -110,13 +111,26 @@ def check_person_id(pid: object) -> str:
     return pid
 
 
+# Characters that print as nothing or move text (zero-width spaces and joiners, bidi controls, the BOM,
+# soft hyphens, tags: Unicode's "format" category) or belong to nobody (private use, unassigned): a name
+# holding one can show as somebody else's ("Joe Biden" + U+200B renders as "Joe Biden").
+_INVISIBLE = ("Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp")
+
+
 def check_name(name: object) -> str:
-    """A display name as stored: stripped, non-empty, printable, not absurdly long."""
+    """A display name as stored: NFKC-normalised (full-width and compatibility forms folded), spaces
+    collapsed, non-empty, free of control and invisible characters, not absurdly long."""
     if not isinstance(name, str) or not name.strip():
         raise GalleryError("A person needs a non-empty name.", "Pass --name NAME or fill the roster's name column.")
-    name = name.strip()
-    if len(name) > MAX_NAME or _CONTROL.search(name):
-        raise GalleryError(f"Name {name[:40]!r}... is too long or holds control characters.",
+    name = unicodedata.normalize("NFKC", name)
+    hidden = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in _INVISIBLE or
+                     (c.isspace() and c != " ")})
+    if hidden or _CONTROL.search(name):
+        raise GalleryError(f"Name {name.strip()[:40]!r} holds invisible or control characters ({', '.join(hidden)}).",
+                           "Type the name with visible letters and plain spaces only.")
+    name = " ".join(name.split())
+    if not name or len(name) > MAX_NAME:
+        raise GalleryError(f"Name {name[:40]!r}... is empty or too long.",
                            f"Use a printable name of at most {MAX_NAME} characters.")
     return name
 
