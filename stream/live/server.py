@@ -19,18 +19,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import hashlib
 import hmac
 import importlib.resources
 import ipaddress
 import logging
 import mimetypes
+import secrets
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -38,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -58,9 +57,15 @@ log = logging.getLogger(__name__)
 # The dashboard ships as package data; an installed package is a folder on disk, so files() is a Path.
 DASHBOARD_DIR = Path(str(importlib.resources.files("facestream.stream.dashboard")))
 PROTOCOL_VERSION = 1
-SESSION_COOKIE = "facestream_session"
+SESSION_COOKIE = "facestream_session"  # + "_<port>": cookies are not port-isolated, this server's name is
+SESSION_TTL = 12 * 3600.0  # seconds a dashboard sign-in lasts
+MAX_SESSIONS = 1000  # sign-ins kept at once (the oldest go first): bounded memory whoever signs in
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                     "Referrer-Policy": "no-referrer"}
+# Every HTTP answer gets these unless its route set its own (the API's JSON too: faces and names are never
+# cached, framed, sniffed or read by another origin's page; a route with a fuller CSP keeps it).
+DEFAULT_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": "frame-ancestors 'none'",
+                   "Cross-Origin-Resource-Policy": "same-origin"}
 # what needs no token: the health check, the dashboard's files (no data in them), the API's description
 OPEN_PATHS = ("/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect")
 
@@ -156,6 +161,36 @@ class Access:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.rejected = 0
+        self.cookie_name = SESSION_COOKIE  # the server adds its port once bound
+        self._sessions: dict[str, float] = {}  # random session id -> expiry (time.time())
+        self._lock = threading.Lock()
+
+    # -- dashboard sessions: random, server-side, expiring, revocable -----------------------------
+    def new_session(self) -> str:
+        sid = secrets.token_hex(32)
+        now = time.time()
+        with self._lock:
+            self._sessions = {k: v for k, v in self._sessions.items() if v > now}
+            while len(self._sessions) >= MAX_SESSIONS:
+                self._sessions.pop(min(self._sessions, key=self._sessions.__getitem__))
+            self._sessions[sid] = now + SESSION_TTL
+        return sid
+
+    def end_session(self, sid: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(sid, None) is not None
+
+    def session_of(self, scope: Scope) -> str | None:
+        """This server's session id from the request's cookies, when it is one of ours and not expired.
+        Parsed leniently (Starlette's parser): a neighbour's malformed cookie never hides ours."""
+        header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"cookie"), "")
+        sid = cookie_parser(header).get(self.cookie_name, "")
+        with self._lock:
+            expiry = self._sessions.get(sid) if sid else None
+            if expiry is not None and expiry <= time.time():
+                self._sessions.pop(sid, None)
+                expiry = None
+        return sid if expiry is not None else None
 
     def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict] | None:
         """(403, why) for a request from another web page (``Origin``) or for another host name (DNS rebinding).
@@ -200,17 +235,18 @@ class Access:
             given = given or auth[7:].strip()
         if given and hmac.compare_digest(given.encode(), token.encode()):
             return True
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except CookieError:
-            return False
-        session = cookie.get(SESSION_COOKIE)
-        return session is not None and hmac.compare_digest(session.value.encode(), self.session_value().encode())
+        return self.session_of(scope) is not None
 
-    def session_value(self) -> str:
-        """The dashboard's cookie: derived from the token, so the token itself never sits in the browser."""
-        return hmac.new((self.config.token or "").encode(), b"facestream dashboard session", hashlib.sha256).hexdigest()
+
+def with_headers(send: Send) -> Send:
+    """``send`` that adds :data:`DEFAULT_HEADERS` a response lacks."""
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            extra = [(k.lower().encode(), v.encode()) for k, v in DEFAULT_HEADERS.items() if k.lower().encode() not in present]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+    return wrapped
 
 
 class Guard:
@@ -236,7 +272,7 @@ class Guard:
             refused = 401, {"error": "missing or wrong token",
                             "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
         if refused is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, with_headers(send) if scope["type"] == "http" else send)
             return
         self.access.rejected += 1
         response = json_response(*refused)
@@ -285,7 +321,8 @@ class StreamServer:
     def routes(self) -> list:
         """The server's routes; subclasses add theirs in front."""
         routes: list = [WebSocketRoute("/", self._websocket), Route("/health", self._health),
-                        Route("/stats", self._stats_route), Route("/login", self._login, methods=["GET", "POST"])]
+                        Route("/stats", self._stats_route), Route("/login", self._login, methods=["GET", "POST"]),
+                        Route("/logout", self._logout, methods=["POST"])]
         if self.api is not None:
             routes.append(Mount("/api", self.api))
         routes.append(Route("/{path:path}", self._static))
@@ -321,6 +358,7 @@ class StreamServer:
                 "Pick another port with --port, or stop the program that uses it.",
             ) from None
         self.port = sock.getsockname()[1]
+        self.access.cookie_name = f"{SESSION_COOKIE}_{self.port}"
         config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", ws="websockets-sansio",
                                 ws_max_size=2**16, ws_ping_interval=20, ws_ping_timeout=20,
                                 proxy_headers=False, server_header=False, date_header=True,
@@ -578,8 +616,17 @@ class StreamServer:
             return json_response(401, {"error": "missing or wrong token"})
         resp = Response(b"", 204, SECURITY_HEADERS)
         secure = "; Secure" if request.headers.get("x-forwarded-proto", "").lower() == "https" else ""
-        resp.headers["Set-Cookie"] = (f"{SESSION_COOKIE}={self.access.session_value()}; HttpOnly; SameSite=Strict; "
-                                      f"Path=/{secure}")
+        resp.headers["Set-Cookie"] = (f"{self.access.cookie_name}={self.access.new_session()}; HttpOnly; "
+                                      f"SameSite=Strict; Path=/; Max-Age={int(SESSION_TTL)}{secure}")
+        return resp
+
+    async def _logout(self, request: Request) -> Response:
+        """End this browser's session (the cookie is worthless from now on, wherever a copy of it went)."""
+        sid = self.access.session_of(request.scope)
+        if sid is not None:
+            self.access.end_session(sid)
+        resp = Response(b"", 204, SECURITY_HEADERS)
+        resp.headers["Set-Cookie"] = f"{self.access.cookie_name}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
         return resp
 
     async def _static(self, request: Request) -> Response:

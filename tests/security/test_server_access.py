@@ -94,11 +94,12 @@ def test_the_token_is_traded_for_a_cookie_that_is_not_the_token():
         status, headers, _ = get(base + "/login", {"Authorization": "Bearer cookie-test-token"})
         cookie = headers["Set-Cookie"]
         assert status == 204 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-        value = cookie.split(";")[0].split("=", 1)[1]
+        name, value = cookie.split(";")[0].split("=", 1)
+        assert name == f"{SESSION_COOKIE}_{srv.port}"  # bound to this server: cookies are not port-isolated
         assert "cookie-test-token" not in cookie and len(value) == 64
-        assert get(base + "/stats", {"Cookie": f"{SESSION_COOKIE}={value}"})[0] == 200
-        assert get(base + "/stats", {"Cookie": f"{SESSION_COOKIE}=forged"})[0] == 401
-        assert asyncio.run(handshake(f"ws://127.0.0.1:{srv.port}/", Cookie=f"{SESSION_COOKIE}={value}")) == 101
+        assert get(base + "/stats", {"Cookie": f"{name}={value}"})[0] == 200
+        assert get(base + "/stats", {"Cookie": f"{name}=forged"})[0] == 401
+        assert asyncio.run(handshake(f"ws://127.0.0.1:{srv.port}/", Cookie=f"{name}={value}")) == 101
         assert asyncio.run(handshake(f"ws://127.0.0.1:{srv.port}/")) == 401
     finally:
         srv.stop()
@@ -160,3 +161,44 @@ def test_malformed_commands_get_a_message_and_the_connection_stays(server, caplo
     assert "unknown command type 'nope'" in replies[6]["error"]
     assert replies[7] == {"type": "subscribed", "sources": ["cam0"], "frames": "none"}
     assert "Traceback" not in caplog.text
+
+
+def _sign_in(base: str, token: str) -> tuple[str, str, str]:
+    status, headers, _ = get(base + "/login", {"Authorization": f"Bearer {token}"})
+    assert status == 204
+    name, value = headers["Set-Cookie"].split(";")[0].split("=", 1)
+    return name, value, headers["Set-Cookie"]
+
+
+def test_sessions_are_random_expiring_and_end_at_logout():
+    """Issue 22, item 1: a sign-in is a random server-side session with an expiry, not a token equivalent."""
+    import urllib.request
+
+    srv = StreamServer(ServerConfig(port=0, token="session-test-token-0123456789")).start()
+    base = f"http://127.0.0.1:{srv.port}"
+    try:
+        name, first, cookie = _sign_in(base, "session-test-token-0123456789")
+        _, second, _ = _sign_in(base, "session-test-token-0123456789")
+        assert first != second and "Max-Age=" in cookie  # random per sign-in, expires
+        assert get(base + "/stats", {"Cookie": f"{name}={first}"})[0] == 200
+        req = urllib.request.Request(base + "/logout", method="POST", headers={"Cookie": f"{name}={first}"})
+        with urllib.request.urlopen(req) as resp:
+            assert resp.status == 204
+        assert get(base + "/stats", {"Cookie": f"{name}={first}"})[0] == 401  # revoked
+        assert get(base + "/stats", {"Cookie": f"{name}={second}"})[0] == 200  # the other browser stays in
+        srv.access._sessions[second] = 0.0  # past its expiry
+        assert get(base + "/stats", {"Cookie": f"{name}={second}"})[0] == 401
+    finally:
+        srv.stop()
+
+
+def test_a_neighbours_malformed_cookie_does_not_lock_the_operator_out():
+    """Issue 22, item 2: another local service's cookie that SimpleCookie rejects must not hide ours."""
+    srv = StreamServer(ServerConfig(port=0, token="lenient-cookie-token-0123456789")).start()
+    base = f"http://127.0.0.1:{srv.port}"
+    try:
+        name, value, _ = _sign_in(base, "lenient-cookie-token-0123456789")
+        for jar in (f"theme=dark mode; {name}={value}", f'a="unterminated; {name}={value}', f"x=1;;; {name}={value}"):
+            assert get(base + "/stats", {"Cookie": jar})[0] == 200, jar
+    finally:
+        srv.stop()
