@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facestream.errors import FacestreamError
 
@@ -300,6 +301,15 @@ class AttendanceConfig(Section):
     )
 
 
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class DemoConfig(Section):
     host: str = Field("127.0.0.1", description="Interface the Gradio demo listens on.")
     port: int = Field(7860, ge=0, le=65535, description="Gradio port.")
@@ -314,6 +324,17 @@ class DemoConfig(Section):
     kiosk: bool | None = Field(
         None, description="Show no list of enrolled people and none of their faces (look-alikes by name only); "
         "None = on when enrolment is off.")
+    public: bool = Field(
+        False, description="Serve anonymous visitors beyond loopback (no login): implies kiosk mode. Without it, "
+        "listening beyond loopback needs `login`.")
+
+    @model_validator(mode="after")
+    def _exposed_needs_a_login(self) -> DemoConfig:
+        if not _is_loopback(self.host) and not self.login and not self.public:
+            raise ValueError(f"listening on {self.host} without a login would show enrolled people to anyone who "
+                             "can reach it; give a login ('user:password', --login) or serve it as a public kiosk "
+                             "(--public: no names or faces of enrolled people)")
+        return self
 
     @field_validator("admin_token")
     @classmethod
@@ -331,6 +352,8 @@ class DemoConfig(Section):
 
     @property
     def kiosk_mode(self) -> bool:
+        if self.public:
+            return True
         return (not self.allow_enrolment) if self.kiosk is None else self.kiosk
 
 

@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--admin-token", help="unlocks adding to enrolled people, corrections and deleting "
                                          "(default: demo.admin_token; none = those are off)")
     p.add_argument("--login", metavar="USER:PASSWORD", help="visitors must sign in (default: demo.login)")
+    p.add_argument("--public", action="store_true", help="serve anonymous visitors beyond loopback: a kiosk that "
+                   "lists no enrolled people or faces (demo.public); without it such a --host needs --login")
     add_gallery_options(p)
     p.set_defaults(handler=cmd_demo)
 
@@ -22,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     config = load_args_config(args, {"demo.host": args.host or None, "demo.port": args.port,
                                      "demo.allow_enrolment": False if args.no_enrol else None,
-                                     "demo.admin_token": args.admin_token, "demo.login": args.login})
+                                     "demo.admin_token": args.admin_token, "demo.login": args.login,
+                                     "demo.public": True if args.public else None})
 
     from facestream.stream.demo import build_demo, launch_demo
     from facestream.stream.demo.service import DemoService
