@@ -1,7 +1,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test example lint typecheck
+.PHONY: setup test test-fast example lint typecheck
 
 setup:
 	bash .ci/setup
@@ -11,6 +11,11 @@ test: setup
 	$(BIN)/ruff check facestream stream gallery trainer configs tests bench
 	bash .ci/typecheck
 	$(BIN)/python -m pytest -q
+
+# The developers' lane: every unit and in-process test, without the end-to-end ones marked slow
+# (browsers, subprocess clusters, Gradio, MLflow training runs, the wheel in a fresh venv). CI runs `make test`.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Install everything, then run the main job on the bundled example.
 example: setup

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import hmac
 import importlib.resources
 import ipaddress
@@ -59,7 +60,7 @@ DASHBOARD_DIR = Path(str(importlib.resources.files("facestream.stream.dashboard"
 PROTOCOL_VERSION = 1
 SESSION_COOKIE = "facestream_session"  # + "_<port>": cookies are not port-isolated, this server's name is
 SESSION_TTL = 12 * 3600.0  # seconds a dashboard sign-in lasts
-MAX_SESSIONS = 1000  # sign-ins kept at once (the oldest go first): bounded memory whoever signs in
+MAX_SESSIONS = 10000  # sign-outs remembered at once (bounded memory whoever signs out)
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                     "Referrer-Policy": "no-referrer"}
 # Every HTTP answer gets these unless its route set its own (the API's JSON too: faces and names are never
@@ -162,35 +163,40 @@ class Access:
         self.config = config
         self.rejected = 0
         self.cookie_name = SESSION_COOKIE  # the server adds its port once bound
-        self._sessions: dict[str, float] = {}  # random session id -> expiry (time.time())
+        self._revoked: dict[str, float] = {}  # session ids signed out (insertion order = age)
         self._lock = threading.Lock()
 
-    # -- dashboard sessions: random, server-side, expiring, revocable -----------------------------
-    def new_session(self) -> str:
-        sid = secrets.token_hex(32)
-        now = time.time()
-        with self._lock:
-            self._sessions = {k: v for k, v in self._sessions.items() if v > now}
-            while len(self._sessions) >= MAX_SESSIONS:
-                self._sessions.pop(min(self._sessions, key=self._sessions.__getitem__))
-            self._sessions[sid] = now + SESSION_TTL
-        return sid
+    # -- dashboard sessions: random, expiring, revocable ------------------------------------------
+    # A session is "<random id>.<expiry>.<HMAC(token, id.expiry)>": random per sign-in, worthless after its
+    # expiry, after logout (the id is revoked) and after the token changes; signed rather than only kept
+    # in memory so that a restarted server keeps its signed-in dashboards.
+    def new_session(self, ttl: float = SESSION_TTL) -> str:
+        body = f"{secrets.token_hex(16)}.{int(time.time() + ttl)}"
+        return f"{body}.{self._sign(body)}"
 
-    def end_session(self, sid: str) -> bool:
+    def _sign(self, body: str) -> str:
+        return hmac.new((self.config.token or "").encode(), f"facestream session {body}".encode(),
+                        hashlib.sha256).hexdigest()
+
+    def end_session(self, value: str) -> None:
         with self._lock:
-            return self._sessions.pop(sid, None) is not None
+            if len(self._revoked) >= MAX_SESSIONS:  # bounded: the oldest revocations have expired by then
+                self._revoked.pop(next(iter(self._revoked)))
+            self._revoked[value.split(".", 1)[0]] = time.time()
 
     def session_of(self, scope: Scope) -> str | None:
-        """This server's session id from the request's cookies, when it is one of ours and not expired.
-        Parsed leniently (Starlette's parser): a neighbour's malformed cookie never hides ours."""
+        """This server's valid session from the request's cookies. Parsed leniently (Starlette's parser):
+        a neighbour's malformed cookie never hides ours."""
         header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"cookie"), "")
-        sid = cookie_parser(header).get(self.cookie_name, "")
+        value = cookie_parser(header).get(self.cookie_name, "")
+        parts = value.split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return None
+        body = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(parts[2].encode(), self._sign(body).encode()) or int(parts[1]) <= time.time():
+            return None
         with self._lock:
-            expiry = self._sessions.get(sid) if sid else None
-            if expiry is not None and expiry <= time.time():
-                self._sessions.pop(sid, None)
-                expiry = None
-        return sid if expiry is not None else None
+            return None if parts[0] in self._revoked else value
 
     def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict] | None:
         """(403, why) for a request from another web page (``Origin``) or for another host name (DNS rebinding).
@@ -622,9 +628,9 @@ class StreamServer:
 
     async def _logout(self, request: Request) -> Response:
         """End this browser's session (the cookie is worthless from now on, wherever a copy of it went)."""
-        sid = self.access.session_of(request.scope)
-        if sid is not None:
-            self.access.end_session(sid)
+        value = self.access.session_of(request.scope)
+        if value is not None:
+            self.access.end_session(value)
         resp = Response(b"", 204, SECURITY_HEADERS)
         resp.headers["Set-Cookie"] = f"{self.access.cookie_name}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
         return resp
