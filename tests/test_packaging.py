@@ -22,6 +22,8 @@ import tomllib
 
 from tests.conftest import CELEBS, EXAMPLES, GROUPS, HAMILTON, ROOT, free_port
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 

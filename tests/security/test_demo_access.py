@@ -16,6 +16,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 BIDEN, BIDEN2 = EXAMPLES / "Joe_Biden" / "biden.jpg", EXAMPLES / "Joe_Biden" / "biden2.jpg"
 OBAMA = EXAMPLES / "Barack_Obama" / "obama.jpg"
 ADMIN = "demo-admin-token"

@@ -16,8 +16,11 @@ import subprocess
 import sys
 
 import mlflow
+import pytest
 
 from tests.conftest import CELEBS, ROOT
+
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
 
 REGISTRY = "facestream-embedder"
 

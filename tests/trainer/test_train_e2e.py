@@ -20,6 +20,8 @@ from facestream.stream.config import load_config
 from facestream.trainer.data import load_chip_set
 from tests.conftest import CELEBS, EXAMPLES, GROUPS
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 REGISTRY = "facestream-embedder"
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import CELEBS, EXAMPLES, ROOT
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 
 def facestream(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "facestream", *map(str, args)], capture_output=True, text=True,

@@ -30,6 +30,8 @@ from facestream.stream.engine.imageio import load_image
 from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
 from tests.stream.live.test_live_rtsp import SYSTEM_PYTHON, RtspServer, WsCollector
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 TOKEN = "cluster-token"
 ENROL = {"Lin-Manuel Miranda": ["Lin_Manuel_Miranda/lin-manuel-miranda.png"],
          "Alex Lacamoire": ["Alex_Lacamoire/alex-lacamoire.png", "Alex_Lacamoire/img1.jpg"],

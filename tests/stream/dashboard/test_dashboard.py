@@ -31,6 +31,8 @@ from facestream.stream.attendance.roster import gallery_people
 from facestream.stream.engine.imageio import load_image
 from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 TOKEN = "dash-secret"
 ENROL = {
     "Lin-Manuel Miranda": ["Lin_Manuel_Miranda/lin-manuel-miranda.png"],

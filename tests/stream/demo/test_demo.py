@@ -25,6 +25,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 OBAMA = EXAMPLES / "Barack_Obama" / "obama.jpg"
 OBAMA2 = EXAMPLES / "Barack_Obama" / "obama2.jpg"
 BIDEN = EXAMPLES / "Joe_Biden" / "biden.jpg"

@@ -25,6 +25,8 @@ from facestream.stream.live.pipeline import Pipeline
 from facestream.stream.live.server import StreamServer
 from tests.conftest import EXAMPLES, HAMILTON, free_port
 
+pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 LIN = "Lin-Manuel Miranda"
