@@ -60,6 +60,8 @@ DASHBOARD_DIR = Path(str(importlib.resources.files("facestream.stream.dashboard"
 PROTOCOL_VERSION = 1
 SESSION_COOKIE = "facestream_session"  # + "_<port>": cookies are not port-isolated, this server's name is
 SESSION_TTL = 12 * 3600.0  # seconds a dashboard sign-in lasts
+FAILED_AUTH_LIMIT = 10  # wrong tokens one client may send per window before it must wait (429, Retry-After)
+FAILED_AUTH_WINDOW = 60.0  # seconds
 MAX_SESSIONS = 10000  # sign-outs remembered at once (bounded memory whoever signs out)
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                     "Referrer-Policy": "no-referrer"}
@@ -164,7 +166,29 @@ class Access:
         self.rejected = 0
         self.cookie_name = SESSION_COOKIE  # the server adds its port once bound
         self._revoked: dict[str, float] = {}  # session ids signed out (insertion order = age)
+        self._failures: dict[str, deque[float]] = {}  # client address -> times of its recent wrong tokens
         self._lock = threading.Lock()
+
+    # -- guessing: a client that keeps sending wrong tokens waits -------------------------------------
+    def failed(self, scope: Scope) -> None:
+        """Count one wrong or missing token from this client."""
+        client = (scope.get("client") or ("?", 0))[0]
+        now = time.monotonic()
+        with self._lock:
+            if client not in self._failures and len(self._failures) >= MAX_SESSIONS:
+                self._failures.pop(next(iter(self._failures)))  # bounded, whoever knocks
+            times = self._failures.setdefault(client, deque(maxlen=FAILED_AUTH_LIMIT))
+            times.append(now)
+
+    def retry_after(self, scope: Scope) -> int:
+        """Seconds this client must wait before its token is looked at again (0 = it may ask now)."""
+        client = (scope.get("client") or ("?", 0))[0]
+        with self._lock:
+            times = self._failures.get(client)
+            if times is None or len(times) < FAILED_AUTH_LIMIT:
+                return 0
+            wait = times[0] + FAILED_AUTH_WINDOW - time.monotonic()
+            return max(0, int(wait) + 1) if wait > 0 else 0
 
     # -- dashboard sessions: random, expiring, revocable ------------------------------------------
     # A session is "<random id>.<expiry>.<HMAC(token, id.expiry)>": random per sign-in, worthless after its
@@ -273,15 +297,22 @@ class Guard:
             await self.app(scope, receive, send)
             return
         refused = self.access.refusal(scope.get("headers", []))
-        needs_token = scope["type"] == "websocket" or self.protected(scope["path"])
-        if refused is None and needs_token and not self.access.authorized(scope):
-            refused = 401, {"error": "missing or wrong token",
-                            "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
+        needs_token = scope["type"] == "websocket" or self.protected(scope["path"]) or scope["path"] == "/login"
+        extra: dict[str, str] = {}
+        if refused is None and needs_token and self.access.config.token:
+            wait = self.access.retry_after(scope)
+            if wait:
+                refused, extra = (429, {"error": "too many wrong tokens from this address",
+                                        "fix": f"wait {wait} s, then send the right token"}), {"Retry-After": str(wait)}
+            elif not self.access.authorized(scope):
+                self.access.failed(scope)
+                refused = 401, {"error": "missing or wrong token",
+                                "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
         if refused is None:
             await self.app(scope, receive, with_headers(send) if scope["type"] == "http" else send)
             return
         self.access.rejected += 1
-        response = json_response(*refused)
+        response = json_response(*refused, headers=extra)
         if scope["type"] == "http":
             await response(scope, receive, send)
             return

@@ -204,3 +204,17 @@ def test_a_neighbours_malformed_cookie_does_not_lock_the_operator_out():
             assert get(base + "/stats", {"Cookie": jar})[0] == 200, jar
     finally:
         srv.stop()
+
+
+def test_guessing_tokens_is_slowed_to_a_crawl():
+    """Issue 22, item 4: wrong tokens from one address get 429 with Retry-After after a few, at /login too."""
+    srv = StreamServer(ServerConfig(port=0, token="rate-limit-token-0123456789ab")).start()
+    base = f"http://127.0.0.1:{srv.port}"
+    try:
+        codes = [get(base + "/login", {"Authorization": f"Bearer guess-{i:04d}-xxxxxxxx"})[0] for i in range(12)]
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+        status, headers, _ = get(base + "/stats", {"Authorization": "Bearer rate-limit-token-0123456789ab"})
+        assert status == 429 and 0 < int(headers["Retry-After"]) <= 61  # the right token waits too: no oracle
+        assert get(base + "/health")[0] == 200  # the health check stays open
+    finally:
+        srv.stop()
