@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -270,7 +270,7 @@ class Access:
 
 def with_headers(send: Send) -> Send:
     """``send`` that adds :data:`DEFAULT_HEADERS` a response lacks."""
-    async def wrapped(message: dict) -> None:
+    async def wrapped(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             present = {k.lower() for k, _ in message.get("headers", [])}
             extra = [(k.lower().encode(), v.encode()) for k, v in DEFAULT_HEADERS.items() if k.lower().encode() not in present]
