@@ -216,8 +216,10 @@ class Decision:
         """Whether a best score of ``score`` (a person of ``photos`` embeddings) names the face."""
         return bool(score >= self.identification_threshold(people, photos, views))
 
-    def verify_threshold_for(self, photos: int) -> float:
-        """The 1:1 threshold for a person of ``photos`` embeddings (same stranger rate as one photo)."""
+    def verify_threshold_for(self, photos: int, views: int = 1) -> float:
+        """The 1:1 threshold for a person of ``photos`` embeddings and a query template of ``views`` distinct
+        views (the same stranger rate as one photo against one photo)."""
         if self.fixed_threshold is not None:
             return self.fixed_threshold
-        return self.verify_threshold + float(self.shift(np.array([photos]))[0])
+        extra = float(self.tail.shift_for_views(views)) if self.tail is not None else 0.0
+        return self.verify_threshold + float(self.shift(np.array([photos]))[0]) + extra

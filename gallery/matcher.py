@@ -453,10 +453,11 @@ class Matcher:
         """:meth:`search` for one embedding."""
         return self.search(np.asarray(embedding).reshape(1, -1), top_k)[0]
 
-    def similarity_to(self, embedding: np.ndarray, ref: str) -> tuple[Match, bool, float]:
+    def similarity_to(self, embedding: np.ndarray, ref: str, views: int = 1) -> tuple[Match, bool, float]:
         """1:1 verification against one person: the similarity to their mean embedding, whether it passes,
-        and the threshold it had to reach (the model's 1:1 threshold, read for their photo count). A face
-        that looks more like one of the person's negatives than like them does not pass.
+        and the threshold it had to reach (the model's 1:1 threshold, read for their photo count and for a
+        query template of ``views`` distinct views). A face that looks more like one of the person's
+        negatives than like them does not pass.
 
         Raises:
             GalleryError: unknown person, or a person with no embedding of this model.
@@ -470,7 +471,7 @@ class Matcher:
                                "Re-enrol them, or run `facestream gallery reembed`.") from None
         q = np.asarray(embedding, np.float32).reshape(-1)
         sim = float(index.people[p, :-1] @ q)
-        threshold = index.decision.verify_threshold_for(int(index.photos[p]))
+        threshold = index.decision.verify_threshold_for(int(index.photos[p]), views)
         same = sim >= threshold and not index.vetoed(p, q)
         return Match(person.id, person.name, sim, 1), same, threshold
 

@@ -182,6 +182,17 @@ class TrackingConfig(Section):
     )
 
 
+class LivenessConfig(Section):
+    mode: Literal["off", "report", "require"] = Field(
+        "report", description="Face-mesh liveness per named track: off; report (in the JSON, the dashboard and a "
+        "spoof_suspected event); require (attendance marks and verify with liveness=true need a live track).")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+
 class SourceConfig(Section):
     url: str = Field(..., description="Webcam index, file path, rtsp:// or http(s):// URL, or image folder.")
     id: str | None = Field(None, description="Name of the source in messages; defaults to cam0, cam1, ...")
@@ -409,6 +420,7 @@ class Config(Section):
     match: MatchConfig = MatchConfig()
     gallery: GalleryConfig = GalleryConfig()
     tracking: TrackingConfig = TrackingConfig()
+    liveness: LivenessConfig = LivenessConfig()
     sources: list[SourceConfig] = Field(default_factory=list, description="Cameras and streams to read.")
     server: ServerConfig = ServerConfig()
     cluster: ClusterConfig = ClusterConfig()

@@ -118,12 +118,14 @@ class AttendanceMonitor:
         threshold: similarity a frame needs to count (None: trust the tracker's identity); also
             what makes two unknown tracks one stranger (see :meth:`_unknown`).
         clock: wall time source (tests pass their own).
+        require_live: ``liveness.mode: require``: a named face counts only while its track is judged live.
     """
 
     def __init__(self, store: AttendanceStore, config: AttendanceConfig | None = None,
                  people: Callable[[], Iterable[PersonLike]] | None = None, threshold: float | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, require_live: bool = False):
         self.store = store
+        self.require_live = require_live  # liveness.mode require: a named face counts only once its track is live
         self.config = config or AttendanceConfig()
         self.people = people or (lambda: [])
         self.clock = clock
@@ -320,6 +322,9 @@ class AttendanceMonitor:
                 pid = faces.identity[i] if faces.identity is not None else None
                 name = faces.name[i] if faces.name is not None else (pid or "unknown")
                 sim = float(faces.similarity[i]) if faces.similarity is not None else float("nan")
+                if pid is not None and self.require_live and (
+                        faces.liveness_state is None or faces.liveness_state[i] != "live"):
+                    continue  # a picture held up, or not judged yet: no frame of it counts toward a mark
                 sighting = self.rule.observe(camera, int(faces.track_id[i]), ts, pid, name, sim)
                 if sighting is None or not sighting.state.confirmed or not sessions:
                     continue

@@ -39,7 +39,7 @@ def attendance_for_run(config: Config, cameras: list[str], session: str | None =
     """
     store = open_attendance_store(config.gallery.url)
     monitor = AttendanceMonitor(store, config.attendance, people=gallery_people(config.gallery.url),
-                                threshold=threshold)
+                                threshold=threshold, require_live=config.liveness.mode == "require")
     monitor.bind_run(cameras, session)
     return monitor
 

@@ -142,6 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sid, s in pipeline.stats()["sources"].items():
         print(f"{sid}: {s['processed']} frames, {s['dropped']} dropped, {s['reconnects']} reconnects, "
               f"latency p50 {s['latency_ms']['p50']} ms")
+        if s.get("liveness") is not None:
+            v = s["liveness"]
+            print(f"{sid}: liveness ({config.liveness.mode}) of named tracks: {v.get('live', 0)} live, "
+                  f"{v.get('spoof', 0)} spoof suspected, {v.get('unknown', 0)} undecided")
     return 0
 
 

@@ -28,6 +28,7 @@ from facestream.stream.config import Config
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import load_image
 from facestream.stream.live.http_api import NotFound, TooLarge, new_api
+from facestream.stream.recognition.clip_check import MAX_CLIP_FRAMES, read_clip, verify_clip
 from facestream.stream.recognition.enroll import Enroller, Photo
 from facestream.stream.recognition.identify import (
     compare_photos,
@@ -148,12 +149,41 @@ def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI
         return JSONResponse(await off_loop(run))
 
     @app.post("/verify", tags=["recognition"],
-              summary="1:1: are two photos the same person, or is a photo this enrolled person?")
-    async def verify_photos(image: UploadFile = File(...), image2: UploadFile | None = File(None),
-                            person: str | None = Form(None, description="an enrolled name or id")) -> JSONResponse:
-        if (image2 is None) == (not person):
-            raise FacestreamError("Send a second image (image2) or an enrolled person (person), one of the two.",
-                                  "POST image + image2, or image + person.")
+              summary="1:1: are two photos the same person, is a photo (or a short clip) this enrolled person, "
+                      "and is the face live?")
+    async def verify_photos(image: UploadFile | None = File(None), image2: UploadFile | None = File(None),
+                            person: str | None = Form(None, description="an enrolled name or id"),
+                            clip: UploadFile | None = File(None, description="a 1-4 s video of the face"),
+                            frames: list[UploadFile] | None = File(None, description="consecutive frames, in order"),
+                            liveness: bool | None = Form(
+                                None, description="the answer's `verified` needs a live face (default: true when "
+                                "liveness.mode is require)")) -> JSONResponse:
+        moving = clip is not None or bool(frames)
+        require = config.liveness.mode == "require" if liveness is None else bool(liveness)
+        if moving:
+            if not person or image is not None or image2 is not None:
+                raise FacestreamError("A clip (or frames) is checked against an enrolled person only.",
+                                      "POST clip (or frames) + person, without image or image2.")
+            if clip is not None and frames:
+                raise FacestreamError("Send a clip or frames, not both.", "POST one video, or several frames.")
+            if frames and len(frames) > MAX_CLIP_FRAMES:
+                raise FacestreamError(f"{len(frames)} frames; at most {MAX_CLIP_FRAMES}.", "Send 1-4 s of frames.")
+            video = await clip.read() if clip is not None else None
+            stills = [await _image(f, f"frame {i + 1}") for i, f in enumerate(frames or [])]
+
+            def run_clip() -> dict[str, Any]:
+                shots = read_clip(video, "the clip") if video is not None else stills
+                return verify_clip(rec.analyzer, rec.matcher, shots, str(person), require).to_json()
+
+            return JSONResponse(await off_loop(run_clip))
+        if image is None or (image2 is None) == (not person):
+            raise FacestreamError("Send an image with a second image (image2) or an enrolled person (person); or a "
+                                  "clip (or frames) with a person.",
+                                  "POST image + image2, image + person, or clip + person.")
+        if require:
+            raise FacestreamError("Liveness cannot be judged from one photo.",
+                                  "POST a short clip (or several consecutive frames) with the person, "
+                                  "or liveness=false.")
         rgb = await _image(image)
         rgb2 = await _image(image2, "second image") if image2 is not None else None
 

@@ -132,6 +132,7 @@
         // person events are what a human wants to read; track starts/ends are noise here
         if (msg.event === "person_appeared") log(msg.event, describe(msg), null, { source: msg.source, track_id: msg.track_id, name: msg.name });
         else if (msg.event === "person_left") log(msg.event, describe(msg));
+        else if (msg.event === "spoof_suspected") log("spoof_suspected", `${describe(msg)}: ${(msg.liveness || {}).reason || "moved like a picture"}`);
         break;
       default:
         break;
@@ -202,11 +203,14 @@
         ctx.restore();
         ctx.filter = "none";
       }
-      const color = known ? "#2fbf71" : "#f0a92c";
+      // liveness: a named face judged a picture is drawn red and says so; a live one carries a mark
+      const spoof = f.liveness_state === "spoof";
+      const color = spoof ? "#e5484d" : known ? "#2fbf71" : "#f0a92c";
       ctx.lineWidth = lw; ctx.strokeStyle = color;
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
       const sure = f.confidence != null ? " " + sureText(f.confidence) : (f.similarity != null ? " " + f.similarity.toFixed(2) : "");
-      const label = known ? `${f.name}${sure}` : "unknown";
+      const live = f.liveness_state === "live" ? " \u2713live" : spoof ? " \u26a0 photo?" : "";
+      const label = (known ? `${f.name}${sure}` : "unknown") + (known ? live : "");
       names.push(known ? f.name : "unknown");
       const tw = ctx.measureText(label).width + 8;
       const th = parseInt(ctx.font, 10) + 6;
@@ -217,7 +221,8 @@
     canvas.dataset.boxes = String(cam.faces.length);
     if (cam.faces.length) canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
     canvas.dataset.names = names.join("|");
-    canvas.dataset.faces = JSON.stringify(cam.faces.map((f) => ({ box: f.box, name: f.name, track_id: f.track_id })));
+    canvas.dataset.faces = JSON.stringify(cam.faces.map((f) => ({ box: f.box, name: f.name, track_id: f.track_id,
+                                                                  liveness: f.liveness_state })));
     renderCaption(cam);
   }
 

@@ -255,7 +255,27 @@ def _verify_tab(service: DemoService) -> None:
             return service.verify_photos(a, _photo(path_b, "the second photo (or pick a person)")).markdown()
 
         button.click(verify, [photo_a, photo_b, person], verdict, api_name="verify")
+
+        gr.Markdown("Or prove it is you, present: a 2-3 s video of your face turning a little (a photo held up "
+                    "to the camera does not pass).")
+        with gr.Row():
+            clip = gr.Video(label="Short video of the face", sources=["upload", "webcam"], elem_id="verify-clip")
+            clip_person = gr.Dropdown(label="Enrolled person", choices=service.person_choices(), value=None,
+                                      allow_custom_value=True)
+        clip_button = gr.Button("Verify with liveness")
+        clip_verdict = gr.Markdown(elem_id="verify-clip-verdict")
+
+        @_friendly
+        def verify_video(path: str | None, who: str | None) -> str:
+            if not path:
+                raise FacestreamError("No video given.", "Record or upload a 2-3 s video of the face.")
+            if not who:
+                raise FacestreamError("No person chosen.", "Pick the enrolled person to check against.")
+            return service.verify_clip(Path(path).read_bytes(), who).markdown()
+
+        clip_button.click(verify_video, [clip, clip_person], clip_verdict, api_name="verify_clip")
         tab.select(lambda: gr.Dropdown(choices=service.person_choices()), None, person, api_name=False)
+        tab.select(lambda: gr.Dropdown(choices=service.person_choices()), None, clip_person, api_name=False)
 
 
 def _lookalike_tab(service: DemoService) -> None:

@@ -37,6 +37,7 @@ from facestream.stream.engine.draw import draw_faces
 from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.imageio import load_image
 from facestream.stream.recognition import identify as recognize
+from facestream.stream.recognition.clip_check import read_clip, verify_clip
 from facestream.stream.recognition.enroll import SECOND_FACE_RATIO, Enroller, Photo
 from facestream.stream.recognition.feedback import FaceSample, Feedback, mark_is, mark_not, undo
 from facestream.stream.recognition.identify import (
@@ -95,9 +96,10 @@ class VerifyResult:
     threshold: float
     against: str
     note: str = ""
+    head: str | None = None  # a heading other than same/different (a match that is not a live person)
 
     def markdown(self) -> str:
-        head = "## Same person" if self.same else "## Different people"
+        head = self.head or ("## Same person" if self.same else "## Different people")
         text = (f"{head}\n\nSimilarity **{self.similarity:.3f}** against {self.against}; "
                 f"threshold {self.threshold:.3f} (same person at or above).")
         return text + (f"\n\n{self.note}" if self.note else "")
@@ -306,12 +308,36 @@ class DemoService:
         return VerifyResult(sim >= self.threshold, sim, self.threshold, "the second photo")
 
     def verify_person(self, rgb: np.ndarray, person: str) -> VerifyResult:
-        """1:1 against an enrolled person (``facestream verify``): the mean of their photos decides."""
+        """1:1 against an enrolled person (``facestream verify``): the mean of their photos decides.
+
+        Raises:
+            FacestreamError: ``liveness.mode: require`` (a photo cannot show a person is present), unknown person.
+        """
         person = person.strip()
+        if self.config.liveness.mode == "require":
+            raise FacestreamError("Checking someone against an enrolled person needs a live face here, and one "
+                                  "photo cannot show that (liveness.mode is require).",
+                                  "Record a 2-3 s video of the face turning a little, and use 'Verify with liveness'.")
         self.store.get_person(person)  # an unknown name fails before any model work
         embedding = self._one_face(rgb, "the photo")
         match, same, threshold = self.matcher.similarity_to(embedding, person)
         return VerifyResult(same, match.similarity, threshold, f"**{md(match.name)}** (the mean of their photos)")
+
+    def verify_clip(self, video: bytes, person: str) -> VerifyResult:
+        """1:1 on a short video against an enrolled person, with liveness: a photo held up is not them."""
+        person = person.strip()
+        self.store.get_person(person)
+        check = verify_clip(self.analyzer, self.matcher, read_clip(video, "the video"), person,
+                            require_live=self.config.liveness.mode != "off")
+        live = check.liveness
+        note = (f"Liveness: **{live.state}** ({live.reason}; {live.samples} frames with a face mesh"
+                + (f", depth {live.depth:.4f}" if live.depth is not None else "") + ").")
+        head = None
+        if check.match.same and not check.verified:
+            note += " The face matches, but it was not shown to be a live person: **not verified**."
+            head = "## Not verified: no live person shown"
+        return VerifyResult(check.verified, check.match.similarity, check.match.threshold,
+                            f"**{md(check.match.name)}** ({len(check.views)} views of the video)", note, head)
 
     def lookalike(self, rgb: np.ndarray, k: int = 5) -> list[LookAlike]:
         """The ``k`` closest enrolled people, each with one of their enrolled face chips."""

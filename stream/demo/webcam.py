@@ -75,6 +75,8 @@ class WebcamSession:
     def summary(self, faces: Faces) -> str:
         names = sorted({n for n in faces.name or [] if n != UNKNOWN})
         unknown = sum(n == UNKNOWN for n in faces.name or [])
-        who = ", ".join(f"**{md(n)}**" for n in names) or "nobody known"
+        state = dict(zip(faces.name or [], faces.liveness_state or [], strict=False))
+        mark = {"live": " (live)", "spoof": " (a photo?)"}
+        who = ", ".join(f"**{md(n)}**{mark.get(state.get(n, ''), '')}" for n in names) or "nobody known"
         extra = f" + {unknown} unknown" if unknown else ""
         return f"{len(faces)} face(s): {who}{extra} · {self.fps:.1f} frames/s · frame {self.frame}"

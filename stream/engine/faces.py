@@ -32,6 +32,9 @@ class Faces:
             the gallery (nan when unknown, or when the matcher decides by a fixed threshold).
         quality: (n,) float32 how usable each face is for recognition, 0-1
             (:func:`facestream.stream.engine.quality.face_quality`), or None.
+        liveness: (n,) float32 how likely each face's track is a head in the room, not a picture, 0-1
+            (nan until its track has a verdict), or None when liveness is off.
+        liveness_state: per face "live", "spoof" or "unknown" (its track's verdict), or None when off.
     """
 
     xyxy: np.ndarray
@@ -45,6 +48,8 @@ class Faces:
     similarity: np.ndarray | None = None
     far: np.ndarray | None = None
     quality: np.ndarray | None = None
+    liveness: np.ndarray | None = None
+    liveness_state: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -129,6 +134,10 @@ class Faces:
                 d["confidence"] = None if np.isnan(f) else round(1.0 - f, 6)
             if self.quality is not None:
                 d["quality"] = round(float(self.quality[i]), 3)
+            if self.liveness_state is not None:
+                d["liveness_state"] = self.liveness_state[i]
+                live = float(self.liveness[i]) if self.liveness is not None else float("nan")
+                d["liveness"] = None if np.isnan(live) else round(live, 3)
             items.append(d)
         return items
 

@@ -54,3 +54,12 @@ def blazeface_file(kind: str) -> Path:
         raise FacestreamError(f"MediaPipe's face detection model is missing: {path}.",
                               "Install mediapipe==0.10.21, the last release that ships its models.")
     return path
+
+
+def face_mesh_file() -> Path:
+    """MediaPipe's face mesh ``.tflite`` (468 landmarks, 192x192 input), from the installed wheel."""
+    path = package_dir("mediapipe", "mediapipe==0.10.21") / "modules" / "face_landmark" / "face_landmark.tflite"
+    if not path.is_file():
+        raise FacestreamError(f"MediaPipe's face mesh model is missing: {path}.",
+                              "Install mediapipe==0.10.21, the last release that ships its models.")
+    return path

@@ -50,7 +50,7 @@ CROP_MISSING = 2
 # Frames of a source searched at once: while one frame is tracked and published, the next ones are searched
 # (their crops cut where the tracks are predicted to be), which keeps both cores of a small machine busy.
 SEARCH_DEPTH = 2
-STAGES = ("decode", "detect", "track", "landmarks", "embed", "match", "total")
+STAGES = ("decode", "detect", "track", "landmarks", "embed", "match", "liveness", "total")
 
 
 @dataclass
@@ -193,7 +193,7 @@ class _Worker:
         self.processed += 1
         self.faces += len(faces)
         for k, v in timings.items():
-            self.timings[k].append(v)
+            self.timings.setdefault(k, deque(maxlen=300)).append(v)  # a stage no source has used yet joins in
         self.latency.append((now - frame.t_read) * 1000)
         self.stamps.append(now)
         p._emit_result(result, rgb)
@@ -207,6 +207,7 @@ class _Worker:
             "embedded": self.recognizer.embedded, "errors": self.errors, "tracks": len(self.tracker.tracks),
             "timings_ms_p50": {k: percentile(v, 50) for k, v in self.timings.items()},
             "latency_ms": {"p50": percentile(self.latency, 50), "p99": percentile(self.latency, 99)},
+            "liveness": dict(self.recognizer.liveness_verdicts) if self.recognizer.liveness_on else None,
         }
 
 

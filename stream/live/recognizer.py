@@ -19,14 +19,18 @@ Per frame:
    the open-set decision read for a template of that many views (a stranger's
    template scores higher than one photo: ``bench/templates.py``);
 4. request embeddings for the tracks that need one (new, uncertain, due) and are
-   good enough (``tracking.min_quality``); ``wait`` applies them on this frame.
+   good enough (``tracking.min_quality``); ``wait`` applies them on this frame;
+5. liveness (``liveness.mode`` not off): the face mesh of every track that is named
+   or about to be and has no ``live`` verdict yet, in one batch, feeds each track's
+   evidence (:mod:`facestream.stream.engine.liveness`); a track judged a picture
+   raises ``spoof_suspected`` once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -38,7 +42,9 @@ from facestream.gallery.matcher import Matcher
 from facestream.gallery.scope import Scope
 from facestream.stream.config import Config
 from facestream.stream.engine.analyzer import FaceAnalyzer
+from facestream.stream.engine.face_mesh import PRESENT, FaceMesher, shared_mesher
 from facestream.stream.engine.faces import Faces
+from facestream.stream.engine.liveness import TrackLiveness
 from facestream.stream.engine.quality import face_quality
 from facestream.stream.live.tracker import Track, Tracker, Vote
 from facestream.stream.recognition.feedback import FaceSample
@@ -53,7 +59,8 @@ EmbedRequest = Callable[[np.ndarray], Future]  # chips (n, S, S, 3) uint8 -> fut
 
 @dataclass
 class TrackEvent:
-    """Something happened to a track: ``track_started``, ``person_appeared``, ``person_left``, ``track_ended``."""
+    """Something happened to a track: ``track_started``, ``person_appeared``, ``person_left``, ``track_ended``,
+    ``spoof_suspected``."""
 
     event: str
     source_id: str
@@ -122,12 +129,13 @@ class Recognizer:
         embed: submits chips for embedding and returns a future (a batcher's ``submit``, or
             ``lambda chips: done_future(analyzer.embed_chips(chips))``); None = the analyzer, at once.
         scope: who may be named here (a roster, a group); None = everyone.
+        mesher: the face mesh for liveness (default: one shared by every source, loaded on first use).
 
     Not thread-safe: one thread steps one recognizer, frames in order.
     """
 
     def __init__(self, source_id: str, config: Config, analyzer: FaceAnalyzer, matcher: Matcher | None,
-                 embed: EmbedRequest | None = None, scope: Scope | None = None):
+                 embed: EmbedRequest | None = None, scope: Scope | None = None, mesher: FaceMesher | None = None):
         self.source_id = source_id
         self.config = config
         self.analyzer = analyzer
@@ -141,6 +149,9 @@ class Recognizer:
         self.recent: OrderedDict[int, Track] = OrderedDict()  # ended tracks a user may still correct
         self.embedded = 0
         self._scope_ids: tuple[int, frozenset[str] | None] = (-2, None)  # (gallery version, ids)
+        self.liveness_on = config.liveness.mode != "off"
+        self.liveness_verdicts: Counter[str] = Counter()  # final verdicts of the ended tracks that were judged
+        self._mesher = mesher
 
     # -- the step -----------------------------------------------------------------------------
     def step(self, frame: int, timestamp: float, rgb: np.ndarray, faces: Faces, *, wait: bool = True,
@@ -174,6 +185,8 @@ class Recognizer:
         if self.matcher is not None and (len(faces) or self.pending):
             events += self._collect(frame, timestamp, faces, tracks, embedded, timings, block=False)
             events += self._request(frame, timestamp, rgb, faces, tracks, embedded, timings, wait)
+        if self.liveness_on:
+            events += self._liveness(frame, timestamp, rgb, faces, tracks, timings)
         for track in update.ended:
             events += self._ended(track, frame, timestamp)
         faces.identity = [t.person_id for t in tracks]
@@ -181,7 +194,37 @@ class Recognizer:
         faces.similarity = np.array([t.similarity for t in tracks], dtype=np.float32)
         faces.far = np.array([t.far for t in tracks], dtype=np.float32)
         faces.embedding = appearances(tracks)
+        if self.liveness_on:
+            verdicts = [None if t.liveness is None else t.liveness.verdict for t in tracks]
+            faces.liveness = np.array([np.nan if v is None or v.score is None else v.score for v in verdicts],
+                                      dtype=np.float32)
+            faces.liveness_state = ["unknown" if v is None else v.state for v in verdicts]
         return Step(faces, tracks, embedded, events)
+
+    def _liveness(self, frame: int, timestamp: float, rgb: np.ndarray, faces: Faces, tracks: list[Track],
+                  timings: dict[str, float]) -> list[TrackEvent]:
+        """Face meshes for the tracks that need a verdict (named or about to be, not yet live), in one batch."""
+        need = [i for i, t in enumerate(tracks)
+                if (t.known or any(v.person_id is not None for v in t.votes))
+                and (t.liveness is None or t.liveness.verdict.state != "live")]
+        if not need:
+            return []
+        t0 = time.perf_counter()
+        mesher = self._mesher = self._mesher or shared_mesher()
+        idx = np.array(need)
+        mesh = mesher(rgb, faces.xyxy[idx], None if faces.kps is None else faces.kps[idx])
+        events = []
+        for k, i in enumerate(need):
+            track = tracks[i]
+            if mesh.presence[k] < PRESENT:
+                continue  # the mesh does not see a face in this crop: no evidence either way
+            live = track.liveness = track.liveness or TrackLiveness()
+            before = live.verdict.state
+            if live.add(mesh.points[k]).state == "spoof" and before != "spoof" and not live.reported:
+                live.reported = True
+                events.append(self._event("spoof_suspected", track, frame, timestamp))
+        timings["liveness"] = (time.perf_counter() - t0) * 1000
+        return events
 
     def end(self, frame: int, timestamp: float) -> list[TrackEvent]:
         """The source stopped: every track ends (their ``person_left``/``track_ended`` events)."""
@@ -286,6 +329,8 @@ class Recognizer:
         return events
 
     def _ended(self, track: Track, frame: int, timestamp: float) -> list[TrackEvent]:
+        if track.liveness is not None:
+            self.liveness_verdicts[track.liveness.verdict.state] += 1
         if track.sample is not None:
             self.recent[track.track_id] = track
             while len(self.recent) > RECENT_TRACKS:

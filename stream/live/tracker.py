@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from facestream.gallery.types import MatchResult
 from facestream.stream.config import TrackingConfig
 from facestream.stream.engine.faces import UNKNOWN, Faces
+from facestream.stream.engine.liveness import TrackLiveness
 from facestream.stream.engine.quality import DUPLICATE_VIEW
 from facestream.stream.recognition.feedback import FaceSample
 
@@ -109,6 +110,7 @@ class Track:
     views: list[View] = field(default_factory=list)  # distinct embedded views, the template's parts
     quality: float = float("nan")  # the face's quality on the last frame it was seen
     in_scope: bool = True  # the name is on the camera's roster (False: named by the whole gallery's rule)
+    liveness: TrackLiveness | None = None  # face-mesh evidence, gathered once the track is (about to be) named
 
     def add_view(self, embedding: np.ndarray, quality: float, frame: int) -> bool:
         """Add an embedded frame to the template; a near-duplicate of a view replaces it only when sharper.
@@ -167,6 +169,7 @@ class Track:
             "views": len(self.views),
             "on_roster": None if self.person_id is None else self.in_scope,
             "quality": None if np.isnan(self.quality) else round(float(self.quality), 3),
+            "liveness": None if self.liveness is None else self.liveness.verdict.to_json(),
         }
 
 

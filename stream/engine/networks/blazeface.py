@@ -63,6 +63,9 @@ class TfliteNet(nn.Module):
         self.weights = nn.ParameterDict()
         self.input_size = graph.shapes[graph.inputs[0]][1]
         for op in graph.operators:
+            if op.name == "PRELU":  # alpha per channel, stored (1, 1, C) in NHWC
+                alpha = graph.constants[op.inputs[1]].reshape(1, -1, 1, 1)
+                self.weights[f"a{op.inputs[1]}"] = nn.Parameter(torch.from_numpy(np.ascontiguousarray(alpha)))
             if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 w = graph.constants[op.inputs[1]]
                 # TFLite: conv (O, kh, kw, I); depthwise (1, kh, kw, C*mult). torch: (O, I/groups, kh, kw).
@@ -76,13 +79,17 @@ class TfliteNet(nn.Module):
             raise FacestreamError(f"The model uses operators this port does not run: {', '.join(sorted(unknown))}.",
                                   "Use MediaPipe's BlazeFace models.")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) in [-1, 1] -> (N, anchors * 17): per anchor 16 regressors, then the score logit."""
+    def run(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The graph's outputs, in the file's order, for an NCHW input."""
         values: dict[int, torch.Tensor] = {self.graph.inputs[0]: x}
         for op in self.graph.operators:
             out = _RUN[op.name](self, op, values)
             values[op.outputs[0]] = out
-        boxes, scores = (values[i] for i in self.graph.outputs)
+        return [values[i] for i in self.graph.outputs]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) in [-1, 1] -> (N, anchors * 17): per anchor 16 regressors, then the score logit."""
+        boxes, scores = self.run(x)
         if boxes.shape[-1] == 1:  # outputs are listed scores-first in some files
             boxes, scores = scores, boxes
         return torch.cat([boxes, scores], dim=2).flatten(1)
@@ -116,6 +123,10 @@ class TfliteNet(nn.Module):
 
     def _relu(self, op: Operator, values: dict[int, torch.Tensor]) -> torch.Tensor:
         return F.relu(values[op.inputs[0]])
+
+    def _prelu(self, op: Operator, values: dict[int, torch.Tensor]) -> torch.Tensor:
+        x = values[op.inputs[0]]
+        return torch.where(x >= 0, x, x * self.weights[f"a{op.inputs[1]}"])
 
     def _pad(self, op: Operator, values: dict[int, torch.Tensor]) -> torch.Tensor:
         x = values[op.inputs[0]]
@@ -168,7 +179,7 @@ class TfliteNet(nn.Module):
 
 _RUN: dict[str, Any] = {
     "CONV_2D": TfliteNet._conv, "DEPTHWISE_CONV_2D": TfliteNet._conv, "ADD": TfliteNet._add,
-    "RELU": TfliteNet._relu, "PAD": TfliteNet._pad, "MAX_POOL_2D": TfliteNet._max_pool,
+    "RELU": TfliteNet._relu, "PRELU": TfliteNet._prelu, "PAD": TfliteNet._pad, "MAX_POOL_2D": TfliteNet._max_pool,
     "RESHAPE": TfliteNet._reshape, "CONCATENATION": TfliteNet._concat, "RESIZE_BILINEAR": TfliteNet._resize,
     "DEPTH_TO_SPACE": TfliteNet._depth_to_space,
 }

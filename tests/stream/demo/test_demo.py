@@ -184,6 +184,24 @@ def test_verify_needs_one_face_and_a_known_person(client, tmp_path, enrolled):
         client.predict(handle_file(str(OBAMA2)), None, "Nobody Atall", api_name="/verify")
 
 
+def test_verify_with_liveness_refuses_a_photo_held_up(client, enrolled, tmp_path):
+    """A 2 s video of Obama's photo held up and turned: the face matches, but it is not verified."""
+    from bench.attacks import render_attack
+    from bench.scenes import face_sources
+    from facestream.stream.engine.detect import FaceDetector
+
+    source = face_sources([("Barack Obama", OBAMA)], FaceDetector())[0]
+    video = tmp_path / "held_up.mp4"
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
+    for rgb in render_attack(source, "print", np.random.default_rng(5), seconds=2.0):
+        out.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out.release()
+    text = client.predict(handle_file(str(video)), "Barack Obama", api_name="/verify_clip")
+    assert "Not verified: no live person shown" in text and "Liveness: **spoof**" in text, text
+    with pytest.raises(AppError, match="No person chosen"):
+        client.predict(handle_file(str(video)), None, api_name="/verify_clip")
+
+
 def test_verify_person_detects_once_and_agrees_with_the_cli(service, enrolled, monkeypatch):
     from facestream.stream.engine.imageio import load_image
     from facestream.stream.recognition import identify as recognize
@@ -260,7 +278,7 @@ def test_live_names_lin_manuel_on_the_hamilton_clip(service, enrolled):
     """The webcam function on real video frames: one session's tracker names him on frames ~100-200."""
     session = service.new_live_session()
     cap = cv2.VideoCapture(str(HAMILTON))
-    named, seen = [], 0
+    named, seen, live = [], 0, []
     index = 0
     while True:
         ok, bgr = cap.read()
@@ -273,10 +291,13 @@ def test_live_names_lin_manuel_on_the_hamilton_clip(service, enrolled):
             assert f"{len(session.last_faces)} face(s)" in summary
             if "Lin-Manuel Miranda" in session.last_faces.name:
                 named.append(index)
+            if r"Lin\-Manuel Miranda** (live)" in summary:
+                live.append(index)
         index += 1
     cap.release()
     assert seen > 40
     assert len(named) >= seen // 2, f"named on frames {named} of {seen}"
+    assert live, "the webcam status never said Lin is live (liveness: report, the default)"
 
 
 def _is_local(url: str) -> bool:
