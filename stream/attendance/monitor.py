@@ -108,6 +108,12 @@ def _row(embedding: np.ndarray | None, i: int) -> np.ndarray | None:
     return row if np.isfinite(row).all() else None
 
 
+def _person_of(event: dict[str, Any]) -> str | None:
+    """The person an attendance event names (None for sessions, strangers' counts)."""
+    record = event.get("record")
+    return record.get("person_id") if isinstance(record, dict) else None
+
+
 class AttendanceMonitor:
     """Marks attendance from live results.
 
@@ -155,8 +161,21 @@ class AttendanceMonitor:
         self._listeners.append(fn)
 
     def recent(self) -> list[dict[str, Any]]:
-        """The last attendance events, oldest first (a page that connects late still sees the story)."""
-        return list(self._recent)
+        """The last attendance events, oldest first (a page that connects late still sees the story), without
+        those of people erased since (an erased person must not reach a new dashboard)."""
+        events = list(self._recent)
+        if not any(_person_of(e) for e in events):
+            return events
+        try:
+            enrolled = {p.id for p in self.people()}
+        except FacestreamError:  # the gallery is away: show nobody rather than maybe someone erased
+            return [e for e in events if _person_of(e) is None]
+        kept = [e for e in events if _person_of(e) is None or _person_of(e) in enrolled]
+        if len(kept) < len(events):
+            with self._lock:
+                self._recent = deque((e for e in self._recent if _person_of(e) is None or _person_of(e) in enrolled),
+                                     maxlen=self._recent.maxlen)
+        return kept
 
     def _emit(self, event: dict[str, Any]) -> None:
         event.setdefault("at", round(self.clock(), 3))

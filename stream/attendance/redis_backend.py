@@ -17,6 +17,7 @@ from facestream.stream.attendance.model import Record, Session, strip_person
 from facestream.stream.attendance.store import AttendanceStore
 
 PREFIX = "facestream:attendance:"
+LIVE_STREAM = "facestream:live"  # the cluster's live stream (stream/cluster/bus.py): erasing purges it too
 
 # KEYS: rec hash, snap hash. ARGV: person, record JSON (a new sighting), snapshot or "".
 _UPSERT = """
@@ -140,6 +141,7 @@ class RedisAttendanceStore(AttendanceStore):
         return out
 
     def forget_person(self, person_id: str, person_name: str = "") -> int:
+        self._forget_in_live_stream(person_id)
         touched = 0
         key = PREFIX + "sessions"
         for s in self.sessions():
@@ -162,6 +164,15 @@ class RedisAttendanceStore(AttendanceStore):
             touched += bool(had_record or on_roster)
         return touched
 
+    def _forget_in_live_stream(self, person_id: str) -> None:
+        """Rewrite the cluster's live stream without the entries that name the person (frames, faces, events).
+
+        XDEL only marks entries deleted: their bytes stay in the stream's nodes (and so in RDB/AOF) until every
+        entry of a node is gone. One script copies the rest into a fresh stream with the same ids and last id,
+        atomically (workers adding meanwhile wait for it: a few ms for the 5,000 entries the stream keeps).
+        """
+        self._call(self._r.eval, _REWRITE_WITHOUT, 1, LIVE_STREAM, person_id)
+
     def purge_snapshots(self, ended_before: float) -> int:
         names = self._call(self._r.zrangebyscore, PREFIX + "ends", "-inf", f"({ended_before}")
         if names:
@@ -176,10 +187,50 @@ class RedisAttendanceStore(AttendanceStore):
                     d = json.loads(rec)
                     if d.pop("has_snapshot", None):
                         self._call(self._r.hset, PREFIX + "rec:" + name, person_id, wire.dumps(d))
+        for raw in self._call(self._r.zrangebyscore, PREFIX + "ends", "+inf", "+inf") or []:
+            self._purge_open(raw.decode() if isinstance(raw, bytes) else raw, ended_before)
         return len(names)
+
+    def _purge_open(self, name: str, cut: float) -> None:
+        """An open session (no end) keeps only the snapshots of faces seen since ``cut``."""
+        for person_id, rec in (self._call(self._r.hgetall, PREFIX + "rec:" + name) or {}).items():
+            d = json.loads(rec)
+            if d.get("has_snapshot") and float(d.get("last_seen", 0.0)) < cut:
+                d.pop("has_snapshot")
+                pipe = self._r.pipeline()
+                pipe.hdel(PREFIX + "snap:" + name, person_id)
+                pipe.hset(PREFIX + "rec:" + name, person_id, wire.dumps(d))
+                self._call(pipe.execute)
+        key = PREFIX + "unknownsnap:" + name
+        for item in self._call(self._r.lrange, key, 0, -1) or []:
+            if float(json.loads(item.partition(b"\n")[0])["seen"]) < cut:
+                self._call(self._r.lrem, key, 1, item)
 
     def close(self) -> None:
         self._r.close()
+
+
+_REWRITE_WITHOUT = """
+local key, needle = KEYS[1], ARGV[1]
+if redis.call('EXISTS', key) == 0 then return 0 end
+local entries = redis.call('XRANGE', key, '-', '+')
+local keep, dropped = {}, 0
+for _, e in ipairs(entries) do
+  local hit = false
+  for i = 2, #e[2], 2 do
+    if string.find(e[2][i], needle, 1, true) then hit = true end
+  end
+  if hit then dropped = dropped + 1 else keep[#keep + 1] = e end
+end
+if dropped == 0 then return 0 end
+local info = redis.call('XINFO', 'STREAM', key)
+local last = nil
+for i = 1, #info, 2 do if info[i] == 'last-generated-id' then last = info[i + 1] end end
+redis.call('DEL', key)
+for _, e in ipairs(keep) do redis.call('XADD', key, e[1], unpack(e[2])) end
+if #keep > 0 and last then redis.call('XSETID', key, last) end
+return dropped
+"""
 
 
 def _score(end: float | None) -> float:

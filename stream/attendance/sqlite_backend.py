@@ -185,6 +185,13 @@ class SQLiteAttendanceStore(AttendanceStore):
                            (name,))
                 db.execute("UPDATE attendance_unknown SET snapshot = NULL WHERE session = ? AND snapshot IS NOT NULL",
                            (name,))
+            # open sessions (no end: a default session that runs for months) lose the snapshots of faces last
+            # seen before the cut, one by one
+            opened = "SELECT name FROM attendance_sessions WHERE end_ts IS NULL"
+            db.execute(f"UPDATE attendance_records SET snapshot = NULL WHERE snapshot IS NOT NULL AND last_seen < ? "
+                       f"AND session IN ({opened})", (ended_before,))
+            db.execute(f"UPDATE attendance_unknown SET snapshot = NULL WHERE snapshot IS NOT NULL AND seen < ? "
+                       f"AND session IN ({opened})", (ended_before,))
         self._checkpoint()
         return len(names)
 

@@ -28,13 +28,14 @@ import redis
 
 from facestream import wire
 from facestream.errors import redact
+from facestream.stream.attendance.redis_backend import LIVE_STREAM
 from facestream.stream.config import ServerConfig
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
 from facestream.stream.live.server import StreamServer, _hide_unknown_faces, encode_jpeg, with_jpeg
 
 log = logging.getLogger(__name__)
 
-STREAM = "facestream:live"
+STREAM = LIVE_STREAM
 WATCH = "facestream:watch"  # hash: source id (or "*" for every source) -> until when someone watches it
 WATCH_TTL_S = 6.0
 STALE_S = 2.0  # a reader further behind than this jumps to the present

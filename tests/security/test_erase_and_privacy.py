@@ -91,10 +91,16 @@ def test_erase_on_redis_removes_every_key_of_the_person(redis_url, analyzer):
     import redis
 
     _enrol_with_traces(redis_url, analyzer)
+    r = redis.Redis.from_url(redis_url)
     with open_store(redis_url) as g:
         pid = g.get_person(NAME).id
+        # the cluster's live stream: a frame naming them, with its JPEG, and someone else's frame
+        named = {"m": f'{{"type":"frame","faces":[{{"person_id":"{pid}","name":"{NAME}"}}]}}', "s": "cam0",
+                 "j": "JPEG-OF-THE-FACE"}
+        r.xadd("facestream:live", named)
+        other = r.xadd("facestream:live", {"m": '{"type":"frame","faces":[]}', "s": "cam0"})
         erase_person(g, NAME)
-    r = redis.Redis.from_url(redis_url)
+    assert [eid for eid, _ in r.xrange("facestream:live")] == [other]  # theirs gone, the rest kept
     for key in r.scan_iter(match="*"):
         kind = r.type(key)
         blob = repr(r.dump(key)) if kind else ""
@@ -171,6 +177,40 @@ def test_snapshots_are_a_choice_and_old_ones_are_purged(tmp_path):
     mon = AttendanceMonitor(att, AttendanceConfig(retention_days=30), people=lambda: people, clock=lambda: now)
     mon.refresh(force=True)
     assert att.snapshot("sTrue", "p1") is None and att.records("sTrue")[0].person_id == "p1"
+    att.close()
+
+
+def test_retention_reaches_open_sessions_and_erased_people_leave_the_dashboard_story(store_url):
+    """A session with no end keeps snapshots only of faces seen within the retention; a person erased is
+    gone from ``hello.attendance_recent`` at once (issue 22, item 7)."""
+    from facestream.gallery.types import Person
+    from facestream.stream.engine.faces import Faces
+
+    people = [Person("p1", "Ann", {}), Person("p2", "Bob", {})]
+    att = open_attendance_store(store_url)
+    clock = [1000.0]
+    mon = AttendanceMonitor(att, AttendanceConfig(min_frames=2, keep_snapshots=True, retention_days=30),
+                            people=lambda: people, threshold=0.5, clock=lambda: clock[0])
+    mon.start_session("always-on", names=["Ann", "Bob"])
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    def seen(pid: str, name: str, track: int) -> None:
+        for _ in range(3):
+            clock[0] += 0.1
+            mon.observe("cam0", clock[0], Faces(xyxy=[[10, 10, 90, 90]], score=[0.9], track_id=np.array([track]),
+                                                identity=[pid], name=[name], similarity=np.array([0.9], np.float32)),
+                        frame)
+
+    seen("p1", "Ann", 1)
+    assert att.snapshot("always-on", "p1") is not None
+    clock[0] += 31 * 86400  # Bob comes 31 days after Ann; the session never ended
+    seen("p2", "Bob", 2)
+    mon.refresh(force=True)
+    assert att.snapshot("always-on", "p1") is None  # older than 30 days: gone, though the session never ended
+    assert att.snapshot("always-on", "p2") is not None
+    assert {r.person_id for r in att.records("always-on")} == {"p1", "p2"}  # records stay
+    assert {e["record"]["person_id"] for e in mon.recent() if e.get("record")} == {"p1", "p2"}
+    people.pop(0)  # Ann is erased from the gallery
+    assert {e["record"]["person_id"] for e in mon.recent() if e.get("record")} == {"p2"}
     att.close()
 
 
