@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from facestream.gallery.errors import GalleryError
+from facestream.gallery.names import check_distinct, distinct_names
 from facestream.gallery.store import (
     GalleryMatrix,
     GalleryStore,
@@ -276,6 +277,8 @@ class RedisStore(GalleryStore):
         if existing is None and by_name and person_id and by_name != person_id:
             raise GalleryError(f"The name {name!r} already belongs to person {by_name}.",
                                "Use a distinct display name, e.g. add a middle initial.")
+        if existing is None and by_name is None:  # a new person: no look-alike of anyone's name
+            check_distinct(name, ((_text(k), _text(v)) for k, v in pipe.hgetall(self.k("display")).items()))
         pid = existing or by_name or person_id or new_person_id()
         raw = pipe.hget(self.k("people"), pid)
         record: dict[str, Any] = (json.loads(raw) if raw else
@@ -353,6 +356,7 @@ class RedisStore(GalleryStore):
 
         People already present (by id or name) go through :meth:`enroll` one by one.
         """
+        items = distinct_names(items, ((_text(k), _text(v)) for k, v in self.r.hgetall(self.k("display")).items()))
         n = 0
         chunk: list[tuple[Person, list[NewEmbedding]]] = []
 
@@ -453,6 +457,7 @@ class RedisStore(GalleryStore):
             other = pipe.hget(self.k("names"), new_name.casefold())
             if other and _text(other) != pid:
                 raise GalleryError(f"The name {new_name!r} is already taken.", "Choose a distinct name.")
+            check_distinct(new_name, ((_text(k), _text(v)) for k, v in pipe.hgetall(self.k("display")).items()), pid)
             raw = pipe.hget(self.k("people"), pid)
             if raw is None:
                 raise unknown_person(ref, [])

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from facestream.gallery.errors import GalleryError
+from facestream.gallery.names import check_distinct, distinct_names
 from facestream.gallery.store import (
     GalleryMatrix,
     GalleryStore,
@@ -168,6 +169,7 @@ class SqliteStore(GalleryStore):
                 raise GalleryError(f"The name {name!r} already belongs to person {row[0]}.",
                                    "Use a distinct display name, e.g. add a middle initial.")
         if row is None:
+            check_distinct(name, db.execute("SELECT id, name FROM people"))
             pid = person_id or new_person_id()
             db.execute("INSERT INTO people(id, name, metadata, created, updated) VALUES (?, ?, ?, ?, ?)",
                        (pid, name, json.dumps(allow_nan=False, obj=metadata or {}), now, now))
@@ -223,6 +225,7 @@ class SqliteStore(GalleryStore):
 
     def import_people(self, items: Iterable[tuple[Person, list[NewEmbedding]]], batch: int = 1000) -> int:
         """Bulk import: ``batch`` people per transaction (each person still whole or absent)."""
+        items = distinct_names(items, self._q("SELECT id, name FROM people"))
         n = 0
         chunk: list[tuple[Person, list[NewEmbedding]]] = []
 
@@ -280,6 +283,7 @@ class SqliteStore(GalleryStore):
         try:
             with self._tx() as db:
                 pid, _ = self._ref(db, ref)
+                check_distinct(new_name, db.execute("SELECT id, name FROM people"), pid)
                 db.execute("UPDATE people SET name = ?, updated = ? WHERE id = ?", (new_name, time.time(), pid))
         except sqlite3.IntegrityError:
             raise GalleryError(f"The name {new_name!r} is already taken.", "Choose a distinct name.") from None
