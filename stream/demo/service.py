@@ -260,6 +260,7 @@ class DemoService:
                 raise FacestreamError(f"Face {face} is not named; there is nobody to say it is not.",
                                       "Use 'This is…' to name it.")
             self.check_admin(admin_token, "Saying a face is not an enrolled person")
+            self._person(who)
             return mark_not(self.store, who, sample, self.analyzer.model_id, source)
         if not person:
             raise FacestreamError("Who is it? No name given.", "Type the person's name.")
@@ -267,6 +268,17 @@ class DemoService:
         if existing is not None:
             self.check_admin(admin_token, f"Adding a face to {existing.name}, who is already enrolled,")
         return mark_is(Enroller(self.analyzer, self.store, progress=False), person, sample, source, create=True)
+
+    def _person(self, ref: str):
+        """The enrolled person ``ref``; on a kiosk, an unknown name gets no "Did you mean ..." (that would
+        tell a passer-by who is enrolled)."""
+        try:
+            return self.store.get_person(ref)
+        except FacestreamError:
+            if self.config.demo.kiosk_mode:
+                raise FacestreamError("Nobody by that exact name is enrolled here.",
+                                      "Type the full name as it was enrolled (this kiosk suggests no names).") from None
+            raise
 
     def undo(self, feedback_id: str, admin_token: str | None = None) -> Feedback:
         """Take a correction back."""
@@ -318,7 +330,7 @@ class DemoService:
             raise FacestreamError("Checking someone against an enrolled person needs a live face here, and one "
                                   "photo cannot show that (liveness.mode is require).",
                                   "Record a 2-3 s video of the face turning a little, and use 'Verify with liveness'.")
-        self.store.get_person(person)  # an unknown name fails before any model work
+        self._person(person)  # an unknown name fails before any model work
         embedding = self._one_face(rgb, "the photo")
         match, same, threshold = self.matcher.similarity_to(embedding, person)
         return VerifyResult(same, match.similarity, threshold, f"**{md(match.name)}** (the mean of their photos)")
@@ -326,7 +338,7 @@ class DemoService:
     def verify_clip(self, video: bytes, person: str) -> VerifyResult:
         """1:1 on a short video against an enrolled person, with liveness: a photo held up is not them."""
         person = person.strip()
-        self.store.get_person(person)
+        self._person(person)
         check = verify_clip(self.analyzer, self.matcher, read_clip(video, "the video"), person,
                             require_live=self.config.liveness.mode != "off")
         live = check.liveness
@@ -344,12 +356,15 @@ class DemoService:
         embedding = self._one_face(rgb, "the photo")
         self.matcher.ensure_ready()
         result = self.matcher.identify(embedding, top_k=k)
-        # a kiosk shows names only: enrolled people's faces are not for passers-by
-        chips = {} if self.config.demo.kiosk_mode else self._chips([m.person_id for m in result.candidates])
+        candidates = result.candidates
+        kiosk = self.config.demo.kiosk_mode
+        if kiosk:  # a kiosk names only whom it recognises in the visitor's photo, and shows no enrolled face
+            candidates = [m for m in candidates if m.similarity >= self.threshold]
+        chips = {} if kiosk else self._chips([m.person_id for m in candidates])
         return [
             LookAlike(m.rank, m.name, m.person_id, m.similarity, m.similarity >= self.threshold,
                       chips.get(m.person_id))
-            for m in result.candidates
+            for m in candidates
         ]
 
     def _chips(self, person_ids: list[str]) -> dict[str, np.ndarray]:

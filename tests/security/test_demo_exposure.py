@@ -22,3 +22,28 @@ def test_the_cli_refuses_an_open_demo_before_loading_anything(capsys):
 
     assert main(["demo", "--host", "0.0.0.0", "--gallery", "sqlite:///:memory:"]) != 0
     assert "--public" in capsys.readouterr().err
+
+
+def test_a_kiosk_never_suggests_a_name(tmp_path, analyzer):
+    """A visitor who types a near miss learns nothing: no "Did you mean 'Barack Obama'?" on a kiosk, while a
+    private demo still helps its operator."""
+    import numpy as np
+
+    from facestream.gallery.types import NewEmbedding
+    from facestream.stream.demo import DemoService
+
+    url = f"sqlite:///{tmp_path}/g.db"
+    rgb = np.zeros((200, 200, 3), np.uint8)
+    for kiosk, leaks in ((True, False), (False, True)):
+        service = DemoService(load_config(overrides={"gallery.url": url, "demo.kiosk": kiosk}, env={}),
+                              analyzer=analyzer)
+        if service.store.find_person("Barack Obama") is None:
+            v = np.ones(128, np.float32) / np.sqrt(128)
+            service.store.enroll("Barack Obama", [NewEmbedding(v, analyzer.model_id, "h1")])
+        with pytest.raises(FacestreamError) as err:
+            service.verify_person(rgb, "Barack Obam")
+        assert ("Barack Obama" in str(err.value)) is leaks, str(err.value)
+        with pytest.raises(FacestreamError) as err:
+            service.verify_clip(b"not even a video", "Barak Obama")
+        assert ("Barack Obama" in str(err.value)) is leaks, str(err.value)
+        service.close()
