@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photo-column", help="roster column holding photo paths/URLs (default: photo, image, url, ...)")
     p.add_argument("--accept-flagged", action="store_true",
                    help="also store photos flagged mismatch / looks_like_other (they may show someone else)")
+    p.add_argument("--allow-local", action="store_true",
+                   help="a roster you trust: photo URLs on this machine or its private network, photo paths "
+                   "outside the roster's folder")
     p.add_argument("--json", action="store_true", help="print every verdict as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -103,7 +106,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     config = _config(args)
     meta = parse_meta(args.meta)
     store = _store(args, config)
-    enroller = Enroller(_analyzer(config), store, progress=not args.quiet, accept_flagged=args.accept_flagged)
+    enroller = Enroller(_analyzer(config), store, progress=not args.quiet, accept_flagged=args.accept_flagged,
+                        allow_local=args.allow_local)
     report = enroller.enroll_path(args.sources, args.name, meta, args.name_column, args.photo_column)
     if args.json:
         _dump(report.to_json())

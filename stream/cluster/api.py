@@ -214,7 +214,7 @@ def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI
 
         def run() -> dict[str, Any]:
             enroller = Enroller(rec.analyzer, rec.store, progress=False, accept_flagged=accept_flagged,
-                                allow_private_urls=False)
+                                allow_local=False)
             verdicts = enroller.enroll_person(name, photos, meta or None)
             person = rec.store.find_person(name)
             return {"person": person.to_json() if person else None,

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import csv
 import io
-import ipaddress
 import logging
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,6 +40,7 @@ from facestream.gallery.types import NewEmbedding, content_hash
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import image_files, load_image
 from facestream.stream.engine.quality import head_yaw, sharpness
+from facestream.stream.recognition.download import fetch_url
 from facestream.stream.recognition.video_enroll import VIEWS, collect_views, is_video, main_person, pick_views
 
 if TYPE_CHECKING:
@@ -54,9 +52,6 @@ ROSTER_EXTS = {".csv", ".tsv", ".xlsx"}
 NAME_COLUMNS = ("name", "full name", "full_name", "display name", "display_name", "student", "person")
 PHOTO_COLUMNS = ("photo", "photo_url", "photo url", "image", "image_url", "picture", "url", "path", "file")
 ID_COLUMNS = ("id", "person_id")
-MAX_DOWNLOAD = 25 * 1024 * 1024
-URL_TIMEOUT = 10.0  # per read
-URL_DEADLINE = 30.0  # for the whole download: a server that drips bytes cannot stall enrolment
 # A second face at least this fraction of the largest face's width makes the photo ambiguous.
 SECOND_FACE_RATIO = 0.5
 # Galleries up to this many embeddings are reloaded after each person of a run (later people are checked
@@ -124,8 +119,17 @@ class Photo:
         return cls(str(p), lambda: _read_file(p))
 
     @classmethod
-    def from_url(cls, url: str, allow_private: bool = True) -> Photo:
+    def from_url(cls, url: str, allow_private: bool = False) -> Photo:
         return cls(url, lambda: fetch_url(url, allow_private=allow_private))
+
+    @classmethod
+    def refused(cls, label: str, error: FacestreamError) -> Photo:
+        """A photo that will not be read (its verdict says why; the rest of the batch goes on)."""
+
+        def read() -> bytes:
+            raise error
+
+        return cls(label, read)
 
 
 # One person to enrol: (name, photos, metadata, person id or None for a new id).
@@ -136,69 +140,6 @@ def _read_file(path: Path) -> bytes:
     if not path.is_file():
         raise FacestreamError(f"Image not found: {path}.", "Check the path.")
     return path.read_bytes()
-
-
-def fetch_url(url: str, timeout: float = URL_TIMEOUT, deadline: float = URL_DEADLINE,
-              allow_private: bool = True) -> bytes:
-    """Download a photo within ``deadline`` seconds in all and ``MAX_DOWNLOAD`` bytes; any problem becomes
-    one FacestreamError naming the URL.
-
-    Args:
-        allow_private: also fetch from loopback, private and link-local addresses (a roster on one's own
-            network). Servers that take rosters from others pass False: their requests must not reach
-            the machine's own services (every redirect is checked too).
-    """
-    import socket
-    import time
-    from urllib.parse import urlsplit
-
-    def check(target: str) -> None:
-        parts = urlsplit(target)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FacestreamError(f"Cannot download {url}: only http(s) URLs are fetched.", "Link a photo by http(s).")
-        if not allow_private:
-            try:
-                addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
-            except OSError as exc:
-                raise FacestreamError(f"Cannot download {url} ({exc}).", "Check the URL.") from None
-            for address in addresses:
-                ip = ipaddress.ip_address(str(address).split("%")[0])
-                if not ip.is_global:
-                    raise FacestreamError(f"Cannot download {url}: {parts.hostname} is a private or local address "
-                                          f"({ip}).", "Link photos on a public server.")
-
-    class Redirects(urllib.request.HTTPRedirectHandler):
-        max_redirections = 5
-
-        def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
-            check(newurl)
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-    check(url)
-    end = time.monotonic() + deadline
-    opener = urllib.request.build_opener(Redirects)
-    chunks, size = [], 0
-    try:
-        with opener.open(url, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
-            while True:
-                if time.monotonic() > end:
-                    raise FacestreamError(f"Cannot download {url}: it took longer than {deadline:.0f} s.",
-                                          "Check the server, or download the photo yourself.")
-                chunk = resp.read1(65536)  # what has arrived: a drip-feeding server cannot hold a read open
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_DOWNLOAD:
-                    raise FacestreamError(f"{url} is larger than {MAX_DOWNLOAD >> 20} MB.", "Link a photo, not an archive.")
-                chunks.append(chunk)
-    except FacestreamError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise FacestreamError(f"Cannot download {url}: HTTP {exc.code}.", "Check the URL.") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FacestreamError(f"Cannot download {url} ({reason}).", "Check the URL and the network.") from None
-    return b"".join(chunks)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
@@ -239,20 +180,21 @@ class Enroller:
         progress: show a tqdm bar on stderr.
         on_person: called with each person's name after their transaction commits (hooks, tests).
         accept_flagged: store photos flagged ``mismatch`` or ``looks_like_other`` anyway (with a warning).
-        allow_private_urls: roster URLs may point at loopback or private addresses (off for servers that
-            take rosters from others).
+        allow_local: trust rosters with local reach: photo URLs may point at loopback or private addresses, and
+            a roster's photo paths may leave the roster's folder. Off by default (CLI ``--allow-local`` turns it
+            on; servers never do): a roster from someone else must not read the machine's files or services.
     """
 
     def __init__(self, analyzer: FaceAnalyzer, store: GalleryStore, progress: bool = True,
                  on_person: Callable[[str], None] | None = None, accept_flagged: bool = False,
-                 allow_private_urls: bool = True):
+                 allow_local: bool = False):
         self.analyzer = analyzer
         self.store = store
         self.cfg = analyzer.config.gallery
         self.progress = progress
         self.on_person = on_person
         self.accept_flagged = accept_flagged
-        self.allow_private_urls = allow_private_urls
+        self.allow_local = allow_local
         self._seen: dict[str, str] = {}  # hash -> person, within this run
         self._matcher: Matcher | None = None
 
@@ -516,7 +458,7 @@ class Enroller:
             if p.is_dir():
                 photos += [Photo.from_path(f) for f in image_files(p)]
             elif str(p).startswith(("http://", "https://")):
-                photos.append(Photo.from_url(str(p), self.allow_private_urls))
+                photos.append(Photo.from_url(str(p), self.allow_local))
             else:
                 photos.append(Photo.from_path(p))
         return self.run([(name, photos, dict(metadata or {}), None)])
@@ -546,13 +488,25 @@ class Enroller:
                 groups[key][2].update(meta)
             if ref:
                 if ref.startswith(("http://", "https://")):
-                    groups[key][1].append(Photo.from_url(ref, self.allow_private_urls))
+                    groups[key][1].append(Photo.from_url(ref, self.allow_local))
                 else:
-                    p = Path(ref).expanduser()
-                    groups[key][1].append(Photo.from_path(p if p.is_absolute() else path.parent / p))
+                    groups[key][1].append(self._roster_photo(path, ref))
         if not groups:
             raise FacestreamError(f"{path} has no rows.", "Add one row per photo: name, photo.")
         return self.run(list(groups.values()))
+
+    def _roster_photo(self, roster: Path, ref: str) -> Photo:
+        """A photo path named in a roster cell, relative to the roster's folder and (unless ``allow_local``)
+        inside it: a roster must not make enrolment read ``/etc`` or someone's home."""
+        p = Path(ref).expanduser() if self.allow_local else Path(ref)
+        p = p if p.is_absolute() else roster.parent / p
+        folder = roster.parent.resolve()
+        if not self.allow_local and not p.resolve().is_relative_to(folder):
+            return Photo.refused(ref, FacestreamError(
+                f"The photo {ref!r} is outside the roster's folder {folder}.",
+                "Put the photos beside the roster (or in a folder under it), or pass --allow-local for a roster "
+                "you trust."))
+        return Photo.from_path(p)
 
     def enroll_path(self, sources: list[str | Path], name: str | None = None,
                     metadata: dict[str, Any] | None = None, name_column: str | None = None,

@@ -21,7 +21,7 @@ from facestream.gallery import open_store
 from facestream.gallery.archive import export_gallery, import_gallery
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.types import Person
-from facestream.stream.recognition.enroll import fetch_url
+from facestream.stream.recognition.download import fetch_url
 from tests.conftest import EXAMPLES, ROOT
 from tests.gallery.conftest import emb, unit
 from tests.stream.demo.test_demo import huge_png
@@ -64,7 +64,7 @@ def test_a_person_id_with_a_separator_is_refused_everywhere(store, tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text(f"name,photo,id\nMallory,{EXAMPLES / 'Joe_Biden' / 'biden.jpg'},mallory|alice\n")
     out = subprocess.run([sys.executable, "-m", "facestream", "enroll", str(roster), "--gallery",
-                          f"sqlite:///{tmp_path}/r.db", "--quiet"], capture_output=True, text=True, cwd=ROOT,
+                          f"sqlite:///{tmp_path}/r.db", "--quiet", "--allow-local"], capture_output=True, text=True, cwd=ROOT,
                          timeout=300)
     assert out.returncode == 2 and "is not valid" in out.stderr and "Traceback" not in out.stderr
 
@@ -127,6 +127,7 @@ def test_a_zip_bomb_archive_is_refused_before_it_inflates(store, tmp_path):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    hits = 0
     def log_message(self, *args):  # quiet
         pass
 
@@ -147,6 +148,20 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(block)
             except OSError:
                 pass
+        elif self.path == "/slow-headers":  # a status line, then a header one byte every 0.2 s
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+        elif self.path == "/count":
+            type(self).hits += 1
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"secret")
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "http://127.0.0.1:1/secret")
@@ -174,6 +189,25 @@ def test_roster_downloads_have_a_deadline_a_size_cap_and_a_private_address_polic
         fetch_url("file:///etc/passwd")
     with pytest.raises(FacestreamError, match="private or local address"):
         fetch_url("http://169.254.169.254/latest/meta-data/", allow_private=False)  # cloud metadata
+    start = time.monotonic()
+    with pytest.raises(FacestreamError, match="took longer than 2 s"):
+        fetch_url(web + "/slow-headers", timeout=5, deadline=2)  # headers that never end: the same deadline
+    assert time.monotonic() - start < 4
+
+
+def test_a_download_connects_to_the_address_it_checked(web, monkeypatch):
+    """DNS rebinding: the name resolves to a public address when checked, then to 127.0.0.1. The download
+    must go to the address it checked (which fails here: no network), never to the local service."""
+    import socket
+
+    port = int(web.rsplit(":", 1)[1])
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", port))]])
+    local = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: next(answers, local))
+    before = _Handler.hits
+    with pytest.raises(FacestreamError, match="Cannot download"):
+        fetch_url(f"http://rebind.example:{port}/count", timeout=1, deadline=2, allow_private=False)
+    assert _Handler.hits == before  # the local service never saw the request
 
 
 def test_numbers_that_break_json_never_leave_the_process(tmp_path):

@@ -329,7 +329,14 @@ def test_roster_csv_with_urls_paths_and_metadata(engine, store, tmp_path, http_d
         "Rose Leslie,photos/rose.jpg,1002,G1\n"
         f"Ghost,{base}/missing.jpg,1003,G2\n"
         f"Nobody,{dead},1004,G2\n")
-    report = Enroller(engine, store, progress=False).enroll_roster(roster, {"term": "fall"})
+    # by default a roster reaches neither this machine's services nor files outside its folder
+    (tmp_path / "outside.csv").write_text(f"Name,Photo\nKit Harington,{base}/kit.jpg\nRose Leslie,../rose.jpg\n")
+    (tmp_path.parent / "rose.jpg").write_bytes((tmp_path / "photos" / "rose.jpg").read_bytes())
+    refused = {v.person: v for v in Enroller(engine, store, progress=False).enroll_roster(tmp_path / "outside.csv")
+               .verdicts}
+    assert "private or local address" in refused["Kit Harington"].detail
+    assert "outside the roster's folder" in refused["Rose Leslie"].detail and store.find_person("Rose Leslie") is None
+    report = Enroller(engine, store, progress=False, allow_local=True).enroll_roster(roster, {"term": "fall"})
     got = {v.person: v for v in report.verdicts}
     print("\n" + report.summary())
     assert got["Kit Harington"].verdict == "enrolled" and got["Rose Leslie"].verdict == "enrolled"
@@ -351,7 +358,7 @@ def test_roster_xlsx_and_bad_rosters(engine, store, tmp_path):
     wb.active.append(["Full name", "Image", "Class"])
     wb.active.append(["Joe Biden", str(ex["Joe_Biden"][0]), "7B"])
     wb.save(tmp_path / "r.xlsx")
-    report = Enroller(engine, store, progress=False).enroll_roster(tmp_path / "r.xlsx")
+    report = Enroller(engine, store, progress=False, allow_local=True).enroll_roster(tmp_path / "r.xlsx")
     assert report.counts() == {"enrolled": 1}
     assert store.get_person("Joe Biden").metadata == {"Class": "7B"}
     (tmp_path / "nophoto.csv").write_text("name,group\nAlice,A\n")
