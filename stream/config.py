@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from facestream.errors import FacestreamError
+from facestream.errors import FacestreamError, redact
 
 # Shipped as package data (configs/ is facestream.configs), so an installed wheel has it too.
 DEFAULT_CONFIG = importlib.resources.files("facestream.configs") / "default.yaml"
@@ -449,6 +449,17 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+_SECRET_WORDS = ("token", "password", "secret", "login", "key")
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> str:
+    """What an error says about a bad value: never a secret's value (errors end up in logs), URLs redacted."""
+    if any(word in str(loc[-1]).lower() for word in _SECRET_WORDS) and value is not None:
+        size = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        return f"got a value of {size}, not shown: it is a secret"
+    return f"got {redact(repr(value))}"
+
+
 def _explain(err: ValidationError, origin: str) -> FacestreamError:
     lines = []
     for e in err.errors():
@@ -459,7 +470,7 @@ def _explain(err: ValidationError, origin: str) -> FacestreamError:
             hint = _nearest(str(loc[-1]), list(owner.model_fields)) if owner else ""
             lines.append(f"unknown key '{dotted}'.{hint}")
         else:
-            lines.append(f"'{dotted}': {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"'{dotted}': {e['msg']} ({_shown(loc, e.get('input'))})")
     text = "; ".join(lines)
     if not text.endswith((".", "?")):
         text += "."

@@ -12,7 +12,13 @@ import logging
 import signal
 import threading
 
-from facestream.stream.cli.common import add_gallery_options, load_args_config
+from facestream.stream.cli.common import (
+    add_gallery_options,
+    add_token_options,
+    load_args_config,
+    sign_in_text,
+    token_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "dashboard, /stats of every worker and the HTTP API (/api/docs).")
     g.add_argument("--host", help="interface to listen on (default: server.host)")
     g.add_argument("--port", type=int, help="port (0 = any free port; default: server.port)")
-    g.add_argument("--token", help="clients must present this token (Authorization: Bearer)")
+    add_token_options(g)
     add_gallery_options(g)
     g.set_defaults(handler=cmd_gateway)
 
@@ -112,11 +118,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from facestream.stream.cluster.gateway import Gateway
 
-    config = load_args_config(args, {"server.port": args.port, "server.host": args.host, "server.token": args.token})
+    config = load_args_config(args, {"server.port": args.port, "server.host": args.host,
+                                     "server.token": token_from(args)})
     gateway = Gateway(config).start()
     port = gateway.server.port
-    fragment = f"#token={config.server.token}" if config.server.token else ""
-    print(f"gateway on {gateway.server.url} (dashboard: http://{config.server.host}:{port}/{fragment}, "
+    print(f"gateway on {gateway.server.url} (dashboard: {sign_in_text(args, config, config.server.host, port)}; "
           f"API: http://{config.server.host}:{port}/api/docs)", flush=True)
     try:
         _until_signalled(lambda stop: stop.wait())

@@ -11,7 +11,13 @@ import signal
 import threading
 
 from facestream.errors import FacestreamError
-from facestream.stream.cli.common import add_gallery_options, load_args_config
+from facestream.stream.cli.common import (
+    add_gallery_options,
+    add_token_options,
+    load_args_config,
+    sign_in_text,
+    token_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dashboard", action="store_true",
                    help="print the browser dashboard's address (with the token); it is served at "
                         "http://HOST:PORT/ whenever the server runs")
-    p.add_argument("--token", help="clients must present this token (?token= or Authorization: Bearer)")
+    add_token_options(p)
     p.add_argument("--record", metavar="OUT.mp4", help="write the annotated video (one file per source)")
     p.add_argument("--jsonl", metavar="FILE", help="write every result and event as JSON lines")
     p.add_argument("--realtime", action="store_true", help="read files at their native frame rate, like a camera")
@@ -59,7 +65,7 @@ def _config(args: argparse.Namespace):
     from facestream.stream.config import SourceConfig
 
     config = load_args_config(args, {
-        "server.port": args.port, "server.host": args.host, "server.token": args.token,
+        "server.port": args.port, "server.host": args.host, "server.token": token_from(args),
         "embedder.model": args.model, "embedder.engine": args.engine,
         "match.people": [x.strip() for x in args.people.split(",") if x.strip()] if args.people else None,
         "match.groups": args.group, "match.outside_scope": args.outside_scope})
@@ -123,9 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
                   flush=True)
             if args.dashboard:  # attendance dashboard (helper H)
-                # the token rides in the fragment: never sent to a server, and the page trades it for a cookie
-                fragment = f"#token={config.server.token}" if config.server.token else ""
-                print(f"dashboard: http://{config.server.host}:{server.port}/{fragment}", flush=True)
+                print(f"dashboard: {sign_in_text(args, config, config.server.host, server.port)}", flush=True)
         while not stop.is_set() and not pipeline.wait(timeout=0.5):
             pass
         if pipeline.error is not None:

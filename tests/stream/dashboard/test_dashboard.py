@@ -61,7 +61,7 @@ class Run:
 
     def __init__(self, url: str, port: int, log: Path, session: str | None = "hamilton"):
         cmd = [sys.executable, "-m", "facestream", "-v", "run", str(HAMILTON), "--loop", "--realtime", "--dashboard",
-               "--gallery", url, "--port", str(port), "--token", TOKEN]
+               "--gallery", url, "--port", str(port), "--token", TOKEN, "--sign-in-link"]
         if session:
             cmd += ["--session", session]
         self.port = port
