@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--photos", type=int, default=0, help="attack source photos (0: every single-face photo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="results folder (default bench/results)")
+    p.add_argument("--dump", type=Path, default=None, help="also save every track's meshes here (.npz)")
     return p.parse_args(argv)
 
 
@@ -84,13 +85,14 @@ class _Run:
         self.frames = 0
         self.first_live: int | None = None
         self.first_spoof: int | None = None
+        self.meshes: list[np.ndarray] = []  # kept for --dump (replaying other settings without the models)
 
     def summary(self, fps: float) -> dict[str, Any]:
         def s(f: int | None) -> float | None:
             return None if f is None else round((f - self.first) / fps, 3)
 
         return {"frames": self.frames, "live_after_s": s(self.first_live), "spoof_after_s": s(self.first_spoof),
-                "final": self.liveness.verdict.to_json()}
+                "final": self.liveness.verdict.to_json(), "meshes": self.meshes}
 
 
 def judge(frames: list[np.ndarray], fps: float, detector: FaceDetector, mesher: FaceMesher,
@@ -116,6 +118,7 @@ def judge(frames: list[np.ndarray], fps: float, detector: FaceDetector, mesher: 
                 continue
             t1 = time.perf_counter()
             verdict = run.liveness.add(mesh.points[i])
+            run.meshes.append(mesh.points[i, :, :2].astype(np.float32))
             cost.append(mesh_ms + (time.perf_counter() - t1) * 1000)
             run.frames += 1
             if verdict.state == "live" and run.first_live is None:
@@ -166,6 +169,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                       seconds=3.0, fps=FPS, motion=motion))
             for t in judge(clip, FPS, detector, mesher, cost)[:1]:  # the held-up face (one per clip)
                 attacks[kind].append({"photo": src.path.name, **t})
+    if args.dump is not None:
+        tracks = [("genuine", t) for t in genuine] + [(k, t) for k, v in attacks.items() for t in v]
+        np.savez_compressed(args.dump, kinds=np.array([k for k, _ in tracks]),
+                            **{f"t{i}": np.stack(t["meshes"]) for i, (_, t) in enumerate(tracks)})
+    for t in genuine + [t for v in attacks.values() for t in v]:
+        del t["meshes"]
     result = {
         "bona_fide": rates(genuine, attack=False),
         "attacks": {k: rates(v, attack=True) for k, v in attacks.items()},

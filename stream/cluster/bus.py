@@ -17,6 +17,7 @@ a source has one worker at a time (its lease).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -42,10 +43,19 @@ STALE_S = 2.0  # a reader further behind than this jumps to the present
 PENDING_MAX = 2000  # messages a worker holds while Redis is away (oldest dropped)
 
 
+def _until(value: Any) -> float:
+    """A watch entry's expiry; anything that is not a finite time (a junk entry) is long past."""
+    try:
+        until = float(value)
+    except (TypeError, ValueError):
+        return float("-inf")
+    return until if until == until and until != float("inf") else float("-inf")
+
+
 def watch(client: redis.Redis, sources: list[str], seconds: float = WATCH_TTL_S) -> None:
     """Say that viewers watch ``sources`` ("*": all) for the next ``seconds``; expired entries are dropped."""
     now = time.time()
-    stale = [k for k, until in (client.hgetall(WATCH) or {}).items() if float(until) <= now]
+    stale = [k for k, until in (client.hgetall(WATCH) or {}).items() if _until(until) <= now]  # junk counts as stale
     pipe = client.pipeline(transaction=False)
     if stale:
         pipe.hdel(WATCH, *stale)
@@ -125,7 +135,8 @@ class LivePublisher:
         except redis.RedisError:
             entries = {}
         wall = time.time()
-        names = {(k.decode() if isinstance(k, bytes) else k) for k, until in entries.items() if float(until) > wall}
+        names = {(k.decode(errors="replace") if isinstance(k, bytes) else k) for k, until in entries.items()
+                 if _until(until) > wall}  # a junk entry is ignored, never a reason to stop sending frames
         watched = None if "*" in names else names
         self._watched = (time.monotonic(), watched)
         return watched
@@ -168,6 +179,7 @@ class LiveReader:
         self.r = client
         self.server = server
         self.received = 0
+        self.rejected = 0  # entries that are not a message a worker writes (junk, non-UTF-8, not JSON)
         self.hop_ms: deque[float] = deque(maxlen=5000)
         self.failures = 0
         self._stop = threading.Event()
@@ -185,7 +197,10 @@ class LiveReader:
     def _run(self) -> None:
         last = "$"
         while not self._stop.is_set():
-            self._keep_watch()
+            try:
+                self._keep_watch()
+            except Exception:  # a junk watch entry or the like: reading goes on
+                log.exception("cannot renew this gateway's watch entries")
             try:
                 reply = self.r.xread({STREAM: last}, count=1000, block=500)
             except redis.RedisError as exc:
@@ -199,18 +214,30 @@ class LiveReader:
             for _, entries in streams:
                 for entry_id, fields in entries:
                     last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    self._deliver(fields, now_ms - int(last.split("-")[0]))
+                    try:
+                        self._deliver(fields, now_ms - int(last.split("-")[0]))
+                    except Exception:  # one bad entry must never stop the reader (and with it every dashboard)
+                        self._reject(last)
             if last != "$" and now_ms - int(last.split("-")[0]) > STALE_S * 1000 and not reply:
                 last = "$"  # quiet for a while: never replay what is old by the time we get back
+
+    def _reject(self, entry_id: str) -> None:
+        self.rejected += 1
+        if self.rejected == 1 or self.rejected % 100 == 0:
+            log.warning("skipped a live-stream entry that is not a worker's message (%s; %d so far)", entry_id,
+                        self.rejected)
 
     def _deliver(self, fields: dict, hop_ms: float) -> None:
         get = lambda k: (fields.get(k.encode()) or fields.get(k) or b"")  # noqa: E731 - bytes or str keys
         raw_text, raw_source, raw_jpeg = get("m"), get("s"), get("j")
         text = raw_text.decode() if isinstance(raw_text, bytes) else raw_text
         source = (raw_source.decode() if isinstance(raw_source, bytes) else raw_source) or None
-        jpeg = raw_jpeg.decode() if isinstance(raw_jpeg, bytes) else raw_jpeg
+        jpeg = raw_jpeg.decode("ascii") if isinstance(raw_jpeg, bytes) else raw_jpeg
         if not text:
-            return
+            raise ValueError("no message")
+        message = json.loads(text)  # what a worker writes is one JSON object with a type
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ValueError("not a message")
         self.received += 1
         self.hop_ms.append(max(0.0, hop_ms))
         self.server.publish_encoded(text, with_jpeg(text, jpeg) if jpeg else None, source)
@@ -232,5 +259,6 @@ class LiveReader:
 
     def stats(self) -> dict[str, Any]:
         hop = list(self.hop_ms)
-        return {"received": self.received, "hop_ms_p50": percentile(hop, 50), "hop_ms_p99": percentile(hop, 99),
-                "redis_failures": self.failures}
+        return {"received": self.received, "rejected": self.rejected, "hop_ms_p50": percentile(hop, 50),
+                "hop_ms_p99": percentile(hop, 99), "redis_failures": self.failures,
+                "reading": self._thread.is_alive()}

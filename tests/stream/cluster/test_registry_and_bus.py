@@ -166,3 +166,37 @@ def test_a_worker_lets_go_of_removed_sources_and_claims_up_to_its_capacity(redis
 def reg_leases_free(url: str) -> bool:
     r = redis.Redis.from_url(url)
     return not r.keys("facestream:lease:*")
+
+
+def test_junk_in_the_stream_or_the_watch_hash_is_skipped_and_counted(redis_url):
+    """Anyone who can write to Redis could once stop every dashboard with one non-UTF-8 entry, and every
+    worker's frames with one junk watch value (issue 21, item 5): now each is counted and skipped."""
+    r = redis.Redis.from_url(redis_url)
+    r.delete(STREAM, "facestream:watch")
+    server = StreamServer(ServerConfig(port=0, client_queue=100), static_dir=None).start()
+    reader = LiveReader(redis.Redis.from_url(redis_url), server).start()
+    collector = Collector(server)
+    publisher = LivePublisher(r, ServerConfig(jpeg_fps=60)).start()
+    r.hset("facestream:watch", mapping={"cam0": "not-a-time", "*": "nan", "cam1": f"{time.time() + 60}"})
+    assert publisher._watchers() == {"cam1"}  # junk ignored, the real entry kept
+
+    async def scenario() -> None:
+        task = asyncio.create_task(collector.run(1, 15))
+        await asyncio.sleep(1.0)
+        for junk in ({"m": b"\xff\xfe not utf-8"}, {"m": "not json"}, {"m": "[1, 2]"}, {"s": "cam0"},
+                     {"m": '{"type": "frame"}', "j": b"\xff"}):
+            r.xadd(STREAM, junk)
+        r.xadd(STREAM, {"m": '{"type": "frame", "source": "cam0", "frame": 7}', "s": "cam0"})
+        await task
+
+    try:
+        asyncio.run(scenario())
+        assert [m.get("frame") for m in collector.messages] == [7]
+        stats = reader.stats()
+        assert stats["rejected"] == 5 and stats["reading"]
+        watch(r, ["cam2"])  # a gateway renewing its entries clears the junk instead of failing on it
+        assert set(r.hkeys("facestream:watch")) == {b"cam1", b"cam2"}
+    finally:
+        publisher.stop()
+        reader.stop()
+        server.stop()
