@@ -30,6 +30,7 @@ import redis
 from facestream import wire
 from facestream.errors import redact
 from facestream.stream.attendance.redis_backend import LIVE_STREAM
+from facestream.stream.cluster.clock import redis_now
 from facestream.stream.config import ServerConfig
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
 from facestream.stream.live.server import StreamServer, _hide_unknown_faces, encode_jpeg, with_jpeg
@@ -54,7 +55,7 @@ def _until(value: Any) -> float:
 
 def watch(client: redis.Redis, sources: list[str], seconds: float = WATCH_TTL_S) -> None:
     """Say that viewers watch ``sources`` ("*": all) for the next ``seconds``; expired entries are dropped."""
-    now = time.time()
+    now = redis_now(client)  # Redis's clock, which every worker compares with: machines' clocks differ
     stale = [k for k, until in (client.hgetall(WATCH) or {}).items() if _until(until) <= now]  # junk counts as stale
     pipe = client.pipeline(transaction=False)
     if stale:
@@ -132,9 +133,9 @@ class LivePublisher:
             return watched
         try:
             entries = self.r.hgetall(WATCH) or {}
+            wall = redis_now(self.r)
         except redis.RedisError:
-            entries = {}
-        wall = time.time()
+            entries, wall = {}, 0.0
         names = {(k.decode(errors="replace") if isinstance(k, bytes) else k) for k, until in entries.items()
                  if _until(until) > wall}  # a junk entry is ignored, never a reason to stop sending frames
         watched = None if "*" in names else names
@@ -180,6 +181,7 @@ class LiveReader:
         self.server = server
         self.received = 0
         self.rejected = 0  # entries that are not a message a worker writes (junk, non-UTF-8, not JSON)
+        self._offset, self._offset_at = 0.0, float("-inf")
         self.hop_ms: deque[float] = deque(maxlen=5000)
         self.failures = 0
         self._stop = threading.Event()
@@ -209,7 +211,7 @@ class LiveReader:
                     log.error("cannot read the live stream from Redis (%s); retrying", redact(str(exc)))
                 self._stop.wait(1.0)
                 continue
-            now_ms = time.time() * 1000
+            now_ms = (time.time() + self._clock_offset()) * 1000  # entry ids are Redis's time: compare in it
             streams: list[Any] = list(reply or [])  # [[stream, [(id, fields), ...]]]
             for _, entries in streams:
                 for entry_id, fields in entries:
@@ -220,6 +222,16 @@ class LiveReader:
                         self._reject(last)
             if last != "$" and now_ms - int(last.split("-")[0]) > STALE_S * 1000 and not reply:
                 last = "$"  # quiet for a while: never replay what is old by the time we get back
+
+    def _clock_offset(self) -> float:
+        """Redis's clock minus this machine's, measured every 10 s (one TIME call)."""
+        if time.monotonic() - self._offset_at > 10.0:
+            try:
+                self._offset = redis_now(self.r) - time.time()
+                self._offset_at = time.monotonic()
+            except redis.RedisError:
+                pass
+        return self._offset
 
     def _reject(self, entry_id: str) -> None:
         self.rejected += 1

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import redis
 
 from facestream import wire
 from facestream.errors import FacestreamError, redact
+from facestream.stream.cluster.clock import redis_now
 from facestream.stream.config import SourceConfig
 
 PREFIX = "facestream:"
@@ -127,7 +127,8 @@ class SourceRegistry:
 
     # -- workers -----------------------------------------------------------------------------------------
     def heartbeat(self, worker: str, info: dict[str, Any]) -> None:
-        self._call(self.r.hset, WORKERS, worker, wire.dumps({**info, "id": worker, "seen": time.time()}))
+        seen = self._call(redis_now, self.r)  # Redis's clock: a machine's own may be off by seconds
+        self._call(self.r.hset, WORKERS, worker, wire.dumps({**info, "id": worker, "seen": seen}))
 
     def leave(self, worker: str) -> None:
         self._call(self.r.hdel, WORKERS, worker)
@@ -135,13 +136,16 @@ class SourceRegistry:
     def workers(self, max_age_s: float) -> list[dict[str, Any]]:
         """Workers heard from within ``max_age_s``; older entries (dead workers) are removed."""
         raw = self._call(self.r.hgetall, WORKERS) or {}
-        now, out, dead = time.time(), [], []
+        now = self._call(redis_now, self.r)
+        out: list[dict[str, Any]] = []
+        dead: list[Any] = []
         for key, value in raw.items():
-            info = json.loads(value)
-            if now - float(info.get("seen", 0)) > max_age_s:
-                dead.append(key)
-            else:
-                out.append(info)
+            try:
+                info = json.loads(value)
+                fresh = now - float(info.get("seen", 0)) <= max_age_s and isinstance(info.get("id"), str)
+            except (ValueError, TypeError, AttributeError):  # a junk entry: not a worker
+                fresh = False
+            (out if fresh else dead).append(info if fresh else key)
         if dead:
             self._call(self.r.hdel, WORKERS, *dead)
         return sorted(out, key=lambda w: w["id"])

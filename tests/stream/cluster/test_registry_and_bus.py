@@ -200,3 +200,22 @@ def test_junk_in_the_stream_or_the_watch_hash_is_skipped_and_counted(redis_url):
         publisher.stop()
         reader.stop()
         server.stop()
+
+
+def test_the_cluster_keeps_time_by_redis_not_by_each_machine(redis_url, monkeypatch):
+    """A gateway 10 s ahead must not bury a live worker; one 10 s behind must not stop JPEGs (issue 21,
+    item 7). Each side runs with its own clock skewed, against the same real Redis."""
+    reg = SourceRegistry(redis_url)
+    reg.r.delete("facestream:workers", "facestream:watch")
+    real = time.time
+    reg.heartbeat("w1", {"sources": []})  # the worker's clock is right
+    monkeypatch.setattr(time, "time", lambda: real() + 10)  # the gateway's is 10 s ahead
+    assert [w["id"] for w in reg.workers(5)] == ["w1"]
+    monkeypatch.setattr(time, "time", lambda: real() - 10)  # a gateway 10 s behind says a viewer watches
+    watch(reg.r, ["cam0"], 6.0)
+    monkeypatch.setattr(time, "time", real)
+    publisher = LivePublisher(reg.r, ServerConfig(jpeg_fps=60))
+    assert publisher._watchers() == {"cam0"}  # still watched by the worker's (correct) clock
+    reg.r.hset("facestream:workers", "junk", "not json")
+    assert [w["id"] for w in reg.workers(5)] == ["w1"] and not reg.r.hexists("facestream:workers", "junk")
+    reg.close()
