@@ -8,6 +8,11 @@ events and attendance events go to the live Redis stream (:mod:`.bus`); attendan
 to the shared store, where a person is one record per session whichever worker saw them, so a
 handover neither loses nor double-counts anyone. A clean stop (Ctrl-C, SIGTERM) releases the
 leases at once; a killed worker's leases run out and the others take over.
+
+Blips: a lease that lapsed while Redis stalled and that nobody took is claimed back
+without stopping the camera; a source being stopped is not reopened until its stop has
+finished; a registry that comes back empty (Redis restarted without its data) gets the
+config's sources declared again.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ class Worker:
         self.monitor = monitor
         self.id = worker_id or new_worker_id()
         self.held: dict[str, SourceConfig] = {}  # leased and running (or opening)
-        self.failed: dict[str, float] = {}  # source id -> when it may be tried again (it would not open)
+        self.failed: dict[str, float] = {}  # source id -> when (monotonic) it may be tried again (would not open)
+        self._stopping: dict[str, threading.Thread] = {}  # sources being stopped in the background
         self._threads: list[threading.Thread] = []  # opening and stopping sources, joined by stop()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -107,10 +113,21 @@ class Worker:
             return
         lease = self.cluster.lease_seconds
         declared = {s.id: s for s in self.registry.sources() if s.id}
+        if not declared and any(s.id for s in self.config.sources):
+            # Redis came back empty (restarted without its data): the config's sources are declared again
+            log.warning("worker %s: the source list is empty; declaring the config's sources again", self.id)
+            for source in self.config.sources:
+                if source.id:
+                    self.registry.add(source)
+            declared = {s.id: s for s in self.registry.sources() if s.id}
         with self._lock:
             held = list(self.held)
         renewed = self.registry.renew(held, self.id, lease)
         for sid in held:
+            if not renewed.get(sid) and sid in declared and self.registry.claim(sid, self.id, lease):
+                # the lease lapsed (a Redis stall) and nobody took it: won back, the camera never stopped
+                log.warning("worker %s: lease of %s had lapsed; claimed it back without stopping", self.id, sid)
+                continue
             if not renewed.get(sid) or sid not in declared:
                 reason = "removed from the source list" if sid not in declared else "lease lost"
                 self._drop(sid, reason)
@@ -121,7 +138,10 @@ class Worker:
             if ended and sid in self.held and not declared[sid].loop and _is_live(declared[sid]):
                 self._drop(sid, "the source ended")  # a live camera that gave up: let another worker try
                 self.registry.release([sid], self.id)
-        free = [s for sid, s in declared.items() if sid not in self.held and self.failed.get(sid, 0) <= time.time()]
+        with self._lock:  # a source still stopping here is not reopened until its stop has finished
+            stopping = {sid for sid, t in self._stopping.items() if t.is_alive()}
+        free = [s for sid, s in declared.items()
+                if sid not in self.held and sid not in stopping and self.failed.get(sid, 0) <= time.monotonic()]
         random.shuffle(free)  # workers starting together spread the sources instead of racing for the first
         for source in free:
             if len(self.held) >= self.cluster.capacity:
@@ -145,7 +165,7 @@ class Worker:
                 log.error("worker %s: source %s would not open (%s); another worker may try", self.id, sid, exc)
                 with self._lock:
                     self.held.pop(sid, None)
-                self.failed[sid] = time.time() + 3 * self.cluster.lease_seconds
+                self.failed[sid] = time.monotonic() + 3 * self.cluster.lease_seconds
                 try:
                     self.registry.release([sid], self.id)
                 except FacestreamError:
@@ -158,12 +178,13 @@ class Worker:
         log.warning("worker %s: stopping source %s (%s)", self.id, sid, reason)
         with self._lock:
             self.held.pop(sid, None)
-        self._spawn(lambda: self.pipeline.remove_source(sid), f"stop-{sid}")
+            self._stopping[sid] = self._spawn(lambda: self.pipeline.remove_source(sid), f"stop-{sid}")
 
-    def _spawn(self, fn, name: str) -> None:
+    def _spawn(self, fn, name: str) -> threading.Thread:
         thread = threading.Thread(target=fn, name=name, daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
+        return thread
 
     def _heartbeat(self) -> None:
         try:

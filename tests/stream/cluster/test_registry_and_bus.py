@@ -219,3 +219,37 @@ def test_the_cluster_keeps_time_by_redis_not_by_each_machine(redis_url, monkeypa
     reg.r.hset("facestream:workers", "junk", "not json")
     assert [w["id"] for w in reg.workers(5)] == ["w1"] and not reg.r.hexists("facestream:workers", "junk")
     reg.close()
+
+
+def test_a_worker_rides_out_a_lapsed_lease_and_an_empty_redis(redis_url, analyzer):
+    """Issue 21, item 2: a lease that ran out during a Redis stall is won back without restarting the camera;
+    Redis restarted empty gets the config's sources back and they run again."""
+    from facestream.stream.cluster.worker import Worker
+    from facestream.stream.config import load_config
+    from facestream.stream.live.pipeline import Pipeline
+    from tests.conftest import HAMILTON
+
+    redis.Redis.from_url(redis_url).flushdb()
+    source = SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True)
+    config = load_config(overrides=[f"gallery.url={redis_url}", "cluster.lease_seconds=3"], env={})
+    config = config.model_copy(update={"sources": [source]})
+    reg = SourceRegistry(redis_url)
+    pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id="w-blip").start()
+    try:
+        worker.step()
+        deadline = time.time() + 30
+        while pipeline.running() != ["door"] and time.time() < deadline:
+            time.sleep(0.2)
+        first = next(w for w in pipeline.workers if w.source.id == "door")
+        reg.r.delete("facestream:lease:door")  # what a 6 s stall does to a 3 s lease
+        worker.step()
+        assert worker.held == {"door": source} and reg.holders()["door"] == "w-blip"
+        assert next(w for w in pipeline.workers if w.source.id == "door") is first  # never stopped
+        reg.r.flushdb()  # Redis restarted with nothing
+        worker.step()
+        assert [s.id for s in reg.sources()] == ["door"] and reg.holders()["door"] == "w-blip"
+        assert pipeline.running() == ["door"]
+    finally:
+        worker.stop()
+        reg.close()
