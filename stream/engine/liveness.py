@@ -17,8 +17,9 @@ over the frames of one track:
   median and recovering: a print cannot blink, and people who stand still do.
 
 One score per track (probability-like, from the depth), with the evidence, in
-three states: ``live``, ``spoof`` (moved like a plane) and ``unknown`` (not
-enough frames or motion yet). The constants were measured by ``bench/liveness.py``
+three states: ``live`` (the depth said "head" on 3 frames in a row, or a blink),
+``spoof`` (turned, yet moved like a plane, over at least 25 frame pairs) and
+``unknown`` (not enough frames or motion yet). The constants were measured by ``bench/liveness.py``
 on real video and on rendered attacks (see the README's Liveness section).
 """
 
@@ -41,6 +42,7 @@ MOTION_STEP = 10
 WINDOW = 60  # samples the verdict is read over (2 s at 30 fps)
 MIN_PAIRS = 10  # depth pairs before a live verdict
 SPOOF_PAIRS = 25  # before a spoof verdict: a head's first half-second can look flat (the bench saw one)
+LIVE_RUN = 3  # consecutive frames the depth must say "head" (a phone's moire can flicker past it once)
 BLINK_DROP = 0.6  # eye aspect ratio below this fraction of the track's median: eyes closing
 BLINK_RECOVER = 0.85
 MIN_EAR_SAMPLES = 10
@@ -113,6 +115,7 @@ class TrackLiveness:
         self._motion: deque[float] = deque(maxlen=WINDOW)
         self._ear: deque[float] = deque(maxlen=WINDOW)
         self._closed = False
+        self._live_run = 0
         self.blinks = 0
         self.samples = 0
         self.reported = False  # a spoof_suspected event was raised for this track
@@ -159,8 +162,11 @@ class TrackLiveness:
         score = 1.0 / (1.0 + math.exp(-(depth - DEPTH_AT_HALF) / DEPTH_SCALE))
         if self.blinks:
             return Liveness("live", max(score, 0.95), depth, motion, self.blinks, self.samples, "blinked")
-        if score >= 0.5:
+        self._live_run = self._live_run + 1 if score >= 0.5 else 0
+        if self._live_run >= LIVE_RUN:
             return Liveness("live", score, depth, motion, 0, self.samples, "moves in depth like a head")
+        if score >= 0.5:
+            return Liveness("unknown", score, depth, motion, 0, self.samples, "depth like a head; confirming")
         if motion is not None and motion >= MIN_MOTION and len(far) >= SPOOF_PAIRS:
             return Liveness("spoof", score, depth, motion, 0, self.samples, "turned but stayed flat like a picture")
         if len(far) < SPOOF_PAIRS:
