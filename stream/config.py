@@ -219,6 +219,9 @@ class ServerConfig(Section):
 
     host: str = Field("127.0.0.1", description="Interface the websocket/HTTP server listens on.")
     port: int = Field(8765, ge=0, le=65535, description="Websocket and HTTP port (dashboard, /stats).")
+    api_requests_per_minute: int = Field(
+        120, ge=0, le=1_000_000, description="Identify/verify/enrol requests one client address may make per "
+        "minute (then 429 with Retry-After); 0 = no limit.")
     token: str | None = Field(
         None, description="If set, clients must present this token (`facestream token` makes one). Required to "
         "listen beyond loopback; an empty token is an error, never 'auth off'.")

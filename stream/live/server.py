@@ -52,6 +52,7 @@ from facestream.stream.engine.faces import UNKNOWN
 from facestream.stream.live.commands import Command, CommandError, FeedbackUndo, Subscribe, parse_command
 from facestream.stream.live.commands import Feedback as FeedbackCommand
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
+from facestream.stream.live.rate_limit import WindowLimit
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosn
 # cached, framed, sniffed or read by another origin's page; a route with a fuller CSP keeps it).
 DEFAULT_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": "frame-ancestors 'none'",
                    "Cross-Origin-Resource-Policy": "same-origin"}
+# API routes that run a model (seconds of CPU each): limited per client address
+MODEL_ROUTES = frozenset({"/api/identify", "/api/verify", "/api/enroll"})
 # what needs no token: the health check, the dashboard's files (no data in them), the API's description
 OPEN_PATHS = ("/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect")
 
@@ -166,29 +169,27 @@ class Access:
         self.rejected = 0
         self.cookie_name = SESSION_COOKIE  # the server adds its port once bound
         self._revoked: dict[str, float] = {}  # session ids signed out (insertion order = age)
-        self._failures: dict[str, deque[float]] = {}  # client address -> times of its recent wrong tokens
+        self._failures = WindowLimit(FAILED_AUTH_LIMIT, FAILED_AUTH_WINDOW)
+        self._api = WindowLimit(self.config.api_requests_per_minute, 60.0)
         self._lock = threading.Lock()
 
     # -- guessing: a client that keeps sending wrong tokens waits -------------------------------------
     def failed(self, scope: Scope) -> None:
         """Count one wrong or missing token from this client."""
-        client = (scope.get("client") or ("?", 0))[0]
-        now = time.monotonic()
-        with self._lock:
-            if client not in self._failures and len(self._failures) >= MAX_SESSIONS:
-                self._failures.pop(next(iter(self._failures)))  # bounded, whoever knocks
-            times = self._failures.setdefault(client, deque(maxlen=FAILED_AUTH_LIMIT))
-            times.append(now)
+        self._failures.hit(client_address(scope))
 
     def retry_after(self, scope: Scope) -> int:
         """Seconds this client must wait before its token is looked at again (0 = it may ask now)."""
-        client = (scope.get("client") or ("?", 0))[0]
-        with self._lock:
-            times = self._failures.get(client)
-            if times is None or len(times) < FAILED_AUTH_LIMIT:
-                return 0
-            wait = times[0] + FAILED_AUTH_WINDOW - time.monotonic()
-            return max(0, int(wait) + 1) if wait > 0 else 0
+        return self._failures.wait(client_address(scope))
+
+    # -- model work: identify, verify, enrol cost seconds of CPU each -----------------------------------
+    def api_wait(self, scope: Scope) -> int:
+        """Counts one API request that runs a model; seconds to wait when the client is over its limit."""
+        client = client_address(scope)
+        wait = self._api.wait(client)
+        if not wait:
+            self._api.hit(client)
+        return wait
 
     # -- dashboard sessions: random, expiring, revocable ------------------------------------------
     # A session is "<random id>.<expiry>.<HMAC(token, id.expiry)>": random per sign-in, worthless after its
@@ -279,6 +280,10 @@ def with_headers(send: Send) -> Send:
     return wrapped
 
 
+def client_address(scope: Scope) -> str:
+    return str((scope.get("client") or ("?", 0))[0])
+
+
 class Guard:
     """ASGI middleware: the :class:`Access` rules before any route runs, for HTTP and websockets.
 
@@ -308,6 +313,13 @@ class Guard:
                 self.access.failed(scope)
                 refused = 401, {"error": "missing or wrong token",
                                 "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
+        if refused is None and scope["type"] == "http" and scope.get("method") == "POST" \
+                and scope["path"] in MODEL_ROUTES:
+            wait = self.access.api_wait(scope)
+            if wait:
+                refused, extra = (429, {"error": "too many recognition requests from this address",
+                                        "fix": f"wait {wait} s (server.api_requests_per_minute)"}), \
+                    {"Retry-After": str(wait)}
         if refused is None:
             await self.app(scope, receive, with_headers(send) if scope["type"] == "http" else send)
             return
