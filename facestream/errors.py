@@ -44,3 +44,7 @@ class FacestreamError(Exception):
         self.problem = redact(problem)
         self.fix = redact(fix) if fix else fix
         super().__init__(f"{self.problem} {self.fix}".strip() if self.fix else self.problem)
+
+
+class NotFound(FacestreamError):
+    """Something named (a person, a session) does not exist: HTTP 404 on every server."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.store import GalleryStore
 
-__all__ = ["GalleryError", "GalleryStore", "open_store"]
+__all__ = ["GalleryError", "GalleryStore", "open_store", "store_kind"]
 
 
 def open_store(url: str) -> GalleryStore:
@@ -30,14 +30,26 @@ def open_store(url: str) -> GalleryStore:
         GalleryError: unknown scheme, unwritable path, unreachable Redis.
     """
     url = (url or "").strip()  # backends import lazily: redis-py only when a redis:// URL is opened
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if store_kind(url) == "redis":
         from facestream.gallery.redis_store import RedisStore
 
         return RedisStore(url)
-    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
-        from facestream.gallery.sqlite_store import SqliteStore
+    from facestream.gallery.sqlite_store import SqliteStore
 
-        return SqliteStore(url)
+    return SqliteStore(url)
+
+
+def store_kind(url: str) -> str:
+    """Which backend a store URL names, ``sqlite`` or ``redis``: the one rule for the gallery and attendance.
+
+    Raises:
+        GalleryError: a URL of neither kind.
+    """
+    url = (url or "").strip()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return "redis"
+    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
+        return "sqlite"
     raise GalleryError(
         f"Gallery URL {url!r} is not one facestream knows.",
         "Use sqlite:///path/to/gallery.db (embedded) or redis://host:6379/0 (shared).",

@@ -575,7 +575,3 @@ def expand_sqlite_uri(uri: str) -> str:
     path = Path(uri[len("sqlite:///"):]).expanduser()
     return f"sqlite:///{path if path.is_absolute() else path.resolve()}"
 
-
-def expand_path(url_path: str) -> Path:
-    """Expand ``~`` and environment variables in a configured path."""
-    return Path(os.path.expandvars(url_path)).expanduser()

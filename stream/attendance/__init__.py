@@ -5,7 +5,7 @@ opens the store for the gallery URL; ``create_session``/``stop_session`` are wha
 the CLI and the dashboard call; ``to_csv``/``to_xlsx`` export a session.
 """
 
-from facestream.errors import FacestreamError
+from facestream.gallery import store_kind
 from facestream.stream.attendance.model import ABSENT, LATE, PRESENT, Attendance, Record, RosterEntry, Session
 from facestream.stream.attendance.monitor import AttendanceMonitor
 from facestream.stream.attendance.report import report_rows, to_csv, to_xlsx
@@ -21,13 +21,10 @@ __all__ = [
 def open_attendance_store(url: str) -> AttendanceStore:
     """The attendance store for a gallery URL (``sqlite:///...`` or ``redis://...``)."""
     url = (url or "").strip()
-    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
-        from facestream.stream.attendance.sqlite_backend import SQLiteAttendanceStore
-
-        return SQLiteAttendanceStore(url)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if store_kind(url) == "redis":
         from facestream.stream.attendance.redis_backend import RedisAttendanceStore
 
         return RedisAttendanceStore(url)
-    raise FacestreamError(f"Unsupported store URL {url!r}.",
-                          "Use sqlite:///path/to/gallery.db or redis://host:port/db (gallery.url).")
+    from facestream.stream.attendance.sqlite_backend import SQLiteAttendanceStore
+
+    return SQLiteAttendanceStore(url)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import abc
 
-from facestream.errors import FacestreamError
+from facestream.errors import NotFound
 from facestream.stream.attendance.model import Attendance, Record, Session
 
 
-class SessionNotFound(FacestreamError):
+class SessionNotFound(NotFound):
     """No session by that name, or none at all (the dashboard answers 404)."""
 
 

@@ -24,13 +24,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 
-from facestream.errors import FacestreamError
+from facestream.errors import FacestreamError, NotFound
 from facestream.stream.attendance.commands import AttendanceStart, AttendanceStop
 from facestream.stream.attendance.monitor import AttendanceMonitor
 from facestream.stream.attendance.report import to_csv, to_xlsx
 from facestream.stream.config import ServerConfig
 from facestream.stream.live.commands import Command
-from facestream.stream.live.http_api import NotFound, new_api
+from facestream.stream.live.http_api import new_api
 from facestream.stream.live.server import StreamServer
 
 log = logging.getLogger(__name__)

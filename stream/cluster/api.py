@@ -21,13 +21,13 @@ from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facestream.errors import FacestreamError
+from facestream.errors import FacestreamError, NotFound
 from facestream.gallery.store import GalleryStore, check_metadata
 from facestream.stream.attendance.erase import erase_person
 from facestream.stream.config import Config
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import load_image
-from facestream.stream.live.http_api import NotFound, TooLarge, new_api
+from facestream.stream.live.http_api import TooLarge, new_api
 from facestream.stream.recognition.clip_check import MAX_CLIP_FRAMES, read_clip, verify_clip
 from facestream.stream.recognition.enroll import Enroller, Photo
 from facestream.stream.recognition.identify import (

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facestream.stream.engine.boxes import box_iou
+
 NUM_KEYPOINTS = 6
 ROW = 17  # per anchor: 4 box values, 6 keypoints x 2, 1 score logit
 NMS_IOU = 0.3
@@ -189,16 +191,6 @@ def decode(row: np.ndarray, options: BlazeFaceOptions, anchors: np.ndarray, min_
                     transform.to_frame(kps).astype(np.float32))
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes, (len(a), len(b))."""
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def weighted_nms(faces: RawFaces, iou: float = NMS_IOU) -> RawFaces:
     """MediaPipe's weighted non-maximum suppression ("blending").
 
@@ -210,7 +202,7 @@ def weighted_nms(faces: RawFaces, iou: float = NMS_IOU) -> RawFaces:
     if n <= 1:
         return faces
     order = np.argsort(-faces.score, kind="stable")
-    overlaps = iou_matrix(faces.xyxy[order], faces.xyxy[order]) > iou
+    overlaps = box_iou(faces.xyxy[order], faces.xyxy[order]) > iou
     remaining = np.ones(n, bool)
     boxes, scores, kps = [], [], []
     for i in range(n):

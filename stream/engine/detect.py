@@ -44,10 +44,10 @@ from facestream.stream.engine.blazeface import (
     Letterbox,
     RawFaces,
     decode,
-    iou_matrix,
     letterbox,
     weighted_nms,
 )
+from facestream.stream.engine.boxes import box_iou  # noqa: F401 - re-exported: callers use detect.box_iou
 from facestream.stream.engine.faces import Faces
 from facestream.stream.engine.model_store import get_model
 from facestream.stream.engine.runtimes import create_runtime
@@ -100,11 +100,6 @@ def crop_square(box: np.ndarray | tuple[float, ...], scale: float) -> tuple[floa
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     half = max(x1 - x0, y1 - y0, 8.0) * scale / 2
     return cx - half, cy - half, cx + half, cy + half
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of two sets of xyxy boxes, (len(a), len(b))."""
-    return iou_matrix(np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4))
 
 
 def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:

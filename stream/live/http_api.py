@@ -17,17 +17,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPBearer
 
-from facestream.errors import FacestreamError
+from facestream.errors import FacestreamError, NotFound
 
 DOCS_DIR = Path(str(importlib.resources.files("facestream.stream.live") / "api_docs"))
 DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
               "favicon-32x32.png": "image/png"}
 API_VERSION = "1"  # the API's own version: routes and fields change only with it
 BEARER = HTTPBearer(auto_error=False, description="server.token (`facestream token` makes one)")
-
-
-class NotFound(FacestreamError):
-    """Something named in the request does not exist (HTTP 404)."""
 
 
 class TooLarge(FacestreamError):
@@ -37,7 +33,7 @@ class TooLarge(FacestreamError):
 def _status(exc: FacestreamError) -> int:
     if isinstance(exc, TooLarge):
         return 413
-    if isinstance(exc, NotFound) or type(exc).__name__ in ("SessionNotFound", "PersonNotFound"):
+    if isinstance(exc, NotFound):
         return 404
     return 400
 

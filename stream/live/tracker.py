@@ -21,27 +21,13 @@ from scipy.optimize import linear_sum_assignment
 
 from facestream.gallery.types import MatchResult
 from facestream.stream.config import TrackingConfig
+from facestream.stream.engine.boxes import box_iou
 from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.liveness import TrackLiveness
 from facestream.stream.engine.quality import DUPLICATE_VIEW
 from facestream.stream.recognition.feedback import FaceSample
 
 log = logging.getLogger(__name__)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` (n, 4) and ``b`` (m, 4), xyxy."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
 @dataclass
@@ -217,7 +203,7 @@ class Tracker:
         assigned: list[Track | None] = [None] * n
         live = self.tracks
         if n and live:
-            iou = iou_matrix(boxes, np.stack([t.predict(frame) for t in live]))
+            iou = box_iou(boxes, np.stack([t.predict(frame) for t in live]))
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols, strict=True):
                 if iou[r, c] >= self.config.iou_match:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from facestream.stream.config import TrackingConfig
+from facestream.stream.engine.boxes import box_iou as iou_matrix
 from facestream.stream.engine.faces import UNKNOWN, Faces
-from facestream.stream.live.tracker import Tracker, Vote, iou_matrix
+from facestream.stream.live.tracker import Tracker, Vote
 
 
 def faces(*boxes) -> Faces:
