@@ -91,12 +91,27 @@ def export_gallery(store: GalleryStore, path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-# An archive is read whole before anything is written, so what it may claim is bounded: a member that
-# inflates more than MAX_RATIO times (a zip bomb: 400 KB that decompresses to 800 MB), or beyond
-# MAX_MEMBER, or an archive beyond MAX_TOTAL, is refused from the zip directory, before decompression.
+# An archive is read whole before anything is written, so what it may claim is bounded, from the zip
+# directory, before anything inflates: the whole (MAX_TOTAL) and any member (MAX_MEMBER); then, per kind of
+# member, by what the data model allows: the manifest is small; the vectors are exactly count x dim float32
+# (an .npy header besides) and barely compress (random-looking floats); a chip is a small JPEG; people.json
+# holds at most PERSON_JSON bytes per person and EMBEDDING_JSON per embedding, and JSON is refused when it
+# inflates more than JSON_RATIO times (a real people.json, of random hashes, deflates ~3x). People are at
+# most the vectors' count plus EMPTY_PEOPLE (people enrolled without a photo are rare). Any other member is
+# refused. Together: an archive of 10 MB cannot make the import hold much more than 100 MB.
 MAX_RATIO = 200
 MAX_MEMBER = 4 << 30
 MAX_TOTAL = 32 << 30
+MAX_MANIFEST = 1 << 20
+MAX_CHIP = 256 << 10
+NPY_HEADER = 4096
+VECTOR_RATIO = 2.0
+CHIP_RATIO = 4.0
+JSON_RATIO = 8.0
+PERSON_JSON = 2048
+EMBEDDING_JSON = 1536
+EMPTY_PEOPLE = 1000
+MIN_DIM = 64
 _HASH = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
@@ -117,6 +132,8 @@ def read_archive(path: str | Path, max_total: int = MAX_TOTAL) -> tuple[dict[str
             names = set(zf.namelist())
             if "manifest.json" not in names or "people.json" not in names:
                 raise GalleryError(f"{path} is not a facestream gallery archive (no manifest/people).", bad)
+            if zf.getinfo("manifest.json").file_size > MAX_MANIFEST:
+                raise GalleryError(f"{path}: manifest.json is larger than a manifest can be.", bad)
             manifest = json.loads(zf.read("manifest.json"))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
                     or manifest.get("version") not in READABLE:
@@ -124,9 +141,13 @@ def read_archive(path: str | Path, max_total: int = MAX_TOTAL) -> tuple[dict[str
                 raise GalleryError(f"{path} has format {got!r}; this facestream reads {FORMAT!r} version "
                                    f"{', '.join(map(str, READABLE))}.", bad)
             models = _models(manifest, names, path)
+            _check_members(zf, path, models)
             people = json.loads(zf.read("people.json"))
             if not isinstance(people, list):
                 raise _invalid(path, "people.json", "a list of people")
+            if len(people) > sum(int(i["count"]) for i in models.values()) + EMPTY_PEOPLE:
+                raise _invalid(path, "people.json", "one person per few embeddings (it lists more people than the "
+                                                    "archive has vectors for)")
             matrices = {}
             for m, info in models.items():
                 arr = np.load(io.BytesIO(zf.read(info["file"])), allow_pickle=False)
@@ -158,6 +179,40 @@ def _check_sizes(zf: zipfile.ZipFile, path: Path, max_total: int) -> None:
                                "gallery.", "Check where the archive came from.")
 
 
+def _check_members(zf: zipfile.ZipFile, path: Path, models: dict[str, dict[str, Any]]) -> None:
+    """Every member's size against what the manifest and the data model allow (before reading any of it)."""
+    vectors = {info["file"]: info for info in models.values()}
+    embeddings = sum(int(info["count"]) for info in models.values())
+    budget = 64 * 1024 + PERSON_JSON * (embeddings + EMPTY_PEOPLE) + EMBEDDING_JSON * embeddings
+    fix = "Export it again with `facestream gallery export`; check where the archive came from."
+
+    def refuse(member: zipfile.ZipInfo, why: str) -> GalleryError:
+        return GalleryError(f"{path}: {member.filename} ({member.file_size} bytes unpacked, "
+                            f"{member.compress_size} packed) {why}.", fix)
+
+    for member in zf.infolist():
+        name, size, packed = member.filename, member.file_size, max(1, member.compress_size)
+        if name == "manifest.json":
+            continue
+        if name == "people.json":
+            if size > budget:
+                raise refuse(member, f"is larger than {len(models)} model(s) of {embeddings} embeddings allow")
+            if size > 64 * 1024 and size > JSON_RATIO * packed:
+                raise refuse(member, f"inflates {size // packed}x: JSON of people does not compress that well")
+        elif name in vectors:
+            info = vectors[name]
+            exact = int(info["count"]) * int(info["dim"]) * 4
+            if not exact <= size <= exact + NPY_HEADER:
+                raise refuse(member, f"is not {info['count']} x {info['dim']} float32 vectors, as the manifest says")
+            if size > 64 * 1024 and size > VECTOR_RATIO * packed:
+                raise refuse(member, f"inflates {size // packed}x: embeddings do not compress that well")
+        elif name.startswith("chips/") and name.endswith(".jpg"):
+            if size > MAX_CHIP or (size > 64 * 1024 and size > CHIP_RATIO * packed):
+                raise refuse(member, "is not a face chip (too large, or compressed like no JPEG is)")
+        elif not name.endswith("/"):
+            raise refuse(member, "is not part of a gallery archive")
+
+
 def _invalid(path: Path, where: str, expected: str) -> GalleryError:
     return GalleryError(f"{path}: {where} is not {expected}.", "Export it again with `facestream gallery export`.")
 
@@ -169,7 +224,7 @@ def _models(manifest: dict[str, Any], names: set[str], path: Path) -> dict[str, 
     for m, info in models.items():
         ok = (isinstance(m, str) and 0 < len(m) <= 200 and isinstance(info, dict)
               and isinstance(info.get("file"), str) and info["file"] in names
-              and isinstance(info.get("dim"), int) and 0 < info["dim"] <= 8192
+              and isinstance(info.get("dim"), int) and MIN_DIM <= info["dim"] <= 8192
               and isinstance(info.get("count"), int) and 0 <= info["count"] <= 100_000_000)
         if not ok:
             raise _invalid(path, f"manifest.models[{str(m)[:40]!r}]", "{file, dim, count} of a file in the archive")

@@ -258,3 +258,55 @@ def test_exporting_and_importing_keeps_what_validation_allows(store, tmp_path):
     import_gallery(copy, tmp_path / "g.zip")
     assert copy.get_person("Ann").metadata == {"tags": ["a", "b"], "n": 3, "ok": True}
     copy.close()
+
+
+def test_an_archive_claims_no_more_than_its_data_model_allows(store, tmp_path):
+    """Issue 22, item 8: a 2 MB archive once drove an import to 904 MB. Each member is now held to what the
+    manifest and the data model allow before anything is read; a people.json bomb under the zip-bomb ratio
+    is refused with little memory, and so are lying vector counts, stray members and giant chips."""
+    import tracemalloc
+
+    vectors = unit(np.random.default_rng(3), 2)
+    good = {"id": "p1", "name": "Ann", "metadata": {}, "embeddings": [{"model_id": "m1", "hash": "aa11", "row": 0}]}
+    # ~50 MB of people, deflated ~50x: below the 200x zip-bomb rule, far above what 2 embeddings allow
+    rng = np.random.default_rng(4)
+    people = [json.dumps({**good, "name": rng.bytes(12).hex() + "A" * 170, "metadata": {"k": "v" * 900}}).encode()
+              for _ in range(45000)]
+    path = tmp_path / "people-bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", json.dumps({"format": "facestream-gallery", "version": 2, "people": 45000,
+                                                 "models": {"m1": {"file": "embeddings/0.npy", "dim": 128,
+                                                                   "count": 2}}}))
+        buf = io.BytesIO()
+        np.save(buf, vectors.astype(np.float32), allow_pickle=False)
+        zf.writestr("embeddings/0.npy", buf.getvalue(), zipfile.ZIP_STORED)
+        with zf.open("people.json", "w") as fh:
+            fh.write(b"[" + b",".join(people) + b"]")
+    assert path.stat().st_size < 3_000_000
+    tracemalloc.start()
+    with pytest.raises(GalleryError, match="people.json .* larger than 1 model"):
+        import_gallery(store, path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 << 20, peak  # the directory was read, people.json never was
+    # a manifest that lies about its vectors, a stray member, a "chip" of 1 MB
+    big = {"m1": {"file": "embeddings/0.npy", "dim": 128, "count": 1_000_000}}
+    with pytest.raises(GalleryError, match="is not 1000000 x 128 float32 vectors"):
+        import_gallery(store, _archive_with(tmp_path, [good], vectors, models=big))
+    with pytest.raises(GalleryError, match="not part of a gallery archive"):
+        import_gallery(store, _archive(tmp_path, [good], vectors, {"../../etc/cron.d/x": b"* * * * * evil"}))
+    with pytest.raises(GalleryError, match="is not a face chip"):
+        import_gallery(store, _archive(tmp_path, [good], vectors, {"chips/0/aa11.jpg": rng.bytes(1 << 20)}))
+    assert store.list_people() == []
+
+
+def _archive_with(tmp_path, people: list, vectors: np.ndarray, models: dict) -> str:
+    path = tmp_path / "lying.zip"
+    buf = io.BytesIO()
+    np.save(buf, vectors.astype(np.float32), allow_pickle=False)
+    manifest = {"format": "facestream-gallery", "version": 2, "people": len(people), "models": models}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(manifest))
+        zf.writestr("people.json", json.dumps(people))
+        zf.writestr("embeddings/0.npy", buf.getvalue())
+    return str(path)
