@@ -183,10 +183,10 @@ def compare_pairs(analyzer, csv_path: Path) -> int:
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
-    from facestream.stream.engine.model_store import DETECTORS, get_model, prepare_model
+    from facestream.stream.engine.model_store import DETECTORS, HELPERS, get_model, prepare_model
 
     # the configured embedder and both detector ranges, unless one model is named
-    names = [args.name] if args.name else [load_args_config(args).embedder.model, *DETECTORS]
+    names = [args.name] if args.name else [load_args_config(args).embedder.model, *DETECTORS, *HELPERS]
     for name in names:
         spec = prepare_model(name, force=True) if args.force else get_model(name)
         print(f"{spec.name}: ready ({spec.model_id}) at {spec.onnx_path}")

@@ -6,7 +6,7 @@ keypoints 0 and 1) lie level. The model sees that crop at 192x192 and its
 landmarks are mapped back to image pixels. Used by liveness
 (:mod:`facestream.stream.engine.liveness`), where the mesh's motion over a track
 tells a head from a picture; MediaPipe's own ``FaceMesh`` graph is the reference
-the port is tested against.
+the port is tested against (on ONNX Runtime, as it runs on a CPU).
 """
 
 from __future__ import annotations
@@ -60,25 +60,46 @@ def _crop_to_image(roi: np.ndarray) -> np.ndarray:
 
 
 class FaceMesher:
-    """Runs the face mesh on faces of an RGB image, all faces in one batch (GPU when torch has one).
+    """Runs the face mesh on faces of an RGB image, all faces in one batch.
 
-    Thread-safe: one model, calls serialised by a lock (the model is small; batches are what save time).
+    On a CUDA machine the torch port runs on the GPU; elsewhere the prepared ONNX model
+    (``facestream models prepare`` makes it from the mediapipe wheel, once) runs on ONNX Runtime, 2-3x
+    faster than the torch port on a CPU. Thread-safe: calls are serialised by a lock (batches save time).
     """
 
     def __init__(self, device: str | None = None):
         self._device = device
-        self._net = None
+        self._run = None
         self._lock = threading.Lock()
 
-    def _model(self):
-        if self._net is None:
+    def _runner(self):
+        if self._run is None:
             import torch
 
-            from facestream.stream.engine.networks.face_mesh import load_face_mesh
+            device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if device == "cpu":
+                import onnxruntime as ort
 
-            self._device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._net = load_face_mesh().to(self._device)
-        return self._net
+                from facestream.stream.engine.model_store import prepare_model
+
+                session = ort.InferenceSession(str(prepare_model("face-mesh").onnx_path),
+                                               providers=["CPUExecutionProvider"])
+                name = session.get_inputs()[0].name
+
+                def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    rows = session.run(None, {name: x})[0]
+                    return rows[:, :-1].reshape(len(x), MESH_POINTS, 3), rows[:, -1]
+            else:
+                from facestream.stream.engine.networks.face_mesh import load_face_mesh
+
+                net = load_face_mesh().to(device)
+
+                def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    with torch.inference_mode():
+                        pts, flag = net(torch.from_numpy(x).to(device))
+                    return pts.cpu().numpy(), flag.cpu().numpy()
+            self._run = run
+        return self._run
 
     def __call__(self, rgb: np.ndarray, xyxy: np.ndarray, kps: np.ndarray | None = None) -> Mesh:
         """Meshes for the faces at ``xyxy`` (with detector keypoints ``kps`` to level the eyes, when known)."""
@@ -90,18 +111,15 @@ class FaceMesher:
             cv2.warpAffine(rgb, m, (MESH_INPUT, MESH_INPUT), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)
             for m in maps])
-        import torch
-
-        with self._lock, torch.inference_mode():
-            net = self._model()
-            x = torch.from_numpy(crops).to(self._device).permute(0, 3, 1, 2).float() / 255.0
-            pts, flag = net(x)
-            pts, flag = pts.cpu().numpy(), torch.sigmoid(flag).cpu().numpy()
+        x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+        with self._lock:
+            pts, logit = self._runner()(x)
+        presence = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
         out = np.empty_like(pts)
         for i, m in enumerate(maps):
             out[i, :, :2] = pts[i, :, :2] @ m[:, :2].T + m[:, 2]
             out[i, :, 2] = pts[i, :, 2] * (rois[i, 2] / MESH_INPUT)
-        return Mesh(out.astype(np.float32), flag.astype(np.float32))
+        return Mesh(out.astype(np.float32), presence.astype(np.float32))
 
 
 _SHARED: FaceMesher | None = None

@@ -34,7 +34,12 @@ from typing import Any, Literal
 from facestream.errors import FacestreamError
 from facestream.stream.config import MlflowConfig, expand_sqlite_uri
 from facestream.stream.engine.operating_points import DLIB_RESNET_V1
-from facestream.stream.engine.package_models import DLIB_RESNET, blazeface_file, dlib_model_file
+from facestream.stream.engine.package_models import (
+    DLIB_RESNET,
+    blazeface_file,
+    dlib_model_file,
+    face_mesh_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +88,7 @@ class ModelSpec:
     threshold: float = 0.92
     architecture: str | None = "dlib_resnet"
     weights_path: Path | None = None
-    task: Literal["embed", "detect"] = "embed"
+    task: Literal["embed", "detect", "mesh"] = "embed"
     impostor_tail: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -281,6 +286,28 @@ def _convert_blazeface(kind: str) -> Callable[[Path, Path, str], ModelSpec]:
     return convert
 
 
+def _convert_face_mesh(source: Path, out_dir: Path, model_id: str) -> ModelSpec:
+    """MediaPipe's face mesh: .tflite -> torch -> ONNX (checked against torch), one output row per face:
+    468 x (x, y, z) in crop pixels, then the presence logit."""
+    import torch
+
+    from facestream.stream.engine.export import export_onnx
+    from facestream.stream.engine.networks.face_mesh import MESH_INPUT, FlatFaceMesh, load_face_mesh
+
+    model = load_face_mesh(source)
+    torch.save(model.state_dict(), out_dir / WEIGHTS_FILE)
+    # landmarks are crop pixels (0..192): 1e-2 of a pixel is far below the mesh's own jitter
+    export_onnx(FlatFaceMesh(model), out_dir / ONNX_FILE, input_size=MESH_INPUT, atol=1e-2, input_range=0.5)
+    spec = ModelSpec(
+        name="face-mesh", model_id=model_id, onnx_path=out_dir / ONNX_FILE, input_size=MESH_INPUT,
+        mean=(0.0, 0.0, 0.0), std=255.0, embedding_dim=468 * 3 + 1, threshold=0.0, architecture="face_mesh",
+        weights_path=out_dir / WEIGHTS_FILE, task="mesh",
+        extra={"source": str(source), "source_sha256": model_id.rsplit("@", 1)[-1]},
+    )
+    spec.save(out_dir)
+    return spec
+
+
 BUILTINS: dict[str, _Builtin] = {
     "dlib-resnet-v1": _Builtin(
         name="dlib-resnet-v1",
@@ -307,14 +334,25 @@ BUILTINS: dict[str, _Builtin] = {
         description="MediaPipe's BlazeFace full range (192x192, faces within ~5 m), ported from its .tflite",
         threshold=0.0,
     ),
+    "face-mesh": _Builtin(
+        name="face-mesh",
+        source=face_mesh_file,
+        convert=_convert_face_mesh,
+        description="MediaPipe's face mesh (468 landmarks in 3D, 192x192 crops), ported from its .tflite (liveness)",
+        threshold=0.0,
+    ),
 }
 DETECTORS = ("blazeface-full", "blazeface-short")
+HELPERS = ("face-mesh",)  # prepared with the detectors; neither embedder nor detector
 
 
 def list_models(task: str | None = "embed") -> list[str]:
     """Built-in model names :func:`get_model` and :func:`prepare_model` accept: the embedders (``task="embed"``),
     the detectors (``"detect"``), or all (``None``)."""
-    return sorted(name for name in BUILTINS if task is None or (name in DETECTORS) == (task == "detect"))
+    def kind(name: str) -> str:
+        return "detect" if name in DETECTORS else "mesh" if name in HELPERS else "embed"
+
+    return sorted(name for name in BUILTINS if task is None or kind(name) == task)
 
 
 def _unknown_model(name: str) -> FacestreamError:

@@ -31,6 +31,18 @@ class FaceMeshNet(TfliteNet):
         return mesh.reshape(x.shape[0], MESH_POINTS, 3), flag.reshape(x.shape[0])
 
 
+class FlatFaceMesh(torch.nn.Module):
+    """One output for export: (N, 468 * 3 + 1), the landmarks then the presence logit."""
+
+    def __init__(self, mesh: FaceMeshNet):
+        super().__init__()
+        self.mesh = mesh
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        points, flag = self.mesh(x)
+        return torch.cat([points.flatten(1), flag[:, None]], dim=1)
+
+
 def load_face_mesh(path: str | Path | None = None) -> FaceMeshNet:
     """The face mesh network from its ``.tflite`` (default: the mediapipe wheel's), in eval mode."""
     return FaceMeshNet(read_tflite(path or face_mesh_file())).eval()
