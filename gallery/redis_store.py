@@ -26,23 +26,22 @@ written and announced or none of it.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.typing import EncodableT, FieldT
 
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.names import check_distinct, distinct_names
+from facestream.gallery.redis_bulk import stage_new_people
+from facestream.gallery.redis_events import RedisSubscription
+from facestream.gallery.redis_guard import guard as _guard
 from facestream.gallery.store import (
     GalleryMatrix,
     GalleryStore,
@@ -62,110 +61,9 @@ log = logging.getLogger(__name__)
 PREFIX = "facestream:"
 
 
-def _down(url: str, exc: Exception) -> GalleryError:
-    return GalleryError(
-        f"The Redis gallery at {url} is unreachable ({exc}); the operation was not applied.",
-        "Start redis-server (or fix --gallery / FACESTREAM_GALLERY) and retry; re-running an enrolment "
-        "skips what is already stored.",
-    )
-
-
-def _failure(url: str, exc: Exception) -> GalleryError:
-    """The GalleryError for a Redis client exception."""
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-        return _down(url, exc)
-    return GalleryError(f"Redis refused the operation ({exc}).", "Check the Redis server's logs.")
-
-
 def _text(value: bytes | str) -> str:
     """A Redis reply as text (the client returns bytes: vectors and chips are binary)."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _fields(mapping: Mapping[str, str] | Mapping[str, bytes]) -> dict[FieldT, EncodableT]:
-    """A hash's fields as redis-py's ``hset(mapping=...)`` types them."""
-    return dict(mapping.items())
-
-
-def _guard(fn: Callable) -> Callable:
-    """Turn a lost Redis connection into one clear GalleryError, also while a generator is iterated."""
-    if inspect.isgeneratorfunction(fn):  # its body runs on next(), after a plain wrapper has returned
-
-        @functools.wraps(fn)
-        def gen_wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            try:
-                yield from fn(self, *args, **kwargs)
-            except (RedisError, OSError) as exc:
-                raise _failure(self.url, exc) from None
-
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except (RedisError, OSError) as exc:
-            raise _failure(self.url, exc) from None
-
-    return wrapper
-
-
-class RedisSubscription(Subscription):
-    """A daemon thread on the ``events`` channel that survives Redis restarts.
-
-    After every (re)connect it sends ``{"op": "resync"}`` to the callback, since
-    events published while disconnected are lost and the cache must be checked.
-    """
-
-    def __init__(self, url: str, channel: str, callback: Callable[[dict[str, Any]], None]):
-        self.url, self.channel, self.callback = url, channel, callback
-        self._stop = threading.Event()
-        self.connected = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gallery-events", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        delay = 0.1
-        while not self._stop.is_set():
-            client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
-            pubsub = client.pubsub()
-            try:
-                pubsub.subscribe(self.channel)
-                while not self._stop.is_set():
-                    msg = pubsub.get_message(timeout=0.5)
-                    if msg is None:
-                        continue
-                    if msg["type"] == "subscribe":
-                        self.connected.set()
-                        delay = 0.1
-                        self._emit({"op": "resync"})
-                    elif msg["type"] == "message":
-                        try:
-                            self._emit(json.loads(msg["data"]))
-                        except ValueError:
-                            self._emit({"op": "resync"})
-            except (RedisError, OSError) as exc:
-                if self.connected.is_set():
-                    log.warning("gallery events: lost Redis at %s (%s); reconnecting", self.url, exc)
-                self.connected.clear()
-                self._stop.wait(delay)
-                delay = min(delay * 2, 1.0)
-            finally:
-                try:
-                    pubsub.close()
-                    client.close()
-                except (RedisError, OSError):
-                    pass
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        try:
-            self.callback(event)
-        except Exception:  # a listener bug must not kill the channel
-            log.exception("gallery event callback failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=3)
 
 
 class RedisStore(GalleryStore):
@@ -363,46 +261,9 @@ class RedisStore(GalleryStore):
         def flush(taken: set[tuple[str, str]]) -> None:
             if not chunk:
                 return
-            now = time.time()
             pipe = self.r.pipeline(transaction=True)
             dims = {_text(m): int(d) for m, d in self.r.hgetall(self.k("dims")).items()}
-            people: dict[str, str] = {}
-            display: dict[str, str] = {}
-            names: dict[str, str] = {}
-            vec: dict[str, dict[str, bytes]] = {}
-            owner: dict[str, dict[str, str]] = {}
-            info: dict[str, dict[str, str]] = {}
-            chips: dict[str, dict[str, bytes]] = {}
-            for person, embs in chunk:
-                name = check_name(person.name)
-                check_person_id(person.id)
-                people[person.id] = json.dumps(allow_nan=False, obj={"name": name, "metadata": check_metadata(person.metadata),
-                                                "created": person.created or now, "updated": person.updated or now})
-                display[person.id] = name
-                names[name.casefold()] = person.id
-                members = []
-                for e in embs:
-                    v = check_vector(e, dims.get(e.model_id))
-                    dims[e.model_id] = len(v)
-                    if (e.model_id, e.hash) in taken:  # already someone's: first owner wins, as in SQLite
-                        continue
-                    taken.add((e.model_id, e.hash))
-                    vec.setdefault(e.model_id, {})[f"{person.id}|{e.hash}"] = v.tobytes()
-                    owner.setdefault(e.model_id, {})[e.hash] = person.id
-                    info.setdefault(e.model_id, {})[e.hash] = json.dumps(allow_nan=False, obj={"source": e.source,
-                                                                          "created": e.created or now})
-                    if e.chip:
-                        chips.setdefault(e.model_id, {})[e.hash] = e.chip
-                    members.append(f"{e.model_id}|{e.hash}")
-                if members:
-                    pipe.sadd(self.k("pemb", person.id), *members)
-            for key, texts in (("people", people), ("display", display), ("names", names)):
-                pipe.hset(self.k(key), mapping=_fields(texts))
-            for kind, per_model in (("vec", vec), ("owner", owner), ("info", info), ("chip", chips)):
-                for m, values in per_model.items():
-                    pipe.hset(self.k(kind, m), mapping=_fields(values))
-            if dims:
-                pipe.hset(self.k("dims"), mapping={m: d for m, d in dims.items() if d is not None})
+            stage_new_people(pipe, self.k, chunk, taken, dims, time.time())
             self._bump(pipe, "import", None)
             pipe.execute()
             chunk.clear()

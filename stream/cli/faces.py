@@ -119,7 +119,7 @@ def compare_pairs(analyzer, csv_path: Path) -> int:
     then a summary line with the accuracy and error rates. Each photo is read and embedded once; a photo that
     fails gives its pairs an ``error`` and the run goes on."""
     from facestream.stream.engine.imageio import load_image
-    from facestream.stream.recognition.enroll import read_table
+    from facestream.stream.recognition.roster_table import read_table
 
     header, rows = read_table(csv_path)
     cols = {h.strip().casefold(): h for h in header}

@@ -22,7 +22,6 @@ running the same command again completes the rest.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import sys
@@ -41,6 +40,13 @@ from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import image_files, load_image
 from facestream.stream.engine.quality import head_yaw, sharpness
 from facestream.stream.recognition.download import fetch_url
+from facestream.stream.recognition.roster_table import (
+    ID_COLUMNS,
+    NAME_COLUMNS,
+    PHOTO_COLUMNS,
+    pick_column,
+    read_table,
+)
 from facestream.stream.recognition.video_enroll import VIEWS, collect_views, is_video, main_person, pick_views
 
 if TYPE_CHECKING:
@@ -49,9 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROSTER_EXTS = {".csv", ".tsv", ".xlsx"}
-NAME_COLUMNS = ("name", "full name", "full_name", "display name", "display_name", "student", "person")
-PHOTO_COLUMNS = ("photo", "photo_url", "photo url", "image", "image_url", "picture", "url", "path", "file")
-ID_COLUMNS = ("id", "person_id")
 # A second face at least this fraction of the largest face's width makes the photo ambiguous.
 SECOND_FACE_RATIO = 0.5
 # Galleries up to this many embeddings are reloaded after each person of a run (later people are checked
@@ -468,8 +471,8 @@ class Enroller:
         """A CSV/XLSX roster: one row per photo; rows sharing a name are one person."""
         path = Path(path)
         header, rows = read_table(path)
-        name_col = _pick_column(header, name_column, NAME_COLUMNS, "name", path)
-        photo_col = _pick_column(header, photo_column, PHOTO_COLUMNS, "photo", path)
+        name_col = pick_column(header, name_column, NAME_COLUMNS, "name", path)
+        photo_col = pick_column(header, photo_column, PHOTO_COLUMNS, "photo", path)
         id_col = next((c for c in header if c.strip().casefold() in ID_COLUMNS), None)
         groups: dict[str, PersonPhotos] = {}
         for row in rows:
@@ -564,51 +567,3 @@ class Enroller:
                 report.people.append(person.name)
                 report.verdicts += [ImageVerdict(s or h, person.name, "enrolled") for h, s in keep]
         return report
-
-
-def _pick_column(header: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, path: Path) -> str:
-    if wanted:
-        for col in header:
-            if col.strip().casefold() == wanted.strip().casefold():
-                return col
-        raise FacestreamError(f"{path} has no column {wanted!r} (columns: {', '.join(header) or 'none'}).",
-                              f"Pass the right --{what}-column.")
-    for cand in candidates:
-        for col in header:
-            if col.strip().casefold() == cand:
-                return col
-    raise FacestreamError(
-        f"{path} has no {what} column (columns: {', '.join(repr(h) for h in header) or 'none'}).",
-        f"Name a column {candidates[0]!r} or pass --{what}-column COLUMN.")
-
-
-def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a CSV/TSV (delimiter sniffed) or the first sheet of an XLSX."""
-    if not path.is_file():
-        raise FacestreamError(f"Roster not found: {path}.", "Check the path.")
-    if path.suffix.lower() == ".xlsx":
-        try:
-            import openpyxl
-
-            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-            table = [["" if c is None else str(c) for c in row] for row in wb.worksheets[0].iter_rows(values_only=True)]
-            wb.close()
-        except Exception as exc:  # openpyxl raises many types for a damaged file
-            raise FacestreamError(f"Cannot read the spreadsheet {path} ({exc}).", "Save it again as .xlsx or .csv.") \
-                from None
-    else:
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FacestreamError(f"Cannot read the roster {path} ({exc}).", "Save it as UTF-8 CSV.") from None
-        try:
-            dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        table = list(csv.reader(io.StringIO(text), dialect))
-    table = [r for r in table if any(str(c).strip() for c in r)]
-    if not table:
-        raise FacestreamError(f"The roster {path} is empty.", "Add a header row (name, photo) and one row per photo.")
-    header = [h.strip() for h in table[0]]
-    return header, [dict(zip(header, r + [""] * (len(header) - len(r)), strict=False)) for r in table[1:]]
-
