@@ -5,7 +5,7 @@ The clip's main face (the largest at first, then followed by overlap from frame 
 face-mesh evidence as a live track (:class:`facestream.stream.engine.liveness.TrackLiveness`):
 a turning head shows depth, a turning picture stays flat, a blink counts. The
 identity is checked like a live track's: a template of the clip's best distinct
-views (up to ``VIEWS``, by face quality, near-duplicates once), at the 1:1
+views (up to ``VIEWS``, picked as enrolment from video picks them), at the 1:1
 threshold read for a template of that many views. 1-3 s of video at 15-30 fps
 with a slight turn of the head or a blink is what a verdict needs.
 """
@@ -28,10 +28,10 @@ from facestream.stream.engine.face_mesh import PRESENT, shared_mesher
 from facestream.stream.engine.faces import Faces
 from facestream.stream.engine.imageio import check_pixels
 from facestream.stream.engine.liveness import Liveness, TrackLiveness
-from facestream.stream.engine.quality import DUPLICATE_VIEW, face_quality
+from facestream.stream.engine.quality import face_quality
 from facestream.stream.recognition.identify import Verification
+from facestream.stream.recognition.video_enroll import VIEWS, VideoView, pick_views
 
-VIEWS = 5  # as enrolment from video: 5 views hold 80% of what many would give (video_enroll.py)
 MAX_CLIP_FRAMES = 120  # 4 s at 30 fps: enough for a verdict, bounded work per request
 SAME_FACE_IOU = 0.2  # the main face of consecutive frames overlaps this much...
 MAX_MISSED = 5  # ...or is missing for at most this many frames; else a new main face starts over
@@ -137,19 +137,17 @@ def clip_liveness(analyzer: FaceAnalyzer, frames: list[np.ndarray]) -> tuple[Liv
 
 
 def _template(analyzer: FaceAnalyzer, frames: list[np.ndarray], shots: list[_Shot]) -> tuple[np.ndarray, list[int]]:
-    """The quality-weighted mean of up to VIEWS distinct views (best quality first), and their frames."""
-    picked: list[tuple[np.ndarray, float, int]] = []
-    for shot in sorted(shots, key=lambda s: -s.quality)[:3 * VIEWS]:
-        emb = analyzer.embed(frames[shot.frame], shot.faces).embedding
-        assert emb is not None
-        e = emb[0]
-        if any(float(e @ p[0]) >= DUPLICATE_VIEW for p in picked):
-            continue  # a near-duplicate of a view already in: it adds nothing
-        picked.append((e, max(shot.quality, 0.05), shot.frame))
-        if len(picked) == VIEWS:
-            break
-    mean = np.sum([w * e for e, w, _ in picked], axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32), sorted(f for _, _, f in picked)
+    """The quality-weighted mean of up to VIEWS good, different views (enrolment from video's pick), and their
+    frames; the candidates are embedded in one batch."""
+    candidates = sorted(shots, key=lambda s: -s.quality)[:3 * VIEWS]
+    chips = np.stack([analyzer.chips(frames[s.frame], s.faces)[0] for s in candidates])
+    embeddings = analyzer.embed_chips(chips)
+    views = [VideoView(s.frame, chip, s.faces.landmarks[0] if s.faces.landmarks is not None else np.zeros((5, 2)),
+                       float(s.faces.width[0]), s.quality, e)
+             for s, chip, e in zip(candidates, chips, embeddings, strict=True)]
+    picked = pick_views(views, VIEWS)
+    mean = np.sum([max(v.quality, 0.05) * v.embedding for v in picked], axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32), sorted(v.frame for v in picked)
 
 
 def verify_clip(analyzer: FaceAnalyzer, matcher: Matcher, frames: list[np.ndarray], person: str,
