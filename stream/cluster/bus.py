@@ -12,7 +12,12 @@ JPEGs cost bandwidth, so a worker encodes them only while a gateway says someone
 watches: gateways keep entries of the ``facestream:watch`` hash (source, or ``*``,
 to an expiry time) fresh; one small hash, never a scan of the keyspace.
 Per-source order holds: one worker thread publishes a source's messages, in order, and
-a source has one worker at a time (its lease).
+a source has one worker at a time (its lease). Across a failover the lease's epoch keeps
+it: a worker's messages carry ``worker`` and ``epoch``, are written by a script only while
+the lease key still holds that worker and epoch (so one cut off or frozen past its lease
+writes nothing after the new holder's first message), are dropped on the worker itself
+once its lease is 2/3 gone without a renewal, and a gateway drops any epoch older than one
+it has seen for that source.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +37,7 @@ from facestream import wire
 from facestream.errors import redact
 from facestream.stream.attendance.redis_backend import LIVE_STREAM
 from facestream.stream.cluster.clock import redis_now
+from facestream.stream.cluster.registry import LEASE, lease_token
 from facestream.stream.config import ServerConfig
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
 from facestream.stream.live.server import StreamServer, _hide_unknown_faces, encode_jpeg, with_jpeg
@@ -42,6 +49,53 @@ WATCH = "facestream:watch"  # hash: source id (or "*" for every source) -> until
 WATCH_TTL_S = 6.0
 STALE_S = 2.0  # a reader further behind than this jumps to the present
 PENDING_MAX = 2000  # messages a worker holds while Redis is away (oldest dropped)
+
+# KEYS: the stream, then the lease keys the batch names; ARGV: maxlen, then 5 per message:
+# lease key index (0: not fenced), token, source, message, jpeg ('' for none) -> {written, fenced}
+_PUBLISH = """
+local ok = {}
+local sent, fenced = 0, 0
+for i = 2, #ARGV, 5 do
+  local k = tonumber(ARGV[i])
+  local allowed = true
+  if k > 0 then
+    if ok[k] == nil then ok[k] = (redis.call('GET', KEYS[k]) == ARGV[i + 1]) end
+    allowed = ok[k]
+  end
+  if allowed then
+    if ARGV[i + 4] ~= '' then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3], 'j', ARGV[i + 4])
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3])
+    end
+    sent = sent + 1
+  else
+    fenced = fenced + 1
+  end
+end
+return {sent, fenced}
+"""
+
+
+@dataclass(frozen=True)
+class Held:
+    """A source this worker holds: its lease's epoch and until when (monotonic) it may publish for it."""
+
+    worker: str
+    epoch: int
+    until: float
+
+    @property
+    def token(self) -> str:
+        return lease_token(self.worker, self.epoch)
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    source: str
+    text: str
+    jpeg: str | None
+    token: str | None  # the lease token it was published under (None: not fenced)
 
 
 def _until(value: Any) -> float:
@@ -67,11 +121,15 @@ def watch(client: redis.Redis, sources: list[str], seconds: float = WATCH_TTL_S)
 class LivePublisher:
     """A worker's side: messages into the stream from a background thread (the pipeline never waits on Redis)."""
 
-    def __init__(self, client: redis.Redis, server: ServerConfig, maxlen: int = 5000):
+    def __init__(self, client: redis.Redis, server: ServerConfig, maxlen: int = 5000, fencing: bool = False):
         self.r = client
         self.server = server
         self.maxlen = maxlen
-        self._pending: deque[tuple[str, str, str | None]] = deque(maxlen=PENDING_MAX)
+        # fencing (a worker's publisher): a source's messages go out only while this worker holds its lease
+        self.fencing = fencing
+        self._held: dict[str, Held] = {}
+        self._script = client.register_script(_PUBLISH)
+        self._pending: deque[_Outgoing] = deque(maxlen=PENDING_MAX)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._watched: tuple[float, set[str] | None] = (0.0, set())
@@ -79,7 +137,22 @@ class LivePublisher:
         self.sent = 0
         self.dropped = 0
         self.failures = 0
+        self.fenced = 0  # messages not written: their lease was gone (here or in Redis)
         self._thread = threading.Thread(target=self._run, name="bus-publisher", daemon=True)
+
+    def hold(self, source: str, held: Held) -> None:
+        """This worker holds ``source`` at ``held.epoch`` until ``held.until`` (renewed by each lease renewal)."""
+        self._held[source] = held
+
+    def let_go(self, source: str) -> None:
+        """The lease is lost or released: nothing more of ``source`` goes out, queued messages included."""
+        self._held.pop(source, None)
+
+    def _lease_ok(self, source: str, token: str | None) -> bool:
+        if token is None:
+            return True
+        held = self._held.get(source)
+        return held is not None and held.token == token and time.monotonic() <= held.until
 
     def start(self) -> LivePublisher:
         self._thread.start()
@@ -102,7 +175,19 @@ class LivePublisher:
 
     def publish(self, message: dict, source: str | None = None, t_read: float | None = None,
                 image: np.ndarray | None = None) -> None:
-        """Queue one message (the same signature as :meth:`StreamServer.publish`, so monitors can call either)."""
+        """Queue one message (the same signature as :meth:`StreamServer.publish`, so monitors can call either).
+
+        With fencing, a source's message carries this worker's id and lease epoch, and is dropped (counted
+        in ``fenced``) when the lease is not held; messages for everyone (``source`` None) are not fenced.
+        """
+        token = None
+        if self.fencing and source:
+            held = self._held.get(source)
+            if held is None or time.monotonic() > held.until:
+                self.fenced += 1
+                return
+            message = {**message, "worker": held.worker, "epoch": held.epoch}
+            token = held.token
         text = wire.dumps(message, separators=(",", ":"))
         jpeg = None
         if image is not None and source is not None and self._jpeg_due(source):
@@ -111,7 +196,7 @@ class LivePublisher:
             jpeg = encode_jpeg(image, self.server.jpeg_quality)
         if len(self._pending) == self._pending.maxlen:
             self.dropped += 1
-        self._pending.append((source or "", text, jpeg))
+        self._pending.append(_Outgoing(source or "", text, jpeg, token))
         self._wake.set()
 
     def _jpeg_due(self, source: str) -> bool:
@@ -127,10 +212,12 @@ class LivePublisher:
         return True
 
     def _watchers(self) -> set[str] | None:
-        """Sources a gateway's viewer watches (None: all), asked of Redis at most once a second."""
-        at, watched = self._watched
-        if time.monotonic() - at < 1.0:
-            return watched
+        """Sources a gateway's viewer watches (None: all), as the publisher thread last read them: the
+        pipeline thread that asks never waits on Redis."""
+        return self._watched[1]
+
+    def _refresh_watchers(self) -> set[str] | None:
+        """Read the watch hash (the publisher thread, at most once a second)."""
         try:
             entries = self.r.hgetall(WATCH) or {}
             wall = redis_now(self.r)
@@ -146,20 +233,21 @@ class LivePublisher:
         while not self._stop.is_set() or self._pending:
             self._wake.wait(0.5)
             self._wake.clear()
-            batch: list[tuple[str, str, str | None]] = []
+            if time.monotonic() - self._watched[0] >= 1.0 and not self._stop.is_set():
+                self._refresh_watchers()
+            batch: list[_Outgoing] = []
             while self._pending and len(batch) < 500:
-                batch.append(self._pending.popleft())
+                out = self._pending.popleft()
+                if self._lease_ok(out.source, out.token):
+                    batch.append(out)
+                else:  # the lease ran out while it waited (Redis away, or this process frozen)
+                    self.fenced += 1
             if not batch:
                 continue
-            pipe = self.r.pipeline(transaction=False)
-            for source, text, jpeg in batch:
-                fields: dict[Any, Any] = {"s": source, "m": text}
-                if jpeg:
-                    fields["j"] = jpeg
-                pipe.xadd(STREAM, fields, maxlen=self.maxlen, approximate=True)
             try:
-                pipe.execute()
-                self.sent += len(batch)
+                sent, fenced = self._send(batch)
+                self.sent += sent
+                self.fenced += fenced
             except redis.RedisError as exc:  # Redis away: drop this batch, keep recognising, say so once a while
                 self.failures += 1
                 self.dropped += len(batch)
@@ -169,8 +257,23 @@ class LivePublisher:
                 if self._stop.wait(1.0):
                     return
 
+    def _send(self, batch: list[_Outgoing]) -> tuple[int, int]:
+        """One script call: each message written only if its lease key still holds its token."""
+        keys: list[str] = [STREAM]
+        index: dict[str, int] = {}
+        args: list[Any] = [self.maxlen]
+        for out in batch:
+            k = 0
+            if out.token is not None:
+                k = index.setdefault(out.source, len(keys) + 1)
+                if k == len(keys) + 1:
+                    keys.append(LEASE + out.source)
+            args += [k, out.token or "", out.source, out.text, out.jpeg or ""]
+        sent, fenced = self._script(keys=keys, args=args)
+        return int(sent), int(fenced)
+
     def stats(self) -> dict[str, int]:
-        return {"sent": self.sent, "dropped": self.dropped, "queued": len(self._pending)}
+        return {"sent": self.sent, "dropped": self.dropped, "fenced": self.fenced, "queued": len(self._pending)}
 
 
 class LiveReader:
@@ -181,6 +284,8 @@ class LiveReader:
         self.server = server
         self.received = 0
         self.rejected = 0  # entries that are not a message a worker writes (junk, non-UTF-8, not JSON)
+        self.stale = 0  # messages of a lease epoch older than one already seen for their source
+        self._epochs: dict[str, int] = {}
         self._offset, self._offset_at = 0.0, float("-inf")
         self.hop_ms: deque[float] = deque(maxlen=5000)
         self.failures = 0
@@ -250,6 +355,12 @@ class LiveReader:
         message = json.loads(text)  # what a worker writes is one JSON object with a type
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise ValueError("not a message")
+        epoch = message.get("epoch")
+        if source and type(epoch) is int:
+            if epoch < self._epochs.get(source, 0):  # a worker that lost the source: the new holder speaks
+                self.stale += 1
+                return
+            self._epochs[source] = epoch
         self.received += 1
         self.hop_ms.append(max(0.0, hop_ms))
         self.server.publish_encoded(text, with_jpeg(text, jpeg) if jpeg else None, source)
@@ -271,6 +382,6 @@ class LiveReader:
 
     def stats(self) -> dict[str, Any]:
         hop = list(self.hop_ms)
-        return {"received": self.received, "rejected": self.rejected, "hop_ms_p50": percentile(hop, 50),
+        return {"received": self.received, "rejected": self.rejected, "stale": self.stale, "hop_ms_p50": percentile(hop, 50),
                 "hop_ms_p99": percentile(hop, 99), "redis_failures": self.failures,
                 "reading": self._thread.is_alive()}

@@ -4,8 +4,13 @@ Layout (all under ``facestream:``):
 
 * ``sources`` (hash): source id -> its :class:`SourceConfig` as JSON (``facestream sources add``,
   or a worker's ``sources:`` config, registered at start);
-* ``lease:<id>`` (string with a TTL): the worker holding the source; set with ``SET NX PX`` so
-  one worker wins, renewed by its holder only (a Lua compare-and-expire), deleted on a clean stop;
+* ``lease:<id>`` (string with a TTL): ``<worker>#<epoch>``, the worker holding the source and the
+  epoch of its claim; set only when free (a Lua script, so one worker wins), renewed by its holder
+  only (a compare-and-expire), deleted on a clean stop;
+* ``epoch:<id>`` (counter, never expires): raised by every claim. Every message a worker publishes
+  carries its epoch and is written only while its lease still holds it (:mod:`.bus`), and gateways
+  drop an epoch older than one they have seen: a worker cut off or frozen past its lease can never
+  write over the new holder (fencing tokens, as in Kleppmann's and Chubby's leases);
 * ``workers`` (hash): worker id -> its last heartbeat (host, pid, capacity, sources, stats).
 
 A worker that dies stops renewing; its leases run out after ``cluster.lease_seconds`` and the
@@ -28,14 +33,25 @@ from facestream.stream.config import SourceConfig
 PREFIX = "facestream:"
 SOURCES = PREFIX + "sources"
 LEASE = PREFIX + "lease:"
+EPOCH = PREFIX + "epoch:"
 WORKERS = PREFIX + "workers"
 _SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+# KEYS: lease, epoch; ARGV: worker, lease ms -> the new epoch, or 0 when someone holds it
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '#' .. epoch, 'PX', ARGV[2])
+return epoch
+"""
+# KEYS: leases; ARGV: worker, lease ms -> per key the epoch this worker holds it at (extended), or 0
 _RENEW = """
 local out = {}
+local mine = ARGV[1] .. '#'
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2]); out[i] = 1
+  local v = redis.call('GET', key)
+  if v and string.sub(v, 1, #mine) == mine then
+    redis.call('PEXPIRE', key, ARGV[2]); out[i] = tonumber(string.sub(v, #mine + 1)) or 0
   else
     out[i] = 0
   end
@@ -44,11 +60,27 @@ return out
 """
 _RELEASE = """
 local n = 0
+local mine = ARGV[1] .. '#'
 for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key); n = n + 1 end
+  local v = redis.call('GET', key)
+  if v and string.sub(v, 1, #mine) == mine then redis.call('DEL', key); n = n + 1 end
 end
 return n
 """
+
+
+def lease_token(worker: str, epoch: int) -> str:
+    """What a lease key holds: compared, byte for byte, by every fenced write."""
+    return f"{worker}#{epoch}"
+
+
+def parse_lease(value: Any) -> tuple[str, int] | None:
+    """A lease key's value as (worker, epoch); None for anything else (free, or not ours to read)."""
+    if value is None:
+        return None
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    worker, _, epoch = text.rpartition("#")
+    return (worker, int(epoch)) if worker and epoch.isdigit() else None
 
 
 def check_source_id(source_id: str) -> str:
@@ -67,6 +99,7 @@ class SourceRegistry:
                                   "Pass --gallery redis://HOST:6379/0 (or set gallery.url / FACESTREAM_GALLERY).")
         self.url = url
         self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+        self._claim = self.r.register_script(_CLAIM)
         self._renew = self.r.register_script(_RENEW)
         self._release = self.r.register_script(_RELEASE)
 
@@ -102,15 +135,18 @@ class SourceRegistry:
         return sorted(out, key=lambda s: s.id or "")
 
     # -- leases ------------------------------------------------------------------------------------------
-    def claim(self, source_id: str, worker: str, lease_s: float) -> bool:
-        return bool(self._call(self.r.set, LEASE + source_id, worker, nx=True, px=int(lease_s * 1000)))
+    def claim(self, source_id: str, worker: str, lease_s: float) -> int:
+        """Take a free source: the epoch of this claim (one more than any before), or 0 if it is held."""
+        return int(self._call(self._claim, keys=[LEASE + source_id, EPOCH + source_id],
+                              args=[worker, int(lease_s * 1000)]))
 
-    def renew(self, source_ids: list[str], worker: str, lease_s: float) -> dict[str, bool]:
-        """Extend this worker's leases; False for those it no longer holds (taken over, or expired)."""
+    def renew(self, source_ids: list[str], worker: str, lease_s: float) -> dict[str, int]:
+        """Extend this worker's leases: per source the epoch it holds it at, 0 for those it no longer holds
+        (taken over, or expired)."""
         if not source_ids:
             return {}
         got = self._call(self._renew, keys=[LEASE + s for s in source_ids], args=[worker, int(lease_s * 1000)])
-        return {s: bool(ok) for s, ok in zip(source_ids, got, strict=True)}
+        return {s: int(epoch) for s, epoch in zip(source_ids, got, strict=True)}
 
     def release(self, source_ids: list[str], worker: str) -> int:
         if not source_ids:
@@ -123,7 +159,11 @@ class SourceRegistry:
         if not ids:
             return {}
         values = self._call(self.r.mget, [LEASE + i for i in ids])
-        return {i: (v.decode() if isinstance(v, bytes) else v) for i, v in zip(ids, values, strict=True)}
+        return {i: (lease[0] if (lease := parse_lease(v)) else None) for i, v in zip(ids, values, strict=True)}
+
+    def lease(self, source_id: str) -> tuple[str, int] | None:
+        """Who holds one source and at which epoch (None: free)."""
+        return parse_lease(self._call(self.r.get, LEASE + source_id))
 
     # -- workers -----------------------------------------------------------------------------------------
     def heartbeat(self, worker: str, info: dict[str, Any]) -> None:

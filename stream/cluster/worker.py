@@ -6,8 +6,15 @@ sources removed from the registry, and claims free ones up to ``cluster.capacity
 claimed source runs in its own thread, so a slow camera never delays a renewal. Results, track
 events and attendance events go to the live Redis stream (:mod:`.bus`); attendance is written
 to the shared store, where a person is one record per session whichever worker saw them, so a
-handover neither loses nor double-counts anyone. A clean stop (Ctrl-C, SIGTERM) releases the
-leases at once; a killed worker's leases run out and the others take over.
+handover neither loses nor double-counts anyone. A clean stop (Ctrl-C, SIGTERM) stops the
+pipeline, sends what it said last, then releases the leases; a killed worker's leases run out
+and the others take over.
+
+Fencing: every claim gets a new epoch (:mod:`.registry`), every message carries it and is
+written only while the lease holds it (:mod:`.bus`). A worker whose renewals have failed for
+2/3 of the lease (Redis away, this host cut off) stops that camera on its own, before the lease
+runs out and another worker may claim it, as Kubernetes' leader election does; a guard thread
+checks this every 0.1 s, so a renewal stuck in a Redis timeout delays nothing.
 
 Blips: a lease that lapsed while Redis stalled and that nobody took is claimed back
 without stopping the camera; a source being stopped is not reopened until its stop has
@@ -28,7 +35,7 @@ from typing import Any
 
 from facestream.errors import FacestreamError
 from facestream.stream.attendance.monitor import AttendanceMonitor
-from facestream.stream.cluster.bus import LivePublisher
+from facestream.stream.cluster.bus import Held, LivePublisher
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import Config, SourceConfig
 from facestream.stream.live.pipeline import Pipeline
@@ -60,11 +67,16 @@ class Worker:
         self.monitor = monitor
         self.id = worker_id or new_worker_id()
         self.held: dict[str, SourceConfig] = {}  # leased and running (or opening)
+        self.epochs: dict[str, int] = {}  # source id -> the epoch of our lease on it
+        self.until: dict[str, float] = {}  # source id -> when (monotonic) to stop it unless renewed
+        self.publisher.fencing = True
         self.failed: dict[str, float] = {}  # source id -> when (monotonic) it may be tried again (would not open)
         self._stopping: dict[str, threading.Thread] = {}  # sources being stopped in the background
         self._threads: list[threading.Thread] = []  # opening and stopping sources, joined by stop()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._guard = threading.Thread(target=self._guard_leases, name="lease-guard", daemon=True)
+        self.fenced_stops = 0  # sources stopped because their renewals kept failing
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -76,6 +88,7 @@ class Worker:
         if self.monitor is not None:
             self.monitor.add_listener(self.publisher.publish)
         self.pipeline.start()
+        self._guard.start()
         return self
 
     def run(self, stop: threading.Event) -> None:
@@ -93,25 +106,58 @@ class Worker:
             stop.wait(min(period, self.cluster.heartbeat_seconds))
 
     def stop(self) -> None:
-        """Release every lease first (the others take over at once), then stop the pipeline; sources still
-        opening or stopping are waited for, so no reader outlives the worker."""
+        """Stop the pipeline (its last track events still go out under our leases), flush the publisher,
+        then release every lease so the others take over at once. Sources still opening or stopping are
+        waited for, so no reader outlives the worker, and nothing of ours follows a new holder's first."""
         self._stop.set()
-        held = list(self.held)
+        for t in list(self._threads):
+            t.join(timeout=30)
         try:
-            self.registry.release(held, self.id)
+            self._renew(list(self.held))  # the leases stay ours while the pipeline winds down
+        except FacestreamError:
+            pass
+        self.pipeline.stop()
+        self.publisher.stop()
+        try:
+            self.registry.release(list(self.held), self.id)
             self.registry.leave(self.id)
         except FacestreamError as exc:
             log.error("worker %s: could not release its sources (%s); they move when the leases run out", self.id, exc)
-        for t in list(self._threads):
-            t.join(timeout=30)
-        self.pipeline.stop()
-        self.publisher.stop()
+        for sid in list(self.held):
+            self.publisher.let_go(sid)
+        self._guard.join(timeout=1)
+
+    # -- leases ------------------------------------------------------------------------------------------
+    def _grant(self, sid: str, epoch: int, asked_at: float) -> None:
+        """We hold ``sid`` at ``epoch`` since a call sent at ``asked_at``: its lease lasts from then at least."""
+        until = asked_at + self.cluster.lease_seconds * 2 / 3
+        with self._lock:
+            self.epochs[sid] = epoch
+            self.until[sid] = until
+        self.publisher.hold(sid, Held(self.id, epoch, until))
+
+    def _renew(self, held: list[str]) -> dict[str, int]:
+        asked_at = time.monotonic()
+        renewed = self.registry.renew(held, self.id, self.cluster.lease_seconds)
+        for sid, epoch in renewed.items():
+            if epoch and sid in self.held:
+                self._grant(sid, epoch, asked_at)
+        return renewed
+
+    def _guard_leases(self) -> None:
+        """Stop every source whose lease has gone 2/3 of its length without a renewal (checked every 0.1 s)."""
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            with self._lock:
+                late = [sid for sid, until in self.until.items() if until < now and sid in self.held]
+            for sid in late:
+                self.fenced_stops += 1
+                self._drop(sid, "its lease was not renewed for 2/3 of its length; another worker may take it")
 
     # -- one round -----------------------------------------------------------------------------------------
     def step(self) -> None:
         if self._stop.is_set():
             return
-        lease = self.cluster.lease_seconds
         declared = {s.id: s for s in self.registry.sources() if s.id}
         if not declared and any(s.id for s in self.config.sources):
             # Redis came back empty (restarted without its data): the config's sources are declared again
@@ -122,9 +168,13 @@ class Worker:
             declared = {s.id: s for s in self.registry.sources() if s.id}
         with self._lock:
             held = list(self.held)
-        renewed = self.registry.renew(held, self.id, lease)
+        renewed = self._renew(held)
         for sid in held:
-            if not renewed.get(sid) and sid in declared and self.registry.claim(sid, self.id, lease):
+            if sid not in self.held:  # the guard stopped it while the renewal was under way: let it go
+                if renewed.get(sid):
+                    self.registry.release([sid], self.id)
+                continue
+            if not renewed.get(sid) and sid in declared and self._claim(sid):
                 # the lease lapsed (a Redis stall) and nobody took it: won back, the camera never stopped
                 log.warning("worker %s: lease of %s had lapsed; claimed it back without stopping", self.id, sid)
                 continue
@@ -146,8 +196,15 @@ class Worker:
         for source in free:
             if len(self.held) >= self.cluster.capacity:
                 break
-            if self.registry.claim(source.id or "", self.id, lease):
+            if self._claim(source.id or ""):
                 self._open(source)
+
+    def _claim(self, sid: str) -> bool:
+        asked_at = time.monotonic()
+        epoch = self.registry.claim(sid, self.id, self.cluster.lease_seconds)
+        if epoch:
+            self._grant(sid, epoch, asked_at)
+        return bool(epoch)
 
     def _ended(self) -> dict[str, bool]:
         return {w.source.id: w.done.is_set() for w in self.pipeline.workers}
@@ -163,8 +220,10 @@ class Worker:
                 log.info("worker %s: claimed source %s", self.id, sid)
             except FacestreamError as exc:
                 log.error("worker %s: source %s would not open (%s); another worker may try", self.id, sid, exc)
+                self.publisher.let_go(sid)
                 with self._lock:
                     self.held.pop(sid, None)
+                    self.until.pop(sid, None)
                 self.failed[sid] = time.monotonic() + 3 * self.cluster.lease_seconds
                 try:
                     self.registry.release([sid], self.id)
@@ -176,8 +235,10 @@ class Worker:
     def _drop(self, sid: str, reason: str) -> None:
         """Stop a source in the background: joining its thread must not delay the renewal of the others."""
         log.warning("worker %s: stopping source %s (%s)", self.id, sid, reason)
+        self.publisher.let_go(sid)
         with self._lock:
             self.held.pop(sid, None)
+            self.until.pop(sid, None)
             self._stopping[sid] = self._spawn(lambda: self.pipeline.remove_source(sid), f"stop-{sid}")
 
     def _spawn(self, fn, name: str) -> threading.Thread:

@@ -26,13 +26,15 @@ def test_sources_are_declared_once_and_leased_to_one_worker(redis_url):
         reg.add(SourceConfig(url="rtsp://cam/3"))
     with pytest.raises(FacestreamError, match="not valid"):
         reg.add(SourceConfig(url="rtsp://cam/3", id="a|b"))
-    assert reg.claim("door", "w1", 0.5) and not reg.claim("door", "w2", 0.5)
-    assert reg.renew(["door"], "w1", 0.5) == {"door": True}
-    assert reg.renew(["door"], "w2", 0.5) == {"door": False}  # only the holder renews
-    assert reg.holders() == {"door": "w1", "hall": None}
+    reg.r.delete("facestream:epoch:door", "facestream:lease:door")
+    assert reg.claim("door", "w1", 0.5) == 1 and reg.claim("door", "w2", 0.5) == 0
+    assert reg.renew(["door"], "w1", 0.5) == {"door": 1}
+    assert reg.renew(["door"], "w2", 0.5) == {"door": 0}  # only the holder renews
+    assert reg.holders() == {"door": "w1", "hall": None} and reg.lease("door") == ("w1", 1)
     time.sleep(0.7)  # w1 died: its lease runs out
-    assert reg.holders()["door"] is None and reg.claim("door", "w2", 5)
-    assert reg.renew(["door"], "w1", 5) == {"door": False}  # the old holder learns it lost the source
+    assert reg.holders()["door"] is None and reg.claim("door", "w2", 5) == 2  # every claim a new epoch
+    assert reg.renew(["door"], "w1", 5) == {"door": 0}  # the old holder learns it lost the source
+    assert reg.lease("door") == ("w2", 2)
     assert reg.release(["door"], "w1") == 0 and reg.release(["door"], "w2") == 1
     reg.remove("hall")
     with pytest.raises(FacestreamError, match="No source 'hall'"):
@@ -117,8 +119,9 @@ def test_jpegs_only_while_a_gateway_viewer_watches(redis_url):
     last = r.xrevrange(STREAM, count=1)[0][1]
     assert b"j" not in last  # nobody watches: no JPEG encoded or sent
     watch(r, ["cam0"], 5.0)  # what a gateway with a viewer of cam0 says
-    publisher._watched = (0.0, set())  # forget the 1-second cache
-    time.sleep(0.02)
+    deadline = time.time() + 5  # the publisher's thread reads the watch hash once a second
+    while publisher._watchers() != {"cam0"} and time.time() < deadline:
+        time.sleep(0.05)
     publisher.publish({"type": "frame", "source": "cam0"}, "cam0", image=image)
     time.sleep(0.3)
     last = r.xrevrange(STREAM, count=1)[0][1]
@@ -178,7 +181,7 @@ def test_junk_in_the_stream_or_the_watch_hash_is_skipped_and_counted(redis_url):
     collector = Collector(server)
     publisher = LivePublisher(r, ServerConfig(jpeg_fps=60)).start()
     r.hset("facestream:watch", mapping={"cam0": "not-a-time", "*": "nan", "cam1": f"{time.time() + 60}"})
-    assert publisher._watchers() == {"cam1"}  # junk ignored, the real entry kept
+    assert publisher._refresh_watchers() == {"cam1"}  # junk ignored, the real entry kept
 
     async def scenario() -> None:
         task = asyncio.create_task(collector.run(1, 15))
@@ -215,7 +218,7 @@ def test_the_cluster_keeps_time_by_redis_not_by_each_machine(redis_url, monkeypa
     watch(reg.r, ["cam0"], 6.0)
     monkeypatch.setattr(time, "time", real)
     publisher = LivePublisher(reg.r, ServerConfig(jpeg_fps=60))
-    assert publisher._watchers() == {"cam0"}  # still watched by the worker's (correct) clock
+    assert publisher._refresh_watchers() == {"cam0"}  # still watched by the worker's (correct) clock
     reg.r.hset("facestream:workers", "junk", "not json")
     assert [w["id"] for w in reg.workers(5)] == ["w1"] and not reg.r.hexists("facestream:workers", "junk")
     reg.close()
@@ -253,3 +256,44 @@ def test_a_worker_rides_out_a_lapsed_lease_and_an_empty_redis(redis_url, analyze
     finally:
         worker.stop()
         reg.close()
+
+
+def test_a_message_of_a_lost_lease_is_refused_by_redis_itself(redis_url):
+    """A worker frozen between its own lease check and the write (a GC pause, a VM migration) must still
+    write nothing once another worker holds the source: the publish script compares the lease token."""
+    from facestream.stream.cluster.bus import Held
+
+    reg = SourceRegistry(redis_url)
+    r = reg.r
+    old = LivePublisher(r, ServerConfig(), fencing=True).start()
+    epoch = reg.claim("door", "w-old", 0.3)
+    old.hold("door", Held("w-old", epoch, time.monotonic() + 60))  # its own clock says the lease holds
+    old.publish({"type": "frame", "frame": 1}, "door")
+    old.publish({"type": "attendance"})  # to everyone: not a source's, not fenced
+    old.publish({"type": "frame", "frame": 9}, "hall")  # a source it does not hold: dropped at once
+    deadline = time.time() + 5
+    while r.xlen(STREAM) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # its lease runs out in Redis; another worker claims the source
+    new_epoch = reg.claim("door", "w-new", 5)
+    assert new_epoch == epoch + 1
+    old.publish({"type": "frame", "frame": 2}, "door")  # the frozen worker wakes up and sends
+    deadline = time.time() + 5
+    while old.stats()["fenced"] < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    old.stop()
+    messages = [json.loads(f[b"m"]) for _, f in r.xrange(STREAM)]
+    assert [m.get("frame") for m in messages] == [1, None]
+    assert messages[0]["worker"] == "w-old" and messages[0]["epoch"] == epoch and "epoch" not in messages[1]
+    assert old.stats()["fenced"] == 2  # "hall" here, frame 2 by the script in Redis
+    reg.close()
+
+
+def test_a_gateway_drops_messages_of_an_older_epoch_than_it_has_seen(redis_url):
+    server = StreamServer(ServerConfig(port=0, client_queue=100), static_dir=None)
+    reader = LiveReader(redis.Redis.from_url(redis_url), server)
+    for epoch, frame in ((2, 10), (1, 99), (2, 11), (3, 1)):
+        text = json.dumps({"type": "frame", "source": "door", "frame": frame, "epoch": epoch})
+        reader._deliver({b"s": b"door", b"m": text.encode()}, 0.0)
+    reader._deliver({b"s": b"hall", b"m": b'{"type": "frame", "epoch": 1}'}, 0.0)  # each source its own epochs
+    assert reader.stats()["received"] == 4 and reader.stats()["stale"] == 1

@@ -1,0 +1,160 @@
+"""Fencing on a bad day (issue 21, items 1 and 2), with real workers, real pipelines and a real Redis.
+
+A worker cut off from Redis (its connection through a TCP proxy frozen with SIGSTOP) once kept
+recognising for 16 s beside the new holder and, when the network healed, delivered hundreds of
+stale messages after the new holder's first. Now it stops the camera by itself 2/3 into its
+lease, and a script refuses every message whose lease epoch is no longer the live one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from facestream.stream.cluster.bus import STREAM, LivePublisher
+from facestream.stream.cluster.registry import SourceRegistry
+from facestream.stream.cluster.worker import Worker
+from facestream.stream.config import SourceConfig, load_config
+from facestream.stream.live.pipeline import Pipeline
+from tests.conftest import HAMILTON, RedisServer, free_port
+
+LEASE_S = 3.0
+PROXY = Path(__file__).with_name("tcp_proxy.py")
+
+
+class Proxy:
+    """A TCP forwarder to Redis in its own process: freeze it and the worker behind it is cut off."""
+
+    def __init__(self, target_port: int):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, str(PROXY), str(self.port), str(target_port)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def freeze(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        self.thaw()
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+def start_worker(url: str, analyzer, worker_id: str) -> tuple[Worker, threading.Event, threading.Thread]:
+    config = load_config(overrides=[f"gallery.url={url}", f"cluster.lease_seconds={LEASE_S}", "cluster.capacity=1",
+                                    "cluster.heartbeat_seconds=0.5"], env={})
+    reg = SourceRegistry(url)
+    pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id=worker_id).start()
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    return worker, stop, thread
+
+
+def wait_for(fn, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := fn():
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def door_messages(r: redis.Redis) -> list[dict]:
+    out = []
+    for _, fields in r.xrange(STREAM):
+        if fields.get(b"s") == b"door":
+            out.append(json.loads(fields[b"m"]))
+    return out
+
+
+def processed(worker: Worker) -> int:
+    return sum(w.processed for w in worker.pipeline.workers if w.source.id == "door")
+
+
+def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_holder(redis_url, analyzer):
+    r = redis.Redis.from_url(redis_url)
+    SourceRegistry(redis_url).add(SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True))
+    proxy = Proxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    a = b = None
+    try:
+        a = start_worker(f"redis://127.0.0.1:{proxy.port}/0", analyzer, "w-a")
+        wait_for(lambda: sum(1 for m in door_messages(r) if m.get("type") == "frame") >= 10, 60, "A's frames")
+        assert {m.get("worker") for m in door_messages(r)} == {"w-a"} and door_messages(r)[0]["epoch"] >= 1
+
+        cut_at = time.monotonic()
+        proxy.freeze()  # A keeps its camera but loses Redis
+        # A's last renewal was sent before the cut: it stops the camera 2/3 into the lease, on its own
+        wait_for(lambda: "door" not in a[0].pipeline.running(), LEASE_S * 2 / 3 + 1.0, "A to stop the camera")
+        stopped_after = time.monotonic() - cut_at
+        frozen_count = processed(a[0])
+        b = start_worker(redis_url, analyzer, "w-b")  # B claims the source once A's lease has run out in Redis
+        wait_for(lambda: any(m.get("worker") == "w-b" for m in door_messages(r)), 60, "B's first message")
+        assert processed(a[0]) == frozen_count  # A processed nothing since it stopped
+        assert a[0].fenced_stops == 1
+
+        proxy.thaw()  # the network heals: what A still had queued must not reach anyone
+        wait_for(lambda: a[0].publisher.stats()["queued"] == 0, 15, "A's publisher to drain")
+        time.sleep(1.0)
+        messages = door_messages(r)
+        first_b = next(i for i, m in enumerate(messages) if m.get("worker") == "w-b")
+        assert [m for m in messages[first_b:] if m.get("worker") != "w-b"] == []
+        epochs = [m["epoch"] for m in messages]
+        assert epochs == sorted(epochs) and messages[first_b]["epoch"] > messages[0]["epoch"]  # order holds
+        assert a[0].registry.holders()["door"] == "w-b"  # A, back, does not take it again
+        assert stopped_after < LEASE_S  # before the lease ran out in Redis, so never beside B
+    finally:
+        for w in (a, b):
+            if w is not None:
+                w[1].set()
+                w[2].join(10)
+                w[0].stop()
+                w[0].registry.close()
+        proxy.close()
+
+
+def test_a_redis_pause_restarts_the_camera_on_the_same_worker_within_two_seconds(tmp_path, analyzer):
+    """Redis paused (SIGSTOP) for twice the lease: every lease lapses. The worker stops its camera when
+    its renewals fail and, once Redis answers, claims it back (a new epoch) and runs it again."""
+    server = RedisServer(tmp_path)
+    server.start()
+    pid = int((tmp_path / "redis.pid").read_text())
+    SourceRegistry(server.url).add(SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True))
+    w = None
+    try:
+        w = start_worker(server.url, analyzer, "w-solo")
+        wait_for(lambda: "door" in w[0].pipeline.running() and processed(w[0]) > 5, 60, "the camera")
+        epoch = w[0].epochs["door"]
+        first = next(p for p in w[0].pipeline.workers if p.source.id == "door")
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(2 * LEASE_S)
+        assert first.done.is_set()  # stopped while Redis was away: its lease could have gone to another
+        os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        wait_for(lambda: w[0].epochs.get("door", 0) > epoch and any(
+            p is not first and p.source.id == "door" and p.processed > 0 for p in w[0].pipeline.workers),
+            10, "the camera running again")
+        took = time.monotonic() - resumed
+        print(f"camera back {took:.2f} s after Redis resumed")
+        assert w[0].registry.lease("door") == ("w-solo", w[0].epochs["door"])  # the same worker, a new epoch
+        assert took < 2.0 + 1.0, f"back after {took:.1f} s"
+    finally:
+        if w is not None:
+            w[1].set()
+            w[2].join(10)
+            w[0].stop()
+            w[0].registry.close()
+        server.stop()
