@@ -24,6 +24,7 @@ import numpy as np
 from facestream.errors import FacestreamError
 from facestream.stream.attendance.marker import PresenceRule, Sighting
 from facestream.stream.attendance.model import Attendance, Session
+from facestream.stream.attendance.outbox import Outbox, Unsent
 from facestream.stream.attendance.roster import PersonLike
 from facestream.stream.attendance.sessions import create_session, day_bounds, stop_session
 from facestream.stream.attendance.store import AttendanceStore
@@ -154,6 +155,7 @@ class AttendanceMonitor:
         self._opened: set[str] = set()  # timetable/day sessions this process has tried to open
         self._day_session = False
         self._last_error = 0.0
+        self.outbox = Outbox()  # sightings the store could not take yet, written when it is back
 
     # -- listeners -------------------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
@@ -334,6 +336,7 @@ class AttendanceMonitor:
     def observe(self, camera: str, ts: float, faces: Faces, frame: np.ndarray | None = None) -> None:
         """Apply the presence rule to every face of one frame and record what it confirms."""
         self.refresh()
+        self.retry_unsent()
         with self._lock:
             sessions = self.active(camera, ts)
             n = len(faces)
@@ -383,14 +386,44 @@ class AttendanceMonitor:
         if last is not None and ts - last[0] < self.config.flush_seconds and not improved:
             return
         snap = face_snapshot(frame, box) if self.config.keep_snapshots and (last is None or improved) else None
-        first = max(st.first_ts, s.start)
-        rec, created = self.store.upsert(s.name, person_id, st.name, person_id in s.roster_ids(), first, ts,
-                                         camera, best, snap)
-        self._written[key] = (ts, max(best, rec.best_similarity))
+        item = Unsent(s.name, person_id, st.name, person_id in s.roster_ids(), max(st.first_ts, s.start), ts, camera,
+                      best, snap)
+        if self.outbox.paused():  # the store failed a moment ago: keep it for later rather than wait on it again
+            self.outbox.keep(item)
+            return
+        try:
+            self._write(item, s)
+        except FacestreamError:
+            self.outbox.keep(item)
+            self.outbox.failed()
+            raise
+
+    def _write(self, item: Unsent, s: Session | None = None) -> None:
+        """One sighting into the store; announces the record (new, or better)."""
+        s = s or self.sessions.get(item.session) or self.store.get_session(item.session)
+        if s is None:  # the session was deleted while the sighting waited
+            return
+        rec, created = self.store.upsert(item.session, item.person_id, item.name, item.on_roster, item.first_seen,
+                                         item.last_seen, item.camera, item.similarity, item.snapshot)
+        self._written[(item.session, item.person_id)] = (item.last_seen, max(item.similarity, rec.best_similarity))
         if created:
             log.info("attendance: %s %s in %r (camera %s, similarity %.3f)", rec.name, rec.status(s), s.name,
-                     camera, best)
+                     item.camera, item.similarity)
         self._emit({"type": "attendance", "session": s.name, "new": created, "record": rec.to_json(s)})
+
+    def retry_unsent(self) -> int:
+        """Write the sightings the store could not take (called for each frame, and when idle); how many."""
+        if not len(self.outbox) or self.outbox.paused():
+            return 0
+        with self._lock:
+            try:
+                done = self.outbox.drain(self._write)
+            except FacestreamError as exc:
+                self._store_error(exc, self.clock())
+                return 0
+        if done:
+            log.info("attendance: %d sighting(s) kept while the store was away are written", done)
+        return done
 
     def _unknown(self, camera: str, stranger: _Stranger) -> None:
         """Count one unknown face (a track that left without a name) in the sessions it was seen in.

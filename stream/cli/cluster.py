@@ -82,6 +82,7 @@ def _until_signalled(body) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from facestream.stream.attendance.feed import AttendanceFeed
     from facestream.stream.attendance.wiring import attendance_for_run
     from facestream.stream.cluster.bus import LivePublisher
     from facestream.stream.cluster.worker import Worker
@@ -97,9 +98,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     monitor = None
     if not args.no_attendance:
         monitor = attendance_for_run(config, [], threshold=analyzer.threshold)
-        pipeline.add_listener(monitor.on_result)
     worker = Worker(config, pipeline, registry, LivePublisher(registry.r, config.server, config.cluster.stream_maxlen),
-                    monitor)
+                    AttendanceFeed(monitor) if monitor is not None else None)
     worker.start()
     print(f"worker {worker.id}: up to {config.cluster.capacity} source(s), leases of "
           f"{config.cluster.lease_seconds:g} s", flush=True)

@@ -97,6 +97,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from facestream.stream.attendance.feed import AttendanceFeed
     from facestream.stream.engine.analyzer import FaceAnalyzer
     from facestream.stream.live.outputs import JsonlWriter, VideoRecorder
     from facestream.stream.live.pipeline import Pipeline
@@ -109,6 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     matcher = open_matcher(analyzer)
     pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=matcher, max_frames=args.max_frames)
     monitor = None
+    feed = None
     server = None
     outputs: list = []
     stop = threading.Event()
@@ -120,8 +122,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.record:
             outputs.append(VideoRecorder(args.record, blur_unknown=config.server.blur_unknown).attach(pipeline))
         monitor = _attendance(config, args, analyzer, pipeline.source_ids)
-        if monitor is not None:
-            pipeline.add_listener(monitor.on_result)
+        if monitor is not None:  # on its own thread: a slow store never holds a camera up
+            feed = AttendanceFeed(monitor).start()
+            pipeline.add_listener(feed.on_result)
         if not args.no_server:
             server = _server(config, pipeline, monitor, analyzer, matcher)
         pipeline.start()
@@ -137,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         pipeline.stop()
+        if feed is not None:
+            feed.stop()
         for out in outputs:
             out.close()
         if server is not None:

@@ -328,6 +328,12 @@ class LiveReader:
             if last != "$" and now_ms - int(last.split("-")[0]) > STALE_S * 1000 and not reply:
                 last = "$"  # quiet for a while: never replay what is old by the time we get back
 
+    def problem(self) -> str | None:
+        """What ``/health`` should report: the reader thread dead (no dashboard would get anything)."""
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return "the live-stream reader has stopped; restart the gateway"
+        return None
+
     def _clock_offset(self) -> float:
         """Redis's clock minus this machine's, measured every 10 s (one TIME call)."""
         if time.monotonic() - self._offset_at > 10.0:

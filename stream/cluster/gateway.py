@@ -54,6 +54,7 @@ class Gateway:
         self.server = AttendanceServer(config.server, stats=self.stats, monitor=self.monitor,
                                        api=build_api(config, self.recognition))
         self.reader = LiveReader(self.registry.r, self.server)
+        self.server.add_health_check(self.reader.problem)
 
     def stats(self) -> dict[str, Any]:
         out = cluster_stats(self.registry, 3 * self.config.cluster.heartbeat_seconds + 2)

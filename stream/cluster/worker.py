@@ -34,7 +34,7 @@ import uuid
 from typing import Any
 
 from facestream.errors import FacestreamError
-from facestream.stream.attendance.monitor import AttendanceMonitor
+from facestream.stream.attendance.feed import AttendanceFeed
 from facestream.stream.cluster.bus import Held, LivePublisher
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import Config, SourceConfig
@@ -54,17 +54,18 @@ class Worker:
         pipeline: a ``dynamic=True`` pipeline, not started.
         registry: the shared source list and leases.
         publisher: where results go (attached to the pipeline here).
-        monitor: attendance (a pipeline listener already attached), or None.
+        attendance: the attendance monitor's feed, or None; it listens to the pipeline from here on and
+            records only frames of cameras whose lease this worker still holds.
     """
 
     def __init__(self, config: Config, pipeline: Pipeline, registry: SourceRegistry, publisher: LivePublisher,
-                 monitor: AttendanceMonitor | None = None, worker_id: str | None = None):
+                 attendance: AttendanceFeed | None = None, worker_id: str | None = None):
         self.config = config
         self.cluster = config.cluster
         self.pipeline = pipeline
         self.registry = registry
         self.publisher = publisher
-        self.monitor = monitor
+        self.attendance = attendance
         self.id = worker_id or new_worker_id()
         self.held: dict[str, SourceConfig] = {}  # leased and running (or opening)
         self.epochs: dict[str, int] = {}  # source id -> the epoch of our lease on it
@@ -85,8 +86,11 @@ class Worker:
                 self.registry.add(source)
         self.publisher.attach(self.pipeline)
         self.publisher.start()
-        if self.monitor is not None:
-            self.monitor.add_listener(self.publisher.publish)
+        if self.attendance is not None:
+            self.attendance.accepts = self.holds
+            self.attendance.monitor.add_listener(self.publisher.publish)
+            self.pipeline.add_listener(self.attendance.on_result)
+            self.attendance.start()
         self.pipeline.start()
         self._guard.start()
         return self
@@ -117,6 +121,8 @@ class Worker:
         except FacestreamError:
             pass
         self.pipeline.stop()
+        if self.attendance is not None:
+            self.attendance.stop()
         self.publisher.stop()
         try:
             self.registry.release(list(self.held), self.id)
@@ -143,6 +149,11 @@ class Worker:
             if epoch and sid in self.held:
                 self._grant(sid, epoch, asked_at)
         return renewed
+
+    def holds(self, sid: str) -> bool:
+        """Whether this worker may still act for ``sid`` (its lease renewed within 2/3 of its length)."""
+        until = self.until.get(sid)
+        return sid in self.held and until is not None and time.monotonic() <= until
 
     def _guard_leases(self) -> None:
         """Stop every source whose lease has gone 2/3 of its length without a renewal (checked every 0.1 s)."""
@@ -256,7 +267,9 @@ class Worker:
     def info(self) -> dict[str, Any]:
         stats = self.pipeline.stats()
         return {"host": socket.gethostname(), "pid": os.getpid(), "capacity": self.cluster.capacity,
-                "sources": sorted(self.held), "pipeline": stats, "publisher": self.publisher.stats()}
+                "sources": sorted(self.held), "epochs": dict(self.epochs), "fenced_stops": self.fenced_stops,
+                "pipeline": stats, "publisher": self.publisher.stats(),
+                "attendance": self.attendance.stats() if self.attendance is not None else None}
 
 
 def _is_live(source: SourceConfig) -> bool:

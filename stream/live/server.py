@@ -158,6 +158,11 @@ class StreamServer:
         self.publish_latency_ms: deque[float] = deque(maxlen=2000)
         self.send_latency_ms: deque[float] = deque(maxlen=20000)
         self._pipeline: Pipeline | None = None
+        self._health_checks: list[Callable[[], str | None]] = []
+
+    def add_health_check(self, check: Callable[[], str | None]) -> None:
+        """``check()`` returns what is wrong (``/health`` answers 503 with it) or None; it must not block."""
+        self._health_checks.append(check)
 
     @property
     def rejected(self) -> int:
@@ -354,7 +359,9 @@ class StreamServer:
         log.info("client %s connected (%d now)", client.info()["remote"], len(self._clients))
         sender = asyncio.create_task(self._sender(client))
         try:
-            await ws.send_text(wire.dumps(self._hello(client)))
+            # built off the event loop: a hello may read Redis (attendance), which must never stall other clients
+            hello = await asyncio.get_running_loop().run_in_executor(None, self._hello, client)
+            await ws.send_text(wire.dumps(hello))
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -446,6 +453,9 @@ class StreamServer:
 
     # -- HTTP --------------------------------------------------------------------
     async def _health(self, request: Request) -> Response:
+        problems = [p for p in (check() for check in self._health_checks) if p]
+        if problems:
+            return json_response(503, {"status": "failing", "problems": problems, "clients": self.clients})
         return json_response(200, {"status": "ok", "clients": self.clients})
 
     async def _stats_route(self, request: Request) -> Response:

@@ -29,6 +29,7 @@ from facestream.stream.attendance import (
     to_xlsx,
 )
 from facestream.stream.attendance.marker import PresenceRule
+from facestream.stream.attendance.outbox import RETRY_S
 from facestream.stream.attendance.store import SessionNotFound
 from facestream.stream.config import AttendanceConfig, AttendanceScheduleEntry
 from facestream.stream.engine.faces import Faces
@@ -439,6 +440,7 @@ def test_a_locked_sqlite_file_is_a_clear_error_and_the_live_run_goes_on(tmp_path
     assert store.records("s") == []
     other.execute("ROLLBACK")
     other.close()
-    feed(mon, clock, 1, (1, "p-lin", 0.9))  # the next frame writes it
+    time.sleep(RETRY_S)  # the outbox waits a moment before it tries the store again
+    assert mon.retry_unsent() == 1  # written although Lin is not in view any more
     assert [r.person_id for r in store.records("s")] == ["p-lin"] and store.unknown_count("s") == 0
     store.close()
