@@ -39,6 +39,7 @@ from bench.common import machine_info, percentile, redis_server, write_result  #
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("FACESTREAM_TEST_DATA", ROOT.parent / "shared" / "data" / "faces"))
 CLIP = DATA / "face_recognition_examples" / "_nonsingle" / "_video" / "short_hamilton_clip.mp4"
+TRUST_CLIP = ["--set", f"cluster.source_folders=[{CLIP.parent}]"]  # workers open Redis-declared files only from here
 PEOPLE = ROOT / "examples" / "people"
 TOKEN = "bench-scale-token"
 
@@ -190,7 +191,7 @@ def latency_cluster(n: int, redis_url: str, args, work: Path) -> dict:
     port = free_port()
     procs = [facestream(["gateway", "--port", str(port), "--token", TOKEN, "--gallery", redis_url],
                         work / f"gateway-{n}.log")]
-    procs += [facestream(["worker", "--capacity", "1", "--no-attendance", "--gallery", redis_url],
+    procs += [facestream(["worker", "--capacity", "1", "--no-attendance", *TRUST_CLIP, "--gallery", redis_url],
                          work / f"worker-{n}-{i}.log") for i in range(n)]
     try:
         r = redis.Redis.from_url(redis_url)
@@ -262,7 +263,7 @@ def failover(redis_url: str, kills: int, work: Path) -> dict:
     gw = facestream(["gateway", "--port", str(port), "--token", TOKEN, "--gallery", redis_url], work / "fo-gw.log")
     workers = {}
     for i in range(2):
-        p = facestream(["worker", "--capacity", "1", "--no-attendance", "--gallery", redis_url], work / f"fo-w{i}.log")
+        p = facestream(["worker", "--capacity", "1", "--no-attendance", *TRUST_CLIP, "--gallery", redis_url], work / f"fo-w{i}.log")
         workers[p.pid] = p
     frames: list[float] = []
     stop_listen = threading.Event()
@@ -300,7 +301,7 @@ def failover(redis_url: str, kills: int, work: Path) -> dict:
             lease_s.append(round(time.time() - t0, 2))
             wait_for(lambda t0=t0: any(t > t0 for t in frames[-50:]), 60, "a new frame")
             frame_s.append(round(next(t for t in frames if t > t0) - t0, 2))
-            p = facestream(["worker", "--capacity", "1", "--no-attendance", "--gallery", redis_url],
+            p = facestream(["worker", "--capacity", "1", "--no-attendance", *TRUST_CLIP, "--gallery", redis_url],
                            work / f"fo-w{k + 2}.log")
             workers[p.pid] = p
             print(f"failover {k + 1}/{kills}: lease moved in {lease_s[-1]} s, frames again after {frame_s[-1]} s",

@@ -404,6 +404,10 @@ class TrainConfig(Section):
     chip_cache: str | None = Field(None, description="Folder for cached chips; default <cache>/chips.")
 
 
+SourceScheme = Literal["rtsp", "rtsps", "http", "https", "rtmp"]
+_STREAM_SCHEMES: tuple[SourceScheme, ...] = ("rtsp", "rtsps", "http", "https")
+
+
 class ClusterConfig(Section):
     """Workers and gateways sharing cameras over Redis (``facestream worker`` / ``gateway``)."""
 
@@ -415,6 +419,15 @@ class ClusterConfig(Section):
         5000, ge=100, le=1_000_000, description="Entries the live Redis stream keeps (XADD MAXLEN ~): what a "
         "gateway can fall behind by before it loses messages.")
     heartbeat_seconds: float = Field(2.0, ge=0.2, le=60.0, description="How often a worker publishes its stats.")
+    source_schemes: list[SourceScheme] = Field(
+        default_factory=lambda: list(_STREAM_SCHEMES),
+        description="URL schemes a worker opens for sources declared in Redis (its own config's are trusted).")
+    source_folders: list[str] = Field(
+        default_factory=list, description="Folders whose files a worker may open for sources declared in Redis; "
+        "empty: no local file.")
+    allow_local_sources: bool = Field(
+        False, description="Open Redis-declared stream URLs on this machine's loopback (one-box setups, tests).")
+    allow_devices: bool = Field(False, description="Open Redis-declared local camera indexes (0, 1, ...).")
 
 
 class Config(Section):

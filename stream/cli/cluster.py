@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--model", help="embedding model (registry name, folder, or models:/ URI)")
     w.add_argument("--engine", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference engine")
     w.add_argument("--no-attendance", action="store_true", help="do not record attendance")
+    w.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (/metrics; no token: "
+                                                     "bound to --metrics-host)")
+    w.add_argument("--metrics-host", default="127.0.0.1", help="interface for --metrics-port (default 127.0.0.1)")
     add_gallery_options(w)
     w.set_defaults(handler=cmd_worker)
 
@@ -101,6 +104,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(config, pipeline, registry, LivePublisher(registry.r, config.server, config.cluster.stream_maxlen),
                     AttendanceFeed(monitor) if monitor is not None else None)
     worker.start()
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from facestream.stream.live.metrics import registry_for
+
+        start_http_server(args.metrics_port, args.metrics_host, registry=registry_for(worker.info))
+        print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
     print(f"worker {worker.id}: up to {config.cluster.capacity} source(s), leases of "
           f"{config.cluster.lease_seconds:g} s", flush=True)
     try:

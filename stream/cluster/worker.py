@@ -37,6 +37,7 @@ from facestream.errors import FacestreamError
 from facestream.stream.attendance.feed import AttendanceFeed
 from facestream.stream.cluster.bus import Held, LivePublisher
 from facestream.stream.cluster.registry import SourceRegistry
+from facestream.stream.cluster.source_policy import describe, refusal
 from facestream.stream.config import Config, SourceConfig
 from facestream.stream.live.pipeline import Pipeline
 
@@ -78,6 +79,9 @@ class Worker:
         self._stop = threading.Event()
         self._guard = threading.Thread(target=self._guard_leases, name="lease-guard", daemon=True)
         self.fenced_stops = 0  # sources stopped because their renewals kept failing
+        self.redis_ms: float | None = None  # the last heartbeat's round trip
+        self.refused: dict[str, str] = {}  # source id -> why this worker will not open it (source_policy)
+        self._own = {s.id: s for s in config.sources if s.id}  # trusted: whoever writes the config runs the worker
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -177,6 +181,7 @@ class Worker:
                 if source.id:
                     self.registry.add(source)
             declared = {s.id: s for s in self.registry.sources() if s.id}
+        declared = self._allowed(declared)
         with self._lock:
             held = list(self.held)
         renewed = self._renew(held)
@@ -216,6 +221,21 @@ class Worker:
         if epoch:
             self._grant(sid, epoch, asked_at)
         return bool(epoch)
+
+    def _allowed(self, declared: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        """The declared sources this worker may open; the others are refused (logged once each, in ``info``)."""
+        out: dict[str, SourceConfig] = {}
+        for sid, source in declared.items():
+            why = None if self._own.get(sid) == source else refusal(source, self.cluster)
+            if why is None:
+                out[sid] = source
+                self.refused.pop(sid, None)
+            elif self.refused.get(sid) != why:
+                self.refused[sid] = why
+                log.error("worker %s: refusing source %s declared in Redis: %s", self.id, describe(source), why)
+        for sid in set(self.refused) - set(declared):
+            del self.refused[sid]
+        return out
 
     def _ended(self) -> dict[str, bool]:
         return {w.source.id: w.done.is_set() for w in self.pipeline.workers}
@@ -260,14 +280,17 @@ class Worker:
 
     def _heartbeat(self) -> None:
         try:
+            t0 = time.perf_counter()
             self.registry.heartbeat(self.id, self.info())
+            self.redis_ms = round((time.perf_counter() - t0) * 1000, 2)
         except FacestreamError as exc:
             log.error("worker %s: heartbeat failed (%s)", self.id, exc)
 
     def info(self) -> dict[str, Any]:
         stats = self.pipeline.stats()
         return {"host": socket.gethostname(), "pid": os.getpid(), "capacity": self.cluster.capacity,
-                "sources": sorted(self.held), "epochs": dict(self.epochs), "fenced_stops": self.fenced_stops,
+                "sources": sorted(self.held), "epochs": {k: v for k, v in self.epochs.items() if k in self.held},
+                "fenced_stops": self.fenced_stops, "redis_ms": self.redis_ms, "refused": dict(self.refused),
                 "pipeline": stats, "publisher": self.publisher.stats(),
                 "attendance": self.attendance.stats() if self.attendance is not None else None}
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import uvicorn
+from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -56,6 +57,7 @@ from facestream.stream.live.access import (  # noqa: F401 - SESSION_COOKIE: the 
 )
 from facestream.stream.live.commands import Command, CommandError, FeedbackUndo, Subscribe, parse_command
 from facestream.stream.live.commands import Feedback as FeedbackCommand
+from facestream.stream.live.metrics import CONTENT_TYPE_LATEST, metrics_text, registry_for
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,7 @@ class StreamServer:
         self.send_latency_ms: deque[float] = deque(maxlen=20000)
         self._pipeline: Pipeline | None = None
         self._health_checks: list[Callable[[], str | None]] = []
+        self._metrics: CollectorRegistry | None = None
 
     def add_health_check(self, check: Callable[[], str | None]) -> None:
         """``check()`` returns what is wrong (``/health`` answers 503 with it) or None; it must not block."""
@@ -172,7 +175,8 @@ class StreamServer:
     def routes(self) -> list:
         """The server's routes; subclasses add theirs in front."""
         routes: list = [WebSocketRoute("/", self._websocket), Route("/health", self._health),
-                        Route("/stats", self._stats_route), Route("/login", self._login, methods=["GET", "POST"]),
+                        Route("/stats", self._stats_route), Route("/metrics", self._metrics_route),
+                        Route("/login", self._login, methods=["GET", "POST"]),
                         Route("/logout", self._logout, methods=["POST"])]
         if self.api is not None:
             routes.append(Mount("/api", self.api))
@@ -183,7 +187,7 @@ class StreamServer:
         """Whether an HTTP path needs the token (websockets always do)."""
         if path in OPEN_PATHS or path.startswith("/api/docs/static/"):  # the docs page's own files
             return False
-        return path == "/stats" or path == "/api" or path.startswith("/api/")
+        return path in ("/stats", "/metrics") or path == "/api" or path.startswith("/api/")
 
     def app(self) -> ASGIApp:
         return Guard(Starlette(routes=self.routes()), self.access, self.protected)
@@ -357,11 +361,13 @@ class StreamServer:
         self._clients.add(client)
         self._snapshot = tuple(self._clients)
         log.info("client %s connected (%d now)", client.info()["remote"], len(self._clients))
-        sender = asyncio.create_task(self._sender(client))
+        sender: asyncio.Task | None = None
         try:
-            # built off the event loop: a hello may read Redis (attendance), which must never stall other clients
+            # built off the event loop: a hello may read Redis (attendance), which must never stall other clients;
+            # messages published meanwhile wait in the client's queue and follow the hello
             hello = await asyncio.get_running_loop().run_in_executor(None, self._hello, client)
             await ws.send_text(wire.dumps(hello))
+            sender = asyncio.create_task(self._sender(client))
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -372,7 +378,8 @@ class StreamServer:
         except (WebSocketDisconnect, OSError, RuntimeError):  # the client went away mid-send
             pass
         finally:
-            sender.cancel()
+            if sender is not None:
+                sender.cancel()
             self._clients.discard(client)
             self._snapshot = tuple(self._clients)
             log.info("client %s left (sent %d, dropped %d)", client.info()["remote"], client.sent, client.dropped)
@@ -461,6 +468,13 @@ class StreamServer:
     async def _stats_route(self, request: Request) -> Response:
         stats = await asyncio.get_running_loop().run_in_executor(None, self.stats)  # may read Redis
         return json_response(200, stats)
+
+    async def _metrics_route(self, request: Request) -> Response:
+        """Prometheus exposition of the same statistics (a scraper sends the token as a bearer token)."""
+        if self._metrics is None:
+            self._metrics = registry_for(self.stats)
+        body = await asyncio.get_running_loop().run_in_executor(None, metrics_text, self._metrics)  # may read Redis
+        return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
 
     async def _login(self, request: Request) -> Response:
         """The dashboard trades the token (``Authorization: Bearer``) for an HttpOnly, SameSite=Strict session

@@ -115,11 +115,14 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
                                   f"room{i}", "--realtime", "--loop", *common], cwd=ROOT, capture_output=True,
                                  text=True, timeout=60)
             assert out.returncode == 0, out.stderr
-        lease = ["--set", f"cluster.lease_seconds={LEASE_S}"]
+        lease = ["--set", f"cluster.lease_seconds={LEASE_S}", "--set", f"cluster.source_folders=[{HAMILTON.parent}]",
+                 "--set", "cluster.allow_local_sources=true"]  # files and the RTSP server here, declared in Redis
         a = Proc(["worker", "--capacity", "2", *lease, *common], tmp_path / "worker-a.log")
         procs.append(a)
         wait_until(lambda: sum(1 for w in registry.holders().values() if w) == 2, 90, "worker A claims two", procs)
-        b = Proc(["worker", "--capacity", "4", *lease, *common], tmp_path / "worker-b.log")
+        b_metrics = free_port()
+        b = Proc(["worker", "--capacity", "4", "--metrics-port", str(b_metrics), *lease, *common],
+                 tmp_path / "worker-b.log")
         procs.append(b)
         wait_until(lambda: all(registry.holders().values()), 90, "worker B claims the other two", procs)
         holders = registry.holders()
@@ -135,6 +138,12 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
         wait_until(lambda: len(stats(port)["sources"]) == 4, 60, "/stats of both workers on the gateway", procs)
         st = stats(port)
         assert {s: v["worker"] for s, v in st["sources"].items()} == holders and len(st["workers"]) == 2
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{b_metrics}/metrics", timeout=10) as r:
+            b_text = r.read().decode()  # Prometheus scrapes worker B: its two sources, their epochs and fps
+        assert sum(1 for line in b_text.splitlines() if line.startswith("facestream_lease_epoch{")) == 2
+        assert "facestream_source_fps{" in b_text and "facestream_publisher_messages_sent_total" in b_text
 
         with sync_playwright() as pw:
             browser = launch_chromium(pw)

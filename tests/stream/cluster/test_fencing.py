@@ -54,7 +54,8 @@ class Proxy:
 
 def start_worker(url: str, analyzer, worker_id: str) -> tuple[Worker, threading.Event, threading.Thread]:
     config = load_config(overrides=[f"gallery.url={url}", f"cluster.lease_seconds={LEASE_S}", "cluster.capacity=1",
-                                    "cluster.heartbeat_seconds=0.5"], env={})
+                                    "cluster.heartbeat_seconds=0.5", f"cluster.source_folders=[{HAMILTON.parent}]"],
+                         env={})
     reg = SourceRegistry(url)
     pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
     worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id=worker_id).start()
@@ -115,6 +116,14 @@ def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_hold
         epochs = [m["epoch"] for m in messages]
         assert epochs == sorted(epochs) and messages[first_b]["epoch"] > messages[0]["epoch"]  # order holds
         assert a[0].registry.holders()["door"] == "w-b"  # A, back, does not take it again
+        from facestream.stream.live.metrics import metrics_text, registry_for
+
+        text = metrics_text(registry_for(a[0].info)).decode()  # what A's --metrics-port serves
+        assert "facestream_lease_fenced_stops_total 1.0" in text
+        assert 'facestream_publisher_messages_fenced_total{worker="w-a"}' in text
+        text = metrics_text(registry_for(b[0].info)).decode()
+        assert f'facestream_lease_epoch{{source="door"}} {float(b[0].epochs["door"])}' in text
+        assert 'facestream_source_fps{source="door"}' in text
         assert stopped_after < LEASE_S  # before the lease ran out in Redis, so never beside B
     finally:
         for w in (a, b):

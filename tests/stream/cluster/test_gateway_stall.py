@@ -40,6 +40,10 @@ def test_health_stays_fast_while_redis_stalls_and_fails_when_the_reader_dies(tmp
 
     try:
         assert http.get("/health").json()["status"] == "ok"
+        metrics = http.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert "facestream_reader_up 1.0" in metrics.text and "facestream_reader_messages_received_total" in metrics.text
+        assert httpx.get(f"http://127.0.0.1:{gw.server.port}/metrics").status_code == 401  # behind the token
         os.kill(pid, signal.SIGSTOP)
         viewer = threading.Thread(target=lambda: asyncio.run(dashboard()), daemon=True)
         viewer.start()  # its hello reads attendance from Redis: it waits, the server does not
@@ -63,6 +67,7 @@ def test_health_stays_fast_while_redis_stalls_and_fails_when_the_reader_dies(tmp
             time.sleep(0.1)
         r = http.get("/health")
         assert r.status_code == 503 and "reader has stopped" in r.json()["problems"][0]
+        assert "facestream_reader_up 0.0" in http.get("/metrics").text
     finally:
         os.kill(pid, signal.SIGCONT)
         http.close()

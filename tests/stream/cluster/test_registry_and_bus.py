@@ -136,8 +136,8 @@ def test_a_worker_lets_go_of_removed_sources_and_claims_up_to_its_capacity(redis
     from facestream.stream.live.pipeline import Pipeline
     from tests.conftest import HAMILTON
 
-    config = load_config(overrides=[f"gallery.url={redis_url}", "cluster.capacity=2", "cluster.lease_seconds=3"],
-                         env={})
+    config = load_config(overrides=[f"gallery.url={redis_url}", "cluster.capacity=2", "cluster.lease_seconds=3",
+                                    f"cluster.source_folders=[{HAMILTON.parent}]"], env={})
     reg = SourceRegistry(redis_url)
     for i in range(3):
         reg.add(SourceConfig(url=str(HAMILTON), id=f"clip{i}", loop=True, realtime=True))
@@ -297,3 +297,41 @@ def test_a_gateway_drops_messages_of_an_older_epoch_than_it_has_seen(redis_url):
         reader._deliver({b"s": b"door", b"m": text.encode()}, 0.0)
     reader._deliver({b"s": b"hall", b"m": b'{"type": "frame", "epoch": 1}'}, 0.0)  # each source its own epochs
     assert reader.stats()["received"] == 4 and reader.stats()["stale"] == 1
+
+
+def test_a_worker_opens_only_the_sources_its_policy_allows(redis_url, analyzer, tmp_path):
+    """Issue 21, item 5: one HSET in facestream:sources once made a worker read a local file, fetch an internal
+    URL and listen on 0.0.0.0. Entries that fail the policy are refused, said why, and never claimed."""
+    from facestream.stream.cluster.worker import Worker
+    from facestream.stream.config import load_config
+    from facestream.stream.live.pipeline import Pipeline
+    from tests.conftest import EXAMPLES, HAMILTON
+
+    reg = SourceRegistry(redis_url)
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((EXAMPLES / "Joe_Biden" / "biden.jpg").read_bytes())
+    hostile = {"file": str(secret), "file-url": f"file://{secret}", "escape": f"{HAMILTON.parent}/../../{secret}",
+               "loopback": "http://127.0.0.1:6379/", "listen": "rtsp://0.0.0.0:8554/cam", "metadata":
+               "http://169.254.169.254/latest/meta-data/", "tcp": "tcp://0.0.0.0:9000?listen", "device": "0"}
+    for sid, url in hostile.items():
+        reg.add(SourceConfig(url=url, id=sid))
+    reg.add(SourceConfig(url=str(HAMILTON), id="clip", loop=True, realtime=True))  # inside source_folders
+    own = SourceConfig(url=str(secret), id="own", loop=True)  # in the worker's own config: trusted
+    config = load_config(overrides=[f"gallery.url={redis_url}", "cluster.capacity=20",
+                                    f"cluster.source_folders=[{HAMILTON.parent}]"], env={})
+    config = config.model_copy(update={"sources": [own]})
+    pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id="w-policy").start()
+    try:
+        worker.step()
+        assert sorted(worker.held) == ["clip", "own"]
+        assert sorted(worker.refused) == sorted(hostile)
+        assert "source_folders" in worker.refused["file"] and "source_folders" in worker.refused["escape"]
+        assert "0.0.0.0" in worker.refused["listen"] and "169.254.169.254" in worker.refused["metadata"]
+        assert "127.0.0.1" in worker.refused["loopback"] and "tcp://" in worker.refused["tcp"]
+        assert "allow_devices" in worker.refused["device"]
+        assert all(reg.holders()[s] is None for s in hostile)  # left for a worker whose policy allows them
+        assert worker.info()["refused"] == worker.refused
+    finally:
+        worker.stop()
+        reg.close()
