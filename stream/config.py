@@ -419,6 +419,9 @@ class ClusterConfig(Section):
         5000, ge=100, le=1_000_000, description="Entries the live Redis stream keeps (XADD MAXLEN ~): what a "
         "gateway can fall behind by before it loses messages.")
     heartbeat_seconds: float = Field(2.0, ge=0.2, le=60.0, description="How often a worker publishes its stats.")
+    events_maxlen: int = Field(
+        100_000, ge=1000, le=10_000_000, description="Entries the durable events stream keeps (track and attendance "
+        "events for `facestream events` consumer groups): how long a consumer may be away and still catch up.")
     source_schemes: list[SourceScheme] = Field(
         default_factory=lambda: list(_STREAM_SCHEMES),
         description="URL schemes a worker opens for sources declared in Redis (its own config's are trusted).")

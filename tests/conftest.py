@@ -94,6 +94,14 @@ class RedisServer:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
+    def pid(self) -> int:
+        """The server's process id (its pid file, which a daemonized server may write a moment after it listens)."""
+        path = self.workdir / "redis.pid"
+        deadline = time.time() + 10
+        while not (path.exists() and path.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.05)
+        return int(path.read_text())
+
     def stop(self) -> None:
         subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True)
         deadline = time.time() + 10

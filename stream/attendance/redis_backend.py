@@ -18,6 +18,7 @@ from facestream.stream.attendance.store import AttendanceStore
 
 PREFIX = "facestream:attendance:"
 LIVE_STREAM = "facestream:live"  # the cluster's live stream (stream/cluster/bus.py): erasing purges it too
+EVENTS_STREAM = "facestream:events"  # its durable events (stream/cluster/events.py): purged too
 
 # KEYS: rec hash, snap hash. ARGV: person, record JSON (a new sighting), snapshot or "".
 _UPSERT = """
@@ -165,13 +166,15 @@ class RedisAttendanceStore(AttendanceStore):
         return touched
 
     def _forget_in_live_stream(self, person_id: str) -> None:
-        """Rewrite the cluster's live stream without the entries that name the person (frames, faces, events).
+        """Rewrite the cluster's live and events streams without the entries that name the person (frames, faces,
+        events).
 
         XDEL only marks entries deleted: their bytes stay in the stream's nodes (and so in RDB/AOF) until every
         entry of a node is gone. One script copies the rest into a fresh stream with the same ids and last id,
         atomically (workers adding meanwhile wait for it: a few ms for the 5,000 entries the stream keeps).
         """
-        self._call(self._r.eval, _REWRITE_WITHOUT, 1, LIVE_STREAM, person_id)
+        for stream in (LIVE_STREAM, EVENTS_STREAM):
+            self._call(self._r.eval, _REWRITE_WITHOUT, 1, stream, person_id)
 
     def purge_snapshots(self, ended_before: float) -> int:
         names = self._call(self._r.zrangebyscore, PREFIX + "ends", "-inf", f"({ended_before}")
@@ -226,9 +229,17 @@ if dropped == 0 then return 0 end
 local info = redis.call('XINFO', 'STREAM', key)
 local last = nil
 for i = 1, #info, 2 do if info[i] == 'last-generated-id' then last = info[i + 1] end end
+local groups = redis.call('XINFO', 'GROUPS', key)
 redis.call('DEL', key)
 for _, e in ipairs(keep) do redis.call('XADD', key, e[1], unpack(e[2])) end
-if #keep > 0 and last then redis.call('XSETID', key, last) end
+for _, g in ipairs(groups) do  -- consumer groups keep their place (their pending lists are lost)
+  local name, delivered
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then delivered = g[i + 1] end
+  end
+  redis.call('XGROUP', 'CREATE', key, name, delivered, 'MKSTREAM')
+end
+if (#keep > 0 or #groups > 0) and last then redis.call('XSETID', key, last) end
 return dropped
 """
 

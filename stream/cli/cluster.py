@@ -47,6 +47,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_gallery_options(g)
     g.set_defaults(handler=cmd_gateway)
 
+    e = sub.add_parser("events", help="track and attendance events as JSON lines, each at least once (a Redis "
+                                      "consumer group: a restart resumes, nothing is lost)",
+                       description="Reads the workers' durable events stream through a consumer group: each event "
+                                   "is printed, then acknowledged. Run one group per integration; consumers of one "
+                                   "group share its events, and take over those a vanished consumer left.")
+    e.add_argument("--group", required=True, help="the integration's name (its place in the stream is kept)")
+    e.add_argument("--consumer", help="this process's name in the group (default: the host name); restart under the "
+                                      "same name to get the events it had not acknowledged")
+    e.add_argument("--from-start", action="store_true",
+                   help="a new group starts at the oldest event kept (default: events from now on)")
+    e.add_argument("--count", type=int, help="stop after this many events")
+    add_gallery_options(e)
+    e.set_defaults(handler=cmd_events)
+
     s = sub.add_parser("sources", help="the shared source list in Redis: add, remove, list")
     ss = s.add_subparsers(dest="sources_command", required=True, metavar="{add,remove,list}")
     a = ss.add_parser("add", help="declare a camera, stream or file once; a worker claims it")
@@ -101,7 +115,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     monitor = None
     if not args.no_attendance:
         monitor = attendance_for_run(config, [], threshold=analyzer.threshold)
-    worker = Worker(config, pipeline, registry, LivePublisher(registry.r, config.server, config.cluster.stream_maxlen),
+    worker = Worker(config, pipeline, registry, LivePublisher(registry.r, config.server, config.cluster.stream_maxlen,
+                                                           events_maxlen=config.cluster.events_maxlen),
                     AttendanceFeed(monitor) if monitor is not None else None)
     worker.start()
     if args.metrics_port is not None:
@@ -138,6 +153,35 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         _until_signalled(lambda stop: stop.wait())
     finally:
         gateway.stop()
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import socket
+    import sys
+
+    from facestream import wire
+    from facestream.stream.cluster.events import EventConsumer
+
+    _, registry = _registry(args)
+    consumer = EventConsumer(registry.r, args.group, args.consumer or socket.gethostname(),
+                             start="0" if args.from_start else "$")
+    printed = 0
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and (args.count is None or printed < args.count):
+            batch = consumer.read(count=min(100, args.count - printed) if args.count else 100, block_ms=500)
+            for entry_id, event in batch:
+                sys.stdout.write(wire.dumps({"id": entry_id, **event}, separators=(",", ":")) + "\n")
+            sys.stdout.flush()  # handed over before it is acknowledged: at least once
+            consumer.ack(*(entry_id for entry_id, _ in batch))
+            printed += len(batch)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        registry.close()
     return 0
 
 

@@ -37,6 +37,7 @@ from facestream import wire
 from facestream.errors import redact
 from facestream.stream.attendance.redis_backend import LIVE_STREAM
 from facestream.stream.cluster.clock import redis_now
+from facestream.stream.cluster.events import EVENTS, EVENTS_MAXLEN, is_durable
 from facestream.stream.cluster.registry import LEASE, lease_token
 from facestream.stream.config import ServerConfig
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
@@ -50,12 +51,13 @@ WATCH_TTL_S = 6.0
 STALE_S = 2.0  # a reader further behind than this jumps to the present
 PENDING_MAX = 2000  # messages a worker holds while Redis is away (oldest dropped)
 
-# KEYS: the stream, then the lease keys the batch names; ARGV: maxlen, then 5 per message:
-# lease key index (0: not fenced), token, source, message, jpeg ('' for none) -> {written, fenced}
+# KEYS: the live stream, the events stream, then the lease keys the batch names; ARGV: the two maxlens,
+# then 6 per message: lease key index (0: not fenced), token, source, message, jpeg ('' for none),
+# durable ('1': also onto the events stream) -> {written, fenced}
 _PUBLISH = """
 local ok = {}
 local sent, fenced = 0, 0
-for i = 2, #ARGV, 5 do
+for i = 3, #ARGV, 6 do
   local k = tonumber(ARGV[i])
   local allowed = true
   if k > 0 then
@@ -67,6 +69,9 @@ for i = 2, #ARGV, 5 do
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3], 'j', ARGV[i + 4])
     else
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3])
+    end
+    if ARGV[i + 5] == '1' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3])
     end
     sent = sent + 1
   else
@@ -96,6 +101,7 @@ class _Outgoing:
     text: str
     jpeg: str | None
     token: str | None  # the lease token it was published under (None: not fenced)
+    durable: bool  # an event (not a frame): also onto the events stream, for consumer groups
 
 
 def _until(value: Any) -> float:
@@ -121,10 +127,13 @@ def watch(client: redis.Redis, sources: list[str], seconds: float = WATCH_TTL_S)
 class LivePublisher:
     """A worker's side: messages into the stream from a background thread (the pipeline never waits on Redis)."""
 
-    def __init__(self, client: redis.Redis, server: ServerConfig, maxlen: int = 5000, fencing: bool = False):
+    def __init__(self, client: redis.Redis, server: ServerConfig, maxlen: int = 5000, fencing: bool = False,
+                 events_maxlen: int = EVENTS_MAXLEN):
         self.r = client
         self.server = server
         self.maxlen = maxlen
+        self.events_maxlen = events_maxlen
+        self._seq: dict[str, int] = {}  # per source: messages published, so gateways can count gaps
         # fencing (a worker's publisher): a source's messages go out only while this worker holds its lease
         self.fencing = fencing
         self._held: dict[str, Held] = {}
@@ -186,7 +195,8 @@ class LivePublisher:
             if held is None or time.monotonic() > held.until:
                 self.fenced += 1
                 return
-            message = {**message, "worker": held.worker, "epoch": held.epoch}
+            seq = self._seq[source] = self._seq.get(source, 0) + 1
+            message = {**message, "worker": held.worker, "epoch": held.epoch, "seq": seq}
             token = held.token
         text = wire.dumps(message, separators=(",", ":"))
         jpeg = None
@@ -196,7 +206,7 @@ class LivePublisher:
             jpeg = encode_jpeg(image, self.server.jpeg_quality)
         if len(self._pending) == self._pending.maxlen:
             self.dropped += 1
-        self._pending.append(_Outgoing(source or "", text, jpeg, token))
+        self._pending.append(_Outgoing(source or "", text, jpeg, token, is_durable(message)))
         self._wake.set()
 
     def _jpeg_due(self, source: str) -> bool:
@@ -259,16 +269,16 @@ class LivePublisher:
 
     def _send(self, batch: list[_Outgoing]) -> tuple[int, int]:
         """One script call: each message written only if its lease key still holds its token."""
-        keys: list[str] = [STREAM]
+        keys: list[str] = [STREAM, EVENTS]
         index: dict[str, int] = {}
-        args: list[Any] = [self.maxlen]
+        args: list[Any] = [self.maxlen, self.events_maxlen]
         for out in batch:
             k = 0
             if out.token is not None:
                 k = index.setdefault(out.source, len(keys) + 1)
                 if k == len(keys) + 1:
                     keys.append(LEASE + out.source)
-            args += [k, out.token or "", out.source, out.text, out.jpeg or ""]
+            args += [k, out.token or "", out.source, out.text, out.jpeg or "", "1" if out.durable else "0"]
         sent, fenced = self._script(keys=keys, args=args)
         return int(sent), int(fenced)
 
@@ -285,7 +295,9 @@ class LiveReader:
         self.received = 0
         self.rejected = 0  # entries that are not a message a worker writes (junk, non-UTF-8, not JSON)
         self.stale = 0  # messages of a lease epoch older than one already seen for their source
+        self.gaps = 0  # messages a worker published that this gateway never got (lost in between, or skipped)
         self._epochs: dict[str, int] = {}
+        self._seqs: dict[str, tuple[int, int]] = {}  # source -> (epoch, last seq seen)
         self._offset, self._offset_at = 0.0, float("-inf")
         self.hop_ms: deque[float] = deque(maxlen=5000)
         self.failures = 0
@@ -367,6 +379,12 @@ class LiveReader:
                 self.stale += 1
                 return
             self._epochs[source] = epoch
+            seq = message.get("seq")
+            if type(seq) is int:
+                last_epoch, last = self._seqs.get(source, (epoch, seq - 1))
+                if last_epoch == epoch and seq > last + 1:
+                    self.gaps += seq - last - 1
+                self._seqs[source] = (epoch, seq)
         self.received += 1
         self.hop_ms.append(max(0.0, hop_ms))
         self.server.publish_encoded(text, with_jpeg(text, jpeg) if jpeg else None, source)
@@ -388,6 +406,6 @@ class LiveReader:
 
     def stats(self) -> dict[str, Any]:
         hop = list(self.hop_ms)
-        return {"received": self.received, "rejected": self.rejected, "stale": self.stale, "hop_ms_p50": percentile(hop, 50),
+        return {"received": self.received, "rejected": self.rejected, "stale": self.stale, "gaps": self.gaps, "hop_ms_p50": percentile(hop, 50),
                 "hop_ms_p99": percentile(hop, 99), "redis_failures": self.failures,
                 "reading": self._thread.is_alive()}

@@ -288,7 +288,7 @@ class Worker:
 
     def info(self) -> dict[str, Any]:
         stats = self.pipeline.stats()
-        return {"host": socket.gethostname(), "pid": os.getpid(), "capacity": self.cluster.capacity,
+        return {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "capacity": self.cluster.capacity,
                 "sources": sorted(self.held), "epochs": {k: v for k, v in self.epochs.items() if k in self.held},
                 "fenced_stops": self.fenced_stops, "redis_ms": self.redis_ms, "refused": dict(self.refused),
                 "pipeline": stats, "publisher": self.publisher.stats(),

@@ -52,6 +52,7 @@ _PUBLISHER = [("sent", "publisher_messages_sent", "Messages written to the live 
 _READER = [("received", "reader_messages_received", "Live-stream messages delivered to clients.", True),
            ("rejected", "reader_entries_rejected", "Stream entries that were not a worker's message.", True),
            ("stale", "reader_messages_stale", "Messages dropped: an older lease epoch than one seen.", True),
+           ("gaps", "reader_messages_missed", "Messages workers published that this gateway never got.", True),
            ("redis_failures", "reader_redis_failures", "Failed reads of the live stream.", True),
            ("hop_ms_p50", "reader_hop_ms_p50", "Worker-to-gateway delay, median (ms).", False),
            ("hop_ms_p99", "reader_hop_ms_p99", "Worker-to-gateway delay, 99th percentile (ms).", False)]

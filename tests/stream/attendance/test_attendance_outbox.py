@@ -36,7 +36,7 @@ def frame(camera: str, ts: float, *items) -> FrameResult:
 def test_a_stalled_or_restarted_redis_never_holds_a_camera_and_loses_nobody(tmp_path):
     server = RedisServer(tmp_path)
     server.start()
-    pid = int((tmp_path / "redis.pid").read_text())
+    pid = server.pid()
     store = open_attendance_store(server.url)
     check = open_attendance_store(server.url)
     now = time.time()

@@ -140,7 +140,7 @@ def test_a_redis_pause_restarts_the_camera_on_the_same_worker_within_two_seconds
     its renewals fail and, once Redis answers, claims it back (a new epoch) and runs it again."""
     server = RedisServer(tmp_path)
     server.start()
-    pid = int((tmp_path / "redis.pid").read_text())
+    pid = server.pid()
     SourceRegistry(server.url).add(SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True))
     w = None
     try:

@@ -24,7 +24,7 @@ TOKEN = "stall-token"
 def test_health_stays_fast_while_redis_stalls_and_fails_when_the_reader_dies(tmp_path):
     server = RedisServer(tmp_path)
     server.start()
-    pid = int((tmp_path / "redis.pid").read_text())
+    pid = server.pid()
     config = load_config(overrides=[f"gallery.url={server.url}", "server.port=0", f"server.token={TOKEN}"], env={})
     gw = Gateway(config).start()
     http = httpx.Client(base_url=f"http://127.0.0.1:{gw.server.port}", headers={"Authorization": f"Bearer {TOKEN}"},
