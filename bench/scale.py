@@ -41,7 +41,7 @@ DATA = Path(os.environ.get("FACESTREAM_TEST_DATA", ROOT.parent / "shared" / "dat
 CLIP = DATA / "face_recognition_examples" / "_nonsingle" / "_video" / "short_hamilton_clip.mp4"
 TRUST_CLIP = ["--set", f"cluster.source_folders=[{CLIP.parent}]"]  # workers open Redis-declared files only from here
 PEOPLE = ROOT / "examples" / "people"
-TOKEN = "bench-scale-token"
+TOKEN = "bench-scale-token-0123456789"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

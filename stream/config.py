@@ -214,6 +214,9 @@ class SourceConfig(Section):
         default_factory=list, description="Only people of these `group` metadata values may be named on this camera.")
 
 
+# 128 bits, written as `facestream token` writes tokens (URL-safe base64: 6 bits a character)
+MIN_TOKEN_CHARS = 22
+
 class ServerConfig(Section):
     """The live server: where it listens, who may connect."""
 
@@ -242,9 +245,9 @@ class ServerConfig(Section):
     @field_validator("token")
     @classmethod
     def _real_token(cls, value: str | None) -> str | None:
-        if value is not None and len(value.strip()) < 8:
+        if value is not None and len(value.strip()) < MIN_TOKEN_CHARS:
             raise ValueError("an empty or short token would be no protection (unset it with null, or run "
-                             "`facestream token` for a real one: at least 8 characters)")
+                             f"`facestream token` for a real one: at least {MIN_TOKEN_CHARS} characters, 128 bits)")
         return value
 
 
@@ -353,8 +356,9 @@ class DemoConfig(Section):
     @field_validator("admin_token")
     @classmethod
     def _real_admin_token(cls, value: str | None) -> str | None:
-        if value is not None and len(value.strip()) < 8:
-            raise ValueError("an empty or short admin token would be no protection (at least 8 characters)")
+        if value is not None and len(value.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError("an empty or short admin token would be no protection (at least "
+                             f"{MIN_TOKEN_CHARS} characters, 128 bits; `facestream token` makes one)")
         return value
 
     @field_validator("login")

@@ -155,16 +155,21 @@ class Access:
                              "fix": "list it in server.allowed_origins if it should be"}
         return None
 
+    @staticmethod
+    def token_in_url(scope: Scope) -> bool:
+        return "token" in parse_qs(scope.get("query_string", b"").decode("latin-1"))
+
     def authorized(self, scope: Scope) -> bool:
-        """The token, from ``Authorization: Bearer``, ``?token=`` (scripts) or the dashboard's session cookie."""
+        """The token, from ``Authorization: Bearer`` or the dashboard's session cookie. Never from the URL:
+        proxies and servers log query strings (``?token=`` is refused with a hint, see :meth:`token_in_url`)."""
         token = self.config.token
         if not token:
             return True
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+        given = ""
         auth = headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
-            given = given or auth[7:].strip()
+            given = auth[7:].strip()
         if given and hmac.compare_digest(given.encode(), token.encode()):
             return True
         return self.session_of(scope) is not None
@@ -212,7 +217,9 @@ class Guard:
                                         "fix": f"wait {wait} s, then send the right token"}), {"Retry-After": str(wait)}
             elif not self.access.authorized(scope):
                 self.access.failed(scope)
-                refused = 401, {"error": "missing or wrong token",
+                in_url = self.access.token_in_url(scope)
+                refused = 401, {"error": "a token in the address is not accepted (addresses are logged)" if in_url
+                                else "missing or wrong token",
                                 "fix": "send Authorization: Bearer TOKEN, or open the dashboard as /#token=TOKEN"}
         if refused is None and scope["type"] == "http" and scope.get("method") == "POST" \
                 and scope["path"] in MODEL_ROUTES:

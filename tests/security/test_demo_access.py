@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make
 
 BIDEN, BIDEN2 = EXAMPLES / "Joe_Biden" / "biden.jpg", EXAMPLES / "Joe_Biden" / "biden2.jpg"
 OBAMA = EXAMPLES / "Barack_Obama" / "obama.jpg"
-ADMIN = "demo-admin-token"
+ADMIN = "demo-admin-token-01234567"
 
 
 def serve(analyzer, tmp_path, **demo):

@@ -242,7 +242,7 @@ def test_secrets_never_show_in_messages_or_logs(tmp_path):
     assert "hunter2" not in str(caught.value) and "hunter2" not in svc.describe()
     # -vv logs of a run with a token: the token never appears
     out = subprocess.run([sys.executable, "-m", "facestream", "-vv", "run", str(HAMILTON), "--max-frames", "3",
-                          "--token", "very-secret-token-123", "--port", "0", "--gallery", f"sqlite:///{tmp_path}/g.db",
+                          "--token", "very-secret-token-123-abcdef", "--port", "0", "--gallery", f"sqlite:///{tmp_path}/g.db",
                           "--no-attendance"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "very-secret-token-123" not in out.stderr and "very-secret-token-123" not in out.stdout
+    assert "very-secret-token-123-abcdef" not in out.stderr and "very-secret-token-123-abcdef" not in out.stdout

@@ -77,21 +77,22 @@ def test_no_listening_beyond_loopback_without_a_token_and_no_empty_token():
         load_config(overrides=["server.token="], env={})
     with pytest.raises(FacestreamError, match="empty or short token"):
         load_config(env={"FACESTREAM__SERVER__TOKEN": ""})
-    srv = StreamServer(ServerConfig(host="0.0.0.0", port=0, token="a-long-enough-token"), static_dir=None).start()
+    srv = StreamServer(ServerConfig(host="0.0.0.0", port=0, token="a-long-enough-token-0123"), static_dir=None).start()
     try:
         assert get(f"http://127.0.0.1:{srv.port}/stats")[0] == 401
-        assert get(f"http://127.0.0.1:{srv.port}/stats?token=a-long-enough-token")[0] == 200
+        assert get(f"http://127.0.0.1:{srv.port}/stats?token=a-long-enough-token-0123")[0] == 401  # not in URLs
+        assert get(f"http://127.0.0.1:{srv.port}/stats", {"Authorization": "Bearer a-long-enough-token-0123"})[0] == 200
     finally:
         srv.stop()
 
 
 def test_the_token_is_traded_for_a_cookie_that_is_not_the_token():
-    srv = StreamServer(ServerConfig(port=0, token="cookie-test-token")).start()
+    srv = StreamServer(ServerConfig(port=0, token="cookie-test-token-0123456")).start()
     base = f"http://127.0.0.1:{srv.port}"
     try:
         assert get(base + "/login")[0] == 401
         assert get(base + "/login", {"Authorization": "Bearer wrong-token-x"})[0] == 401
-        status, headers, _ = get(base + "/login", {"Authorization": "Bearer cookie-test-token"})
+        status, headers, _ = get(base + "/login", {"Authorization": "Bearer cookie-test-token-0123456"})
         cookie = headers["Set-Cookie"]
         assert status == 204 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
         name, value = cookie.split(";")[0].split("=", 1)

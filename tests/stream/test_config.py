@@ -74,9 +74,9 @@ def test_bad_yaml_and_missing_file_are_clear(tmp_path):
 
 def test_values_that_are_not_yaml_stay_text():
     # `--set k=[x` and FACESTREAM__... = "[x" used to end in a raw YAML traceback
-    conf = load_config(overrides=["server.token=[x-token-1"],
+    conf = load_config(overrides=["server.token=[x-token-1-0123456789abcdef"],
                        env={"FACESTREAM__DEMO__HOST": "{bad", "FACESTREAM__DEMO__PUBLIC": "true"})
-    assert conf.server.token == "[x-token-1" and conf.demo.host == "{bad"
+    assert conf.server.token == "[x-token-1-0123456789abcdef" and conf.demo.host == "{bad"
 
 
 def test_run_flags_arrive_as_typed(monkeypatch):

@@ -12,7 +12,7 @@ from facestream.stream.cluster.gateway import Gateway
 from facestream.stream.config import load_config
 from tests.conftest import EXAMPLES, GROUPS
 
-TOKEN = "api-test-token"
+TOKEN = "api-test-token-0123456789"
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_token_and_origin_rules_hold_for_the_api(gateway):
         r = anon.get("/api/people")
         assert r.status_code == 401 and "token" in r.json()["error"]
         assert anon.post("/api/identify", files={"image": photo("Joe_Biden/biden.jpg")}).status_code == 401
-    with client(gateway, token="wrong-token") as wrong:
+    with client(gateway, token="wrong-token-0123456789abc") as wrong:
         assert wrong.get("/api/people").status_code == 401
     with client(gateway) as c:
         r = c.get("/api/people", headers={"Origin": "http://evil.example"})

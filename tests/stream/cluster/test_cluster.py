@@ -32,7 +32,7 @@ from tests.stream.live.test_live_rtsp import SYSTEM_PYTHON, RtspServer, WsCollec
 
 pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
 
-TOKEN = "cluster-token"
+TOKEN = "cluster-token-0123456789ab"
 ENROL = {"Lin-Manuel Miranda": ["Lin_Manuel_Miranda/lin-manuel-miranda.png"],
          "Alex Lacamoire": ["Alex_Lacamoire/alex-lacamoire.png", "Alex_Lacamoire/img1.jpg"],
          "Joe Biden": ["Joe_Biden/biden.jpg"]}
@@ -174,8 +174,8 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
             gw2 = Proc(["gateway", "--port", str(port2), "--token", TOKEN, *common], tmp_path / "gateway-2.log")
             procs.append(gw2)
             wait_until(lambda: "gateway on" in gw2.log.read_text(), 90, "gateway 2 serves", procs)
-            second = WsCollector(f"ws://127.0.0.1:{port2}/?token={TOKEN}").start()
-            first = WsCollector(f"ws://127.0.0.1:{port}/?token={TOKEN}").start()
+            second = WsCollector(f"ws://127.0.0.1:{port2}/", TOKEN).start()
+            first = WsCollector(f"ws://127.0.0.1:{port}/", TOKEN).start()
             wait_until(lambda: {m.get("source") for m in second.messages if m["type"] == "frame"} ==
                        {"door", "room1", "room2", "room3"}, 60, "every source on gateway 2", procs)
 

@@ -17,7 +17,7 @@ from facestream.stream.config import load_config
 from facestream.stream.live.pipeline import percentile
 from tests.conftest import RedisServer
 
-TOKEN = "stall-token"
+TOKEN = "stall-token-0123456789abc"
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the reader killed on purpose

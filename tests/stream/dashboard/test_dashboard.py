@@ -33,7 +33,7 @@ from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
 
 pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
 
-TOKEN = "dash-secret"
+TOKEN = "dash-secret-0123456789abc"
 ENROL = {
     "Lin-Manuel Miranda": ["Lin_Manuel_Miranda/lin-manuel-miranda.png"],
     "Alex Lacamoire": ["Alex_Lacamoire/alex-lacamoire.png", "Alex_Lacamoire/img1.jpg"],
@@ -91,9 +91,11 @@ class Run:
                 self.proc.wait(5)
 
 
-def http_get(url: str) -> tuple[int, bytes]:
+def http_get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
+    """GET with the token as a bearer header (never in the address: servers refuse that)."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
@@ -165,9 +167,9 @@ def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path
             assert shown[ids["Lin-Manuel Miranda"]] == "present" and shown[ids["Joe Biden"]] == "absent"
 
             # `facestream run` serves the HTTP API too, behind the same token
-            status, body = http_get(f"{base}/api/people?token={TOKEN}")
+            status, body = http_get(f"{base}/api/people")
             assert status == 200 and {p["name"] for p in json.loads(body)} == set(ENROL)
-            assert http_get(f"{base}/api/people")[0] == 401
+            assert http_get(f"{base}/api/people", token=None)[0] == 401
 
             # restart in the middle of the session: the page reconnects, nobody is counted twice or lost
             before = {r.person_id: r for r in store.records("hamilton")}
@@ -211,9 +213,9 @@ def test_dashboard_live_attendance_report_restart_and_auth(gallery_url, tmp_path
             anon.wait_for_selector("#auth-error:not([hidden])", timeout=30_000)
             assert "needs an access token" in anon.inner_text("#auth-error")
             assert anon.get_attribute("#conn", "data-state") == "unauthorized"
-            status, body = http_get(f"{base}/api/attendance/report?session=hamilton")
+            status, body = http_get(f"{base}/api/attendance/report?session=hamilton", token=None)
             assert status == 401 and b"token" in body
-            status, body = http_get(f"{base}/api/attendance/report?session=nope&token={TOKEN}")
+            status, body = http_get(f"{base}/api/attendance/report?session=nope")
             assert status == 404 and b"Unknown attendance session 'nope'" in body
             browser.close()
     finally:
@@ -304,9 +306,9 @@ def test_dashboard_commands_get_the_session_checks_and_a_missing_session_is_404(
     server = AttendanceServer(ServerConfig(port=0, token=TOKEN), monitor=monitor).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
-        status, body = http_get(f"{base}/api/attendance/report?token={TOKEN}")
+        status, body = http_get(f"{base}/api/attendance/report")
         assert status == 404 and b"No attendance sessions" in body
-        with connect(f"ws://127.0.0.1:{server.port}/?token={TOKEN}") as ws:
+        with connect(f"ws://127.0.0.1:{server.port}/", additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
 
             def command(**msg) -> dict:
                 ws.send(json.dumps({"type": "attendance_start", "id": 1, **msg}))
@@ -320,9 +322,9 @@ def test_dashboard_commands_get_the_session_checks_and_a_missing_session_is_404(
             assert not reply["ok"] and "duration_minutes: Input should be greater than 0" in reply["error"]
             assert command(name="x", people="Lin-Manuel Miranda", late_after_minutes=2)["ok"]
         assert store.get_session("x").late_after_s == 120
-        status, body = http_get(f"{base}/api/attendance?session=nope&token={TOKEN}")
+        status, body = http_get(f"{base}/api/attendance?session=nope")
         assert status == 404 and b"Unknown attendance session 'nope'" in body
-        status, body = http_get(f"{base}/api/attendance/report?session=x&format=pdf&token={TOKEN}")
+        status, body = http_get(f"{base}/api/attendance/report?session=x&format=pdf")
         assert status == 400 and b"Unknown report format" in body
     finally:
         server.stop()

@@ -36,7 +36,7 @@ KIT = EXAMPLES / "Kit_Harington" / "john1.jpeg"
 ROSE = EXAMPLES / "Rose_Leslie" / "img1.jpg"
 OBAMA_AND_BIDEN = GROUPS / "obama_and_biden.jpg"
 KIT_WITH_ROSE = GROUPS / "kit_with_rose.jpg"
-ADMIN = "admin-secret-token"
+ADMIN = "admin-secret-token-0123456"
 
 
 @pytest.fixture(scope="module")

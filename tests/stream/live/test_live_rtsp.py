@@ -69,8 +69,9 @@ def rtsp():
 class WsCollector:
     """A real websocket client in its own thread that keeps every message it receives."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, token: str | None = None):
         self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.messages: list[dict] = []
         self.connected = threading.Event()
         self._stop = threading.Event()
@@ -84,7 +85,7 @@ class WsCollector:
     async def _run(self) -> None:
         from websockets.asyncio.client import connect
 
-        async with connect(self.url) as ws:
+        async with connect(self.url, additional_headers=self.headers) as ws:
             self.connected.set()
             while not self._stop.is_set():
                 try:
