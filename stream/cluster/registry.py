@@ -173,8 +173,9 @@ class SourceRegistry:
     def leave(self, worker: str) -> None:
         self._call(self.r.hdel, WORKERS, worker)
 
-    def workers(self, max_age_s: float) -> list[dict[str, Any]]:
-        """Workers heard from within ``max_age_s``; older entries (dead workers) are removed."""
+    def workers(self, max_age_s: float, prune: bool = True) -> list[dict[str, Any]]:
+        """Workers heard from within ``max_age_s``; older entries (dead workers) are removed unless ``prune``
+        is False."""
         raw = self._call(self.r.hgetall, WORKERS) or {}
         now = self._call(redis_now, self.r)
         out: list[dict[str, Any]] = []
@@ -186,7 +187,7 @@ class SourceRegistry:
             except (ValueError, TypeError, AttributeError):  # a junk entry: not a worker
                 fresh = False
             (out if fresh else dead).append(info if fresh else key)
-        if dead:
+        if dead and prune:
             self._call(self.r.hdel, WORKERS, *dead)
         return sorted(out, key=lambda w: w["id"])
 

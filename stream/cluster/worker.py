@@ -80,6 +80,7 @@ class Worker:
         self._guard = threading.Thread(target=self._guard_leases, name="lease-guard", daemon=True)
         self.fenced_stops = 0  # sources stopped because their renewals kept failing
         self.redis_ms: float | None = None  # the last heartbeat's round trip
+        self._shed: dict[str, float] = {}  # sources given up to rebalance -> until when not to claim them back
         self.refused: dict[str, str] = {}  # source id -> why this worker will not open it (source_policy)
         self._own = {s.id: s for s in config.sources if s.id}  # trusted: whoever writes the config runs the worker
 
@@ -206,14 +207,44 @@ class Worker:
                 self.registry.release([sid], self.id)
         with self._lock:  # a source still stopping here is not reopened until its stop has finished
             stopping = {sid for sid, t in self._stopping.items() if t.is_alive()}
+        share, alone = self._rebalance(len(declared))
+        now = time.monotonic()
         free = [s for sid, s in declared.items()
-                if sid not in self.held and sid not in stopping and self.failed.get(sid, 0) <= time.monotonic()]
+                if sid not in self.held and sid not in stopping and self.failed.get(sid, 0) <= now
+                and (alone or self._shed.get(sid, 0) <= now)]
         random.shuffle(free)  # workers starting together spread the sources instead of racing for the first
         for source in free:
-            if len(self.held) >= self.cluster.capacity:
+            if len(self.held) >= share:
                 break
             if self._claim(source.id or ""):
                 self._open(source)
+
+    def _rebalance(self, n_sources: int) -> tuple[int, bool]:
+        """How many sources this worker should hold now, shedding what is above that when another live
+        worker has room: each worker's fair share is ``ceil(sources / workers)`` (at most its capacity).
+        A source given up here is not claimed back by this worker for two leases while another worker
+        lives, so it goes to the one with room (a restarted worker gets its share again instead of idling
+        for good). Returns (share, alone)."""
+        try:
+            # alive: heard from well within a lease, so a dead worker no longer counts by the time its leases
+            # run out and its sources are free (its heartbeat entry itself is kept longer, for /stats)
+            fresh = min(3 * self.cluster.heartbeat_seconds + 2, 0.75 * self.cluster.lease_seconds)
+            workers = self.registry.workers(fresh, prune=False)
+        except FacestreamError:
+            return self.cluster.capacity, True
+        others = [w for w in workers if w.get("id") != self.id]
+        fair = max(1, -(-n_sources // (len(others) + 1)))
+        share = min(self.cluster.capacity, fair)
+        room = sum(max(0, min(int(w.get("capacity") or 0), fair) - len(w.get("sources") or [])) for w in others)
+        extra = min(len(self.held) - share, room)
+        if extra > 0:
+            with self._lock:
+                shed = sorted(self.held)[-extra:]
+            for sid in shed:
+                self._drop(sid, f"rebalancing: {len(self.held)} held, a fair share is {fair}")
+                self._shed[sid] = time.monotonic() + 2 * self.cluster.lease_seconds
+                self.registry.release([sid], self.id)
+        return share, not others
 
     def _claim(self, sid: str) -> bool:
         asked_at = time.monotonic()

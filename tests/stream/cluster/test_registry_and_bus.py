@@ -335,3 +335,51 @@ def test_a_worker_opens_only_the_sources_its_policy_allows(redis_url, analyzer, 
     finally:
         worker.stop()
         reg.close()
+
+
+def test_sources_spread_over_the_workers_and_again_after_a_worker_comes_back(redis_url, analyzer):
+    """Issue 21, item 6: 4 sources on 2 workers once split 4/0 or 3/1 for good, and a restarted worker stayed
+    idle. Each worker now holds its fair share, ceil(sources / live workers), shedding the rest."""
+    from facestream.stream.cluster.worker import Worker
+    from facestream.stream.config import load_config
+    from facestream.stream.live.pipeline import Pipeline
+    from tests.conftest import HAMILTON
+
+    config = load_config(overrides=[f"gallery.url={redis_url}", "cluster.capacity=4", "cluster.lease_seconds=3",
+                                    f"cluster.source_folders=[{HAMILTON.parent}]"], env={})
+    reg = SourceRegistry(redis_url)
+    for i in range(4):
+        reg.add(SourceConfig(url=str(HAMILTON), id=f"clip{i}"))
+
+    def worker(name: str) -> Worker:  # each source stops after 3 frames: the leases are what is tested
+        pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True, max_frames=3)
+        w = Worker(config, pipeline, SourceRegistry(redis_url), LivePublisher(reg.r, config.server), worker_id=name)
+        return w.start()
+
+    def rounds(workers: list[Worker], n: int) -> list[int]:
+        for _ in range(n):
+            for w in workers:
+                w._heartbeat()
+            for w in workers:
+                w.step()
+            time.sleep(0.3)
+        return sorted(len(w.held) for w in workers)
+
+    a = worker("w-a")
+    b = c = None
+    try:
+        assert rounds([a], 1) == [4]  # alone: everything
+        b = worker("w-b")
+        assert rounds([a, b], 3) == [2, 2]  # within 3 periods of a second worker
+        held = {s: w for w in (a, b) for s in w.held}
+        assert {s: reg.holders()[s] for s in held} == {s: w.id for s, w in held.items()}
+        b.stop()  # B goes away (its leases released, as a kill's run out)
+        b = None
+        assert rounds([a], 2) == [4]
+        c = worker("w-c")  # B's machine is back under a new id
+        assert rounds([a, c], 3) == [2, 2]
+    finally:
+        for w in (a, b, c):
+            if w is not None:
+                w.stop()
+        reg.close()
