@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.store import GalleryStore
+from facestream.redis_url import is_redis_url
 
 __all__ = ["GalleryError", "GalleryStore", "open_store", "store_kind"]
 
@@ -46,7 +47,7 @@ def store_kind(url: str) -> str:
         GalleryError: a URL of neither kind.
     """
     url = (url or "").strip()
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis_url(url):
         return "redis"
     if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
         return "sqlite"

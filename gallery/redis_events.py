@@ -8,10 +8,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from redis.exceptions import RedisError
 
 from facestream.gallery.store import Subscription
+from facestream.redis_url import connect
 
 log = logging.getLogger("facestream.gallery.redis_store")
 
@@ -33,7 +33,7 @@ class RedisSubscription(Subscription):
     def _run(self) -> None:
         delay = 0.1
         while not self._stop.is_set():
-            client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
+            client = connect(self.url, socket_connect_timeout=1, socket_timeout=5)
             pubsub = client.pubsub()
             try:
                 pubsub.subscribe(self.channel)

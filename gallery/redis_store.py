@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -55,6 +54,7 @@ from facestream.gallery.store import (
     unknown_person,
 )
 from facestream.gallery.types import EmbeddingInfo, NewEmbedding, Person
+from facestream.redis_url import connect
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class RedisStore(GalleryStore):
         self.url = url
         self.p = prefix
         try:
-            self.r = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=30)
+            self.r = connect(url, socket_connect_timeout=2, socket_timeout=30)
             self.r.ping()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise GalleryError(

@@ -71,10 +71,12 @@ def free_port() -> int:
 class RedisServer:
     """A real redis-server on a free port; can be stopped and restarted to test outages."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, password: str | None = None, extra: list[str] | None = None):
         self.port = free_port()
         self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        self.extra = extra or []
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         exe = shutil.which("redis-server")
@@ -82,7 +84,8 @@ class RedisServer:
             pytest.fail("redis-server is not installed; run `bash .ci/setup`")
         subprocess.run(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "yes", "--dir", str(self.workdir), "--pidfile", str(self.workdir / "redis.pid")],
+             "--daemonize", "yes", "--dir", str(self.workdir), "--pidfile", str(self.workdir / "redis.pid"),
+             *(["--requirepass", self.password] if self.password else []), *self.extra],
             check=True,
         )
         deadline = time.time() + 10
@@ -103,7 +106,8 @@ class RedisServer:
         return int(path.read_text())
 
     def stop(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True)
+        auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
+        subprocess.run(["redis-cli", "-p", str(self.port), *auth, "shutdown", "nosave"], capture_output=True)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:

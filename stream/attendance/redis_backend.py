@@ -13,6 +13,7 @@ import json
 
 from facestream import wire
 from facestream.errors import FacestreamError
+from facestream.redis_url import connect
 from facestream.stream.attendance.model import Record, Session, strip_person
 from facestream.stream.attendance.store import AttendanceStore
 
@@ -52,7 +53,7 @@ class RedisAttendanceStore(AttendanceStore):
         self.url = url
         self._redis_errors = (redis.ConnectionError, redis.TimeoutError)
         try:
-            self._r = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+            self._r = connect(url, socket_timeout=10, socket_connect_timeout=5)
             self._r.ping()
         except self._redis_errors as exc:
             raise FacestreamError(f"Cannot reach Redis at {url} ({exc}).",

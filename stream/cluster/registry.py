@@ -27,6 +27,7 @@ import redis
 
 from facestream import wire
 from facestream.errors import FacestreamError, redact
+from facestream.redis_url import connect, is_redis_url
 from facestream.stream.cluster.clock import redis_now
 from facestream.stream.config import SourceConfig
 
@@ -94,11 +95,11 @@ class SourceRegistry:
     """The shared list of sources and who holds each (one Redis connection; thread-safe as redis-py is)."""
 
     def __init__(self, url: str):
-        if not url.startswith(("redis://", "rediss://", "unix://")):
+        if not is_redis_url(url):
             raise FacestreamError(f"Workers and gateways share cameras through Redis, not {redact(url)}.",
                                   "Pass --gallery redis://HOST:6379/0 (or set gallery.url / FACESTREAM_GALLERY).")
         self.url = url
-        self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+        self.r = connect(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
         self._claim = self.r.register_script(_CLAIM)
         self._renew = self.r.register_script(_RENEW)
         self._release = self.r.register_script(_RELEASE)
