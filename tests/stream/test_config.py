@@ -85,7 +85,8 @@ def test_run_flags_arrive_as_typed(monkeypatch):
     from facestream.stream.cli.run import _config
 
     monkeypatch.delenv("FACESTREAM_GALLERY", raising=False)
-    for token in ("#abc-token", "12345678", "[x-token-1", "yes-token"):  # tokens of 8+ characters
+    pad = "-0123456789abcdefghij"  # tokens of 22+ characters (128 bits)
+    for token in ("#abc-token" + pad, "1234567890123456789012", "[x-token-1" + pad, "yes-token" + pad):
         args = build_parser().parse_args(["run", "clip.mp4", "--token", token, "--port", "0",
                                           "--gallery", "sqlite:///g #1.db"])
         config, _ = _config(args)

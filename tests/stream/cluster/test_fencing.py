@@ -96,15 +96,16 @@ def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_hold
         wait_for(lambda: sum(1 for m in door_messages(r) if m.get("type") == "frame") >= 10, 60, "A's frames")
         assert {m.get("worker") for m in door_messages(r)} == {"w-a"} and door_messages(r)[0]["epoch"] >= 1
 
+        door = next(p for p in a[0].pipeline.workers if p.source.id == "door")  # A's thread for the camera
         cut_at = time.monotonic()
         proxy.freeze()  # A keeps its camera but loses Redis
         # A's last renewal was sent before the cut: it stops the camera 2/3 into the lease, on its own
         wait_for(lambda: "door" not in a[0].pipeline.running(), LEASE_S * 2 / 3 + 1.0, "A to stop the camera")
         stopped_after = time.monotonic() - cut_at
-        frozen_count = processed(a[0])
+        frozen_count = door.processed
         b = start_worker(redis_url, analyzer, "w-b")  # B claims the source once A's lease has run out in Redis
         wait_for(lambda: any(m.get("worker") == "w-b" for m in door_messages(r)), 60, "B's first message")
-        assert processed(a[0]) == frozen_count  # A processed nothing since it stopped
+        assert door.processed == frozen_count and door.done.is_set()  # A processed nothing since it stopped
         assert a[0].fenced_stops == 1
 
         proxy.thaw()  # the network heals: what A still had queued must not reach anyone
