@@ -211,6 +211,8 @@ class Matcher:
                                                  np.zeros(0, np.int32)), self.base, "cpu")
         self._sub = None
         self._scoped: dict[frozenset[str], tuple[_Index, _Index]] = {}  # roster -> (snapshot, its sub-index)
+        self.reloads = 0  # whole-gallery reads
+        self.deltas = 0  # one-person changes applied without one
         self.refresh(force=True)
         # Subscribe after the first load: the "resync" sent on connecting catches any write in between.
         self._sub = store.subscribe(self._on_event) if watch else None
@@ -274,6 +276,12 @@ class Matcher:
 
     # -- cache --------------------------------------------------------------------------------
     def _on_event(self, event: dict[str, Any]) -> None:
+        person, version = event.get("person"), event.get("version")
+        if isinstance(version, int) and not self._stale and version <= self._index.data.version:
+            return  # the snapshot has it already (a reload read it)
+        if isinstance(person, str) and isinstance(version, int) and not self._stale and self.follow_store \
+                and self._apply_delta(person, version):
+            return
         if not self._stale:
             # One cheap read skips the reload when the snapshot already has this change (e.g. the
             # previous event's reload read it; load_matrix reads the version before the rows).
@@ -287,6 +295,23 @@ class Matcher:
             self.refresh()
         except GalleryError as exc:
             log.warning("matcher: reload after %s failed (%s); keeping %d people", event.get("op"), exc, len(self))
+
+    def _apply_delta(self, person_id: str, version: int) -> bool:
+        """Apply a change to one person by reading only that person's rows (an enrolment no longer makes
+        every worker read the whole gallery). True when the snapshot is current afterwards; False (reload
+        it all) when the store moved on by more than this one change, or cannot say."""
+        with self._lock:
+            data = self._index.data
+            try:
+                got = self.store.person_rows(self.model_id, person_id)
+            except GalleryError:
+                return False
+            if got is None or not version == got.version == data.version + 1:
+                return False  # something else changed too (or meanwhile): read it all
+            new = data.with_person(got.version, person_id, got.name, got.rows, got.negatives)
+            self._index = _Index.build(new, self._decision_for(new), self.device)
+            self.deltas += 1
+            return True
 
     def refresh(self, force: bool = False) -> bool:
         """Reload the matrix if the store changed (or ``force``); returns whether it reloaded.
@@ -306,6 +331,7 @@ class Matcher:
                 self._retry_at = time.monotonic() + RETRY_SECONDS
                 raise
             self._index = _Index.build(data, self._decision_for(data), self.device)
+            self.reloads += 1
             log.debug("matcher: reloaded version %d: %d people", data.version, len(data.person_ids))
             return True
 

@@ -44,6 +44,7 @@ from facestream.gallery.redis_guard import guard as _guard
 from facestream.gallery.store import (
     GalleryMatrix,
     GalleryStore,
+    PersonRows,
     Subscription,
     check_metadata,
     check_name,
@@ -64,6 +65,16 @@ PREFIX = "facestream:"
 def _text(value: bytes | str) -> str:
     """A Redis reply as text (the client returns bytes: vectors and chips are binary)."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+# KEYS: version, events channel; ARGV: op, person ("" for none), time -> the new version
+_BUMP = """
+local v = redis.call('INCR', KEYS[1])
+local event = {op = ARGV[1], time = tonumber(ARGV[3]), version = v}
+if ARGV[2] ~= '' then event.person = ARGV[2] end
+redis.call('PUBLISH', KEYS[2], cjson.encode(event))
+return v
+"""
 
 
 class RedisStore(GalleryStore):
@@ -97,8 +108,9 @@ class RedisStore(GalleryStore):
         return RedisSubscription(self.url, self.k("events"), callback)
 
     def _bump(self, pipe: Any, op: str, person: str | None) -> None:
-        pipe.incr(self.k("version"))
-        pipe.publish(self.k("events"), json.dumps(allow_nan=False, obj={"op": op, "person": person, "time": time.time()}))
+        """Raise the version and announce the change with the version it made (inside the caller's
+        transaction): a matcher applies a one-person change only onto the version just before it."""
+        pipe.eval(_BUMP, 2, self.k("version"), self.k("events"), op, person or "", repr(time.time()))
 
     # -- people -------------------------------------------------------------------------------
     def _people(self, pids: list[str], client: Any = None) -> list[Person]:
@@ -484,6 +496,28 @@ class RedisStore(GalleryStore):
         models = [_text(m) for m in self.r.hkeys(self.k("dims"))]
         counts = {m: int(self.r.hlen(self.k("vec", m))) for m in models}
         return {m: c for m, c in counts.items() if c}
+
+    @_guard
+    def person_rows(self, model_id: str, person_id: str) -> PersonRows | None:
+        # two atomic reads (which hashes, then their rows); a write between them shows as a version change
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.k("version"))
+        pipe.smembers(self.k("pemb", person_id))
+        pipe.smembers(self.k("pneg", person_id))
+        pipe.hget(self.k("display"), person_id)
+        version, pemb, pneg, name = pipe.execute()
+        mine = [f"{person_id}|{m.rsplit('|', 1)[1]}" for m in sorted(map(_text, pemb)) if m.startswith(model_id + "|")]
+        negs = [f"{person_id}|{m.rsplit('|', 1)[1]}" for m in sorted(map(_text, pneg)) if m.startswith(model_id + "|")]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.k("version"))
+        pipe.hmget(self.k("vec", model_id), mine or ["-"])
+        pipe.hmget(self.k("neg", model_id), negs or ["-"])
+        again, rows, neg_rows = pipe.execute()
+        if int(again or 0) != int(version or 0):
+            return None
+        return PersonRows(int(version or 0), _text(name) if name else person_id,
+                          [b for b in rows if b is not None] if mine else [],
+                          [b for b in neg_rows if b is not None] if negs else [])
 
     @_guard
     def load_matrix(self, model_id: str) -> GalleryMatrix:

@@ -88,6 +88,48 @@ class GalleryMatrix:
                    negative_person, settings or {})
 
 
+    def with_person(self, version: int, person_id: str, name: str, rows: list[bytes], negatives: list[bytes]
+                    ) -> GalleryMatrix:
+        """This snapshot with one person's rows and negatives replaced (no rows: the person leaves it), as of
+        ``version``: what a change to one person does, without reading everyone again."""
+        old = self.person_ids.index(person_id) if person_id in self.person_ids else -1
+        ids = [p for p in self.person_ids if p != person_id]
+        names = [n for p, n in zip(self.person_ids, self.names, strict=True) if p != person_id]
+        remap = np.arange(len(self.person_ids), dtype=np.int32)
+        if old >= 0:
+            remap[old + 1:] -= 1  # the people after the one removed move up by one
+        keep, keep_neg = self.row_person != old, self.negative_person != old
+        matrix, row_person = self.matrix[keep], remap[self.row_person[keep]]
+        negs, neg_person = self.negatives[keep_neg], remap[self.negative_person[keep_neg]]
+        if rows:
+            new = len(ids)
+            ids.append(person_id)
+            names.append(name)
+            block = np.frombuffer(b"".join(rows), np.float32).reshape(len(rows), -1)
+            matrix = np.concatenate([matrix, block]) if len(matrix) else block
+            row_person = np.concatenate([row_person, np.full(len(rows), new, np.int32)])
+            if negatives:
+                nblock = np.frombuffer(b"".join(negatives), np.float32).reshape(len(negatives), -1)
+                negs = np.concatenate([negs, nblock]) if len(negs) else nblock
+                neg_person = np.concatenate([neg_person, np.full(len(negatives), new, np.int32)])
+        if not ids:
+            return GalleryMatrix.build(version, [], {}, (), self.settings)
+        if not len(negs):
+            negs = np.zeros((0, matrix.shape[1]), np.float32)
+        return GalleryMatrix(version, ids, names, matrix, row_person.astype(np.int32), negs,
+                             neg_person.astype(np.int32), dict(self.settings))
+
+
+@dataclass(frozen=True)
+class PersonRows:
+    """One person's rows of one model, read at one store version (a change applied as a delta)."""
+
+    version: int
+    name: str
+    rows: list[bytes]
+    negatives: list[bytes]
+
+
 class Subscription:
     """A running change listener; :meth:`close` stops it."""
 
@@ -281,6 +323,11 @@ class GalleryStore(ABC):
     @abstractmethod
     def model_counts(self) -> dict[str, int]:
         """Number of embeddings per model id."""
+
+    def person_rows(self, model_id: str, person_id: str) -> PersonRows | None:
+        """One person's rows and negatives of ``model_id`` with the version they were read at, read
+        atomically; None where a store cannot (the matcher then reloads everything)."""
+        return None
 
     @abstractmethod
     def load_matrix(self, model_id: str) -> GalleryMatrix:

@@ -129,3 +129,55 @@ def test_enrolment_cut_by_outage_keeps_whole_people(redis_server, redis_url):
     finally:
         redis.Redis.from_url(redis_url).flushdb()
         dump.unlink(missing_ok=True)
+
+
+def _snapshot(data) -> tuple:
+    """A matrix as sets, independent of row order: (person -> name, rows per person, negatives per person)."""
+    rows = {(data.person_ids[p], data.matrix[i].tobytes()) for i, p in enumerate(data.row_person)}
+    negs = {(data.person_ids[p], data.negatives[i].tobytes()) for i, p in enumerate(data.negative_person)}
+    return dict(zip(data.person_ids, data.names, strict=True)), rows, negs
+
+
+def test_a_change_to_one_person_is_applied_without_reading_the_whole_gallery(redis_url):
+    """Issue 21, item 6: every enrolment made every worker reload the whole matrix. A one-person change is
+    now read for that person only, and the result equals a full reload after every kind of change."""
+    from tests.gallery.conftest import unit
+
+    rng = np.random.default_rng(5)
+    store = open_store(redis_url)
+    other = open_store(redis_url)  # the changes come from another client, as from another process
+    for k in range(30):
+        store.enroll(f"Person {k}", [emb(v) for v in unit(rng, 2)])
+    with Matcher(store, "m1", threshold=0.9, device="cpu") as matcher:
+        reloads = matcher.reloads
+
+        def settled(deltas: int) -> None:
+            deadline = time.time() + 5
+            while matcher.deltas < deltas and time.time() < deadline:
+                time.sleep(0.02)
+            assert matcher.deltas == deltas and matcher._index.data.version == store.version()
+            assert _snapshot(matcher._index.data) == _snapshot(store.load_matrix("m1"))
+
+        fresh = unit(rng, 1)[0]
+        other.enroll("Newcomer", [emb(fresh)])
+        settled(1)
+        assert matcher.identify(fresh).best.name == "Newcomer"
+        other.enroll("Person 3", [emb(unit(rng, 1)[0])])  # one more photo of someone enrolled
+        settled(2)
+        other.rename_person("Person 7", "Person Seven")
+        settled(3)
+        other.add_negative("Person 9", emb(unit(rng, 1)[0]))
+        settled(4)
+        other.delete_person("Person 0")  # the first person: everyone after moves up by one
+        settled(5)
+        other.delete_person("Newcomer")
+        settled(6)
+        assert matcher.identify(fresh).best is None or matcher.identify(fresh).best.name != "Newcomer"
+        assert matcher.reloads == reloads  # no whole-gallery read for any of them
+        other.set_setting("operating_point", None)  # not about one person: read it all
+        deadline = time.time() + 5
+        while matcher.reloads == reloads and time.time() < deadline:
+            time.sleep(0.02)
+        assert matcher.reloads == reloads + 1
+    store.close()
+    other.close()
