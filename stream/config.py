@@ -388,6 +388,9 @@ class TrainConfig(Section):
     pretrained: bool = Field(True, description="Start from the architecture's pretrained weights when it has them.")
     loss: Literal["arcface", "cosface", "triplet"] = Field("arcface", description="Margin head or metric loss.")
     epochs: int = Field(10, ge=1, le=1000, description="Passes over the training identities.")
+    patience: int = Field(
+        0, ge=0, le=1000, description="Stop when validation TAR@FAR1e-2 has not improved for this many epochs "
+        "(the best epoch's weights are kept either way); 0 = train every epoch.")
     batch_size: int = Field(32, ge=2, le=4096, description="Chips per optimisation step.")
     lr: float | None = Field(
         None, gt=0.0, le=10.0,

@@ -23,7 +23,6 @@ import json
 import logging
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,18 @@ from facestream.stream.engine.networks import create_model
 from facestream.stream.engine.networks.staged import StagedNet
 from facestream.trainer import evaluate as ev
 from facestream.trainer import tracking
-from facestream.trainer.augment import AugmentConfig, augment
 from facestream.trainer.data import ChipSet, chip_analyzer, describe, load_chip_set, split_by_identity
+from facestream.trainer.loop import (
+    Callback,
+    EarlyStop,
+    KeepBestOnValidation,
+    LogEpochs,
+    MLflowEpochs,
+    ProgressBar,
+    fit,
+)
 from facestream.trainer.losses import MarginHead, make_loss
-from facestream.trainer.metrics import pair_scores, rates_at, selection_key, threshold_for
+from facestream.trainer.metrics import pair_scores, rates_at, threshold_for
 
 log = logging.getLogger(__name__)
 
@@ -111,22 +118,6 @@ def build_model(name: str, pretrained: bool, freeze: str | None) -> StagedNet:
                 f"--freeze {freeze} freezes every stage of {name}: nothing would be trained.",
                 f"Freeze up to an earlier stage (one of {', '.join(names[:-1])}), or do not freeze.")
     return model
-
-
-def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator, per_identity: int | None):
-    """Shuffled index batches; with ``per_identity`` (triplets), K chips of each identity side by side."""
-    if per_identity is None:
-        order = rng.permutation(len(labels))
-    else:
-        groups = []
-        for ident in rng.permutation(int(labels.max()) + 1):
-            idx = rng.permutation(np.nonzero(labels == ident)[0])
-            groups += [idx[k:k + per_identity] for k in range(0, len(idx), per_identity)]
-        order = np.concatenate([groups[g] for g in rng.permutation(len(groups))]) if groups else np.array([], int)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        if len(batch) >= 2:  # a batch of one breaks BatchNorm and has no pairs
-            yield batch
 
 
 def _calibrate(model, splits: dict[str, ChipSet], device, seed: int, max_pairs: int, far: float
@@ -259,60 +250,16 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
             loss_fn.init_centres(torch.from_numpy(emb).to(device), torch.from_numpy(train_cs.labels).to(device))
         lr = tc.lr or (FINETUNE_LR if tc.pretrained and tc.model == PRETRAINED else SCRATCH_LR)
         mlflow.log_param("lr_used", lr)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        params = [{"params": trainable, "lr": lr}]
-        if any(True for _ in loss_fn.parameters()):
-            params.append({"params": list(loss_fn.parameters()), "lr": lr * 10})
-        opt = torch.optim.AdamW(params, weight_decay=tc.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc.epochs)
-        aug_cfg = AugmentConfig()
-        gen = torch.Generator().manual_seed(tc.seed)
-        history: list[dict[str, float]] = []
-        has_val = len(splits["val"].names) >= 2
-        # the best epoch by validation (TAR@FAR1e-2, then AUC) is kept; when fine-tuning,
-        # "epoch 0" (the starting weights) competes too, so a run never ends worse on val than it began
-        best_key, best_state, best_epoch = None, None, tc.epochs
-        if has_val and tc.pretrained:
-            best_key, best_state, best_epoch = _val_key(model, splits["val"], device, tc), _state(model), 0
-        per_identity = 4 if tc.loss == "triplet" else None
-        mean = torch.tensor(ev.MEAN_RGB, device=device).view(1, 3, 1, 1)
-        from tqdm import tqdm
-
-        for epoch in tqdm(range(1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress):
-            model.train()
-            t0, seen, total = time.perf_counter(), 0, 0.0
-            for idx in _batches(train_cs.labels, tc.batch_size, rng, per_identity):
-                x = torch.from_numpy(train_cs.chips[idx]).to(device).permute(0, 3, 1, 2).float()
-                if tc.augment:
-                    x = augment(x, aug_cfg, generator=gen)
-                y = torch.from_numpy(train_cs.labels[idx]).to(device)
-                loss = loss_fn(model((x - mean) / ev.STD), y)
-                if not torch.isfinite(loss):
-                    raise FacestreamError(
-                        f"Training diverged at epoch {epoch} (loss {loss.item()}).", "Lower --set train.lr=...")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, 5.0)
-                opt.step()
-                seen += len(idx)
-                total += loss.item() * len(idx)
-            sched.step()
-            elapsed = time.perf_counter() - t0
-            row = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_images_per_s": seen / max(elapsed, 1e-9)}
-            if has_val:
-                vm, _ = ev.evaluate(ev.embed_torch(model, splits["val"].chips, device), splits["val"].labels,
-                                    seed=tc.seed, max_pairs=tc.max_pairs)
-                row.update({f"val_{k}": vm[k] for k in ("auc", "tar_far1e-2", "eer", "top1") if k in vm})
-                key = selection_key(vm)[1]
-                if best_key is None or key >= best_key:  # ties go to the later (more trained) epoch
-                    best_key, best_state, best_epoch = key, _state(model), epoch
-            history.append(row)
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
-
-        if best_state is not None and best_epoch != tc.epochs:
-            log.info("keeping epoch %d, the best on validation identities", best_epoch)
-            model.load_state_dict(best_state)
+        callbacks: list[Callback] = []
+        best = None
+        if len(splits["val"].names) >= 2:
+            best = KeepBestOnValidation(model, splits["val"], device, tc, include_start=tc.pretrained)
+            callbacks.append(best)
+            if tc.patience:
+                callbacks.append(EarlyStop("val_tar_far1e-2", tc.patience))
+        callbacks += [MLflowEpochs(), LogEpochs(), ProgressBar(tc.epochs, progress)]
+        done = fit(model, loss_fn, train_cs, tc, device, rng, lr, callbacks)
+        history, best_epoch = done.history, (best.best_epoch if best is not None else done.epoch)
         mlflow.log_param("best_epoch", best_epoch)
         threshold, rule = _calibrate(model, splits, device, tc.seed, tc.max_pairs, tc.threshold_far)
         calibrated_on = rule["on"]
@@ -357,16 +304,6 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
                              "facestream.decision": promo.reason})
             log.info("registered %s v%s: %s", config.mlflow.registry_name, promo.version, promo.reason)
     return result
-
-
-def _state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _val_key(model, val: ChipSet, device, tc) -> tuple[float, float]:
-    """What epochs are ranked by: TAR at the smallest FAR the validation pairs support, then AUC."""
-    vm, _ = ev.evaluate(ev.embed_torch(model, val.chips, device), val.labels, seed=tc.seed, max_pairs=tc.max_pairs)
-    return selection_key(vm)[1]
 
 
 def _embedding_dim(model, device, size: int) -> int:
