@@ -62,6 +62,12 @@ def pytest_collection_finish(session) -> None:
         WHEEL_BUILD = ThreadPoolExecutor(1, thread_name_prefix="wheel").submit(build_wheel_and_venv, root)
 
 
+def entry_order(entry) -> tuple[int, int]:
+    """A Redis stream entry's place in time, for merging entries of several streams: (ms, sequence)."""
+    ms, seq = (entry[0].decode() if isinstance(entry[0], bytes) else entry[0]).split("-")
+    return int(ms), int(seq)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,6 +20,12 @@ from facestream.stream.attendance.store import AttendanceStore
 PREFIX = "facestream:attendance:"
 LIVE_STREAM = "facestream:live"  # the cluster's live stream (stream/cluster/bus.py): erasing purges it too
 EVENTS_STREAM = "facestream:events"  # its durable events (stream/cluster/events.py): purged too
+FRAME_SOURCES = "facestream:frames"  # set: the sources that have a frame stream
+FRAME_STREAM = "facestream:frames:"  # + source id: that source's frames (faces, names): purged too
+
+
+def frame_stream(source: str) -> str:
+    return FRAME_STREAM + source
 
 # KEYS: rec hash, snap hash. ARGV: person, record JSON (a new sighting), snapshot or "".
 _UPSERT = """
@@ -174,7 +180,9 @@ class RedisAttendanceStore(AttendanceStore):
         entry of a node is gone. One script copies the rest into a fresh stream with the same ids and last id,
         atomically (workers adding meanwhile wait for it: a few ms for the 5,000 entries the stream keeps).
         """
-        for stream in (LIVE_STREAM, EVENTS_STREAM):
+        sources = sorted(s.decode() if isinstance(s, bytes) else str(s)
+                         for s in self._call(self._r.smembers, FRAME_SOURCES) or ())
+        for stream in (LIVE_STREAM, EVENTS_STREAM, *(frame_stream(s) for s in sources)):
             self._call(self._r.eval, _REWRITE_WITHOUT, 1, stream, person_id)
 
     def purge_snapshots(self, ended_before: float) -> int:

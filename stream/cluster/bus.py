@@ -35,7 +35,7 @@ import redis
 
 from facestream import wire
 from facestream.errors import redact
-from facestream.stream.attendance.redis_backend import LIVE_STREAM
+from facestream.stream.attendance.redis_backend import FRAME_SOURCES, LIVE_STREAM, frame_stream
 from facestream.stream.cluster.clock import redis_now
 from facestream.stream.cluster.events import EVENTS, EVENTS_MAXLEN, is_durable
 from facestream.stream.cluster.registry import LEASE, lease_token
@@ -50,28 +50,36 @@ WATCH = "facestream:watch"  # hash: source id (or "*" for every source) -> until
 WATCH_TTL_S = 6.0
 STALE_S = 2.0  # a reader further behind than this jumps to the present
 PENDING_MAX = 2000  # messages a worker holds while Redis is away (oldest dropped)
+FRAME_MAXLEN = 600  # entries each source's frame stream keeps: 20 s at 30 fps, far beyond STALE_S
 
-# KEYS: the live stream, the events stream, then the lease keys the batch names; ARGV: the two maxlens,
-# then 6 per message: lease key index (0: not fenced), token, source, message, jpeg ('' for none),
-# durable ('1': also onto the events stream) -> {written, fenced}
+# KEYS: the live stream, the events stream, the frame-sources set, then the frame streams and lease keys
+# the batch names; ARGV: the live and events maxlens, the frame streams' maxlen, then 7 per message: stream
+# key index, lease key index (0: not fenced), token, source, message, jpeg ('' for none), durable ('1': also
+# onto the events stream) -> {written, fenced}
 _PUBLISH = """
 local ok = {}
 local sent, fenced = 0, 0
-for i = 3, #ARGV, 6 do
-  local k = tonumber(ARGV[i])
+for i = 4, #ARGV, 7 do
+  local k = tonumber(ARGV[i + 1])
   local allowed = true
   if k > 0 then
-    if ok[k] == nil then ok[k] = (redis.call('GET', KEYS[k]) == ARGV[i + 1]) end
+    if ok[k] == nil then ok[k] = (redis.call('GET', KEYS[k]) == ARGV[i + 2]) end
     allowed = ok[k]
   end
   if allowed then
-    if ARGV[i + 4] ~= '' then
-      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3], 'j', ARGV[i + 4])
-    else
-      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3])
+    local key = KEYS[tonumber(ARGV[i])]
+    local maxlen = ARGV[1]
+    if key ~= KEYS[1] then
+      maxlen = ARGV[3]
+      redis.call('SADD', KEYS[3], ARGV[i + 3])
     end
-    if ARGV[i + 5] == '1' then
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 's', ARGV[i + 2], 'm', ARGV[i + 3])
+    if ARGV[i + 5] ~= '' then
+      redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 's', ARGV[i + 3], 'm', ARGV[i + 4], 'j', ARGV[i + 5])
+    else
+      redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 's', ARGV[i + 3], 'm', ARGV[i + 4])
+    end
+    if ARGV[i + 6] == '1' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 's', ARGV[i + 3], 'm', ARGV[i + 4])
     end
     sent = sent + 1
   else
@@ -102,6 +110,7 @@ class _Outgoing:
     jpeg: str | None
     token: str | None  # the lease token it was published under (None: not fenced)
     durable: bool  # an event (not a frame): also onto the events stream, for consumer groups
+    frame: bool  # a frame of a source: onto that source's own stream
 
 
 def _until(value: Any) -> float:
@@ -195,8 +204,9 @@ class LivePublisher:
             if held is None or time.monotonic() > held.until:
                 self.fenced += 1
                 return
-            seq = self._seq[source] = self._seq.get(source, 0) + 1
-            message = {**message, "worker": held.worker, "epoch": held.epoch, "seq": seq}
+            message = {**message, "worker": held.worker, "epoch": held.epoch}
+            if message.get("type") == "frame":  # numbered, so a gateway can count the frames it missed
+                message["seq"] = self._seq[source] = self._seq.get(source, 0) + 1
             token = held.token
         text = wire.dumps(message, separators=(",", ":"))
         jpeg = None
@@ -206,7 +216,8 @@ class LivePublisher:
             jpeg = encode_jpeg(image, self.server.jpeg_quality)
         if len(self._pending) == self._pending.maxlen:
             self.dropped += 1
-        self._pending.append(_Outgoing(source or "", text, jpeg, token, is_durable(message)))
+        self._pending.append(_Outgoing(source or "", text, jpeg, token, is_durable(message),
+                                       bool(source) and message.get("type") == "frame"))
         self._wake.set()
 
     def _jpeg_due(self, source: str) -> bool:
@@ -268,17 +279,22 @@ class LivePublisher:
                     return
 
     def _send(self, batch: list[_Outgoing]) -> tuple[int, int]:
-        """One script call: each message written only if its lease key still holds its token."""
-        keys: list[str] = [STREAM, EVENTS]
+        """One script call: each message written only if its lease key still holds its token; frames onto
+        their source's stream, the rest onto the live stream (and events onto the events stream)."""
+        keys: list[str] = [STREAM, EVENTS, FRAME_SOURCES]
         index: dict[str, int] = {}
-        args: list[Any] = [self.maxlen, self.events_maxlen]
+
+        def key(name: str) -> int:
+            if name not in index:
+                keys.append(name)
+                index[name] = len(keys)  # Lua's KEYS count from 1
+            return index[name]
+
+        args: list[Any] = [self.maxlen, self.events_maxlen, FRAME_MAXLEN]
         for out in batch:
-            k = 0
-            if out.token is not None:
-                k = index.setdefault(out.source, len(keys) + 1)
-                if k == len(keys) + 1:
-                    keys.append(LEASE + out.source)
-            args += [k, out.token or "", out.source, out.text, out.jpeg or "", "1" if out.durable else "0"]
+            stream = key(frame_stream(out.source)) if out.frame else 1
+            lease = key(LEASE + out.source) if out.token is not None else 0
+            args += [stream, lease, out.token or "", out.source, out.text, out.jpeg or "", "1" if out.durable else "0"]
         sent, fenced = self._script(keys=keys, args=args)
         return int(sent), int(fenced)
 
@@ -304,6 +320,11 @@ class LiveReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bus-reader", daemon=True)
         self._watch_at = 0.0
+        self._cursors: dict[str, str] = {}  # stream key -> the last entry id read (or the moment to read from)
+        self._follow_at = float("-inf")
+        self._known: set[str] | None = None  # the sources with a frame stream at the last check
+        self._wanted: set[str] | None = set()  # what the clients watched at the last check
+        self.streams = 1  # streams read: the live one and the watched sources' frames
 
     def start(self) -> LiveReader:
         self._thread.start()
@@ -314,14 +335,20 @@ class LiveReader:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        last = "$"
+        while not self._cursors and not self._stop.is_set():
+            try:
+                self._cursors[STREAM] = self._now_id()  # from the moment this gateway starts: nothing stale
+            except redis.RedisError:
+                self._stop.wait(1.0)
         while not self._stop.is_set():
             try:
                 self._keep_watch()
             except Exception:  # a junk watch entry or the like: reading goes on
                 log.exception("cannot renew this gateway's watch entries")
             try:
-                reply = self.r.xread({STREAM: last}, count=1000, block=500)
+                self._follow_sources()
+                streams: dict[Any, Any] = dict(self._cursors)
+                reply: Any = self.r.xread(streams, count=1000, block=500)
             except redis.RedisError as exc:
                 self.failures += 1
                 if self.failures == 1 or self.failures % 30 == 0:
@@ -329,16 +356,50 @@ class LiveReader:
                 self._stop.wait(1.0)
                 continue
             now_ms = (time.time() + self._clock_offset()) * 1000  # entry ids are Redis's time: compare in it
-            streams: list[Any] = list(reply or [])  # [[stream, [(id, fields), ...]]]
-            for _, entries in streams:
+            got: set[str] = set()
+            for name, entries in list(reply or []):  # [[stream, [(id, fields), ...]], ...]
+                key = name.decode() if isinstance(name, bytes) else str(name)
+                got.add(key)
                 for entry_id, fields in entries:
                     last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    if key in self._cursors:
+                        self._cursors[key] = last
                     try:
                         self._deliver(fields, now_ms - int(last.split("-")[0]))
                     except Exception:  # one bad entry must never stop the reader (and with it every dashboard)
                         self._reject(last)
-            if last != "$" and now_ms - int(last.split("-")[0]) > STALE_S * 1000 and not reply:
-                last = "$"  # quiet for a while: never replay what is old by the time we get back
+            for key, cursor in list(self._cursors.items()):
+                if key not in got and now_ms - int(cursor.split("-")[0]) > STALE_S * 1000:
+                    self._cursors[key] = self._now_id()  # quiet for a while: never replay what is old once back
+
+    def _follow_sources(self) -> None:
+        """Read the frame streams of the sources this gateway's clients watch (all declared ones when some
+        client watches everything): re-checked every second, and at once when the clients' choice changes;
+        the live stream (events, attendance) always."""
+        now = time.monotonic()
+        wanted = self.server.watched()
+        if now - self._follow_at < 1.0 and wanted == self._wanted:  # a viewer's new choice counts at once
+            return
+        self._follow_at, self._wanted = now, wanted
+        declared = {(m.decode(errors="replace") if isinstance(m, bytes) else str(m))
+                    for m in self.r.smembers(FRAME_SOURCES) or ()}
+        appeared = declared - self._known if self._known is not None else set()
+        self._known = declared
+        keys = {frame_stream(sid): sid for sid in (declared if wanted is None else wanted)}
+        for key in list(self._cursors):
+            if key != STREAM and key not in keys:
+                del self._cursors[key]
+                self._seqs.pop(keys.get(key, key[len(frame_stream("")):]), None)  # unwatched gaps are no loss
+        # a source that starts publishing after this gateway (a camera claimed): its last STALE_S seconds, so
+        # its first frames are not lost to this one-second check; any other stream from now on (never stale)
+        for key, sid in keys.items():
+            self._cursors.setdefault(key, self._now_id(STALE_S if sid in appeared else 0.0))
+        self.streams = len(self._cursors)
+
+    def _now_id(self, ago_s: float = 0.0) -> str:
+        """A stream id for "from this moment" (by Redis's clock): every stream of an XREAD keeps its own place;
+        '$' would lose what arrives on one stream while another's entries are being handed out."""
+        return f"{int((time.time() + self._clock_offset() - ago_s) * 1000)}-0"
 
     def problem(self) -> str | None:
         """What ``/health`` should report: the reader thread dead (no dashboard would get anything)."""
@@ -406,6 +467,6 @@ class LiveReader:
 
     def stats(self) -> dict[str, Any]:
         hop = list(self.hop_ms)
-        return {"received": self.received, "rejected": self.rejected, "stale": self.stale, "gaps": self.gaps, "hop_ms_p50": percentile(hop, 50),
+        return {"received": self.received, "rejected": self.rejected, "stale": self.stale, "gaps": self.gaps, "streams": self.streams, "hop_ms_p50": percentile(hop, 50),
                 "hop_ms_p99": percentile(hop, 99), "redis_failures": self.failures,
                 "reading": self._thread.is_alive()}

@@ -54,6 +54,7 @@ _READER = [("received", "reader_messages_received", "Live-stream messages delive
            ("stale", "reader_messages_stale", "Messages dropped: an older lease epoch than one seen.", True),
            ("gaps", "reader_messages_missed", "Messages workers published that this gateway never got.", True),
            ("redis_failures", "reader_redis_failures", "Failed reads of the live stream.", True),
+           ("streams", "reader_streams", "Streams read: the live one and the frames of the sources watched.", False),
            ("hop_ms_p50", "reader_hop_ms_p50", "Worker-to-gateway delay, median (ms).", False),
            ("hop_ms_p99", "reader_hop_ms_p99", "Worker-to-gateway delay, 99th percentile (ms).", False)]
 _ATTENDANCE = [("queued", "attendance_queue", "Frames waiting for the attendance thread.", False),

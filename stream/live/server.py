@@ -282,6 +282,15 @@ class StreamServer:
     def clients(self) -> int:
         return len(self._snapshot)
 
+    def watched(self) -> set[str] | None:
+        """The sources some client wants messages of; None means every source (a client wants all)."""
+        out: set[str] = set()
+        for c in self._snapshot:
+            if c.sources is None:
+                return None
+            out |= c.sources
+        return out
+
     def jpeg_watched(self) -> set[str] | None:
         """The sources some client wants JPEG frames of; None means every source (a client wants all)."""
         out: set[str] = set()

@@ -99,8 +99,12 @@ def test_erase_on_redis_removes_every_key_of_the_person(redis_url, analyzer):
                  "j": "JPEG-OF-THE-FACE"}
         r.xadd("facestream:live", named)
         other = r.xadd("facestream:live", {"m": '{"type":"frame","faces":[]}', "s": "cam0"})
+        r.sadd("facestream:frames", "cam0")  # and cam0's own frame stream, where workers put frames
+        r.xadd("facestream:frames:cam0", named)
+        other_frame = r.xadd("facestream:frames:cam0", {"m": '{"type":"frame","faces":[]}', "s": "cam0"})
         erase_person(g, NAME)
     assert [eid for eid, _ in r.xrange("facestream:live")] == [other]  # theirs gone, the rest kept
+    assert [eid for eid, _ in r.xrange("facestream:frames:cam0")] == [other_frame]
     for key in r.scan_iter(match="*"):
         kind = r.type(key)
         blob = repr(r.dump(key)) if kind else ""

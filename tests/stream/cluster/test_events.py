@@ -12,6 +12,7 @@ import time
 import redis
 
 from facestream.stream.attendance import open_attendance_store
+from facestream.stream.attendance.redis_backend import frame_stream
 from facestream.stream.cluster.bus import STREAM, Held, LivePublisher, LiveReader
 from facestream.stream.cluster.events import EVENTS, EventConsumer
 from facestream.stream.cluster.registry import SourceRegistry
@@ -56,7 +57,8 @@ def test_every_event_reaches_each_group_at_least_once_across_a_freeze_and_a_kill
     healthy = EventConsumer(r, "doors", "b", claim_idle_s=0.5)
     killed = EventConsumer(r, "audit", "c")
     publisher = publish_events(reg)
-    assert r.xlen(EVENTS) == N + 1 and r.xlen(STREAM) == 2 * N + 1  # frames only on the live stream
+    assert r.xlen(EVENTS) == N + 1 and r.xlen(STREAM) == N + 1  # no frames on the events stream
+    assert r.xlen(frame_stream("door")) == N  # frames on their source's own stream
 
     held_by_frozen = frozen.read(count=50)  # then it freezes: never acknowledges
     assert len(held_by_frozen) == 50

@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from facestream.stream.attendance.redis_backend import frame_stream
 from facestream.stream.cluster.bus import STREAM, LivePublisher
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.cluster.worker import Worker
 from facestream.stream.config import SourceConfig, load_config
 from facestream.stream.live.pipeline import Pipeline
-from tests.conftest import HAMILTON, RedisServer, free_port
+from tests.conftest import HAMILTON, RedisServer, entry_order, free_port
 
 LEASE_S = 3.0
 PROXY = Path(__file__).with_name("tcp_proxy.py")
@@ -75,11 +76,10 @@ def wait_for(fn, timeout: float, what: str):
 
 
 def door_messages(r: redis.Redis) -> list[dict]:
-    out = []
-    for _, fields in r.xrange(STREAM):
-        if fields.get(b"s") == b"door":
-            out.append(json.loads(fields[b"m"]))
-    return out
+    """Everything published for the source, in the order written (its frames have their own stream)."""
+    entries = sorted([*r.xrange(frame_stream("door")), *(e for e in r.xrange(STREAM) if e[1].get(b"s") == b"door")],
+                     key=entry_order)
+    return [json.loads(fields[b"m"]) for _, fields in entries]
 
 
 def processed(worker: Worker) -> int:

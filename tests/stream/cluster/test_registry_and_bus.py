@@ -11,10 +11,12 @@ import pytest
 import redis
 
 from facestream.errors import FacestreamError
+from facestream.stream.attendance.redis_backend import frame_stream
 from facestream.stream.cluster.bus import STREAM, LivePublisher, LiveReader, watch
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import ServerConfig, SourceConfig
 from facestream.stream.live.server import StreamServer
+from tests.conftest import entry_order
 
 
 def test_sources_are_declared_once_and_leased_to_one_worker(redis_url):
@@ -96,10 +98,11 @@ def test_two_gateways_each_get_every_message_once_in_order_and_no_stale_replay(r
     try:
         asyncio.run(scenario())
         for c in collectors:
-            frames = [m["frame"] for m in c.messages]
-            assert frames == list(range(n))  # all, once, in order; the stale one never replayed
+            for k in range(3):  # each source's frames: all, once, in order; the stale one never replayed
+                assert [m["frame"] for m in c.messages if m["source"] == f"cam{k}"] == list(range(k, n, 3))
         assert publisher.stats()["sent"] == n + 1 and publisher.stats()["dropped"] == 0
-        assert r.xlen(STREAM) == n + 1
+        assert sum(r.xlen(frame_stream(f"cam{k}")) for k in range(3)) == n + 1  # each source its own stream
+        assert r.xlen(STREAM) == 0
     finally:
         for rd in readers:
             rd.stop()
@@ -116,7 +119,7 @@ def test_jpegs_only_while_a_gateway_viewer_watches(redis_url):
     image = np.zeros((36, 64, 3), np.uint8)
     publisher.publish({"type": "frame", "source": "cam0"}, "cam0", image=image)
     time.sleep(0.3)
-    last = r.xrevrange(STREAM, count=1)[0][1]
+    last = r.xrevrange(frame_stream("cam0"), count=1)[0][1]
     assert b"j" not in last  # nobody watches: no JPEG encoded or sent
     watch(r, ["cam0"], 5.0)  # what a gateway with a viewer of cam0 says
     deadline = time.time() + 5  # the publisher's thread reads the watch hash once a second
@@ -124,7 +127,7 @@ def test_jpegs_only_while_a_gateway_viewer_watches(redis_url):
         time.sleep(0.05)
     publisher.publish({"type": "frame", "source": "cam0"}, "cam0", image=image)
     time.sleep(0.3)
-    last = r.xrevrange(STREAM, count=1)[0][1]
+    last = r.xrevrange(frame_stream("cam0"), count=1)[0][1]
     assert last[b"j"].startswith(b"/9j/")  # a JPEG, base64
     publisher.stop()
 
@@ -272,7 +275,7 @@ def test_a_message_of_a_lost_lease_is_refused_by_redis_itself(redis_url):
     old.publish({"type": "attendance"})  # to everyone: not a source's, not fenced
     old.publish({"type": "frame", "frame": 9}, "hall")  # a source it does not hold: dropped at once
     deadline = time.time() + 5
-    while r.xlen(STREAM) < 2 and time.time() < deadline:
+    while r.xlen(STREAM) + r.xlen(frame_stream("door")) < 2 and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # its lease runs out in Redis; another worker claims the source
     new_epoch = reg.claim("door", "w-new", 5)
@@ -282,7 +285,8 @@ def test_a_message_of_a_lost_lease_is_refused_by_redis_itself(redis_url):
     while old.stats()["fenced"] < 2 and time.time() < deadline:
         time.sleep(0.05)
     old.stop()
-    messages = [json.loads(f[b"m"]) for _, f in r.xrange(STREAM)]
+    entries = sorted([*r.xrange(frame_stream("door")), *r.xrange(STREAM)], key=entry_order)  # the order written
+    messages = [json.loads(f[b"m"]) for _, f in entries]
     assert [m.get("frame") for m in messages] == [1, None]
     assert messages[0]["worker"] == "w-old" and messages[0]["epoch"] == epoch and "epoch" not in messages[1]
     assert old.stats()["fenced"] == 2  # "hall" here, frame 2 by the script in Redis
@@ -383,3 +387,47 @@ def test_sources_spread_over_the_workers_and_again_after_a_worker_comes_back(red
             if w is not None:
                 w.stop()
         reg.close()
+
+
+def test_a_gateway_reads_only_the_frames_of_the_sources_its_clients_watch(redis_url):
+    """Issue 21, item 6: every gateway read every camera's frames through one stream. With 100 sources at
+    30 fps and one client watching 4, the gateway now reads those 4 sources' frames (plus events): <= 120 msg/s."""
+    r = redis.Redis.from_url(redis_url)
+    server = StreamServer(ServerConfig(port=0, client_queue=5000), static_dir=None).start()
+    reader = LiveReader(redis.Redis.from_url(redis_url), server).start()
+    publisher = LivePublisher(r, ServerConfig(jpeg_fps=0)).start()
+    watched = ["s0", "s1", "s2", "s3"]
+    got: list[dict] = []
+
+    async def client() -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(f"ws://127.0.0.1:{server.port}/?sources={','.join(watched)}") as ws:
+            await ws.recv()  # hello
+            await asyncio.sleep(1.5)  # the reader picks the watched streams up (checked every second)
+            start = time.monotonic()
+            for k in range(60):  # 100 sources x 30 frames a second, for two seconds
+                for s in range(100):
+                    publisher.publish({"type": "frame", "source": f"s{s}", "frame": k}, f"s{s}")
+                await asyncio.sleep(max(0.0, start + (k + 1) / 30 - time.monotonic()))
+            publisher.publish({"type": "attendance", "session": "x"})  # for every client, whatever it watches
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(got) < 4 * 60 + 1:
+                try:
+                    got.append(json.loads(await asyncio.wait_for(ws.recv(), 1.0)))
+                except asyncio.TimeoutError:
+                    continue
+
+    try:
+        asyncio.run(client())
+        frames = [m for m in got if m["type"] == "frame"]
+        assert sorted({m["source"] for m in frames}) == watched and len(frames) == 4 * 60
+        assert any(m["type"] == "attendance" for m in got)
+        stats = reader.stats()
+        assert stats["streams"] == 5  # the live stream and the four watched sources' frames
+        assert stats["received"] <= 4 * 60 + 1  # 120 frames a second, not 3,000
+        assert publisher.stats()["sent"] == 100 * 60 + 1 and publisher.stats()["dropped"] == 0
+    finally:
+        publisher.stop()
+        reader.stop()
+        server.stop()

@@ -12,7 +12,7 @@ import redis
 
 from facestream.errors import FacestreamError
 from facestream.redis_url import connect
-from facestream.stream.cluster.bus import STREAM
+from facestream.stream.attendance.redis_backend import frame_stream
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import SourceConfig
 from tests.conftest import HAMILTON, RedisServer, free_port
@@ -45,7 +45,7 @@ def test_a_worker_on_sentinel_keeps_publishing_after_the_master_dies(tmp_path, a
                  "the replica to sync")
         SourceRegistry(url).add(SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True))
         w = start_worker(url, analyzer, "w-ha")
-        wait_for(lambda: redis.Redis(port=master.port).xlen(STREAM) > 10, 60, "frames on the master")
+        wait_for(lambda: redis.Redis(port=master.port).xlen(frame_stream("door")) > 10, 60, "frames on the master")
         master.stop()  # the master dies; the sentinel promotes the replica
         killed = time.monotonic()
         promoted = redis.Redis(port=replica.port)
@@ -54,7 +54,7 @@ def test_a_worker_on_sentinel_keeps_publishing_after_the_master_dies(tmp_path, a
             try:
                 if promoted.info("replication")["role"] != "master":
                     return False
-                last = promoted.xrevrange(STREAM, count=1)
+                last = promoted.xrevrange(frame_stream("door"), count=1)
                 return bool(last) and json.loads(last[0][1][b"m"]).get("worker") == "w-ha" and \
                     int(last[0][0].split(b"-")[0]) / 1000 > time.time() - 1
             except redis.RedisError:
