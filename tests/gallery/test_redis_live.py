@@ -149,6 +149,7 @@ def test_a_change_to_one_person_is_applied_without_reading_the_whole_gallery(red
     for k in range(30):
         store.enroll(f"Person {k}", [emb(v) for v in unit(rng, 2)])
     with Matcher(store, "m1", threshold=0.9, device="cpu") as matcher:
+        assert matcher._sub.connected.wait(5)  # a change made before the subscription would be a resync, not a delta
         reloads = matcher.reloads
 
         def settled(deltas: int) -> None:
