@@ -27,6 +27,7 @@ LAYERS = [
     ["facestream.stream.live"],
     ["facestream.stream.attendance"],
     ["facestream.stream.demo", "facestream.stream.dashboard", "facestream.stream.cluster"],
+    ["facestream.stream.app"],  # the composition root: builds and stops the parts for every entry point
     ["facestream.stream.cli"],
     ["facestream", "facestream.__main__", "facestream.stream"],  # package roots: docs, version, `python -m`
 ]

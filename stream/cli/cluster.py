@@ -99,60 +99,33 @@ def _until_signalled(body) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from facestream.stream.attendance.feed import AttendanceFeed
-    from facestream.stream.attendance.wiring import attendance_for_run
-    from facestream.stream.cluster.bus import LivePublisher
-    from facestream.stream.cluster.worker import Worker
-    from facestream.stream.engine.analyzer import FaceAnalyzer
-    from facestream.stream.live.pipeline import Pipeline
-    from facestream.stream.recognition.identify import open_matcher
+    from facestream.stream.app import App
 
-    config, registry = _registry(args, {"cluster.capacity": args.capacity, "embedder.model": args.model,
-                                        "embedder.engine": args.engine})
-    analyzer = FaceAnalyzer(config)
-    matcher = open_matcher(analyzer)
-    pipeline = Pipeline(config, [], analyzer=analyzer, matcher=matcher, dynamic=True)
-    monitor = None
-    if not args.no_attendance:
-        monitor = attendance_for_run(config, [], threshold=analyzer.threshold)
-    worker = Worker(config, pipeline, registry, LivePublisher(registry.r, config.server, config.cluster.stream_maxlen,
-                                                           events_maxlen=config.cluster.events_maxlen),
-                    AttendanceFeed(monitor) if monitor is not None else None)
-    worker.start()
-    if args.metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        from facestream.stream.live.metrics import registry_for
-
-        start_http_server(args.metrics_port, args.metrics_host, registry=registry_for(worker.info))
-        print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
-    print(f"worker {worker.id}: up to {config.cluster.capacity} source(s), leases of "
-          f"{config.cluster.lease_seconds:g} s", flush=True)
-    try:
+    config = load_args_config(args, {"cluster.capacity": args.capacity, "embedder.model": args.model,
+                                     "embedder.engine": args.engine})
+    with App(config) as app:
+        worker = app.worker(attendance=not args.no_attendance)
+        worker.start()
+        if args.metrics_port is not None:
+            port = app.metrics(worker.info, args.metrics_port, args.metrics_host)
+            print(f"metrics on http://{args.metrics_host}:{port}/metrics", flush=True)
+        print(f"worker {worker.id}: up to {config.cluster.capacity} source(s), leases of "
+              f"{config.cluster.lease_seconds:g} s", flush=True)
         _until_signalled(worker.run)
-    finally:
-        worker.stop()
-        if monitor is not None:
-            monitor.store.close()
-        matcher.close()
-        matcher.store.close()
-        registry.close()
     return 0
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from facestream.stream.cluster.gateway import Gateway
+    from facestream.stream.app import App
 
     config = load_args_config(args, {"server.port": args.port, "server.host": args.host,
                                      "server.token": token_from(args)})
-    gateway = Gateway(config).start()
-    port = gateway.server.port
-    print(f"gateway on {gateway.server.url} (dashboard: {sign_in_text(args, config, config.server.host, port)}; "
-          f"API: http://{config.server.host}:{port}/api/docs)", flush=True)
-    try:
+    with App(config) as app:
+        gateway = app.gateway().start()
+        port = gateway.server.port
+        print(f"gateway on {gateway.server.url} (dashboard: {sign_in_text(args, config, config.server.host, port)}; "
+              f"API: http://{config.server.host}:{port}/api/docs)", flush=True)
         _until_signalled(lambda stop: stop.wait())
-    finally:
-        gateway.stop()
     return 0
 
 

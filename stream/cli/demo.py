@@ -27,17 +27,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                      "demo.admin_token": args.admin_token, "demo.login": args.login,
                                      "demo.public": True if args.public else None})
 
+    from facestream.stream.app import App, Phase
     from facestream.stream.demo import build_demo, launch_demo
-    from facestream.stream.demo.service import DemoService
 
-    service = DemoService(config)
-    service.check()  # open the gallery and the models now: a bad URL fails here, not on the first click
-    demo = build_demo(service, allow_enrolment=config.demo.allow_enrolment)
-    launch_demo(demo, config.demo.host, config.demo.port, block=False, login=config.demo.login)
-    print(f"facestream demo on {demo.local_url}  (Ctrl-C to stop)", flush=True)
-    try:
+    with App(config) as app:
+        service = app.demo_service()
+        service.check()  # open the gallery and the models now: a bad URL fails here, not on the first click
+        demo = build_demo(service, allow_enrolment=config.demo.allow_enrolment)
+        launch_demo(demo, config.demo.host, config.demo.port, block=False, login=config.demo.login)
+        app.own(demo, demo.close, Phase.SERVING, "demo")
+        print(f"facestream demo on {demo.local_url}  (Ctrl-C to stop)", flush=True)
         demo.block_thread()
-    finally:
-        demo.close()
-        service.close()
     return 0

@@ -79,15 +79,6 @@ def _config(args: argparse.Namespace):
     return config, sources
 
 
-def _attendance(config, args, analyzer, cameras: list[str]):
-    """The attendance monitor for this run, or None (``--no-attendance``)."""
-    if args.no_attendance:
-        return None
-    from facestream.stream.attendance.wiring import attendance_for_run
-
-    return attendance_for_run(config, cameras, session=args.session, threshold=analyzer.threshold)
-
-
 def cmd_token(args: argparse.Namespace) -> int:
     """A new token: 32 random bytes, URL-safe. Printed once; facestream keeps no copy."""
     import secrets
@@ -97,57 +88,41 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from facestream.stream.attendance.feed import AttendanceFeed
-    from facestream.stream.engine.analyzer import FaceAnalyzer
+    from facestream.stream.app import App
     from facestream.stream.live.outputs import JsonlWriter, VideoRecorder
-    from facestream.stream.live.pipeline import Pipeline
-    from facestream.stream.recognition.identify import open_matcher
 
     config, sources = _config(args)
     if args.dashboard and args.no_server:
         raise FacestreamError("--dashboard needs the server.", "Drop --no-server.")
-    analyzer = FaceAnalyzer(config)
-    matcher = open_matcher(analyzer)
-    pipeline = Pipeline(config, sources, analyzer=analyzer, matcher=matcher, max_frames=args.max_frames)
-    monitor = None
-    feed = None
-    server = None
-    outputs: list = []
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        # every output listens before the first frame, so none misses the start of a run
-        if args.jsonl:
-            outputs.append(JsonlWriter(args.jsonl).attach(pipeline))
-        if args.record:
-            outputs.append(VideoRecorder(args.record, blur_unknown=config.server.blur_unknown).attach(pipeline))
-        monitor = _attendance(config, args, analyzer, pipeline.source_ids)
-        if monitor is not None:  # on its own thread: a slow store never holds a camera up
-            feed = AttendanceFeed(monitor).start()
-            pipeline.add_listener(feed.on_result)
-        if not args.no_server:
-            server = _server(config, pipeline, monitor, analyzer, matcher)
-        pipeline.start()
-        if server is not None:
-            print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
-                  flush=True)
-            if args.dashboard:  # attendance dashboard (helper H)
-                print(f"dashboard: {sign_in_text(args, config, config.server.host, server.port)}", flush=True)
-        while not stop.is_set() and not pipeline.wait(timeout=0.5):
-            pass
-        if pipeline.error is not None:
-            raise pipeline.error
+        with App(config) as app:
+            pipeline = app.pipeline(sources, max_frames=args.max_frames)
+            # every output listens before the first frame, so none misses the start of a run
+            if args.jsonl:
+                app.output(JsonlWriter(args.jsonl).attach(pipeline))
+            if args.record:
+                app.output(VideoRecorder(args.record, blur_unknown=config.server.blur_unknown).attach(pipeline))
+            monitor = None if args.no_attendance else app.attendance(pipeline.source_ids, session=args.session)
+            if monitor is not None:  # recorded on the feed's thread: a slow store never holds a camera up
+                pipeline.add_listener(app.attendance_feed(monitor).on_result)
+            server = None
+            if not args.no_server:
+                server = app.server(stats=pipeline.stats, monitor=monitor, recognition=app.recognition()).start()
+                server.attach(pipeline)
+            pipeline.start()
+            if server is not None:
+                print(f"serving results on {server.url} (dashboard: http://{config.server.host}:{server.port}/)",
+                      flush=True)
+                if args.dashboard:  # attendance dashboard (helper H)
+                    print(f"dashboard: {sign_in_text(args, config, config.server.host, server.port)}", flush=True)
+            while not stop.is_set() and not pipeline.wait(timeout=0.5):
+                pass
+            if pipeline.error is not None:
+                raise pipeline.error
     finally:
         signal.signal(signal.SIGTERM, previous)
-        pipeline.stop()
-        if feed is not None:
-            feed.stop()
-        for out in outputs:
-            out.close()
-        if server is not None:
-            server.stop()
-        matcher.close()
-        matcher.store.close()
     for sid, s in pipeline.stats()["sources"].items():
         print(f"{sid}: {s['processed']} frames, {s['dropped']} dropped, {s['reconnects']} reconnects, "
               f"latency p50 {s['latency_ms']['p50']} ms")
@@ -156,20 +131,3 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{sid}: liveness ({config.liveness.mode}) of named tracks: {v.get('live', 0)} live, "
                   f"{v.get('spoof', 0)} spoof suspected, {v.get('unknown', 0)} undecided")
     return 0
-
-
-def _server(config, pipeline, monitor, analyzer, matcher):
-    """The websocket/HTTP server wired to the pipeline, with the HTTP API (identify, verify, enrol, people; and
-    attendance when attendance runs) sharing the run's models and gallery."""
-    from facestream.stream.cluster.api import Recognition, build_api
-    from facestream.stream.live.server import StreamServer
-
-    api = build_api(config, Recognition(config, analyzer, matcher.store))
-    if monitor is not None:
-        from facestream.stream.attendance.wiring import dashboard_server
-
-        server = dashboard_server(config, monitor, stats=pipeline.stats, api=api).start()
-    else:
-        server = StreamServer(config.server, stats=pipeline.stats, api=api).start()
-    server.attach(pipeline)
-    return server

@@ -4,7 +4,7 @@ The gateway serves the websocket stream (fed from the workers' Redis stream by a
 :class:`facestream.stream.cluster.bus.LiveReader`), the dashboard, ``/stats`` of every worker
 (merged: each source says which worker holds it), the HTTP API and attendance commands. It
 processes no video; several gateways can run at once behind a load balancer, each a complete
-view (each reads the whole stream).
+view (each reads the events and the frame streams its own clients watch).
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from facestream.stream.attendance import open_attendance_store
-from facestream.stream.attendance.monitor import AttendanceMonitor
-from facestream.stream.attendance.roster import gallery_people
-from facestream.stream.attendance.web import AttendanceServer
-from facestream.stream.cluster.api import Recognition, build_api
 from facestream.stream.cluster.bus import LiveReader
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import Config
+from facestream.stream.live.server import StreamServer
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +38,14 @@ def cluster_stats(registry: SourceRegistry, max_age_s: float) -> dict[str, Any]:
 
 
 class Gateway:
-    """The server, the stream reader and the attendance view, on one shared Redis."""
+    """A gateway's running parts: the server (dashboard, API, attendance view) fed by the reader from the
+    workers' streams. :meth:`facestream.stream.app.App.gateway` builds it and stops it with the app."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, registry: SourceRegistry, server: StreamServer, reader: LiveReader):
         self.config = config
-        self.registry = SourceRegistry(config.gallery.url)
-        store = open_attendance_store(config.gallery.url)
-        # a view of attendance: it answers the dashboard and its commands; the workers record
-        self.monitor = AttendanceMonitor(store, config.attendance, people=gallery_people(config.gallery.url))
-        self.recognition = Recognition(config)
-        self.server = AttendanceServer(config.server, stats=self.stats, monitor=self.monitor,
-                                       api=build_api(config, self.recognition))
-        self.reader = LiveReader(self.registry.r, self.server)
+        self.registry = registry
+        self.server = server
+        self.reader = reader
         self.server.add_health_check(self.reader.problem)
 
     def stats(self) -> dict[str, Any]:
@@ -65,10 +57,3 @@ class Gateway:
         self.server.start()
         self.reader.start()
         return self
-
-    def stop(self) -> None:
-        self.reader.stop()
-        self.server.stop()
-        self.recognition.close()
-        self.monitor.store.close()
-        self.registry.close()

@@ -8,6 +8,7 @@ import zlib
 import httpx
 import pytest
 
+from facestream.stream.app import App
 from facestream.stream.cluster.gateway import Gateway
 from facestream.stream.config import load_config
 from tests.conftest import EXAMPLES, GROUPS
@@ -18,9 +19,8 @@ TOKEN = "api-test-token-0123456789"
 @pytest.fixture
 def gateway(redis_url):
     config = load_config(overrides=[f"gallery.url={redis_url}", "server.port=0", f"server.token={TOKEN}"], env={})
-    gw = Gateway(config).start()
-    yield gw
-    gw.stop()
+    with App(config) as app:  # the gateway as `facestream gateway` builds and stops it
+        yield app.gateway().start()
 
 
 def client(gw: Gateway, token: str | None = TOKEN) -> httpx.Client:

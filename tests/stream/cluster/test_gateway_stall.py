@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from facestream.stream.cluster.gateway import Gateway
+from facestream.stream.app import App
 from facestream.stream.config import load_config
 from facestream.stream.live.pipeline import percentile
 from tests.conftest import RedisServer
@@ -26,7 +26,8 @@ def test_health_stays_fast_while_redis_stalls_and_fails_when_the_reader_dies(tmp
     server.start()
     pid = server.pid()
     config = load_config(overrides=[f"gallery.url={server.url}", "server.port=0", f"server.token={TOKEN}"], env={})
-    gw = Gateway(config).start()
+    app = App(config)
+    gw = app.gateway().start()
     http = httpx.Client(base_url=f"http://127.0.0.1:{gw.server.port}", headers={"Authorization": f"Bearer {TOKEN}"},
                         timeout=30)
     hello: list[str] = []
@@ -71,5 +72,5 @@ def test_health_stays_fast_while_redis_stalls_and_fails_when_the_reader_dies(tmp
     finally:
         os.kill(pid, signal.SIGCONT)
         http.close()
-        gw.stop()
+        app.close()
         server.stop()
