@@ -82,10 +82,10 @@ class RedisStore(GalleryStore):
 
     def __init__(self, url: str, prefix: str = PREFIX):
         self.url = url
-        self.p = prefix
+        self.prefix = prefix
         try:
-            self.r = connect(url, socket_connect_timeout=2, socket_timeout=30)
-            self.r.ping()
+            self.client = connect(url, socket_connect_timeout=2, socket_timeout=30)
+            self.client.ping()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise GalleryError(
                 f"Cannot reach the Redis gallery at {url} ({exc}).",
@@ -97,30 +97,30 @@ class RedisStore(GalleryStore):
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
 
-    def k(self, *parts: str) -> str:
-        return self.p + ":".join(parts)
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
 
     @_guard
     def version(self) -> int:
-        return int(self.r.get(self.k("version")) or 0)
+        return int(self.client.get(self.key("version")) or 0)
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Subscription:
-        return RedisSubscription(self.url, self.k("events"), callback)
+        return RedisSubscription(self.url, self.key("events"), callback)
 
     def _bump(self, pipe: Any, op: str, person: str | None) -> None:
         """Raise the version and announce the change with the version it made (inside the caller's
         transaction): a matcher applies a one-person change only onto the version just before it."""
-        pipe.eval(_BUMP, 2, self.k("version"), self.k("events"), op, person or "", repr(time.time()))
+        pipe.eval(_BUMP, 2, self.key("version"), self.key("events"), op, person or "", repr(time.time()))
 
     # -- people -------------------------------------------------------------------------------
     def _people(self, pids: list[str], client: Any = None) -> list[Person]:
-        client = client or self.r
+        client = client or self.client
         if not pids:
             return []
         pipe = client.pipeline(transaction=False)
-        pipe.hmget(self.k("people"), pids)
+        pipe.hmget(self.key("people"), pids)
         for pid in pids:
-            pipe.scard(self.k("pemb", pid))
+            pipe.scard(self.key("pemb", pid))
         res = pipe.execute()
         out = []
         for pid, raw, n in zip(pids, res[0], res[1:], strict=True):
@@ -131,10 +131,10 @@ class RedisStore(GalleryStore):
         return out
 
     def _pid(self, ref: str, client: Any = None) -> str | None:
-        client = client or self.r
-        if client.hexists(self.k("people"), ref):
+        client = client or self.client
+        if client.hexists(self.key("people"), ref):
             return ref
-        pid = client.hget(self.k("names"), str(ref).strip().casefold())
+        pid = client.hget(self.key("names"), str(ref).strip().casefold())
         return _text(pid) if pid else None
 
     @_guard
@@ -146,25 +146,25 @@ class RedisStore(GalleryStore):
     def _need(self, ref: str, client: Any = None) -> str:
         pid = self._pid(ref, client)
         if pid is None:
-            names = [_text(v) for v in self.r.hvals(self.k("display"))]
+            names = [_text(v) for v in self.client.hvals(self.key("display"))]
             raise unknown_person(ref, names)
         return pid
 
     @_guard
     def list_people(self) -> list[Person]:
-        pids = [_text(k) for k in self.r.hkeys(self.k("people"))]
+        pids = [_text(k) for k in self.client.hkeys(self.key("people"))]
         return sorted(self._people(pids), key=lambda p: p.name.casefold())
 
     def _write_person(self, pipe: Any, pid: str, record: dict[str, Any], old_name: str | None) -> None:
         if old_name is not None and old_name.casefold() != record["name"].casefold():
-            pipe.hdel(self.k("names"), old_name.casefold())
-        pipe.hset(self.k("people"), pid, json.dumps(allow_nan=False, obj=record))
-        pipe.hset(self.k("display"), pid, record["name"])
-        pipe.hset(self.k("names"), record["name"].casefold(), pid)
+            pipe.hdel(self.key("names"), old_name.casefold())
+        pipe.hset(self.key("people"), pid, json.dumps(allow_nan=False, obj=record))
+        pipe.hset(self.key("display"), pid, record["name"])
+        pipe.hset(self.key("names"), record["name"].casefold(), pid)
 
     def _transaction(self, fn: Callable[[Any], Any], *watch: str) -> Any:
         """Run ``fn(pipe)`` under WATCH until no concurrent writer interferes."""
-        with self.r.pipeline() as pipe:
+        with self.client.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(*watch)
@@ -181,16 +181,16 @@ class RedisStore(GalleryStore):
         metadata = check_metadata(metadata)
         if person_id:
             check_person_id(person_id)
-        existing = person_id if person_id and pipe.hexists(self.k("people"), person_id) else None
-        by_name = pipe.hget(self.k("names"), name.casefold())
+        existing = person_id if person_id and pipe.hexists(self.key("people"), person_id) else None
+        by_name = pipe.hget(self.key("names"), name.casefold())
         by_name = _text(by_name) if by_name else None
         if existing is None and by_name and person_id and by_name != person_id:
             raise GalleryError(f"The name {name!r} already belongs to person {by_name}.",
                                "Use a distinct display name, e.g. add a middle initial.")
         if existing is None and by_name is None:  # a new person: no look-alike of anyone's name
-            check_distinct(name, ((_text(k), _text(v)) for k, v in pipe.hgetall(self.k("display")).items()))
+            check_distinct(name, ((_text(k), _text(v)) for k, v in pipe.hgetall(self.key("display")).items()))
         pid = existing or by_name or person_id or new_person_id()
-        raw = pipe.hget(self.k("people"), pid)
+        raw = pipe.hget(self.key("people"), pid)
         record: dict[str, Any] = (json.loads(raw) if raw else
                                   {"name": name, "metadata": {}, "created": now, "updated": now})
         old_name = record["name"] if raw else None
@@ -202,17 +202,17 @@ class RedisStore(GalleryStore):
         seen: set[tuple[str, str]] = set()
         for e in embeddings:
             if e.model_id not in dims:
-                d = pipe.hget(self.k("dims"), e.model_id)
+                d = pipe.hget(self.key("dims"), e.model_id)
                 dims[e.model_id] = int(d) if d else None
             v = check_vector(e, dims[e.model_id])
             dims[e.model_id] = len(v)
             if e.negative:
-                if (e.model_id, "-" + e.hash) not in seen and not pipe.sismember(self.k("pneg", pid),
+                if (e.model_id, "-" + e.hash) not in seen and not pipe.sismember(self.key("pneg", pid),
                                                                                  f"{e.model_id}|{e.hash}"):
                     seen.add((e.model_id, "-" + e.hash))
                     negatives.append((v.tobytes(), e))
                 continue
-            if (e.model_id, e.hash) in seen or pipe.hexists(self.k("owner", e.model_id), e.hash):
+            if (e.model_id, e.hash) in seen or pipe.hexists(self.key("owner", e.model_id), e.hash):
                 continue
             seen.add((e.model_id, e.hash))
             rows.append((pid, v.tobytes(), e))
@@ -226,15 +226,15 @@ class RedisStore(GalleryStore):
         self._write_person(pipe, pid, record, old_name)
         for model_id, dim in dims.items():
             if dim is not None:
-                pipe.hset(self.k("dims"), model_id, dim)
+                pipe.hset(self.key("dims"), model_id, dim)
         for pid_, blob, e in rows:
             m = e.model_id
-            pipe.hset(self.k("vec", m), f"{pid_}|{e.hash}", blob)
-            pipe.hset(self.k("owner", m), e.hash, pid_)
-            pipe.hset(self.k("info", m), e.hash, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
+            pipe.hset(self.key("vec", m), f"{pid_}|{e.hash}", blob)
+            pipe.hset(self.key("owner", m), e.hash, pid_)
+            pipe.hset(self.key("info", m), e.hash, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
             if e.chip:
-                pipe.hset(self.k("chip", m), e.hash, e.chip)
-            pipe.sadd(self.k("pemb", pid_), f"{m}|{e.hash}")
+                pipe.hset(self.key("chip", m), e.hash, e.chip)
+            pipe.sadd(self.key("pemb", pid_), f"{m}|{e.hash}")
         for blob, e in negatives:
             self._stage_negative(pipe, pid, blob, e, now)
         self._bump(pipe, "enroll", pid)
@@ -242,20 +242,20 @@ class RedisStore(GalleryStore):
 
     def _stage_negative(self, pipe: Any, pid: str, blob: bytes, e: NewEmbedding, now: float) -> None:
         key, m = f"{pid}|{e.hash}", e.model_id
-        pipe.hset(self.k("neg", m), key, blob)
-        pipe.hset(self.k("neginfo", m), key, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
+        pipe.hset(self.key("neg", m), key, blob)
+        pipe.hset(self.key("neginfo", m), key, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
         if e.chip:
-            pipe.hset(self.k("negchip", m), key, e.chip)
-        pipe.sadd(self.k("pneg", pid), f"{m}|{e.hash}")
+            pipe.hset(self.key("negchip", m), key, e.chip)
+        pipe.sadd(self.key("pneg", pid), f"{m}|{e.hash}")
 
     @_guard
     def enroll(self, name: str, embeddings: list[NewEmbedding], metadata: dict[str, Any] | None = None,
                person_id: str | None = None) -> tuple[Person, int]:
         now = time.time()
         models = sorted({e.model_id for e in embeddings})
-        watch = [self.k("names"), self.k("dims"), *(self.k("owner", m) for m in models)]
+        watch = [self.key("names"), self.key("dims"), *(self.key("owner", m) for m in models)]
         if person_id:
-            watch.append(self.k("pemb", person_id))
+            watch.append(self.key("pemb", person_id))
         pid, added = self._transaction(
             lambda pipe: self._stage_enroll(pipe, name, embeddings, metadata, person_id, now), *watch)
         return self._people([pid])[0], added
@@ -266,16 +266,16 @@ class RedisStore(GalleryStore):
 
         People already present (by id or name) go through :meth:`enroll` one by one.
         """
-        items = distinct_names(items, ((_text(k), _text(v)) for k, v in self.r.hgetall(self.k("display")).items()))
+        items = distinct_names(items, ((_text(k), _text(v)) for k, v in self.client.hgetall(self.key("display")).items()))
         n = 0
         chunk: list[tuple[Person, list[NewEmbedding]]] = []
 
         def flush(taken: set[tuple[str, str]]) -> None:
             if not chunk:
                 return
-            pipe = self.r.pipeline(transaction=True)
-            dims = {_text(m): int(d) for m, d in self.r.hgetall(self.k("dims")).items()}
-            stage_new_people(pipe, self.k, chunk, taken, dims, time.time())
+            pipe = self.client.pipeline(transaction=True)
+            dims = {_text(m): int(d) for m, d in self.client.hgetall(self.key("dims")).items()}
+            stage_new_people(pipe, self.key, chunk, taken, dims, time.time())
             self._bump(pipe, "import", None)
             pipe.execute()
             chunk.clear()
@@ -297,10 +297,10 @@ class RedisStore(GalleryStore):
 
         Returns the ``(model_id, hash)`` pairs of the remaining people that are already stored.
         """
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
         for person, _ in chunk:
-            pipe.hexists(self.k("people"), person.id)
-            pipe.hexists(self.k("names"), person.name.strip().casefold())
+            pipe.hexists(self.key("people"), person.id)
+            pipe.hexists(self.key("names"), person.name.strip().casefold())
         flags = pipe.execute()
         seen: set[str] = set()
         fresh = []
@@ -316,9 +316,9 @@ class RedisStore(GalleryStore):
 
     def _owned(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """The ``(model_id, hash)`` pairs among ``keys`` that already have an owner."""
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
         for model_id, h in keys:
-            pipe.hexists(self.k("owner", model_id), h)
+            pipe.hexists(self.key("owner", model_id), h)
         return {key for key, owned in zip(keys, pipe.execute(), strict=True) if owned}
 
     @_guard
@@ -327,11 +327,11 @@ class RedisStore(GalleryStore):
         pid = self._need(ref)
 
         def stage(pipe: Any) -> None:
-            other = pipe.hget(self.k("names"), new_name.casefold())
+            other = pipe.hget(self.key("names"), new_name.casefold())
             if other and _text(other) != pid:
                 raise GalleryError(f"The name {new_name!r} is already taken.", "Choose a distinct name.")
-            check_distinct(new_name, ((_text(k), _text(v)) for k, v in pipe.hgetall(self.k("display")).items()), pid)
-            raw = pipe.hget(self.k("people"), pid)
+            check_distinct(new_name, ((_text(k), _text(v)) for k, v in pipe.hgetall(self.key("display")).items()), pid)
+            raw = pipe.hget(self.key("people"), pid)
             if raw is None:
                 raise unknown_person(ref, [])
             record = json.loads(raw)
@@ -341,7 +341,7 @@ class RedisStore(GalleryStore):
             self._write_person(pipe, pid, record, old)
             self._bump(pipe, "rename", pid)
 
-        self._transaction(stage, self.k("names"), self.k("people"))
+        self._transaction(stage, self.key("names"), self.key("people"))
         return self._people([pid])[0]
 
     @_guard
@@ -350,14 +350,14 @@ class RedisStore(GalleryStore):
         pid = self._need(ref)
 
         def stage(pipe: Any) -> None:
-            record = json.loads(pipe.hget(self.k("people"), pid))
+            record = json.loads(pipe.hget(self.key("people"), pid))
             record["metadata"] = dict(metadata) if replace else {**record.get("metadata", {}), **metadata}
             record["updated"] = time.time()
             pipe.multi()
-            pipe.hset(self.k("people"), pid, json.dumps(allow_nan=False, obj=record))
+            pipe.hset(self.key("people"), pid, json.dumps(allow_nan=False, obj=record))
             self._bump(pipe, "update", pid)
 
-        self._transaction(stage, self.k("people"))
+        self._transaction(stage, self.key("people"))
         return self._people([pid])[0]
 
     @_guard
@@ -366,45 +366,45 @@ class RedisStore(GalleryStore):
         person = self._people([pid])[0]
 
         def stage(pipe: Any) -> None:
-            members = [_text(m) for m in pipe.smembers(self.k("pemb", pid))]
-            negatives = [_text(m) for m in pipe.smembers(self.k("pneg", pid))]
-            raw = pipe.hget(self.k("people"), pid)
+            members = [_text(m) for m in pipe.smembers(self.key("pemb", pid))]
+            negatives = [_text(m) for m in pipe.smembers(self.key("pneg", pid))]
+            raw = pipe.hget(self.key("people"), pid)
             pipe.multi()
             for member in members:
                 model, h = member.rsplit("|", 1)
-                pipe.hdel(self.k("vec", model), f"{pid}|{h}")
-                pipe.hdel(self.k("owner", model), h)
-                pipe.hdel(self.k("info", model), h)
-                pipe.hdel(self.k("chip", model), h)
+                pipe.hdel(self.key("vec", model), f"{pid}|{h}")
+                pipe.hdel(self.key("owner", model), h)
+                pipe.hdel(self.key("info", model), h)
+                pipe.hdel(self.key("chip", model), h)
             for member in negatives:
                 model, h = member.rsplit("|", 1)
                 for kind in ("neg", "neginfo", "negchip"):
-                    pipe.hdel(self.k(kind, model), f"{pid}|{h}")
-            pipe.delete(self.k("pemb", pid), self.k("pneg", pid))
+                    pipe.hdel(self.key(kind, model), f"{pid}|{h}")
+            pipe.delete(self.key("pemb", pid), self.key("pneg", pid))
             if raw:
-                pipe.hdel(self.k("names"), json.loads(raw)["name"].casefold())
-            pipe.hdel(self.k("people"), pid)
-            pipe.hdel(self.k("display"), pid)
+                pipe.hdel(self.key("names"), json.loads(raw)["name"].casefold())
+            pipe.hdel(self.key("people"), pid)
+            pipe.hdel(self.key("display"), pid)
             self._bump(pipe, "delete", pid)
 
-        self._transaction(stage, self.k("pemb", pid), self.k("pneg", pid), self.k("people"))
+        self._transaction(stage, self.key("pemb", pid), self.key("pneg", pid), self.key("people"))
         return person
 
     # -- embeddings ---------------------------------------------------------------------------
     @_guard
     def owner_of(self, model_id: str, hash: str) -> str | None:
-        pid = self.r.hget(self.k("owner", model_id), hash)
+        pid = self.client.hget(self.key("owner", model_id), hash)
         return _text(pid) if pid else None
 
     @_guard
     def embeddings_of(self, ref: str) -> list[EmbeddingInfo]:
         pid = self._need(ref)
         out = []
-        for member in sorted(_text(m) for m in self.r.smembers(self.k("pemb", pid))):
+        for member in sorted(_text(m) for m in self.client.smembers(self.key("pemb", pid))):
             model, h = member.rsplit("|", 1)
-            info = json.loads(self.r.hget(self.k("info", model), h) or "{}")
+            info = json.loads(self.client.hget(self.key("info", model), h) or "{}")
             out.append(EmbeddingInfo(h, model, info.get("source", ""), info.get("created", 0.0),
-                                     bool(self.r.hexists(self.k("chip", model), h))))
+                                     bool(self.client.hexists(self.key("chip", model), h))))
         return sorted(out, key=lambda e: e.created)
 
     @_guard
@@ -413,18 +413,18 @@ class RedisStore(GalleryStore):
         member = f"{model_id}|{hash}"
 
         def stage(pipe: Any) -> bool:
-            if not pipe.sismember(self.k("pemb", pid), member):
+            if not pipe.sismember(self.key("pemb", pid), member):
                 pipe.unwatch()
                 return False
             pipe.multi()
-            pipe.hdel(self.k("vec", model_id), f"{pid}|{hash}")
+            pipe.hdel(self.key("vec", model_id), f"{pid}|{hash}")
             for kind in ("owner", "info", "chip"):
-                pipe.hdel(self.k(kind, model_id), hash)
-            pipe.srem(self.k("pemb", pid), member)
+                pipe.hdel(self.key(kind, model_id), hash)
+            pipe.srem(self.key("pemb", pid), member)
             self._bump(pipe, "forget", pid)
             return True
 
-        return bool(self._transaction(stage, self.k("pemb", pid)))
+        return bool(self._transaction(stage, self.key("pemb", pid)))
 
     # -- negatives ----------------------------------------------------------------------------
     @_guard
@@ -433,9 +433,9 @@ class RedisStore(GalleryStore):
         now = time.time()
 
         def stage(pipe: Any) -> bool:
-            d = pipe.hget(self.k("dims"), embedding.model_id)
+            d = pipe.hget(self.key("dims"), embedding.model_id)
             v = check_vector(embedding, int(d) if d else None)
-            if pipe.sismember(self.k("pneg", pid), f"{embedding.model_id}|{embedding.hash}"):
+            if pipe.sismember(self.key("pneg", pid), f"{embedding.model_id}|{embedding.hash}"):
                 pipe.unwatch()
                 return False
             pipe.multi()
@@ -443,7 +443,7 @@ class RedisStore(GalleryStore):
             self._bump(pipe, "negative", pid)
             return True
 
-        added = self._transaction(stage, self.k("pneg", pid))
+        added = self._transaction(stage, self.key("pneg", pid))
         return self._people([pid])[0], bool(added)
 
     @_guard
@@ -452,66 +452,66 @@ class RedisStore(GalleryStore):
         member = f"{model_id}|{hash}"
 
         def stage(pipe: Any) -> bool:
-            if not pipe.sismember(self.k("pneg", pid), member):
+            if not pipe.sismember(self.key("pneg", pid), member):
                 pipe.unwatch()
                 return False
             pipe.multi()
             for kind in ("neg", "neginfo", "negchip"):
-                pipe.hdel(self.k(kind, model_id), f"{pid}|{hash}")
-            pipe.srem(self.k("pneg", pid), member)
+                pipe.hdel(self.key(kind, model_id), f"{pid}|{hash}")
+            pipe.srem(self.key("pneg", pid), member)
             self._bump(pipe, "negative", pid)
             return True
 
-        return bool(self._transaction(stage, self.k("pneg", pid)))
+        return bool(self._transaction(stage, self.key("pneg", pid)))
 
     @_guard
     def negatives_of(self, ref: str) -> list[EmbeddingInfo]:
         pid = self._need(ref)
         out = []
-        for member in sorted(_text(m) for m in self.r.smembers(self.k("pneg", pid))):
+        for member in sorted(_text(m) for m in self.client.smembers(self.key("pneg", pid))):
             model, h = member.rsplit("|", 1)
-            info = json.loads(self.r.hget(self.k("neginfo", model), f"{pid}|{h}") or "{}")
+            info = json.loads(self.client.hget(self.key("neginfo", model), f"{pid}|{h}") or "{}")
             out.append(EmbeddingInfo(h, model, info.get("source", ""), info.get("created", 0.0),
-                                     bool(self.r.hexists(self.k("negchip", model), f"{pid}|{h}"))))
+                                     bool(self.client.hexists(self.key("negchip", model), f"{pid}|{h}"))))
         return sorted(out, key=lambda e: e.created)
 
     # -- settings -----------------------------------------------------------------------------
     @_guard
     def get_setting(self, key: str) -> dict[str, Any] | None:
-        raw = self.r.hget(self.k("settings"), key)
+        raw = self.client.hget(self.key("settings"), key)
         return json.loads(raw) if raw else None
 
     @_guard
     def set_setting(self, key: str, value: dict[str, Any] | None) -> None:
-        pipe = self.r.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=True)
         if value is None:
-            pipe.hdel(self.k("settings"), key)
+            pipe.hdel(self.key("settings"), key)
         else:
-            pipe.hset(self.k("settings"), key, json.dumps(allow_nan=False, obj=value))
+            pipe.hset(self.key("settings"), key, json.dumps(allow_nan=False, obj=value))
         self._bump(pipe, "settings", None)
         pipe.execute()
 
     @_guard
     def model_counts(self) -> dict[str, int]:
-        models = [_text(m) for m in self.r.hkeys(self.k("dims"))]
-        counts = {m: int(self.r.hlen(self.k("vec", m))) for m in models}
+        models = [_text(m) for m in self.client.hkeys(self.key("dims"))]
+        counts = {m: int(self.client.hlen(self.key("vec", m))) for m in models}
         return {m: c for m, c in counts.items() if c}
 
     @_guard
     def person_rows(self, model_id: str, person_id: str) -> PersonRows | None:
         # two atomic reads (which hashes, then their rows); a write between them shows as a version change
-        pipe = self.r.pipeline(transaction=True)
-        pipe.get(self.k("version"))
-        pipe.smembers(self.k("pemb", person_id))
-        pipe.smembers(self.k("pneg", person_id))
-        pipe.hget(self.k("display"), person_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.key("version"))
+        pipe.smembers(self.key("pemb", person_id))
+        pipe.smembers(self.key("pneg", person_id))
+        pipe.hget(self.key("display"), person_id)
         version, pemb, pneg, name = pipe.execute()
         mine = [f"{person_id}|{m.rsplit('|', 1)[1]}" for m in sorted(map(_text, pemb)) if m.startswith(model_id + "|")]
         negs = [f"{person_id}|{m.rsplit('|', 1)[1]}" for m in sorted(map(_text, pneg)) if m.startswith(model_id + "|")]
-        pipe = self.r.pipeline(transaction=True)
-        pipe.get(self.k("version"))
-        pipe.hmget(self.k("vec", model_id), mine or ["-"])
-        pipe.hmget(self.k("neg", model_id), negs or ["-"])
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.key("version"))
+        pipe.hmget(self.key("vec", model_id), mine or ["-"])
+        pipe.hmget(self.key("neg", model_id), negs or ["-"])
         again, rows, neg_rows = pipe.execute()
         if int(again or 0) != int(version or 0):
             return None
@@ -523,37 +523,37 @@ class RedisStore(GalleryStore):
     def load_matrix(self, model_id: str) -> GalleryMatrix:
         version = self.version()  # read first: a write during the load makes the next check reload again
         rows: list[tuple[str, bytes]] = []
-        for field, blob in self.r.hscan_iter(self.k("vec", model_id), count=20000):
+        for field, blob in self.client.hscan_iter(self.key("vec", model_id), count=20000):
             rows.append((_text(field).rsplit("|", 1)[0], blob))
-        names = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("display")).items()} if rows else {}
+        names = {_text(k): _text(v) for k, v in self.client.hgetall(self.key("display")).items()} if rows else {}
         negatives = [(_text(field).rsplit("|", 1)[0], blob)
-                     for field, blob in self.r.hscan_iter(self.k("neg", model_id), count=20000)] if rows else []
-        op = self.r.hget(self.k("settings"), setting_key("operating_point", model_id))
+                     for field, blob in self.client.hscan_iter(self.key("neg", model_id), count=20000)] if rows else []
+        op = self.client.hget(self.key("settings"), setting_key("operating_point", model_id))
         return GalleryMatrix.build(version, rows, names, negatives,
                                    {"operating_point": json.loads(op)} if op else {})
 
     @_guard
     def iter_chips(self, model_id: str) -> Iterator[tuple[str, str, str, bytes]]:
-        owners = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
-        for h, jpeg in self.r.hscan_iter(self.k("chip", model_id), count=1000):
+        owners = {_text(k): _text(v) for k, v in self.client.hgetall(self.key("owner", model_id)).items()}
+        for h, jpeg in self.client.hscan_iter(self.key("chip", model_id), count=1000):
             h = _text(h)
             if h in owners:
-                info = json.loads(self.r.hget(self.k("info", model_id), h) or "{}")
+                info = json.loads(self.client.hget(self.key("info", model_id), h) or "{}")
                 yield owners[h], h, info.get("source", ""), jpeg
 
     @_guard
     def delete_model(self, model_id: str) -> int:
-        owners = {_text(k): _text(v) for k, v in self.r.hgetall(self.k("owner", model_id)).items()}
-        negatives = [_text(k) for k in self.r.hkeys(self.k("neg", model_id))]
-        pipe = self.r.pipeline(transaction=True)
+        owners = {_text(k): _text(v) for k, v in self.client.hgetall(self.key("owner", model_id)).items()}
+        negatives = [_text(k) for k in self.client.hkeys(self.key("neg", model_id))]
+        pipe = self.client.pipeline(transaction=True)
         for h, pid in owners.items():
-            pipe.srem(self.k("pemb", pid), f"{model_id}|{h}")
+            pipe.srem(self.key("pemb", pid), f"{model_id}|{h}")
         for key in negatives:
             pid, h = key.rsplit("|", 1)
-            pipe.srem(self.k("pneg", pid), f"{model_id}|{h}")
+            pipe.srem(self.key("pneg", pid), f"{model_id}|{h}")
         for kind in ("vec", "owner", "info", "chip", "neg", "neginfo", "negchip"):
-            pipe.delete(self.k(kind, model_id))
-        pipe.hdel(self.k("dims"), model_id)
+            pipe.delete(self.key(kind, model_id))
+        pipe.hdel(self.key("dims"), model_id)
         self._bump(pipe, "delete_model", None)
         pipe.execute()
         return len(owners)
@@ -564,24 +564,24 @@ class RedisStore(GalleryStore):
 
         for person in self.list_people():
             embs = []
-            for member in sorted(_text(m) for m in self.r.smembers(self.k("pemb", person.id))):
+            for member in sorted(_text(m) for m in self.client.smembers(self.key("pemb", person.id))):
                 model, h = member.rsplit("|", 1)
-                pipe = self.r.pipeline(transaction=False)
-                pipe.hget(self.k("vec", model), f"{person.id}|{h}")
-                pipe.hget(self.k("chip", model), h)
-                pipe.hget(self.k("info", model), h)
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hget(self.key("vec", model), f"{person.id}|{h}")
+                pipe.hget(self.key("chip", model), h)
+                pipe.hget(self.key("info", model), h)
                 blob, chip, info = pipe.execute()
                 if blob is None:
                     continue
                 info = json.loads(info or "{}")
                 embs.append(NewEmbedding(np.frombuffer(blob, np.float32), model, h, chip,
                                          info.get("source", ""), info.get("created", 0.0)))
-            for member in sorted(_text(m) for m in self.r.smembers(self.k("pneg", person.id))):
+            for member in sorted(_text(m) for m in self.client.smembers(self.key("pneg", person.id))):
                 model, h = member.rsplit("|", 1)
                 key = f"{person.id}|{h}"
-                pipe = self.r.pipeline(transaction=False)
+                pipe = self.client.pipeline(transaction=False)
                 for kind in ("neg", "negchip", "neginfo"):
-                    pipe.hget(self.k(kind, model), key)
+                    pipe.hget(self.key(kind, model), key)
                 blob, chip, info = pipe.execute()
                 if blob is not None:
                     info = json.loads(info or "{}")
@@ -591,16 +591,16 @@ class RedisStore(GalleryStore):
 
     @_guard
     def clear(self) -> None:
-        keys = list(self.r.scan_iter(match=self.p + "*", count=1000))
-        pipe = self.r.pipeline(transaction=True)
+        keys = list(self.client.scan_iter(match=self.prefix + "*", count=1000))
+        pipe = self.client.pipeline(transaction=True)
         for key in keys:
-            if key != self.k("version").encode():
+            if key != self.key("version").encode():
                 pipe.delete(key)
         self._bump(pipe, "clear", None)
         pipe.execute()
 
     def close(self) -> None:
         try:
-            self.r.close()
+            self.client.close()
         except (RedisError, OSError):
             pass

@@ -209,7 +209,7 @@ class App:
         registry = self.registry
         pipeline = self._new_pipeline([], dynamic=True)
         feed = AttendanceFeed(self.attendance([])) if attendance else None
-        publisher = LivePublisher(registry.r, self.config.server, self.config.cluster.stream_maxlen,
+        publisher = LivePublisher(registry.client, self.config.server, self.config.cluster.stream_maxlen,
                                   events_maxlen=self.config.cluster.events_maxlen)
         worker = Worker(self.config, pipeline, registry, publisher, feed)
         return self.own(worker, worker.stop, Phase.INPUT)
@@ -240,7 +240,7 @@ class App:
         built: list[Gateway] = []  # the server's /stats asks the gateway, which needs the server first
         server = self.server(stats=lambda: built[0].stats(), monitor=monitor,
                              recognition=self.recognition(share_models=False))
-        reader = LiveReader(registry.r, server)
+        reader = LiveReader(registry.client, server)
         self.own(reader, reader.stop, Phase.INPUT)
         built.append(Gateway(self.config, registry, server, reader))
         return built[0]

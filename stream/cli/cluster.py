@@ -137,7 +137,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     from facestream.stream.cluster.events import EventConsumer
 
     _, registry = _registry(args)
-    consumer = EventConsumer(registry.r, args.group, args.consumer or socket.gethostname(),
+    consumer = EventConsumer(registry.client, args.group, args.consumer or socket.gethostname(),
                              start="0" if args.from_start else "$")
     printed = 0
     stop = threading.Event()

@@ -41,7 +41,7 @@ from facestream.stream.cluster.events import EVENTS, EVENTS_MAXLEN, is_durable
 from facestream.stream.cluster.registry import LEASE, lease_token
 from facestream.stream.config import ServerConfig
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
-from facestream.stream.live.server import StreamServer, _hide_unknown_faces, encode_jpeg, with_jpeg
+from facestream.stream.live.server import StreamServer, _hide_unknown_faces, jpeg_base64, with_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class LivePublisher:
 
     def __init__(self, client: redis.Redis, server: ServerConfig, maxlen: int = 5000, fencing: bool = False,
                  events_maxlen: int = EVENTS_MAXLEN):
-        self.r = client
+        self.client = client
         self.server = server
         self.maxlen = maxlen
         self.events_maxlen = events_maxlen
@@ -213,7 +213,7 @@ class LivePublisher:
         if image is not None and source is not None and self._jpeg_due(source):
             if self.server.blur_unknown:
                 image = _hide_unknown_faces(image, message.get("faces") or [])
-            jpeg = encode_jpeg(image, self.server.jpeg_quality)
+            jpeg = jpeg_base64(image, self.server.jpeg_quality)
         if len(self._pending) == self._pending.maxlen:
             self.dropped += 1
         self._pending.append(_Outgoing(source or "", text, jpeg, token, is_durable(message),
@@ -240,8 +240,8 @@ class LivePublisher:
     def _refresh_watchers(self) -> set[str] | None:
         """Read the watch hash (the publisher thread, at most once a second)."""
         try:
-            entries = self.r.hgetall(WATCH) or {}
-            wall = redis_now(self.r)
+            entries = self.client.hgetall(WATCH) or {}
+            wall = redis_now(self.client)
         except redis.RedisError:
             entries, wall = {}, 0.0
         names = {(k.decode(errors="replace") if isinstance(k, bytes) else k) for k, until in entries.items()
@@ -306,7 +306,7 @@ class LiveReader:
     """A gateway's side: the stream into a :class:`StreamServer`'s client queues; keeps viewers' watch keys alive."""
 
     def __init__(self, client: redis.Redis, server: StreamServer):
-        self.r = client
+        self.client = client
         self.server = server
         self.received = 0
         self.rejected = 0  # entries that are not a message a worker writes (junk, non-UTF-8, not JSON)
@@ -348,7 +348,7 @@ class LiveReader:
             try:
                 self._follow_sources()
                 streams: dict[Any, Any] = dict(self._cursors)
-                reply: Any = self.r.xread(streams, count=1000, block=500)
+                reply: Any = self.client.xread(streams, count=1000, block=500)
             except redis.RedisError as exc:
                 self.failures += 1
                 if self.failures == 1 or self.failures % 30 == 0:
@@ -382,7 +382,7 @@ class LiveReader:
             return
         self._follow_at, self._wanted = now, wanted
         declared = {(m.decode(errors="replace") if isinstance(m, bytes) else str(m))
-                    for m in self.r.smembers(FRAME_SOURCES) or ()}
+                    for m in self.client.smembers(FRAME_SOURCES) or ()}
         appeared = declared - self._known if self._known is not None else set()
         self._known = declared
         keys = {frame_stream(sid): sid for sid in (declared if wanted is None else wanted)}
@@ -411,7 +411,7 @@ class LiveReader:
         """Redis's clock minus this machine's, measured every 10 s (one TIME call)."""
         if time.monotonic() - self._offset_at > 10.0:
             try:
-                self._offset = redis_now(self.r) - time.time()
+                self._offset = redis_now(self.client) - time.time()
                 self._offset_at = time.monotonic()
             except redis.RedisError:
                 pass
@@ -461,7 +461,7 @@ class LiveReader:
         if not names:
             return
         try:
-            watch(self.r, names)
+            watch(self.client, names)
         except redis.RedisError:
             pass  # the read loop reports Redis trouble
 

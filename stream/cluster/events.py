@@ -51,14 +51,14 @@ class EventConsumer:
 
     def __init__(self, client: redis.Redis, group: str, consumer: str, start: str = "$",
                  claim_idle_s: float = CLAIM_IDLE_S):
-        self.r = client
+        self.client = client
         self.group = group
         self.consumer = consumer
         self.claim_idle_ms = int(claim_idle_s * 1000)
         self.rejected = 0  # entries that are not an event a worker writes: acknowledged and skipped
         self._own_pending = True  # first read our own pending entries (a restart), then new ones
         try:
-            self.r.xgroup_create(EVENTS, group, id=start, mkstream=True)
+            self.client.xgroup_create(EVENTS, group, id=start, mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise FacestreamError(f"Cannot join the events group {group!r} ({exc}).",
@@ -69,15 +69,15 @@ class EventConsumer:
         ones, then new ones); each must be passed to :meth:`ack` once handled."""
         try:
             if self._own_pending:
-                got = self._decode(self.r.xreadgroup(self.group, self.consumer, {EVENTS: "0"}, count=count))
+                got = self._decode(self.client.xreadgroup(self.group, self.consumer, {EVENTS: "0"}, count=count))
                 if got:
                     return got
                 self._own_pending = False
-            claimed = self.r.xautoclaim(EVENTS, self.group, self.consumer, self.claim_idle_ms, "0-0", count=count)
+            claimed = self.client.xautoclaim(EVENTS, self.group, self.consumer, self.claim_idle_ms, "0-0", count=count)
             got = self._entries(claimed[1] if len(claimed) > 1 else [])
             if got:
                 return got
-            return self._decode(self.r.xreadgroup(self.group, self.consumer, {EVENTS: ">"}, count=count,
+            return self._decode(self.client.xreadgroup(self.group, self.consumer, {EVENTS: ">"}, count=count,
                                                   block=block_ms))
         except redis.RedisError as exc:
             raise FacestreamError(f"Cannot read events from Redis ({redact(str(exc))}).",
@@ -85,7 +85,7 @@ class EventConsumer:
 
     def ack(self, *entry_ids: str) -> None:
         if entry_ids:
-            self.r.xack(EVENTS, self.group, *entry_ids)
+            self.client.xack(EVENTS, self.group, *entry_ids)
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Events forever (``block_ms`` at a time); acknowledge each with :meth:`ack`."""

@@ -99,10 +99,10 @@ class SourceRegistry:
             raise FacestreamError(f"Workers and gateways share cameras through Redis, not {redact(url)}.",
                                   "Pass --gallery redis://HOST:6379/0 (or set gallery.url / FACESTREAM_GALLERY).")
         self.url = url
-        self.r = connect(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
-        self._claim = self.r.register_script(_CLAIM)
-        self._renew = self.r.register_script(_RENEW)
-        self._release = self.r.register_script(_RELEASE)
+        self.client = connect(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+        self._claim = self.client.register_script(_CLAIM)
+        self._renew = self.client.register_script(_RENEW)
+        self._release = self.client.register_script(_RELEASE)
 
     def _call(self, fn, *args, **kwargs):
         try:
@@ -117,16 +117,16 @@ class SourceRegistry:
         if not source.id:
             raise FacestreamError(f"The source {redact(source.url)} needs an id.", "Pass --id NAME.")
         check_source_id(source.id)
-        self._call(self.r.hset, SOURCES, source.id, wire.dumps(source.model_dump()))
+        self._call(self.client.hset, SOURCES, source.id, wire.dumps(source.model_dump()))
         return source
 
     def remove(self, source_id: str) -> None:
-        if not self._call(self.r.hdel, SOURCES, source_id):
+        if not self._call(self.client.hdel, SOURCES, source_id):
             known = ", ".join(sorted(s.id or "" for s in self.sources())) or "none"
             raise FacestreamError(f"No source {source_id!r}.", f"Known sources: {known}.")
 
     def sources(self) -> list[SourceConfig]:
-        raw = self._call(self.r.hgetall, SOURCES) or {}
+        raw = self._call(self.client.hgetall, SOURCES) or {}
         out = []
         for value in raw.values():
             try:
@@ -159,26 +159,26 @@ class SourceRegistry:
         ids = [s.id or "" for s in self.sources()]
         if not ids:
             return {}
-        values = self._call(self.r.mget, [LEASE + i for i in ids])
+        values = self._call(self.client.mget, [LEASE + i for i in ids])
         return {i: (lease[0] if (lease := parse_lease(v)) else None) for i, v in zip(ids, values, strict=True)}
 
     def lease(self, source_id: str) -> tuple[str, int] | None:
         """Who holds one source and at which epoch (None: free)."""
-        return parse_lease(self._call(self.r.get, LEASE + source_id))
+        return parse_lease(self._call(self.client.get, LEASE + source_id))
 
     # -- workers -----------------------------------------------------------------------------------------
     def heartbeat(self, worker: str, info: dict[str, Any]) -> None:
-        seen = self._call(redis_now, self.r)  # Redis's clock: a machine's own may be off by seconds
-        self._call(self.r.hset, WORKERS, worker, wire.dumps({**info, "id": worker, "seen": seen}))
+        seen = self._call(redis_now, self.client)  # Redis's clock: a machine's own may be off by seconds
+        self._call(self.client.hset, WORKERS, worker, wire.dumps({**info, "id": worker, "seen": seen}))
 
     def leave(self, worker: str) -> None:
-        self._call(self.r.hdel, WORKERS, worker)
+        self._call(self.client.hdel, WORKERS, worker)
 
     def workers(self, max_age_s: float, prune: bool = True) -> list[dict[str, Any]]:
         """Workers heard from within ``max_age_s``; older entries (dead workers) are removed unless ``prune``
         is False."""
-        raw = self._call(self.r.hgetall, WORKERS) or {}
-        now = self._call(redis_now, self.r)
+        raw = self._call(self.client.hgetall, WORKERS) or {}
+        now = self._call(redis_now, self.client)
         out: list[dict[str, Any]] = []
         dead: list[Any] = []
         for key, value in raw.items():
@@ -189,8 +189,8 @@ class SourceRegistry:
                 fresh = False
             (out if fresh else dead).append(info if fresh else key)
         if dead and prune:
-            self._call(self.r.hdel, WORKERS, *dead)
+            self._call(self.client.hdel, WORKERS, *dead)
         return sorted(out, key=lambda w: w["id"])
 
     def close(self) -> None:
-        self.r.close()
+        self.client.close()

@@ -30,7 +30,7 @@ class Subscribe(Command):
     frames: Literal["jpeg", "none"] | None = None
 
 
-class Feedback(Command):
+class FeedbackCommand(Command):
     """A user's correction of a live face (see :meth:`facestream.stream.live.pipeline.Pipeline.feedback`)."""
 
     type: Literal["feedback"]
@@ -40,7 +40,7 @@ class Feedback(Command):
     person: str | None = Field(None, max_length=200)
 
 
-class FeedbackUndo(Command):
+class FeedbackUndoCommand(Command):
     type: Literal["feedback_undo"]
     feedback: str = Field(min_length=1, max_length=300)
 
@@ -92,5 +92,5 @@ def blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-__all__ = ["Command", "CommandError", "Feedback", "FeedbackUndo", "Subscribe", "blank_to_none", "field_validator",
+__all__ = ["Command", "CommandError", "FeedbackCommand", "FeedbackUndoCommand", "Subscribe", "blank_to_none", "field_validator",
            "parse_command"]

@@ -55,8 +55,14 @@ from facestream.stream.live.access import (  # noqa: F401 - SESSION_COOKIE: the 
     is_loopback,
     json_response,
 )
-from facestream.stream.live.commands import Command, CommandError, FeedbackUndo, Subscribe, parse_command
-from facestream.stream.live.commands import Feedback as FeedbackCommand
+from facestream.stream.live.commands import (
+    Command,
+    CommandError,
+    FeedbackCommand,
+    FeedbackUndoCommand,
+    Subscribe,
+    parse_command,
+)
 from facestream.stream.live.metrics import CONTENT_TYPE_LATEST, metrics_text, registry_for
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
 
@@ -112,7 +118,7 @@ def _hide_unknown_faces(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     return out
 
 
-def encode_jpeg(image: np.ndarray, quality: int) -> str:
+def jpeg_base64(image: np.ndarray, quality: int) -> str:
     """A BGR frame as base64 JPEG text (what ``"jpeg"`` in a frame message holds)."""
     import cv2
 
@@ -325,7 +331,7 @@ class StreamServer:
             self._last_jpeg[source] = time.monotonic()
             if self.config.blur_unknown:
                 image = _hide_unknown_faces(image, message.get("faces") or [])
-            jpeg_text = with_jpeg(text, encode_jpeg(image, self.config.jpeg_quality))
+            jpeg_text = with_jpeg(text, jpeg_base64(image, self.config.jpeg_quality))
         self.publish_encoded(text, jpeg_text, source, t_read)
 
     def publish_encoded(self, text: str, jpeg_text: str | None, source: str | None,
@@ -404,7 +410,7 @@ class StreamServer:
 
     # the commands this server takes; subclasses add theirs (attendance)
     COMMANDS: dict[str, type[Command]] = {"subscribe": Subscribe, "feedback": FeedbackCommand,
-                                          "feedback_undo": FeedbackUndo}
+                                          "feedback_undo": FeedbackUndoCommand}
     REPLIES: dict[str, str] = {"feedback": "feedback_reply", "feedback_undo": "feedback_reply"}
 
     async def _command(self, client: Client, raw: str | bytes) -> None:
@@ -424,7 +430,7 @@ class StreamServer:
 
     async def _act(self, client: Client, cmd: Command) -> dict:
         """Act on a valid command; the reply to send back."""
-        if isinstance(cmd, FeedbackCommand | FeedbackUndo):
+        if isinstance(cmd, FeedbackCommand | FeedbackUndoCommand):
             return await self._feedback(cmd)
         assert isinstance(cmd, Subscribe)
         if "sources" in cmd.model_fields_set:
@@ -435,14 +441,14 @@ class StreamServer:
         return {"type": "subscribed", "sources": sorted(client.sources) if client.sources else None,
                 "frames": "jpeg" if client.jpeg else "none"}
 
-    async def _feedback(self, cmd: FeedbackCommand | FeedbackUndo) -> dict:
+    async def _feedback(self, cmd: FeedbackCommand | FeedbackUndoCommand) -> dict:
         """Run a correction off the event loop (it writes to the gallery, maybe embeds); the reply says how it went."""
         reply: dict[str, Any] = {"type": "feedback_reply", "id": cmd.id, "command": cmd.type}
         pipeline = self._pipeline
         if pipeline is None:
             return {**reply, "ok": False, "error": "This server has no live pipeline to correct; use "
                                                    "`facestream feedback` with a photo of the face."}
-        if isinstance(cmd, FeedbackUndo):
+        if isinstance(cmd, FeedbackUndoCommand):
             call = functools.partial(pipeline.undo_feedback, cmd.feedback)
         else:
             call = functools.partial(pipeline.feedback, cmd.source, cmd.track_id, cmd.verdict,

@@ -86,7 +86,7 @@ def test_matcher_reloads_only_when_the_version_moved(redis_url):
         assert matcher._sub.connected.wait(5)
         # Events that bring no new version (a repeated or already-loaded change) cost no reload.
         for _ in range(3):
-            store.r.publish(store.k("events"), json.dumps({"op": "enroll", "person": "x", "time": time.time()}))
+            store.client.publish(store.key("events"), json.dumps({"op": "enroll", "person": "x", "time": time.time()}))
         store.enroll("Vera", [emb(v)])
         deadline = time.monotonic() + 5
         while matcher.version != store.version() and time.monotonic() < deadline:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facestream.errors import FacestreamError
-from facestream.stream.engine.networks.registry import register_model
+from facestream.stream.engine.networks.registry import register_network
 from facestream.stream.engine.networks.tflite_format import ACTIVATIONS, Operator, TfliteGraph, read_tflite
 from facestream.stream.engine.package_models import blazeface_file
 
@@ -190,13 +190,13 @@ def load_blazeface(kind: str, path: str | Path | None = None) -> TfliteNet:
     return TfliteNet(read_tflite(path or blazeface_file(kind))).eval()
 
 
-@register_model
+@register_network
 def blazeface_short(pretrained: bool = True, **kwargs: Any) -> nn.Module:
     """BlazeFace short range (128x128 RGB in [-1, 1]; faces within ~2 m). The graph comes with its weights."""
     return load_blazeface("short", **kwargs)
 
 
-@register_model
+@register_network
 def blazeface_full(pretrained: bool = True, **kwargs: Any) -> nn.Module:
     """BlazeFace full range (192x192 RGB in [-1, 1]; faces within ~5 m, sparse weights densified)."""
     return load_blazeface("full", **kwargs)

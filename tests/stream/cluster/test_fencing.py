@@ -59,7 +59,7 @@ def start_worker(url: str, analyzer, worker_id: str) -> tuple[Worker, threading.
                          env={})
     reg = SourceRegistry(url)
     pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
-    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id=worker_id).start()
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.client, config.server), worker_id=worker_id).start()
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()

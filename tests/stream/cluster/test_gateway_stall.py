@@ -62,7 +62,7 @@ def test_health_stays_fast_while_redis_stalls_and_fails_when_the_reader_dies(tmp
 
         def die(*_a, **_k):
             raise SystemExit  # what a bug in the reader would do to its thread
-        gw.reader.r.xread = die
+        gw.reader.client.xread = die
         deadline = time.time() + 10
         while gw.reader._thread.is_alive() and time.time() < deadline:
             time.sleep(0.1)

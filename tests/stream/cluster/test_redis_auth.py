@@ -26,14 +26,14 @@ def test_the_cluster_runs_on_a_redis_with_a_password_and_a_wrong_one_is_a_clear_
         reg = SourceRegistry(server.url)
         reg.add(SourceConfig(url="rtsp://cam.example/1", id="door"))
         epoch = reg.claim("door", "w1", 10)
-        consumer = EventConsumer(reg.r, "audit", "c1")
-        publisher = LivePublisher(reg.r, ServerConfig(), fencing=True).start()
+        consumer = EventConsumer(reg.client, "audit", "c1")
+        publisher = LivePublisher(reg.client, ServerConfig(), fencing=True).start()
         publisher.hold("door", Held("w1", epoch, time.monotonic() + 10))
         publisher.publish({"type": "track_ended", "source": "door", "track_id": 1}, "door")
         deadline = time.time() + 5
-        while reg.r.xlen(EVENTS) < 1 and time.time() < deadline:
+        while reg.client.xlen(EVENTS) < 1 and time.time() < deadline:
             time.sleep(0.05)
-        assert reg.r.xlen(STREAM) == 1 and [m["track_id"] for _, m in consumer.read()] == [1]
+        assert reg.client.xlen(STREAM) == 1 and [m["track_id"] for _, m in consumer.read()] == [1]
         publisher.stop()
         gallery = open_store(server.url)
         assert gallery.add_person("Ada").name == "Ada" and [p.name for p in gallery.list_people()] == ["Ada"]

@@ -28,7 +28,7 @@ def test_sources_are_declared_once_and_leased_to_one_worker(redis_url):
         reg.add(SourceConfig(url="rtsp://cam/3"))
     with pytest.raises(FacestreamError, match="not valid"):
         reg.add(SourceConfig(url="rtsp://cam/3", id="a|b"))
-    reg.r.delete("facestream:epoch:door", "facestream:lease:door")
+    reg.client.delete("facestream:epoch:door", "facestream:lease:door")
     assert reg.claim("door", "w1", 0.5) == 1 and reg.claim("door", "w2", 0.5) == 0
     assert reg.renew(["door"], "w1", 0.5) == {"door": 1}
     assert reg.renew(["door"], "w2", 0.5) == {"door": 0}  # only the holder renews
@@ -51,7 +51,7 @@ def test_workers_heartbeats_expire(redis_url):
     reg.heartbeat("w1", {"sources": ["door"]})
     assert [w["id"] for w in reg.workers(5)] == ["w1"]
     time.sleep(0.3)
-    assert reg.workers(0.1) == [] and reg.r.hlen("facestream:workers") == 0  # a dead worker's entry is removed
+    assert reg.workers(0.1) == [] and reg.client.hlen("facestream:workers") == 0  # a dead worker's entry is removed
     reg.close()
 
 
@@ -145,7 +145,7 @@ def test_a_worker_lets_go_of_removed_sources_and_claims_up_to_its_capacity(redis
     for i in range(3):
         reg.add(SourceConfig(url=str(HAMILTON), id=f"clip{i}", loop=True, realtime=True))
     pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
-    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id="w-test").start()
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.client, config.server), worker_id="w-test").start()
     try:
         worker.step()
         held = set(worker.held)
@@ -212,18 +212,18 @@ def test_the_cluster_keeps_time_by_redis_not_by_each_machine(redis_url, monkeypa
     """A gateway 10 s ahead must not bury a live worker; one 10 s behind must not stop JPEGs (issue 21,
     item 7). Each side runs with its own clock skewed, against the same real Redis."""
     reg = SourceRegistry(redis_url)
-    reg.r.delete("facestream:workers", "facestream:watch")
+    reg.client.delete("facestream:workers", "facestream:watch")
     real = time.time
     reg.heartbeat("w1", {"sources": []})  # the worker's clock is right
     monkeypatch.setattr(time, "time", lambda: real() + 10)  # the gateway's is 10 s ahead
     assert [w["id"] for w in reg.workers(5)] == ["w1"]
     monkeypatch.setattr(time, "time", lambda: real() - 10)  # a gateway 10 s behind says a viewer watches
-    watch(reg.r, ["cam0"], 6.0)
+    watch(reg.client, ["cam0"], 6.0)
     monkeypatch.setattr(time, "time", real)
-    publisher = LivePublisher(reg.r, ServerConfig(jpeg_fps=60))
+    publisher = LivePublisher(reg.client, ServerConfig(jpeg_fps=60))
     assert publisher._refresh_watchers() == {"cam0"}  # still watched by the worker's (correct) clock
-    reg.r.hset("facestream:workers", "junk", "not json")
-    assert [w["id"] for w in reg.workers(5)] == ["w1"] and not reg.r.hexists("facestream:workers", "junk")
+    reg.client.hset("facestream:workers", "junk", "not json")
+    assert [w["id"] for w in reg.workers(5)] == ["w1"] and not reg.client.hexists("facestream:workers", "junk")
     reg.close()
 
 
@@ -241,18 +241,18 @@ def test_a_worker_rides_out_a_lapsed_lease_and_an_empty_redis(redis_url, analyze
     config = config.model_copy(update={"sources": [source]})
     reg = SourceRegistry(redis_url)
     pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
-    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id="w-blip").start()
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.client, config.server), worker_id="w-blip").start()
     try:
         worker.step()
         deadline = time.time() + 30
         while pipeline.running() != ["door"] and time.time() < deadline:
             time.sleep(0.2)
         first = next(w for w in pipeline.workers if w.source.id == "door")
-        reg.r.delete("facestream:lease:door")  # what a 6 s stall does to a 3 s lease
+        reg.client.delete("facestream:lease:door")  # what a 6 s stall does to a 3 s lease
         worker.step()
         assert worker.held == {"door": source} and reg.holders()["door"] == "w-blip"
         assert next(w for w in pipeline.workers if w.source.id == "door") is first  # never stopped
-        reg.r.flushdb()  # Redis restarted with nothing
+        reg.client.flushdb()  # Redis restarted with nothing
         worker.step()
         assert [s.id for s in reg.sources()] == ["door"] and reg.holders()["door"] == "w-blip"
         assert pipeline.running() == ["door"]
@@ -267,7 +267,7 @@ def test_a_message_of_a_lost_lease_is_refused_by_redis_itself(redis_url):
     from facestream.stream.cluster.bus import Held
 
     reg = SourceRegistry(redis_url)
-    r = reg.r
+    r = reg.client
     old = LivePublisher(r, ServerConfig(), fencing=True).start()
     epoch = reg.claim("door", "w-old", 0.3)
     old.hold("door", Held("w-old", epoch, time.monotonic() + 60))  # its own clock says the lease holds
@@ -325,7 +325,7 @@ def test_a_worker_opens_only_the_sources_its_policy_allows(redis_url, analyzer, 
                                     f"cluster.source_folders=[{HAMILTON.parent}]"], env={})
     config = config.model_copy(update={"sources": [own]})
     pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True)
-    worker = Worker(config, pipeline, reg, LivePublisher(reg.r, config.server), worker_id="w-policy").start()
+    worker = Worker(config, pipeline, reg, LivePublisher(reg.client, config.server), worker_id="w-policy").start()
     try:
         worker.step()
         assert sorted(worker.held) == ["clip", "own"]
@@ -357,7 +357,7 @@ def test_sources_spread_over_the_workers_and_again_after_a_worker_comes_back(red
 
     def worker(name: str) -> Worker:  # each source stops after 3 frames: the leases are what is tested
         pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True, max_frames=3)
-        w = Worker(config, pipeline, SourceRegistry(redis_url), LivePublisher(reg.r, config.server), worker_id=name)
+        w = Worker(config, pipeline, SourceRegistry(redis_url), LivePublisher(reg.client, config.server), worker_id=name)
         return w.start()
 
     def rounds(workers: list[Worker], n: int) -> list[int]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from facestream.stream.engine.networks import create_model, list_models, register_model
+from facestream.stream.engine.networks import create_model, list_networks, register_network
 from facestream.stream.engine.networks import registry as models_module
 from facestream.stream.engine.networks.dlib_format import DlibFormatError, DlibReader
 from facestream.stream.engine.networks.dlib_resnet import (
@@ -250,20 +250,20 @@ def test_freeze_up_to_a_named_stage():
 def test_registry():
     from facestream.errors import FacestreamError
 
-    assert "dlib_resnet" in list_models()
+    assert "dlib_resnet" in list_networks()
     model = create_model("dlib_resnet", pretrained=False)
     assert isinstance(model, DlibResNet)
     with pytest.raises(FacestreamError, match="dlib_resnet"):
         create_model("no_such_net")
 
-    @register_model(name="_test_tiny")
+    @register_network(name="_test_tiny")
     def tiny(pretrained: bool = True, **kw):
         return torch.nn.Linear(2, 2)
 
     try:
-        assert "_test_tiny" in list_models()
+        assert "_test_tiny" in list_networks()
         assert isinstance(create_model("_test_tiny"), torch.nn.Linear)
         with pytest.raises(ValueError, match="already registered"):
-            register_model(lambda pretrained=True: None, name="_test_tiny")
+            register_network(lambda pretrained=True: None, name="_test_tiny")
     finally:
         models_module._REGISTRY.pop("_test_tiny", None)  # leave the registry as other tests expect it
