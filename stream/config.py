@@ -344,6 +344,12 @@ class DemoConfig(Section):
     public: bool = Field(
         False, description="Serve anonymous visitors beyond loopback (no login): implies kiosk mode. Without it, "
         "listening beyond loopback needs `login`.")
+    requests_per_minute: int = Field(
+        60, ge=0, le=1_000_000, description="Photo identify, verify and look-alike requests one visitor address may "
+        "make per minute (the live webcam is not counted); 0 = no limit.")
+    enrolments_per_hour: int = Field(
+        10, ge=0, le=1_000_000, description="Enrolment attempts one visitor address may make per hour (each "
+        "stores faces); 0 = no limit.")
 
     @model_validator(mode="after")
     def _exposed_needs_a_login(self) -> DemoConfig:

@@ -119,6 +119,13 @@ def _photo(path: str | None, what: str = "a photo") -> np.ndarray:
         raise FacestreamError(exc.problem.replace(str(path), name), exc.fix) from None
 
 
+def _visitor(request: gr.Request | None) -> str | None:
+    """The visitor's address, the key for the demo's limits (a proxy in front makes every visitor one:
+    then limit at the proxy)."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)
+
+
 def _table(rows: list[list[Any]], headers: list[str]) -> dict[str, Any]:
     return {"headers": headers, "data": rows}
 
@@ -180,7 +187,8 @@ def _photo_tab(service: DemoService) -> None:
         last = gr.State(None)  # the recognised faces, for corrections
 
         @_friendly
-        def identify(path: str | None) -> tuple[np.ndarray, dict[str, Any], str, Any]:
+        def identify(path: str | None, request: gr.Request) -> tuple[np.ndarray, dict[str, Any], str, Any]:
+            service.admit("request", _visitor(request))
             result = service.identify(_photo(path))
             rows = [[f.index, f.name, f.similarity_text, f.sure_text, f.box_text] for f in result.faces]
             return result.annotated, _table(rows, FACE_COLUMNS), result.summary, result
@@ -248,7 +256,8 @@ def _verify_tab(service: DemoService) -> None:
         verdict = gr.Markdown(elem_id="verify-verdict")
 
         @_friendly
-        def verify(path_a: str | None, path_b: str | None, who: str | None) -> str:
+        def verify(path_a: str | None, path_b: str | None, who: str | None, request: gr.Request) -> str:
+            service.admit("request", _visitor(request))
             a = _photo(path_a, "the first photo")
             if who:
                 return service.verify_person(a, who).markdown()
@@ -266,7 +275,8 @@ def _verify_tab(service: DemoService) -> None:
         clip_verdict = gr.Markdown(elem_id="verify-clip-verdict")
 
         @_friendly
-        def verify_video(path: str | None, who: str | None) -> str:
+        def verify_video(path: str | None, who: str | None, request: gr.Request) -> str:
+            service.admit("request", _visitor(request))
             if not path:
                 raise FacestreamError("No video given.", "Record or upload a 2-3 s video of the face.")
             if not who:
@@ -288,7 +298,8 @@ def _lookalike_tab(service: DemoService) -> None:
         button = gr.Button("Find look-alikes", variant="primary")
 
         @_friendly
-        def lookalike(path: str | None) -> tuple[list[tuple[np.ndarray, str]], dict[str, Any]]:
+        def lookalike(path: str | None, request: gr.Request) -> tuple[list[tuple[np.ndarray, str]], dict[str, Any]]:
+            service.admit("request", _visitor(request))
             matches = service.lookalike(_photo(path))
             if not matches:
                 raise FacestreamError("The gallery is empty.", "Enrol some people first.")
@@ -312,7 +323,9 @@ def _enrol_tab(service: DemoService) -> None:
         table = gr.Dataframe(headers=ENROL_COLUMNS, label="Per photo", interactive=False)
 
         @_friendly
-        def enroll(who: str | None, paths: list[str] | None, token: str | None) -> tuple[dict[str, Any], str]:
+        def enroll(who: str | None, paths: list[str] | None, token: str | None,
+                   request: gr.Request) -> tuple[dict[str, Any], str]:
+            service.admit("enrolment", _visitor(request))
             if not paths:
                 raise FacestreamError("No photos given.", "Add one or more photos of the person.")
             report = service.enroll(who or "", [Path(p) for p in paths], token)

@@ -36,6 +36,7 @@ from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.draw import draw_faces
 from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.imageio import load_image
+from facestream.stream.live.rate_limit import WindowLimit
 from facestream.stream.recognition import identify as recognize
 from facestream.stream.recognition.clip_check import read_clip, verify_clip
 from facestream.stream.recognition.enroll import SECOND_FACE_RATIO, Enroller, Photo
@@ -159,6 +160,11 @@ class DemoService:
         self._lock = threading.Lock()
         self._chip_cache: dict[str, bytes] = {}
         self._chip_cache_version = -1
+        demo = config.demo
+        self._limits = {"request": (WindowLimit(demo.requests_per_minute, 60.0), "requests", "a minute",
+                                    "demo.requests_per_minute"),
+                        "enrolment": (WindowLimit(demo.enrolments_per_hour, 3600.0), "enrolments", "an hour",
+                                      "demo.enrolments_per_hour")}
 
     # -- shared resources ----------------------------------------------------------------
 
@@ -192,6 +198,19 @@ class DemoService:
             resource = self.__dict__.pop(name, None)
             if resource is not None:
                 resource.close()
+
+    def admit(self, kind: str, visitor: str | None) -> None:
+        """Count one ``kind`` of work (``"request"``: a photo to identify, verify or compare; ``"enrolment"``)
+        for the visitor's address; an anonymous page must not be a free face-search or enrolment service.
+
+        Raises:
+            FacestreamError: the visitor is over the limit (how long to wait, and the setting).
+        """
+        limit, what, per, setting = self._limits[kind]
+        wait = limit.take(visitor or "unknown")
+        if wait:
+            raise FacestreamError(f"Too many {what} from your address (at most {limit.limit} {per}).",
+                                  f"Try again in {wait} s (the operator sets {setting}).")
 
     # -- live ------------------------------------------------------------------------------------
 

@@ -37,3 +37,18 @@ class WindowLimit:
                 return 0
             left = times[0] + self.window - time.monotonic()
             return int(left) + 1 if left > 0 else 0
+
+    def take(self, client: str) -> int:
+        """Count one event of ``client`` if it may go now (returns 0); else the seconds to wait, counting nothing."""
+        if self.limit <= 0:
+            return 0
+        with self._lock:
+            times = self._times.get(client)
+            if times is not None and len(times) >= self.limit:
+                left = times[0] + self.window - time.monotonic()
+                if left > 0:
+                    return int(left) + 1
+            if client not in self._times and len(self._times) >= MAX_CLIENTS:
+                self._times.pop(next(iter(self._times)))
+            self._times.setdefault(client, deque(maxlen=self.limit)).append(time.monotonic())
+            return 0

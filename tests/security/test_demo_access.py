@@ -126,3 +126,25 @@ def test_a_decompression_bomb_sent_to_the_live_endpoint_costs_no_memory(analyzer
     finally:
         app.close()
         service.close()
+
+
+def test_a_visitor_is_limited_in_enrolments_and_photo_requests(analyzer, tmp_path):
+    """Issue 22, item 4: demo enrolment and face search were unlimited for anonymous visitors."""
+    service, app = serve(analyzer, tmp_path, enrolments_per_hour=2, requests_per_minute=3)
+    try:
+        client = Client(app.local_url, verbose=False, download_files=False)
+        for name, photo in (("Visitor One", OBAMA), ("Visitor Two", BIDEN)):
+            table, _ = client.predict(name, [handle_file(str(photo))], "", api_name="/enroll")
+            assert table["data"][0][1].startswith("enrolled")
+        with pytest.raises(AppError, match=r"Too many enrolments from your address \(at most 2 an hour\)"):
+            client.predict("Visitor Three", [handle_file(str(BIDEN2))], "", api_name="/enroll")
+        assert service.store.find_person("Visitor Three") is None
+        for _ in range(3):  # identify, verify and look-alike share one budget
+            client.predict(handle_file(str(OBAMA)), api_name="/identify")
+        with pytest.raises(AppError, match="Too many requests from your address.*demo.requests_per_minute"):
+            client.predict(handle_file(str(OBAMA)), api_name="/lookalike")
+        with pytest.raises(AppError, match="Too many requests from your address"):
+            client.predict(handle_file(str(OBAMA)), handle_file(str(BIDEN)), None, api_name="/verify")
+    finally:
+        app.close()
+        service.close()
