@@ -96,7 +96,7 @@ def make_matcher(analyzer, folder: Path):
 def run_live(analyzer, matcher, copies: int, clients: int, seconds: float, warmup: float) -> dict:
     from facestream.stream.config import SourceConfig, load_config
     from facestream.stream.live.pipeline import Pipeline
-    from facestream.stream.live.server import StreamServer
+    from facestream.stream.serve.server import StreamServer
 
     config = load_config(overrides=["server.port=0", "server.stats_every=0", "server.client_queue=64"])
     sources = [SourceConfig(url=str(CLIP), id=f"cam{i}", realtime=True, loop=True) for i in range(copies)]
@@ -108,8 +108,8 @@ def run_live(analyzer, matcher, copies: int, clients: int, seconds: float, warmu
         with pipeline:
             time.sleep(warmup)
             start = {w.source.id: (w.processed, w.source.dropped) for w in pipeline.workers}
-            server.send_latency_ms.clear()
-            server.publish_latency_ms.clear()
+            server.fanout.send_latency_ms.clear()
+            server.fanout.publish_latency_ms.clear()
             lat: list[float] = []
             for w in pipeline.workers:
                 w.latency.clear()
@@ -122,7 +122,7 @@ def run_live(analyzer, matcher, copies: int, clients: int, seconds: float, warmu
                 per[w.source.id] = {"fps": round(done / elapsed, 2), "dropped": dropped,
                                     "reconnects": w.source.reconnects}
                 lat += list(w.latency)
-            sent = list(server.send_latency_ms) if clients else list(server.publish_latency_ms)
+            sent = list(server.fanout.send_latency_ms) if clients else list(server.fanout.publish_latency_ms)
             stats = pipeline.stats()
             server_stats = server.server_stats()
     finally:

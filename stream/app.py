@@ -26,21 +26,29 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from facestream.stream.config import Config, SourceConfig
 
 if TYPE_CHECKING:
+    from facestream.gallery.store import GalleryStore
     from facestream.stream.attendance.feed import AttendanceFeed
     from facestream.stream.attendance.monitor import AttendanceMonitor
-    from facestream.stream.cluster.api import Recognition
     from facestream.stream.cluster.gateway import Gateway
     from facestream.stream.cluster.registry import SourceRegistry
     from facestream.stream.cluster.worker import Worker
     from facestream.stream.demo.service import DemoService
     from facestream.stream.engine.analyzer import FaceAnalyzer
     from facestream.stream.live.pipeline import Pipeline
-    from facestream.stream.live.server import StreamServer
     from facestream.stream.recognition.identify import Matcher
+    from facestream.stream.serve.recognition_api import Recognition
+    from facestream.stream.serve.server import StreamServer
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def erase_everywhere(gallery: GalleryStore, person_id: str) -> dict[str, Any]:
+    """The API's erasure: attendance first, then the gallery (the one function every path uses)."""
+    from facestream.stream.attendance.erase import erase_person
+
+    return erase_person(gallery, person_id).to_json()
 
 
 class Phase(IntEnum):
@@ -113,7 +121,7 @@ class App:
     def recognition(self, share_models: bool = True) -> Recognition:
         """What the HTTP API recognises with. ``share_models``: this process's analyzer and gallery now;
         False: opened on the API's first request (a gateway, which processes no video)."""
-        from facestream.stream.cluster.api import Recognition
+        from facestream.stream.serve.recognition_api import Recognition
 
         if share_models:
             recognition = Recognition(self.config, self.analyzer, self.matcher.store)
@@ -175,17 +183,17 @@ class App:
     def server(self, stats: Callable[[], dict] | None = None, monitor: AttendanceMonitor | None = None,
                recognition: Recognition | None = None) -> StreamServer:
         """The websocket/HTTP server (not started): the dashboard, ``/stats``, the HTTP API over
-        ``recognition`` and, with a ``monitor``, the attendance routes and events."""
-        from facestream.stream.cluster.api import build_api
-        from facestream.stream.live.server import StreamServer
+        ``recognition`` and, with a ``monitor``, attendance plugged in (its routes, commands and events)."""
+        from facestream.stream.serve.recognition_api import build_api
+        from facestream.stream.serve.server import StreamServer
 
-        api = build_api(self.config, recognition) if recognition is not None else None
+        api = build_api(self.config, recognition, erase=erase_everywhere) if recognition is not None else None
+        extensions = []
         if monitor is not None:
-            from facestream.stream.attendance.web import AttendanceServer
+            from facestream.stream.attendance.web import AttendanceExtension
 
-            server: StreamServer = AttendanceServer(self.config.server, stats=stats, monitor=monitor, api=api)
-        else:
-            server = StreamServer(self.config.server, stats=stats, api=api)
+            extensions.append(AttendanceExtension(monitor))
+        server = StreamServer(self.config.server, stats=stats, api=api, extensions=extensions)
         return self.own(server, server.stop, Phase.SERVING)
 
     # -- the cluster -------------------------------------------------------------------------------
@@ -218,7 +226,7 @@ class App:
         """Prometheus metrics of ``stats`` on ``host:port`` (``/metrics``); returns the port bound."""
         from prometheus_client import start_http_server
 
-        from facestream.stream.live.metrics import registry_for
+        from facestream.stream.serve.metrics import registry_for
 
         httpd, _ = start_http_server(port, host, registry=registry_for(stats))
 

@@ -25,8 +25,9 @@ LAYERS = [
     ["facestream.stream.engine"],
     ["facestream.stream.recognition", "facestream.trainer"],
     ["facestream.stream.live"],
+    ["facestream.stream.serve"],  # the server: below the products, which plug into it (extensions)
     ["facestream.stream.attendance"],
-    ["facestream.stream.demo", "facestream.stream.dashboard", "facestream.stream.cluster"],
+    ["facestream.stream.demo", "facestream.stream.cluster"],
     ["facestream.stream.app"],  # the composition root: builds and stops the parts for every entry point
     ["facestream.stream.cli"],
     ["facestream", "facestream.__main__", "facestream.stream"],  # package roots: docs, version, `python -m`

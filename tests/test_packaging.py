@@ -79,9 +79,9 @@ def test_the_wheel_holds_one_namespace_and_its_data(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top == {"facestream", f"{wheel.name.split('-py3')[0]}.dist-info"}
-    for needed in ("facestream/configs/default.yaml", "facestream/stream/dashboard/index.html",
-                   "facestream/stream/dashboard/app.js", "facestream/py.typed",
-                   "facestream/stream/live/api_docs/swagger-ui-bundle.js", "facestream/stream/live/api_docs/LICENSE"):
+    for needed in ("facestream/configs/default.yaml", "facestream/stream/serve/dashboard/index.html",
+                   "facestream/stream/serve/dashboard/app.js", "facestream/py.typed",
+                   "facestream/stream/serve/api_docs/swagger-ui-bundle.js", "facestream/stream/serve/api_docs/LICENSE"):
         assert needed in names
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from facestream.stream.attendance.sessions import MAX_LATE_MINUTES, MAX_SESSION_MINUTES
-from facestream.stream.live.commands import Command, blank_to_none
+from facestream.stream.serve.commands import Command, blank_to_none
 
 
 class AttendanceStart(Command):

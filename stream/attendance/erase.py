@@ -28,6 +28,9 @@ class Erasure:
     embeddings: int
     sessions: int
 
+    def to_json(self) -> dict[str, str | int]:
+        return {"deleted": self.person_id, "name": self.name, "embeddings": self.embeddings, "sessions": self.sessions}
+
     def describe(self) -> str:
         return (f"deleted {self.name} (id {self.person_id}): {self.embeddings} embedding(s), chips and corrections; "
                 f"attendance in {self.sessions} session(s)")

@@ -1,6 +1,7 @@
 """The dashboard's attendance API on the live server's port.
 
-:class:`AttendanceServer` is the live :class:`facestream.stream.live.server.StreamServer` plus:
+:class:`AttendanceExtension` plugs into the live :class:`facestream.stream.serve.server.StreamServer`
+(:mod:`facestream.stream.serve.extensions`) and adds:
 
 * HTTP GET routes in the API (token-checked like ``/stats``): ``/api/attendance`` (current
   state), ``/api/attendance/sessions``, ``/api/attendance/report?session=&format=csv|xlsx``
@@ -18,20 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from facestream.errors import FacestreamError, NotFound
 from facestream.stream.attendance.commands import AttendanceStart, AttendanceStop
 from facestream.stream.attendance.monitor import AttendanceMonitor
 from facestream.stream.attendance.report import to_csv, to_xlsx
-from facestream.stream.config import ServerConfig
-from facestream.stream.live.commands import Command
-from facestream.stream.live.http_api import new_api
-from facestream.stream.live.server import StreamServer
+from facestream.stream.serve.commands import Command
+from facestream.stream.serve.extensions import Publish, ServerExtension
 
 log = logging.getLogger(__name__)
 API = "/api/attendance"
@@ -87,38 +86,31 @@ def attendance_router(monitor: AttendanceMonitor) -> APIRouter:
     return router
 
 
-class AttendanceServer(StreamServer):
-    """The live server with the attendance API; ``monitor`` events go to every client.
+class AttendanceExtension(ServerExtension):
+    """Attendance on the live server: its routes, the start/stop commands, the state in every hello, and
+    every monitor event to every client."""
 
-    Args:
-        api: the HTTP API app to add the attendance routes to; None: an API of attendance routes only.
-    """
+    commands: ClassVar[dict[str, type[Command]]] = {"attendance_start": AttendanceStart,
+                                                    "attendance_stop": AttendanceStop}
+    replies: ClassVar[dict[str, str]] = {"attendance_start": "attendance_reply", "attendance_stop": "attendance_reply"}
 
-    def __init__(self, config: ServerConfig | None = None, *, monitor: AttendanceMonitor, api: FastAPI | None = None,
-                 **kwargs: Any):
-        api = api if api is not None else new_api("facestream attendance")
-        api.include_router(attendance_router(monitor))
-        super().__init__(config, api=api, **kwargs)
+    def __init__(self, monitor: AttendanceMonitor):
         self.monitor = monitor
-        monitor.add_listener(self.publish)
+        self.router = attendance_router(monitor)
+
+    def bind(self, publish: Publish) -> None:
+        self.monitor.add_listener(publish)
 
     # -- hello: the page is complete as soon as it connects ---------------------------------------------
-    def _hello(self, client) -> dict:
-        hello = super()._hello(client)
+    def hello(self) -> dict[str, Any]:
         try:
-            hello["attendance"] = self.monitor.current()
-            hello["attendance_recent"] = self.monitor.recent()
+            return {"attendance": self.monitor.current(), "attendance_recent": self.monitor.recent()}
         except FacestreamError as exc:
-            hello["attendance_error"] = str(exc)
-        return hello
+            return {"attendance_error": str(exc)}
 
     # -- websocket commands --------------------------------------------------------------------------------
-    COMMANDS = {**StreamServer.COMMANDS, "attendance_start": AttendanceStart, "attendance_stop": AttendanceStop}
-    REPLIES = {**StreamServer.REPLIES, "attendance_start": "attendance_reply", "attendance_stop": "attendance_reply"}
-
-    async def _act(self, client, cmd: Command) -> dict:
-        if not isinstance(cmd, AttendanceStart | AttendanceStop):
-            return await super()._act(client, cmd)
+    async def act(self, cmd: Command) -> dict[str, Any]:
+        assert isinstance(cmd, AttendanceStart | AttendanceStop)
         reply: dict[str, Any] = {"type": "attendance_reply", "id": cmd.id, "command": cmd.type}
         try:
             session = await asyncio.get_running_loop().run_in_executor(None, self._run_command, cmd)

@@ -41,7 +41,8 @@ from facestream.stream.cluster.events import EVENTS, EVENTS_MAXLEN, is_durable
 from facestream.stream.cluster.registry import LEASE, lease_token
 from facestream.stream.config import ServerConfig
 from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
-from facestream.stream.live.server import StreamServer, _hide_unknown_faces, jpeg_base64, with_jpeg
+from facestream.stream.serve.fanout import hide_unknown_faces, jpeg_base64, with_jpeg
+from facestream.stream.serve.server import StreamServer
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class LivePublisher:
         jpeg = None
         if image is not None and source is not None and self._jpeg_due(source):
             if self.server.blur_unknown:
-                image = _hide_unknown_faces(image, message.get("faces") or [])
+                image = hide_unknown_faces(image, message.get("faces") or [])
             jpeg = jpeg_base64(image, self.server.jpeg_quality)
         if len(self._pending) == self._pending.maxlen:
             self.dropped += 1

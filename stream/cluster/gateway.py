@@ -15,7 +15,7 @@ from typing import Any
 from facestream.stream.cluster.bus import LiveReader
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import Config
-from facestream.stream.live.server import StreamServer
+from facestream.stream.serve.server import StreamServer
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,6 @@ from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.draw import draw_faces
 from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.imageio import load_image
-from facestream.stream.live.rate_limit import WindowLimit
 from facestream.stream.recognition import identify as recognize
 from facestream.stream.recognition.clip_check import read_clip, verify_clip
 from facestream.stream.recognition.enroll import SECOND_FACE_RATIO, Enroller, Photo
@@ -46,6 +45,7 @@ from facestream.stream.recognition.identify import (
     open_gallery,
     open_matcher,
 )
+from facestream.stream.serve.rate_limit import WindowLimit
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,2 @@
-"""The live runtime: sources, tracker, embedding batcher, pipeline, file outputs and the websocket server."""
+"""The live runtime: sources, detection scheduling, tracker, the frame step, embedding batcher, pipeline and file
+outputs (the server that publishes them is :mod:`facestream.stream.serve`)."""

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import httpx
 
-from facestream.stream.cluster.api import build_api
+from facestream.stream.app import erase_everywhere
 from facestream.stream.config import load_config
-from facestream.stream.live.server import StreamServer
+from facestream.stream.serve.recognition_api import build_api
+from facestream.stream.serve.server import StreamServer
 
 
 def test_recognition_requests_are_limited_per_client():
     config = load_config(overrides=["server.port=0", "server.api_requests_per_minute=3"], env={})
-    server = StreamServer(config.server, static_dir=None, api=build_api(config)).start()
+    server = StreamServer(config.server, static_dir=None, api=build_api(config, erase=erase_everywhere)).start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as c:
             # three requests (malformed: the limit counts the attempt, before any model work)

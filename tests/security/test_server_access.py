@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from facestream.errors import FacestreamError
 from facestream.stream.config import ServerConfig, load_config
-from facestream.stream.live.server import SESSION_COOKIE, StreamServer
+from facestream.stream.serve.server import SESSION_COOKIE, StreamServer
 from tests.conftest import free_port, launch_chromium
 
 

@@ -17,7 +17,7 @@ from facestream.stream.cluster.bus import STREAM, Held, LivePublisher, LiveReade
 from facestream.stream.cluster.events import EVENTS, EventConsumer
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import ServerConfig
-from facestream.stream.live.server import StreamServer
+from facestream.stream.serve.server import StreamServer
 from tests.conftest import ROOT
 
 N = 200

@@ -117,7 +117,7 @@ def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_hold
         epochs = [m["epoch"] for m in messages]
         assert epochs == sorted(epochs) and messages[first_b]["epoch"] > messages[0]["epoch"]  # order holds
         assert a[0].registry.holders()["door"] == "w-b"  # A, back, does not take it again
-        from facestream.stream.live.metrics import metrics_text, registry_for
+        from facestream.stream.serve.metrics import metrics_text, registry_for
 
         text = metrics_text(registry_for(a[0].info)).decode()  # what A's --metrics-port serves
         assert "facestream_lease_fenced_stops_total 1.0" in text

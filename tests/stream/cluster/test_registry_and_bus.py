@@ -15,7 +15,7 @@ from facestream.stream.attendance.redis_backend import frame_stream
 from facestream.stream.cluster.bus import STREAM, LivePublisher, LiveReader, watch
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import ServerConfig, SourceConfig
-from facestream.stream.live.server import StreamServer
+from facestream.stream.serve.server import StreamServer
 from tests.conftest import entry_order
 
 

@@ -29,6 +29,7 @@ from facestream.gallery.types import NewEmbedding, content_hash
 from facestream.stream.attendance import create_session, open_attendance_store
 from facestream.stream.attendance.roster import gallery_people
 from facestream.stream.engine.imageio import load_image
+from facestream.stream.serve.server import StreamServer
 from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
 
 pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
@@ -239,7 +240,7 @@ def test_blur_hides_faces_that_are_not_enrolled(tmp_path):
 
     from facestream.gallery.types import Person
     from facestream.stream.attendance import AttendanceMonitor
-    from facestream.stream.attendance.web import AttendanceServer
+    from facestream.stream.attendance.web import AttendanceExtension
     from facestream.stream.config import AttendanceConfig, ServerConfig
     from facestream.stream.engine.faces import Faces, FrameResult
 
@@ -247,9 +248,9 @@ def test_blur_hides_faces_that_are_not_enrolled(tmp_path):
     people = [Person("p1", "Lin-Manuel Miranda", {"group": "h"})]
     monitor = AttendanceMonitor(store, AttendanceConfig(), people=lambda: people)
     monitor.start_session("blur", roster="group=h")
-    server = AttendanceServer(ServerConfig(port=0, token=TOKEN, jpeg_fps=30),
-                              stats=lambda: {"sources": {"cam0": {"fps": 12.5, "dropped": 7, "state": "running"}}},
-                              monitor=monitor).start()
+    server = StreamServer(ServerConfig(port=0, token=TOKEN, jpeg_fps=30),
+                          stats=lambda: {"sources": {"cam0": {"fps": 12.5, "dropped": 7, "state": "running"}}},
+                          extensions=[AttendanceExtension(monitor)]).start()
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)  # sharp noise: blur shows as lost contrast
     known, unknown = [40, 40, 200, 200], [400, 120, 560, 280]
@@ -297,13 +298,13 @@ def test_dashboard_commands_get_the_session_checks_and_a_missing_session_is_404(
 
     from facestream.gallery.types import Person
     from facestream.stream.attendance import AttendanceMonitor
-    from facestream.stream.attendance.web import AttendanceServer
+    from facestream.stream.attendance.web import AttendanceExtension
     from facestream.stream.config import AttendanceConfig, ServerConfig
 
     store = open_attendance_store(f"sqlite:///{tmp_path}/g.db")
     people = [Person("p1", "Lin-Manuel Miranda", {"group": "h"})]
     monitor = AttendanceMonitor(store, AttendanceConfig(), people=lambda: people)
-    server = AttendanceServer(ServerConfig(port=0, token=TOKEN), monitor=monitor).start()
+    server = StreamServer(ServerConfig(port=0, token=TOKEN), extensions=[AttendanceExtension(monitor)]).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
         status, body = http_get(f"{base}/api/attendance/report")
@@ -384,3 +385,33 @@ def test_not_this_person_from_the_dashboard_and_undo(gallery_url, tmp_path):
             browser.close()
     finally:
         run.stop()
+
+
+def test_the_page_asks_for_pictures_of_the_tiles_on_screen_only(tmp_path):
+    """Issue 21, item 6: with many cameras the page shows a few; it asks the server for the JPEGs of those
+    (so workers encode and gateways carry only them), and follows the scroll."""
+    from playwright.sync_api import sync_playwright
+
+    from facestream.stream.config import ServerConfig
+
+    sources = {f"cam{i:02d}": {"state": "running"} for i in range(12)}
+    server = StreamServer(ServerConfig(port=0, jpeg_fps=30), stats=lambda: {"sources": sources}).start()
+
+    def asked() -> set[str] | None:
+        clients = server.fanout.clients
+        return clients[0].jpeg_sources if clients else None
+
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            page = browser.new_page(viewport={"width": 900, "height": 600})
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            page.wait_for_selector("#conn[data-state=open]", timeout=30_000)
+            wait_until(lambda: asked() and "cam00" in asked(), 20, "the first tiles asked for")
+            assert "cam11" not in asked() and 0 < len(asked()) < 12
+            assert server.jpeg_watched() == asked() and not server.wants_jpeg("cam11")
+            page.evaluate("document.querySelector('figure[data-source=cam11]').scrollIntoView()")
+            wait_until(lambda: asked() and "cam11" in asked() and "cam00" not in asked(), 20, "the scrolled-to tiles")
+            browser.close()
+    finally:
+        server.stop()

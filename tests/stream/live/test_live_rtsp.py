@@ -22,7 +22,7 @@ import pytest
 
 from facestream.stream.config import SourceConfig, load_config
 from facestream.stream.live.pipeline import Pipeline
-from facestream.stream.live.server import StreamServer
+from facestream.stream.serve.server import StreamServer
 from tests.conftest import EXAMPLES, HAMILTON, free_port
 
 pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)

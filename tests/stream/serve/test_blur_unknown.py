@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect
 
 from facestream.stream.config import ServerConfig
 from facestream.stream.engine.faces import Faces, FrameResult
-from facestream.stream.live.server import StreamServer
-from tests.stream.live.test_server import wait_clients
+from facestream.stream.serve.server import StreamServer
+from tests.stream.serve.test_server import wait_clients
 
 KNOWN, STRANGER = [10, 20, 110, 140], [180, 60, 300, 200]
 

@@ -1,8 +1,8 @@
 """The HTTP API: identify, verify, enrol and people, on the gateway and on ``facestream run``.
 
-Routes live under ``/api`` beside the attendance routes (:mod:`facestream.stream.attendance.web`);
+Routes live under ``/api`` beside the products' routes (attendance: :mod:`facestream.stream.attendance.web`);
 the description is at ``/api/openapi.json`` and the interactive docs at ``/api/docs``. Access
-(Host, Origin, token) is the server's :class:`facestream.stream.live.server.Guard`, the same as
+(Host, Origin, token) is the server's :class:`facestream.stream.serve.access.Guard`, the same as
 for the websocket. Uploads are bounded (``MAX_UPLOAD_BYTES`` per request, the process-wide pixel
 limit per image, checked before decoding); a bad image is one clear error (HTTP 400), never a
 traceback. Models load on the first request that needs them; work runs off the event loop.
@@ -23,11 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facestream.errors import FacestreamError, NotFound
 from facestream.gallery.store import GalleryStore, check_metadata
-from facestream.stream.attendance.erase import erase_person
 from facestream.stream.config import Config
 from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import load_image
-from facestream.stream.live.http_api import TooLarge, new_api
 from facestream.stream.recognition.clip_check import MAX_CLIP_FRAMES, read_clip, verify_clip
 from facestream.stream.recognition.enroll import Enroller, Photo
 from facestream.stream.recognition.identify import (
@@ -38,6 +36,7 @@ from facestream.stream.recognition.identify import (
     results_to_json,
     verify,
 )
+from facestream.stream.serve.http_api import TooLarge, new_api
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # one request: a few phone photos
 MAX_FILES = 20
@@ -128,8 +127,17 @@ def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
-def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI:
-    """The API app (mount at ``/api``); pass it to an ``AttendanceServer`` to add the attendance routes."""
+# Erases a person (by id) everywhere this deployment keeps them; what was erased, as JSON.
+Erase = Callable[[GalleryStore, str], dict[str, Any]]
+
+
+def build_api(config: Config, recognition: Recognition | None = None, *, erase: Erase) -> FastAPI:
+    """The API app (mount at ``/api``; extensions add their routes to it).
+
+    Args:
+        erase: how ``DELETE /people/{ref}`` erases: the composition root passes the one erasure every path
+            uses (attendance first, then the gallery), so the API never leaves a person half-deleted.
+    """
     rec = recognition or Recognition(config)
     app = new_api()
 
@@ -240,10 +248,7 @@ def build_api(config: Config, recognition: Recognition | None = None) -> FastAPI
                 summary="Erase a person: embeddings, chips, corrections and attendance (one erase for every path)")
     async def delete_person(ref: str) -> JSONResponse:
         def run() -> dict[str, Any]:
-            found = _find(ref)
-            erased = erase_person(rec.store, found.id)
-            return {"deleted": erased.person_id, "name": erased.name, "embeddings": erased.embeddings,
-                    "sessions": erased.sessions}
+            return erase(rec.store, _find(ref).id)
 
         return JSONResponse(await off_loop(run))
 

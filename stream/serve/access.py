@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from facestream import wire
 from facestream.stream.config import ServerConfig
-from facestream.stream.live.rate_limit import WindowLimit
+from facestream.stream.serve.rate_limit import WindowLimit
 
 SESSION_COOKIE = "facestream_session"  # + "_<port>": cookies are not port-isolated, this server's name is
 SESSION_TTL = 12 * 3600.0  # seconds a dashboard sign-in lasts

@@ -5,8 +5,8 @@ Every processed frame and every track event is one JSON text message (see the
 README's "Messages"). Producers (the pipeline's threads, or a gateway's reader of
 the workers' Redis stream) call :meth:`StreamServer.publish`; the message is
 encoded once and fanned out on the server's loop into one bounded queue per
-client. A slow or stuck client only loses its OLD messages (the queue drops its
-oldest entry and counts it); it never slows the pipeline or the other clients.
+client (:mod:`.fanout`). Products add routes, commands and hello fields through
+:class:`.extensions.ServerExtension`, never by subclassing.
 
 Routes: ``ws://HOST:PORT/`` (live results), ``/health``, ``/stats``, ``/login``,
 the dashboard's static files, and whatever ASGI app is mounted at ``/api`` (the
@@ -17,7 +17,6 @@ the ``Host`` (DNS rebinding), the ``Origin`` (other web pages) and the token.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import importlib.resources
 import logging
@@ -25,13 +24,13 @@ import mimetypes
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,9 +42,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from facestream import wire
 from facestream.errors import FacestreamError
 from facestream.stream.config import ServerConfig
-from facestream.stream.engine.draw import pixelate
-from facestream.stream.engine.faces import UNKNOWN
-from facestream.stream.live.access import (  # noqa: F401 - SESSION_COOKIE: the cookie's name, for clients
+from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
+from facestream.stream.serve.access import (  # noqa: F401 - SESSION_COOKIE: the cookie's name, for clients
     OPEN_PATHS,
     SECURITY_HEADERS,
     SESSION_COOKIE,
@@ -55,7 +53,7 @@ from facestream.stream.live.access import (  # noqa: F401 - SESSION_COOKIE: the 
     is_loopback,
     json_response,
 )
-from facestream.stream.live.commands import (
+from facestream.stream.serve.commands import (
     Command,
     CommandError,
     FeedbackCommand,
@@ -63,79 +61,16 @@ from facestream.stream.live.commands import (
     Subscribe,
     parse_command,
 )
-from facestream.stream.live.metrics import CONTENT_TYPE_LATEST, metrics_text, registry_for
-from facestream.stream.live.pipeline import LiveResult, Pipeline, TrackEvent, percentile
+from facestream.stream.serve.extensions import ServerExtension
+from facestream.stream.serve.fanout import Client, Fanout, parse_picture_sources, parse_sources
+from facestream.stream.serve.http_api import new_api
+from facestream.stream.serve.metrics import CONTENT_TYPE_LATEST, metrics_text, registry_for
 
 log = logging.getLogger(__name__)
 
 # The dashboard ships as package data; an installed package is a folder on disk, so files() is a Path.
-DASHBOARD_DIR = Path(str(importlib.resources.files("facestream.stream.dashboard")))
+DASHBOARD_DIR = Path(str(importlib.resources.files("facestream.stream.serve.dashboard")))
 PROTOCOL_VERSION = 1
-
-
-class Client:
-    """One connected websocket client: what it wants and what waits for it."""
-
-    def __init__(self, ws: WebSocket, maxlen: int, sources: set[str] | None, jpeg: bool):
-        self.ws = ws
-        self.sources = sources  # None = every source
-        self.jpeg = jpeg
-        self.queue: deque[tuple[str, float | None]] = deque(maxlen=maxlen)
-        self.wake = asyncio.Event()
-        self.sent = 0
-        self.dropped = 0
-        self.max_queued = 0
-        self.connected_at = time.time()
-
-    def wants(self, source: str | None) -> bool:
-        return source is None or self.sources is None or source in self.sources
-
-    def offer(self, text: str, t_read: float | None) -> None:
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1  # deque(maxlen) drops the oldest on append
-        self.queue.append((text, t_read))
-        self.max_queued = max(self.max_queued, len(self.queue))
-        self.wake.set()
-
-    def info(self) -> dict:
-        addr = self.ws.client
-        return {
-            "remote": f"{addr.host}:{addr.port}" if addr else None,
-            "sources": sorted(self.sources) if self.sources else None,
-            "jpeg": self.jpeg, "queued": len(self.queue), "max_queued": self.max_queued, "sent": self.sent,
-            "dropped": self.dropped,
-        }
-
-
-def _hide_unknown_faces(image: np.ndarray, faces: list[dict]) -> np.ndarray:
-    """A copy of ``image`` with the boxes of the message's unknown faces pixelated (known ones untouched)."""
-
-    boxes = [f["box"] for f in faces if f.get("name", UNKNOWN) == UNKNOWN and "box" in f]
-    if not boxes:
-        return image
-    out = image.copy()
-    pixelate(out, boxes)
-    return out
-
-
-def jpeg_base64(image: np.ndarray, quality: int) -> str:
-    """A BGR frame as base64 JPEG text (what ``"jpeg"`` in a frame message holds)."""
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return base64.b64encode(buf.tobytes()).decode("ascii") if ok else ""
-
-
-def with_jpeg(text: str, jpeg: str) -> str:
-    """The encoded message ``text`` with a ``"jpeg"`` field appended (no second JSON encoding)."""
-    return text[:-1] + ',"jpeg":"' + jpeg + '"}'
-
-
-def _parse_sources(value: str | list[str] | None) -> set[str] | None:
-    if value is None or value in ("", "*", "all"):
-        return None
-    items = value.split(",") if isinstance(value, str) else value
-    return {s.strip() for s in items if s.strip()} or None
 
 
 class StreamServer:
@@ -145,29 +80,51 @@ class StreamServer:
         config: host, port (0 = any free port), token, per-client queue, JPEG rate.
         stats: returns the pipeline's statistics for ``/stats`` and the hello message.
         static_dir: the dashboard's files (served at ``/``).
-        api: an ASGI app (the HTTP API) mounted at ``/api``; None: no API beyond ``/stats``.
+        api: an ASGI app (the HTTP API) mounted at ``/api``; None: no API beyond ``/stats`` (unless an
+            extension brings routes).
+        extensions: products' routes, websocket commands and hello fields (:class:`ServerExtension`).
     """
 
+    # the commands every server takes; extensions add theirs
+    COMMANDS: dict[str, type[Command]] = {"subscribe": Subscribe, "feedback": FeedbackCommand,
+                                          "feedback_undo": FeedbackUndoCommand}
+    REPLIES: dict[str, str] = {"feedback": "feedback_reply", "feedback_undo": "feedback_reply"}
+
     def __init__(self, config: ServerConfig | None = None, stats: Callable[[], dict] | None = None,
-                 static_dir: Path | None = DASHBOARD_DIR, api: ASGIApp | None = None):
+                 static_dir: Path | None = DASHBOARD_DIR, api: ASGIApp | None = None,
+                 extensions: Sequence[ServerExtension] = ()):
         self.config = config or ServerConfig()
         self._stats = stats or dict
         self.static_dir = static_dir
+        self.extensions = list(extensions)
+        self.commands = dict(self.COMMANDS)
+        self.replies = dict(self.REPLIES)
+        self._command_owner: dict[str, ServerExtension] = {}
+        for ext in self.extensions:
+            if ext.router is not None:
+                if api is None:
+                    api = new_api()
+                if not isinstance(api, FastAPI):
+                    raise TypeError("extensions with routes need a FastAPI app as `api`")
+                api.include_router(ext.router)
+            for kind in ext.commands:
+                if kind in self.commands:
+                    raise ValueError(f"two handlers for the websocket command {kind!r}")
+                self._command_owner[kind] = ext
+            self.commands.update(ext.commands)
+            self.replies.update(ext.replies)
         self.api = api
         self.port = self.config.port
         self.access = Access(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self._clients: set[Client] = set()
-        self._snapshot: tuple[Client, ...] = ()  # read by publisher threads without a lock
-        self._last_jpeg: dict[str, float] = {}
-        self.published = 0
-        self.publish_latency_ms: deque[float] = deque(maxlen=2000)
-        self.send_latency_ms: deque[float] = deque(maxlen=20000)
+        self.fanout = Fanout(self.config)
         self._pipeline: Pipeline | None = None
         self._health_checks: list[Callable[[], str | None]] = []
         self._metrics: CollectorRegistry | None = None
+        for ext in self.extensions:
+            ext.bind(self.publish)
 
     def add_health_check(self, check: Callable[[], str | None]) -> None:
         """``check()`` returns what is wrong (``/health`` answers 503 with it) or None; it must not block."""
@@ -242,6 +199,7 @@ class StreamServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
+        self.fanout.loop = loop
         ready.set()
         try:
             assert self._uvicorn is not None
@@ -258,7 +216,7 @@ class StreamServer:
         self._uvicorn.should_exit = True
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            for c in list(self._clients):  # open websockets would hold a graceful shutdown
+            for c in self.fanout.clients:  # open websockets would hold a graceful shutdown
                 try:
                     asyncio.run_coroutine_threadsafe(self._close(c), loop)
                 except RuntimeError:
@@ -283,68 +241,32 @@ class StreamServer:
     def url(self) -> str:
         return f"ws://{self.config.host}:{self.port}/"
 
-    # -- publishing (any thread) -----------------------------------------------
+    # -- publishing (any thread): the fan-out's ------------------------------------------------
     @property
     def clients(self) -> int:
-        return len(self._snapshot)
+        return len(self.fanout.clients)
+
+    @property
+    def published(self) -> int:
+        return self.fanout.published
 
     def watched(self) -> set[str] | None:
-        """The sources some client wants messages of; None means every source (a client wants all)."""
-        out: set[str] = set()
-        for c in self._snapshot:
-            if c.sources is None:
-                return None
-            out |= c.sources
-        return out
+        return self.fanout.watched()
 
     def jpeg_watched(self) -> set[str] | None:
-        """The sources some client wants JPEG frames of; None means every source (a client wants all)."""
-        out: set[str] = set()
-        for c in self._snapshot:
-            if c.jpeg:
-                if c.sources is None:
-                    return None
-                out |= c.sources
-        return out
+        return self.fanout.jpeg_watched()
 
     def wants_jpeg(self, source: str) -> bool:
-        """True when some client asked for frames of this source and one is due (rate cap)."""
-        if self.config.jpeg_fps <= 0 or not any(c.jpeg and c.wants(source) for c in self._snapshot):
-            return False
-        return time.monotonic() - self._last_jpeg.get(source, 0.0) >= 1.0 / self.config.jpeg_fps
+        return self.fanout.wants_jpeg(source)
 
     def publish(self, message: dict, source: str | None = None, t_read: float | None = None,
                 image: np.ndarray | None = None) -> None:
-        """Queue one message for every interested client; never blocks.
-
-        Args:
-            message: a JSON-ready dict (``type`` frame/event/...).
-            source: the source it belongs to, for subscriptions.
-            t_read: ``perf_counter()`` when its frame was read, for latency stats.
-            image: the BGR frame; attached as JPEG for viewers that asked, at ``jpeg_fps``.
-                With ``blur_unknown`` the message's unknown faces are pixelated
-                first, so their pixels never leave the process.
-        """
-        text = wire.dumps(message, separators=(",", ":"))
-        jpeg_text = None
-        if image is not None and source is not None and self.wants_jpeg(source):
-            self._last_jpeg[source] = time.monotonic()
-            if self.config.blur_unknown:
-                image = _hide_unknown_faces(image, message.get("faces") or [])
-            jpeg_text = with_jpeg(text, jpeg_base64(image, self.config.jpeg_quality))
-        self.publish_encoded(text, jpeg_text, source, t_read)
+        """Queue one message for every interested client; never blocks (:meth:`Fanout.publish`)."""
+        self.fanout.publish(message, source, t_read, image)
 
     def publish_encoded(self, text: str, jpeg_text: str | None, source: str | None,
                         t_read: float | None = None) -> None:
-        """Queue an already encoded message (and its variant with a JPEG, for viewers); never blocks."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        self.published += 1
-        try:
-            loop.call_soon_threadsafe(self._fanout, text, jpeg_text, source, t_read)
-        except RuntimeError:  # loop closed while stopping
-            pass
+        self.fanout.publish_encoded(text, jpeg_text, source, t_read)
 
     def attach(self, pipeline: Pipeline) -> StreamServer:
         """Publish every result (with a JPEG for viewers that asked) and event of a :class:`Pipeline`, and
@@ -360,29 +282,21 @@ class StreamServer:
     def _on_event(self, event: TrackEvent) -> None:
         self.publish(event.to_json(), event.source_id)
 
-    def _fanout(self, text: str, jpeg_text: str | None, source: str | None, t_read: float | None) -> None:
-        if t_read is not None:
-            self.publish_latency_ms.append((time.perf_counter() - t_read) * 1000)
-        for c in self._clients:
-            if c.wants(source):
-                c.offer(jpeg_text if (jpeg_text is not None and c.jpeg) else text, t_read)
-
     # -- websocket clients -------------------------------------------------------
     async def _websocket(self, ws: WebSocket) -> None:
         query = ws.query_params
-        client = Client(ws, self.config.client_queue, _parse_sources(query.get("sources")),
+        client = Client(ws, self.config.client_queue, parse_sources(query.get("sources")),
                         query.get("frames", "") == "jpeg")
         await ws.accept()
-        self._clients.add(client)
-        self._snapshot = tuple(self._clients)
-        log.info("client %s connected (%d now)", client.info()["remote"], len(self._clients))
+        self.fanout.add(client)
+        log.info("client %s connected (%d now)", client.info()["remote"], self.clients)
         sender: asyncio.Task | None = None
         try:
             # built off the event loop: a hello may read Redis (attendance), which must never stall other clients;
             # messages published meanwhile wait in the client's queue and follow the hello
             hello = await asyncio.get_running_loop().run_in_executor(None, self._hello, client)
             await ws.send_text(wire.dumps(hello))
-            sender = asyncio.create_task(self._sender(client))
+            sender = asyncio.create_task(self.fanout.send(client))
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -395,8 +309,7 @@ class StreamServer:
         finally:
             if sender is not None:
                 sender.cancel()
-            self._clients.discard(client)
-            self._snapshot = tuple(self._clients)
+            self.fanout.remove(client)
             log.info("client %s left (sent %d, dropped %d)", client.info()["remote"], client.sent, client.dropped)
 
     def _hello(self, client: Client) -> dict:
@@ -404,24 +317,22 @@ class StreamServer:
             sources = sorted(self._stats().get("sources", {}))
         except Exception:  # stats must never break a connection
             sources = []
-        return {"type": "hello", "version": PROTOCOL_VERSION, "sources": sources,
-                "subscribed": sorted(client.sources) if client.sources else None,
-                "frames": "jpeg" if client.jpeg else "none"}
-
-    # the commands this server takes; subclasses add theirs (attendance)
-    COMMANDS: dict[str, type[Command]] = {"subscribe": Subscribe, "feedback": FeedbackCommand,
-                                          "feedback_undo": FeedbackUndoCommand}
-    REPLIES: dict[str, str] = {"feedback": "feedback_reply", "feedback_undo": "feedback_reply"}
+        hello = {"type": "hello", "version": PROTOCOL_VERSION, "sources": sources,
+                 "subscribed": sorted(client.sources) if client.sources else None,
+                 "frames": "jpeg" if client.jpeg else "none"}
+        for ext in self.extensions:
+            hello.update(ext.hello())
+        return hello
 
     async def _command(self, client: Client, raw: str | bytes) -> None:
-        """One client request, validated (:mod:`facestream.stream.live.commands`): ``subscribe`` (sources,
+        """One client request, validated (:mod:`facestream.stream.serve.commands`): ``subscribe`` (sources,
         frames); corrections ``feedback`` (source, track_id, verdict "not" | "is", person) and ``feedback_undo``
         (feedback id), answered with ``{"type": "feedback_reply", "id": ..., "ok": ..., "feedback" | "error"}``.
         A malformed command gets ``{"type": "error", "error": ...}`` and the connection stays open."""
         try:
-            cmd = parse_command(raw, self.COMMANDS)
+            cmd = parse_command(raw, self.commands)
         except CommandError as exc:
-            reply = self.REPLIES.get(exc.type or "")
+            reply = self.replies.get(exc.type or "")
             await client.ws.send_text(wire.dumps({"type": "error", "error": str(exc)} if reply is None else
                                                  {"type": reply, "id": exc.id, "command": exc.type, "ok": False,
                                                   "error": str(exc)}))
@@ -430,16 +341,24 @@ class StreamServer:
 
     async def _act(self, client: Client, cmd: Command) -> dict:
         """Act on a valid command; the reply to send back."""
+        owner = self._command_owner.get(cmd.type)
+        if owner is not None:
+            return await owner.act(cmd)
         if isinstance(cmd, FeedbackCommand | FeedbackUndoCommand):
             return await self._feedback(cmd)
         assert isinstance(cmd, Subscribe)
         if "sources" in cmd.model_fields_set:
-            client.sources = _parse_sources(cmd.sources)
+            client.sources = parse_sources(cmd.sources)
         if cmd.frames is not None:
             client.jpeg = cmd.frames == "jpeg"
-        self._snapshot = tuple(self._clients)
-        return {"type": "subscribed", "sources": sorted(client.sources) if client.sources else None,
-                "frames": "jpeg" if client.jpeg else "none"}
+        if "jpeg_sources" in cmd.model_fields_set:
+            client.jpeg_sources = parse_picture_sources(cmd.jpeg_sources)
+        self.fanout.changed()
+        reply = {"type": "subscribed", "sources": sorted(client.sources) if client.sources else None,
+                 "frames": "jpeg" if client.jpeg else "none"}
+        if client.jpeg_sources is not None:  # absent: pictures of every source it receives
+            reply["jpeg_sources"] = sorted(client.jpeg_sources)
+        return reply
 
     async def _feedback(self, cmd: FeedbackCommand | FeedbackUndoCommand) -> dict:
         """Run a correction off the event loop (it writes to the gallery, maybe embeds); the reply says how it went."""
@@ -458,20 +377,6 @@ class StreamServer:
         except FacestreamError as exc:
             return {**reply, "ok": False, "error": str(exc)}
         return {**reply, "ok": True, "feedback": done.to_json()}
-
-    async def _sender(self, client: Client) -> None:
-        try:
-            while True:
-                await client.wake.wait()
-                client.wake.clear()
-                while client.queue:
-                    text, t_read = client.queue.popleft()
-                    await client.ws.send_text(text)
-                    client.sent += 1
-                    if t_read is not None:
-                        self.send_latency_ms.append((time.perf_counter() - t_read) * 1000)
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            pass
 
     # -- HTTP --------------------------------------------------------------------
     async def _health(self, request: Request) -> Response:
@@ -534,11 +439,11 @@ class StreamServer:
     # -- statistics ----------------------------------------------------------------
     def client_stats(self) -> list[dict]:
         """Per connected client: its subscription, queue length (now and at most), sent and dropped."""
-        return [c.info() for c in self._snapshot]
+        return [c.info() for c in self.fanout.clients]
 
     def server_stats(self) -> dict:
-        sent = list(self.send_latency_ms)
-        pub = list(self.publish_latency_ms)
+        sent = list(self.fanout.send_latency_ms)
+        pub = list(self.fanout.publish_latency_ms)
         clients = self.client_stats()
         return {
             "url": self.url, "clients": len(clients), "published": self.published, "rejected": self.rejected,

@@ -2,7 +2,7 @@
 ``/api/openapi.json`` and interactive docs at ``/api/docs``.
 
 Routes are added by the layers that own them (attendance, recognition and people: ``stream/cluster/api.py``).
-Access (Host, Origin, token) is checked by the server's :class:`facestream.stream.live.server.Guard` before
+Access (Host, Origin, token) is checked by the server's :class:`facestream.stream.serve.server.Guard` before
 a route runs; the bearer scheme is declared here so the docs page can send the token.
 """
 
@@ -19,7 +19,7 @@ from fastapi.security import HTTPBearer
 
 from facestream.errors import FacestreamError, NotFound
 
-DOCS_DIR = Path(str(importlib.resources.files("facestream.stream.live") / "api_docs"))
+DOCS_DIR = Path(str(importlib.resources.files("facestream.stream.serve") / "api_docs"))
 DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
               "favicon-32x32.png": "image/png"}
 API_VERSION = "1"  # the API's own version: routes and fields change only with it

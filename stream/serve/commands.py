@@ -23,11 +23,13 @@ class Command(BaseModel):
 
 
 class Subscribe(Command):
-    """Which sources' results to receive, and whether with a JPEG of each frame."""
+    """Which sources' results to receive, whether with a JPEG of each frame, and of which sources
+    (``jpeg_sources``: a dashboard asks for the tiles it shows; ``"*"`` = every source it receives)."""
 
     type: Literal["subscribe"]
     sources: list[str] | str | None = None
     frames: Literal["jpeg", "none"] | None = None
+    jpeg_sources: list[str] | str | None = Field(None, max_length=10000)
 
 
 class FeedbackCommand(Command):

@@ -72,7 +72,7 @@
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/${query({ frames: "jpeg" })}`;
     const sock = new WebSocket(url);
     ws = sock;
-    sock.onopen = () => { backoff = 500; setConn("open", "live"); $("#auth-error").hidden = true; };
+    sock.onopen = () => { backoff = 500; setConn("open", "live"); $("#auth-error").hidden = true; sendPictures(true); };
     sock.onmessage = (ev) => { try { handle(JSON.parse(ev.data)); } catch (err) { console.error(err); } };
     sock.onclose = () => { if (ws === sock) retry(); };
   }
@@ -146,6 +146,30 @@
   }
 
   // ---- cameras ---------------------------------------------------------------------------------------------
+  // Pictures only of the tiles on screen: with a hundred cameras a page shows a few, and every picture asked
+  // for is a JPEG some worker encodes and every gateway carries. Boxes and names still come for all.
+  const onScreen = new Set();
+  let picturesAsked = null;  // what the server was last told (JSON), to send only changes
+  let picturesTimer = null;
+  const tileWatcher = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const source = e.target.dataset.source;
+      if (e.isIntersecting) onScreen.add(source); else onScreen.delete(source);
+    }
+    clearTimeout(picturesTimer);
+    picturesTimer = setTimeout(() => sendPictures(false), 150);  // one message for a scroll, not one per tile
+  }) : null;
+  document.addEventListener("visibilitychange", () => sendPictures(false));
+
+  function sendPictures(force) {
+    if (!tileWatcher || !ws || ws.readyState !== WebSocket.OPEN) return;
+    const wanted = document.visibilityState === "hidden" ? [] : [...onScreen].sort();
+    const text = JSON.stringify(wanted);
+    if (!force && text === picturesAsked) return;
+    picturesAsked = text;
+    ws.send(JSON.stringify({ type: "subscribe", jpeg_sources: wanted }));
+  }
+
   function ensureCamera(source) {
     if (cameras.has(source)) return cameras.get(source);
     $("#no-cameras")?.remove();
@@ -157,7 +181,9 @@
     canvas.dataset.boxes = "0";
     canvas.addEventListener("click", (ev) => pickFace(cameras.get(source), source, ev));
     fig.querySelector("b").textContent = source;
+    fig.dataset.source = source;
     $("#cameras").appendChild(fig);
+    if (tileWatcher) tileWatcher.observe(fig);
     const cam = { canvas, ctx: canvas.getContext("2d"), img: null, faces: [], width: 640, height: 360,
                   caption: fig.querySelector(".cam-stats"), times: [], stats: null };
     cameras.set(source, cam);

@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 
 from facestream.stream.config import ServerConfig
 from facestream.stream.engine.faces import Faces, FrameResult
-from facestream.stream.live.server import StreamServer
+from facestream.stream.serve.server import StreamServer
 
 
 def frame_message(source: str, index: int, pad: int = 0) -> dict:
@@ -239,5 +239,37 @@ def test_publish_from_many_threads(server):
             got = [json.loads(await ws.recv()) for _ in range(8)]
             for src in ("cam0", "cam1"):
                 assert [m["frame"] for m in got if m["source"] == src] == [0, 1, 2, 3]
+
+    asyncio.run(scenario())
+
+
+def test_pictures_only_of_the_tiles_a_dashboard_shows(server):
+    """Issue 21, item 6: a dashboard asks for the JPEGs of the tiles on its screen; boxes and names of the other
+    cameras still come, without pictures, and the sources nobody shows are not wanted (a gateway tells the
+    workers, which then encode nothing for them)."""
+    image = np.zeros((36, 64, 3), np.uint8)
+
+    async def scenario():
+        url = f"ws://127.0.0.1:{server.port}/?frames=jpeg"
+        async with connect(url) as page:
+            await page.recv()
+            await wait_clients(server, 1)
+            assert server.jpeg_watched() is None  # before it says which tiles it shows: every camera
+            await page.send(json.dumps({"type": "subscribe", "jpeg_sources": ["cam1"]}))
+            reply = json.loads(await page.recv())
+            assert reply["jpeg_sources"] == ["cam1"] and reply["frames"] == "jpeg"
+            assert server.jpeg_watched() == {"cam1"}
+            assert server.wants_jpeg("cam1") and not server.wants_jpeg("cam0")
+            server.publish(frame_message("cam0", 0), "cam0", image=image)
+            server.publish(frame_message("cam1", 0), "cam1", image=image)
+            got = [json.loads(await page.recv()) for _ in range(2)]
+            assert [(m["source"], "jpeg" in m) for m in got] == [("cam0", False), ("cam1", True)]
+            assert got[0]["faces"][0]["name"] == "Ada"  # names and boxes of every camera still come
+            await page.send(json.dumps({"type": "subscribe", "jpeg_sources": []}))  # the page went to the background
+            assert json.loads(await page.recv())["jpeg_sources"] == []
+            assert server.jpeg_watched() == set() and not server.wants_jpeg("cam1")
+            await page.send(json.dumps({"type": "subscribe", "jpeg_sources": "*"}))
+            assert "jpeg_sources" not in json.loads(await page.recv())
+            assert server.jpeg_watched() is None
 
     asyncio.run(scenario())
