@@ -8,6 +8,7 @@ import pytest
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.matcher import Matcher, top_rows
 from tests.gallery.conftest import emb, unit
+from tests.waiting import wait_until
 
 
 def brute_force(people: dict[str, np.ndarray], q: np.ndarray) -> list[tuple[str, float]]:
@@ -103,23 +104,11 @@ def test_cache_follows_the_store_in_process(store):
     with Matcher(store, "m1", threshold=0.9, device="cpu") as matcher:
         assert matcher.identify(v).best is None
         other.enroll("Zoe", [emb(v)])
-        deadline_hits = _wait(lambda: matcher.identify(v).best is not None)
-        assert deadline_hits, "the matcher never saw the new person"
+        wait_until(lambda: matcher.identify(v).best is not None, 2.0, "the matcher to see the new person")
         assert matcher.identify(v).best.name == "Zoe"
         other.rename_person("Zoe", "Zoey")
-        assert _wait(lambda: matcher.identify(v).best.name == "Zoey")
+        wait_until(lambda: matcher.identify(v).best.name == "Zoey", 2.0, "the new name")
         other.delete_person("Zoey")
-        assert _wait(lambda: matcher.identify(v).best is None)
+        wait_until(lambda: matcher.identify(v).best is None, 2.0, "the person gone")
         assert len(matcher) == 0
     other.close()
-
-
-def _wait(cond, seconds: float = 2.0) -> bool:
-    import time
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()

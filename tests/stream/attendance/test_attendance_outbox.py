@@ -18,15 +18,7 @@ from facestream.stream.config import AttendanceConfig
 from facestream.stream.engine.faces import FrameResult
 from tests.conftest import RedisServer
 from tests.stream.attendance.test_attendance import PEOPLE, faces
-
-
-def wait_for(fn, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := fn():
-            return value
-        time.sleep(0.1)
-    return fn()
+from tests.waiting import wait_until
 
 
 def frame(camera: str, ts: float, *items) -> FrameResult:
@@ -55,16 +47,16 @@ def test_a_stalled_or_restarted_redis_never_holds_a_camera_and_loses_nobody(tmp_
             time.sleep(0.04)
         assert slowest < 0.05, f"the camera waited {slowest:.3f} s on attendance"
         os.kill(pid, signal.SIGCONT)
-        assert wait_for(lambda: [r.person_id for r in check.records("shift")] == ["p-lin"], 30)
+        assert wait_until(lambda: [r.person_id for r in check.records("shift")] == ["p-lin"], 30)
 
         # Redis goes down and comes back with its data: Alex is seen only while it is down
         subprocess.run(["redis-cli", "-p", str(server.port), "shutdown", "save"], capture_output=True, check=True)
         for _ in range(20):
             feed.on_result(frame("cam0", time.time(), (2, "p-alex", 0.9)))
             time.sleep(0.04)
-        assert wait_for(lambda: feed.stats()["queued"] == 0 and len(monitor.outbox) == 1, 10)
+        assert wait_until(lambda: feed.stats()["queued"] == 0 and len(monitor.outbox) == 1, 10)
         server.start()  # --dir holds the dump it saved: sessions and records are back
-        assert wait_for(lambda: {r.person_id for r in check.records("shift")} == {"p-lin", "p-alex"}, 30)
+        assert wait_until(lambda: {r.person_id for r in check.records("shift")} == {"p-lin", "p-alex"}, 30)
         stats = feed.stats()
         assert stats["dropped"] == 0 and stats["outbox_waiting"] == 0 and stats["outbox_written"] >= 1
     finally:

@@ -29,6 +29,7 @@ from facestream.stream.config import SourceConfig
 from facestream.stream.engine.imageio import load_image
 from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
 from tests.stream.live.test_live_rtsp import SYSTEM_PYTHON, RtspServer, WsCollector
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
 
@@ -64,18 +65,13 @@ class Proc:
                 self.proc.wait(5)
 
 
-def wait_until(fn, timeout: float, what: str, procs: list[Proc] = ()):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if value:
-            return value
-        for p in procs:
-            if not p.alive():
-                pytest.fail(f"{what}: a process exited ({p.proc.returncode}):\n{p.tail()}")
-        time.sleep(0.3)
-    logs = "\n---\n".join(p.tail() for p in procs)
-    pytest.fail(f"timed out waiting for {what}\n{logs}")
+def watching(procs: list[Proc]) -> dict:
+    """wait_until's hooks for a cluster test: fail at once when a process exits; show every log on a timeout."""
+    def exited() -> str | None:
+        dead = [p for p in procs if not p.alive()]
+        return f"a process exited ({dead[0].proc.returncode}):\n{dead[0].tail()}" if dead else None
+
+    return {"every": 0.3, "stop_if": exited, "details": lambda: "\n---\n".join(p.tail() for p in procs)}
 
 
 def stats(port: int) -> dict:
@@ -119,12 +115,12 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
                  "--set", "cluster.allow_local_sources=true"]  # files and the RTSP server here, declared in Redis
         a = Proc(["worker", "--capacity", "2", *lease, *common], tmp_path / "worker-a.log")
         procs.append(a)
-        wait_until(lambda: sum(1 for w in registry.holders().values() if w) == 2, 90, "worker A claims two", procs)
+        wait_until(lambda: sum(1 for w in registry.holders().values() if w) == 2, 90, "worker A claims two", **watching(procs))
         b_metrics = free_port()
         b = Proc(["worker", "--capacity", "4", "--metrics-port", str(b_metrics), *lease, *common],
                  tmp_path / "worker-b.log")
         procs.append(b)
-        wait_until(lambda: all(registry.holders().values()), 90, "worker B claims the other two", procs)
+        wait_until(lambda: all(registry.holders().values()), 90, "worker B claims the other two", **watching(procs))
         holders = registry.holders()
         a_id = next(w for w in set(holders.values()) if w and f"-{a.proc.pid}-" in w)  # ids carry the pid
         a_sources = sorted(s for s, w in holders.items() if w == a_id)
@@ -133,9 +129,9 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
         port = free_port()
         gw1 = Proc(["gateway", "--port", str(port), "--token", TOKEN, *common], tmp_path / "gateway-1.log")
         procs.append(gw1)
-        wait_until(lambda: "gateway on" in gw1.log.read_text(), 90, "gateway 1 serves", procs)
+        wait_until(lambda: "gateway on" in gw1.log.read_text(), 90, "gateway 1 serves", **watching(procs))
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: len(stats(port)["sources"]) == 4, 60, "/stats of both workers on the gateway", procs)
+        wait_until(lambda: len(stats(port)["sources"]) == 4, 60, "/stats of both workers on the gateway", **watching(procs))
         st = stats(port)
         assert {s: v["worker"] for s, v in st["sources"].items()} == holders and len(st["workers"]) == 2
         import urllib.request
@@ -163,7 +159,7 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
                              if drawn > 0 and ("Lin-Manuel Miranda" in names or "Alex Lacamoire" in names))
                 return len(shown) == 4 and len(named) == 4
 
-            wait_until(every_camera_named, 120, "all four cameras with names on the dashboard", procs)
+            wait_until(every_camera_named, 120, "all four cameras with names on the dashboard", **watching(procs))
             (ROOT / "artifacts").mkdir(exist_ok=True)
             page.screenshot(path=str(ROOT / "artifacts" / "cluster-dashboard.png"))
             lin = f"#roster tr[data-person-id='{ids['Lin-Manuel Miranda']}']"
@@ -173,23 +169,23 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
             port2 = free_port()
             gw2 = Proc(["gateway", "--port", str(port2), "--token", TOKEN, *common], tmp_path / "gateway-2.log")
             procs.append(gw2)
-            wait_until(lambda: "gateway on" in gw2.log.read_text(), 90, "gateway 2 serves", procs)
+            wait_until(lambda: "gateway on" in gw2.log.read_text(), 90, "gateway 2 serves", **watching(procs))
             second = WsCollector(f"ws://127.0.0.1:{port2}/", TOKEN).start()
             first = WsCollector(f"ws://127.0.0.1:{port}/", TOKEN).start()
             wait_until(lambda: {m.get("source") for m in second.messages if m["type"] == "frame"} ==
-                       {"door", "room1", "room2", "room3"}, 60, "every source on gateway 2", procs)
+                       {"door", "room1", "room2", "room3"}, 60, "every source on gateway 2", **watching(procs))
 
             # kill A: its sources move to B within the lease bound, and frames flow again
             t_kill = time.time()
             a.stop(signal.SIGKILL)
             wait_until(lambda: all(registry.holders()[s] not in (None, a_id) for s in a_sources), 20,
-                       "A's sources taken over", procs[1:])
+                       "A's sources taken over", **watching(procs[1:]))
             takeover_s = time.time() - t_kill
             assert takeover_s < 10.0, f"takeover took {takeover_s:.1f} s"
             n_before = len(first.messages)
             wait_until(lambda: set(a_sources) <= {m.get("source") for m in first.messages[n_before:]
-                                                  if m["type"] == "frame"}, 60, "A's cameras live again", procs[1:])
-            wait_until(lambda: len(stats(port)["workers"]) == 1, 30, "the dead worker leaves /stats", procs[1:])
+                                                  if m["type"] == "frame"}, 60, "A's cameras live again", **watching(procs[1:]))
+            wait_until(lambda: len(stats(port)["workers"]) == 1, 30, "the dead worker leaves /stats", **watching(procs[1:]))
             # nothing doubled on either gateway: each (source, frame) once, in order per source
             for collector in (first, second):
                 seen: dict[tuple[str, int], int] = {}

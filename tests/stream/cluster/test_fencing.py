@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from facestream.stream.attendance.redis_backend import frame_stream
@@ -27,6 +26,7 @@ from facestream.stream.cluster.worker import Worker
 from facestream.stream.config import SourceConfig, load_config
 from facestream.stream.live.pipeline import Pipeline
 from tests.conftest import HAMILTON, RedisServer, entry_order, free_port
+from tests.waiting import wait_until
 
 LEASE_S = 3.0
 PROXY = Path(__file__).with_name("tcp_proxy.py")
@@ -66,13 +66,6 @@ def start_worker(url: str, analyzer, worker_id: str) -> tuple[Worker, threading.
     return worker, stop, thread
 
 
-def wait_for(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := fn():
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def door_messages(r: redis.Redis) -> list[dict]:
@@ -93,23 +86,23 @@ def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_hold
     a = b = None
     try:
         a = start_worker(f"redis://127.0.0.1:{proxy.port}/0", analyzer, "w-a")
-        wait_for(lambda: sum(1 for m in door_messages(r) if m.get("type") == "frame") >= 10, 60, "A's frames")
+        wait_until(lambda: sum(1 for m in door_messages(r) if m.get("type") == "frame") >= 10, 60, "A's frames")
         assert {m.get("worker") for m in door_messages(r)} == {"w-a"} and door_messages(r)[0]["epoch"] >= 1
 
         door = next(p for p in a[0].pipeline.workers if p.source.id == "door")  # A's thread for the camera
         cut_at = time.monotonic()
         proxy.freeze()  # A keeps its camera but loses Redis
         # A's last renewal was sent before the cut: it stops the camera 2/3 into the lease, on its own
-        wait_for(lambda: "door" not in a[0].pipeline.running(), LEASE_S * 2 / 3 + 1.0, "A to stop the camera")
+        wait_until(lambda: "door" not in a[0].pipeline.running(), LEASE_S * 2 / 3 + 1.0, "A to stop the camera")
         stopped_after = time.monotonic() - cut_at
         frozen_count = door.processed
         b = start_worker(redis_url, analyzer, "w-b")  # B claims the source once A's lease has run out in Redis
-        wait_for(lambda: any(m.get("worker") == "w-b" for m in door_messages(r)), 60, "B's first message")
+        wait_until(lambda: any(m.get("worker") == "w-b" for m in door_messages(r)), 60, "B's first message")
         assert door.processed == frozen_count and door.done.is_set()  # A processed nothing since it stopped
         assert a[0].fenced_stops == 1
 
         proxy.thaw()  # the network heals: what A still had queued must not reach anyone
-        wait_for(lambda: a[0].publisher.stats()["queued"] == 0, 15, "A's publisher to drain")
+        wait_until(lambda: a[0].publisher.stats()["queued"] == 0, 15, "A's publisher to drain")
         time.sleep(1.0)
         messages = door_messages(r)
         first_b = next(i for i, m in enumerate(messages) if m.get("worker") == "w-b")
@@ -146,7 +139,7 @@ def test_a_redis_pause_restarts_the_camera_on_the_same_worker_within_two_seconds
     w = None
     try:
         w = start_worker(server.url, analyzer, "w-solo")
-        wait_for(lambda: "door" in w[0].pipeline.running() and processed(w[0]) > 5, 60, "the camera")
+        wait_until(lambda: "door" in w[0].pipeline.running() and processed(w[0]) > 5, 60, "the camera")
         epoch = w[0].epochs["door"]
         first = next(p for p in w[0].pipeline.workers if p.source.id == "door")
         os.kill(pid, signal.SIGSTOP)
@@ -154,7 +147,7 @@ def test_a_redis_pause_restarts_the_camera_on_the_same_worker_within_two_seconds
         assert first.done.is_set()  # stopped while Redis was away: its lease could have gone to another
         os.kill(pid, signal.SIGCONT)
         resumed = time.monotonic()
-        wait_for(lambda: w[0].epochs.get("door", 0) > epoch and any(
+        wait_until(lambda: w[0].epochs.get("door", 0) > epoch and any(
             p is not first and p.source.id == "door" and p.processed > 0 for p in w[0].pipeline.workers),
             10, "the camera running again")
         took = time.monotonic() - resumed

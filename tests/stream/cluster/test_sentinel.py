@@ -16,7 +16,8 @@ from facestream.stream.attendance.redis_backend import frame_stream
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import SourceConfig
 from tests.conftest import HAMILTON, RedisServer, free_port
-from tests.stream.cluster.test_fencing import start_worker, wait_for
+from tests.stream.cluster.test_fencing import start_worker
+from tests.waiting import wait_until
 
 
 def start_sentinel(tmp_path, master_port: int) -> int:
@@ -41,11 +42,11 @@ def test_a_worker_on_sentinel_keeps_publishing_after_the_master_dies(tmp_path, a
     url = f"redis+sentinel://127.0.0.1:{sentinel_port}/facestream/0"
     w = None
     try:
-        wait_for(lambda: redis.Redis(port=replica.port).info("replication").get("master_link_status") == "up", 20,
+        wait_until(lambda: redis.Redis(port=replica.port).info("replication").get("master_link_status") == "up", 20,
                  "the replica to sync")
         SourceRegistry(url).add(SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True))
         w = start_worker(url, analyzer, "w-ha")
-        wait_for(lambda: redis.Redis(port=master.port).xlen(frame_stream("door")) > 10, 60, "frames on the master")
+        wait_until(lambda: redis.Redis(port=master.port).xlen(frame_stream("door")) > 10, 60, "frames on the master")
         master.stop()  # the master dies; the sentinel promotes the replica
         killed = time.monotonic()
         promoted = redis.Redis(port=replica.port)
@@ -60,7 +61,7 @@ def test_a_worker_on_sentinel_keeps_publishing_after_the_master_dies(tmp_path, a
             except redis.RedisError:
                 return False
 
-        wait_for(frames_on_replica, 30, "frames on the promoted replica")
+        wait_until(frames_on_replica, 30, "frames on the promoted replica")
         took = time.monotonic() - killed
         print(f"frames flow again {took:.1f} s after the master died")
         assert took < 10.0

@@ -31,6 +31,7 @@ from facestream.stream.attendance.roster import gallery_people
 from facestream.stream.engine.imageio import load_image
 from facestream.stream.serve.server import StreamServer
 from tests.conftest import EXAMPLES, HAMILTON, ROOT, free_port, launch_chromium
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
 
@@ -102,14 +103,6 @@ def http_get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-def wait_until(fn, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def page_statuses(page) -> dict[str, str]:

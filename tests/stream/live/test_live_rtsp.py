@@ -13,7 +13,6 @@ import selectors
 import signal
 import subprocess
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from facestream.stream.config import SourceConfig, load_config
 from facestream.stream.live.pipeline import Pipeline
 from facestream.stream.serve.server import StreamServer
 from tests.conftest import EXAMPLES, HAMILTON, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
 
@@ -102,12 +102,6 @@ class WsCollector:
         return [m for m in self.messages if m.get("type") == "frame" and m["source"] == source]
 
 
-def wait_until(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
