@@ -190,7 +190,8 @@ def rates_with_interval(labels: np.ndarray, e: np.ndarray, threshold: float, n_b
         far_b.append(float((m * accept[~same]).sum() / max(m.sum(), 1e-12)))
     return {
         "threshold": threshold, "genuine_pairs": int(same.sum()), "impostor_pairs": int((~same).sum()),
-        "far": float(accept[~same].mean()), "far_95": [float(np.percentile(far_b, 2.5)), float(np.percentile(far_b, 97.5))],
+        "far": float(accept[~same].mean()),
+        "far_95": [float(np.percentile(far_b, 2.5)), float(np.percentile(far_b, 97.5))],
         "frr": float((~accept[same]).mean()),
         "frr_95": [float(np.percentile(frr_b, 2.5)), float(np.percentile(frr_b, 97.5))] if frr_b else None,
     }

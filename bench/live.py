@@ -10,8 +10,8 @@ a client (with clients), or was ready to send (``publish``, without clients).
 The 50 clients are real websocket clients in a separate process that read every
 message. Throughput ("offline fps") is the clip read as fast as the pipeline can
 go, frames never waiting for the model as with live sources (and, for reference,
-waiting for it: the reproducible mode files use by default), and the classic pipeline (dlib HOG detector upsampled once, 5-point shape
-predictor, ResNet descriptor on every face of every frame: what the
+waiting for it: the reproducible mode files use by default), and the classic pipeline (dlib HOG detector
+upsampled once, 5-point shape predictor, ResNet descriptor on every face of every frame: what the
 face_recognition library does with its defaults, model="small") runs on frames spread over the same clip for the
 fps ratio; the two alternate for ``--rounds`` rounds and the medians are compared.
 ``capacity_vs_classic`` is the most frames per second all streams together
@@ -165,7 +165,8 @@ def run_offline(analyzer, matcher, wait: bool) -> dict:
 
 # -- the classic pipeline -----------------------------------------------------------------------
 def run_classic(frames: int) -> dict:
-    """dlib HOG (upsample 1) + 5-point landmarks (face_recognition's default) + ResNet descriptor for every face of every frame.
+    """dlib HOG (upsample 1) + 5-point landmarks (face_recognition's default) + ResNet descriptor for every face
+    of every frame.
 
     ``frames`` frames spread evenly over the clip, so every scene (wide shot, close-ups, audience)
     weighs as in the full clip that our pipeline reads.

@@ -263,7 +263,8 @@ def failover(redis_url: str, kills: int, work: Path) -> dict:
     gw = facestream(["gateway", "--port", str(port), "--token", TOKEN, "--gallery", redis_url], work / "fo-gw.log")
     workers = {}
     for i in range(2):
-        p = facestream(["worker", "--capacity", "1", "--no-attendance", *TRUST_CLIP, "--gallery", redis_url], work / f"fo-w{i}.log")
+        p = facestream(["worker", "--capacity", "1", "--no-attendance", *TRUST_CLIP, "--gallery", redis_url],
+                       work / f"fo-w{i}.log")
         workers[p.pid] = p
     frames: list[float] = []
     stop_listen = threading.Event()

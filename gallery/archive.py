@@ -115,7 +115,8 @@ MIN_DIM = 64
 _HASH = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
-def read_archive(path: str | Path, max_total: int = MAX_TOTAL) -> tuple[dict[str, Any], list[tuple[Person, list[NewEmbedding]]]]:
+def read_archive(path: str | Path,
+                 max_total: int = MAX_TOTAL) -> tuple[dict[str, Any], list[tuple[Person, list[NewEmbedding]]]]:
     """Parse and check an archive completely before anything is written to a store.
 
     Raises:

@@ -117,7 +117,8 @@ class ImpostorTail:
         """The similarity a person of ``photos`` embeddings needs in a gallery of ``people`` for ``far``
         (against a query template of ``views``)."""
         per_person = -math.expm1(math.log1p(-far) / max(1, int(people)))
-        return self.score_at(math.log10(per_person)) + float(self.shift_for(photos)) + float(self.shift_for_views(views))
+        return (self.score_at(math.log10(per_person)) + float(self.shift_for(photos))
+                + float(self.shift_for_views(views)))
 
     # -- changing -----------------------------------------------------------------------------
     def shifted(self, delta: float, source: str = "") -> ImpostorTail:

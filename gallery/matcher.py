@@ -213,6 +213,7 @@ class Matcher:
         self._scoped: dict[frozenset[str], tuple[_Index, _Index]] = {}  # roster -> (snapshot, its sub-index)
         self.reloads = 0  # whole-gallery reads
         self.deltas = 0  # one-person changes applied without one
+        self.events = 0  # gallery events handled (a resync included)
         self.refresh(force=True)
         # Subscribe after the first load: the "resync" sent on connecting catches any write in between.
         self._sub = store.subscribe(self._on_event) if watch else None
@@ -276,6 +277,12 @@ class Matcher:
 
     # -- cache --------------------------------------------------------------------------------
     def _on_event(self, event: dict[str, Any]) -> None:
+        try:
+            self._follow(event)
+        finally:
+            self.events += 1
+
+    def _follow(self, event: dict[str, Any]) -> None:
         person, version = event.get("person"), event.get("version")
         if isinstance(version, int) and not self._stale and version <= self._index.data.version:
             return  # the snapshot has it already (a reload read it)

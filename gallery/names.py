@@ -4,8 +4,8 @@ The skeleton of a name maps every character to one representative of its
 class in Unicode's confusables table (TR39 ``confusables.txt``, as shipped by
 PyPI ``confusable-homoglyphs``; single characters only: ``rn`` and ``m`` stay
 apart), after NFKC, blind to case (so ``I`` and ``l`` are one, and rare real
-pairs such as ``Ali``/``All`` count as look-alikes: the second must add an initial). Two people may not have names with the same
-skeleton unless the names are the same (then they are the same person): every
+pairs such as ``Ali``/``All`` count as look-alikes: the second must add an initial). Two people may not have
+names with the same skeleton unless the names are the same (then they are the same person): every
 path that creates or renames a person goes through the gallery store, which
 checks it (CLI, roster, archive, API, demo).
 """

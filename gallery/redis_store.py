@@ -231,7 +231,8 @@ class RedisStore(GalleryStore):
             m = e.model_id
             pipe.hset(self.key("vec", m), f"{pid_}|{e.hash}", blob)
             pipe.hset(self.key("owner", m), e.hash, pid_)
-            pipe.hset(self.key("info", m), e.hash, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
+            pipe.hset(self.key("info", m), e.hash,
+                      json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
             if e.chip:
                 pipe.hset(self.key("chip", m), e.hash, e.chip)
             pipe.sadd(self.key("pemb", pid_), f"{m}|{e.hash}")
@@ -243,7 +244,8 @@ class RedisStore(GalleryStore):
     def _stage_negative(self, pipe: Any, pid: str, blob: bytes, e: NewEmbedding, now: float) -> None:
         key, m = f"{pid}|{e.hash}", e.model_id
         pipe.hset(self.key("neg", m), key, blob)
-        pipe.hset(self.key("neginfo", m), key, json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
+        pipe.hset(self.key("neginfo", m), key,
+                  json.dumps(allow_nan=False, obj={"source": e.source, "created": e.created or now}))
         if e.chip:
             pipe.hset(self.key("negchip", m), key, e.chip)
         pipe.sadd(self.key("pneg", pid), f"{m}|{e.hash}")
@@ -266,7 +268,8 @@ class RedisStore(GalleryStore):
 
         People already present (by id or name) go through :meth:`enroll` one by one.
         """
-        items = distinct_names(items, ((_text(k), _text(v)) for k, v in self.client.hgetall(self.key("display")).items()))
+        display = self.client.hgetall(self.key("display"))
+        items = distinct_names(items, ((_text(k), _text(v)) for k, v in display.items()))
         n = 0
         chunk: list[tuple[Person, list[NewEmbedding]]] = []
 

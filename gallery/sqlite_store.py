@@ -176,7 +176,8 @@ class SqliteStore(GalleryStore):
             return pid
         if metadata:
             merged = {**json.loads(row[2]), **metadata}
-            db.execute("UPDATE people SET metadata = ?, updated = ? WHERE id = ?", (json.dumps(allow_nan=False, obj=merged), now, row[0]))
+            db.execute("UPDATE people SET metadata = ?, updated = ? WHERE id = ?",
+                       (json.dumps(allow_nan=False, obj=merged), now, row[0]))
         return row[0]
 
     def _dim(self, db: sqlite3.Connection, model_id: str) -> int | None:
@@ -244,7 +245,8 @@ class SqliteStore(GalleryStore):
                         self._add(db, pid, embs, now)
                 else:  # all new: a few executemany calls for the whole chunk
                     db.executemany("INSERT INTO people(id, name, metadata, created, updated) VALUES (?, ?, ?, ?, ?)",
-                                   [(check_person_id(p.id), check_name(p.name), json.dumps(allow_nan=False, obj=check_metadata(p.metadata)), p.created or now,
+                                   [(check_person_id(p.id), check_name(p.name),
+                                     json.dumps(allow_nan=False, obj=check_metadata(p.metadata)), p.created or now,
                                      p.updated or now) for p, _ in chunk])
                     dims: dict[str, int | None] = {}
                     rows, chips = [], []
@@ -359,7 +361,8 @@ class SqliteStore(GalleryStore):
             if value is None:
                 db.execute("DELETE FROM settings WHERE key = ?", (key,))
             else:
-                db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(allow_nan=False, obj=value)))
+                db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)",
+                           (key, json.dumps(allow_nan=False, obj=value)))
 
     def model_counts(self) -> dict[str, int]:
         return dict(self._q("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id"))

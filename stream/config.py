@@ -116,7 +116,8 @@ class EmbedderConfig(Section):
         "(bench/live.py); 0 suits bulk embedding on an otherwise idle machine.",
     )
     batch_wait_ms: float = Field(
-        2.0, ge=0.0, le=100.0, description="Live batching: how long to wait for other cameras' faces before a model call."
+        2.0, ge=0.0, le=100.0,
+        description="Live batching: how long to wait for other cameras' faces before a model call."
     )
 
 
@@ -134,7 +135,8 @@ class MatchConfig(Section):
     top_k: int = Field(5, ge=1, le=100, description="How many people a look-up returns.")
     min_face: int = Field(20, ge=8, le=1000, description="Faces smaller than this (pixels) are not embedded.")
     min_margin: float = Field(
-        0.0, ge=0.0, le=2.0, description="Call a face unknown when the second person is within this similarity (0 = off)."
+        0.0, ge=0.0, le=2.0,
+        description="Call a face unknown when the second person is within this similarity (0 = off)."
     )
     people: list[str] = Field(
         default_factory=list, description="Only these people (names or ids) may be named, judged as a gallery of "
@@ -150,7 +152,8 @@ class MatchConfig(Section):
 class GalleryConfig(Section):
     url: str = Field(
         "sqlite:///~/.local/share/facestream/gallery.db",
-        description="sqlite:///path/to/file.db or redis://host:port/db ($FACESTREAM_GALLERY wins, --gallery over both).",
+        description="sqlite:///path/to/file.db or redis://host:port/db ($FACESTREAM_GALLERY wins, --gallery over "
+                    "both).",
     )
     enroll_min_face: int = Field(40, ge=8, le=4000, description="Enrolment refuses faces narrower than this (pixels).")
     enroll_min_sharpness: float = Field(
@@ -258,7 +261,8 @@ WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 class AttendanceScheduleEntry(Section):
     """One line of a weekly timetable: a session that opens by itself on the given days."""
 
-    name: str = Field(..., min_length=1, max_length=80, description="Session name; the date is appended, e.g. 'cs101 2026-11-23'.")
+    name: str = Field(..., min_length=1, max_length=80,
+                      description="Session name; the date is appended, e.g. 'cs101 2026-11-23'.")
     roster: str | None = Field(None, description="People expected, by metadata: 'group=cs101' or 'tag=staff'.")
     people: list[str] = Field(default_factory=list, description="People expected, by name or id (added to roster).")
     cameras: list[str] = Field(default_factory=list, description="Source ids watched; empty = every camera.")
@@ -390,7 +394,8 @@ class MlflowConfig(Section):
 
 
 class TrainConfig(Section):
-    model: str = Field("dlib_resnet", description="Architecture from facestream.stream.engine.networks (e.g. dlib_resnet, small_net).")
+    model: str = Field("dlib_resnet",
+                       description="Architecture from facestream.stream.engine.networks (e.g. dlib_resnet, small_net).")
     pretrained: bool = Field(True, description="Start from the architecture's pretrained weights when it has them.")
     loss: Literal["arcface", "cosface", "triplet"] = Field("arcface", description="Margin head or metric loss.")
     epochs: int = Field(10, ge=1, le=1000, description="Passes over the training identities.")

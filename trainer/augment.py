@@ -31,7 +31,8 @@ class AugmentConfig:
     max_blur_sigma: float = 1.5
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
+            generator: torch.Generator | None = None) -> torch.Tensor:
     """Augment a batch of chips ``(n, 3, S, S)`` float in [0, 255]; returns the same shape and range."""
     n = x.shape[0]
     dev, dt = x.device, x.dtype

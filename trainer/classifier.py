@@ -153,9 +153,9 @@ def predict(head, x: np.ndarray) -> np.ndarray:
 
 
 def train_classifier(labels_file: str | Path, config, images_dir: str | Path | None = None,
-                     tracking_uri: str | None = None, out_dir: str | Path | None = None, analyzer: FaceAnalyzer | None = None,
-                     test_fraction: float = 0.25, seed: int = 0, progress: bool = True,
-                     cache: str | Path | None = None) -> ClassifierResult:
+                     tracking_uri: str | None = None, out_dir: str | Path | None = None,
+                     analyzer: FaceAnalyzer | None = None, test_fraction: float = 0.25, seed: int = 0,
+                     progress: bool = True, cache: str | Path | None = None) -> ClassifierResult:
     """Embed the labelled images, fit a head, evaluate on held-out images, log everything to MLflow.
 
     Raises:

@@ -198,8 +198,8 @@ def cached_chip(analyzer, path: Path, cache_root: Path) -> tuple[np.ndarray | No
     return chip, reason, digest
 
 
-def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer: FaceAnalyzer | None = None, cache: str | Path | None = None,
-                  progress: bool = True) -> ChipSet:
+def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer: FaceAnalyzer | None = None,
+                  cache: str | Path | None = None, progress: bool = True) -> ChipSet:
     """Scan identity folders and turn every image into an aligned chip (cached by content hash).
 
     Images without exactly one usable face, and unreadable images, are skipped and
@@ -239,7 +239,8 @@ def load_chip_set(roots: str | Path | Sequence[str | Path], analyzer: FaceAnalyz
     uniq = sorted(set(names))
     if len(uniq) < 2:
         raise FacestreamError(
-            f"{', '.join(str(r) for r in roots)} gave usable faces of {len(uniq)} identit{'y' if len(uniq) == 1 else 'ies'}; "
+            f"{', '.join(str(r) for r in roots)} gave usable faces of {len(uniq)} "
+            f"identit{'y' if len(uniq) == 1 else 'ies'}; "
             "training and evaluation need at least two (better: dozens).",
             "Add more identity folders, each with photos showing exactly one face.",
         )

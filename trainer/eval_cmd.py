@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def run_eval(data: list[str | Path], config: Config, model: str | None = None, tracking_uri: str | None = None,
-             split: str = "test", out_dir: Path | None = None, analyzer: FaceAnalyzer | None = None, progress: bool = True) -> dict[str, Any]:
+             split: str = "test", out_dir: Path | None = None, analyzer: FaceAnalyzer | None = None,
+             progress: bool = True) -> dict[str, Any]:
     """Evaluate ``model`` (default ``config.embedder.model``) and the pretrained model; write roc.png + metrics.json.
 
     Returns:

@@ -244,7 +244,8 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         if baseline is not model:
             del baseline
 
-        loss_fn = make_loss(tc.loss, _embedding_dim(model, device, chips.chips.shape[1]), len(train_cs.names)).to(device)
+        dim = _embedding_dim(model, device, chips.chips.shape[1])
+        loss_fn = make_loss(tc.loss, dim, len(train_cs.names)).to(device)
         if isinstance(loss_fn, MarginHead) and tc.pretrained:
             emb = ev.embed_torch(model, train_cs.chips, device)
             loss_fn.init_centres(torch.from_numpy(emb).to(device), torch.from_numpy(train_cs.labels).to(device))

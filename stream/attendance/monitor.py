@@ -330,7 +330,8 @@ class AttendanceMonitor:
 
     # -- frames ------------------------------------------------------------------------------------
     def on_result(self, result: FrameResult, frame: np.ndarray | None = None) -> None:
-        """Pipeline listener: one :class:`facestream.stream.engine.faces.FrameResult` (and its RGB frame, for snapshots)."""
+        """Pipeline listener: one :class:`facestream.stream.engine.faces.FrameResult` (and its RGB frame, for
+        snapshots)."""
         self.observe(result.source_id, result.timestamp, result.faces, frame)
 
     def observe(self, camera: str, ts: float, faces: Faces, frame: np.ndarray | None = None) -> None:

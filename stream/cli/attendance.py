@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = add_command(sub, "show", "one session's roster with present / late / absent", _show, add_gallery_options)
     s.add_argument("name", nargs="?", help="default: the latest session")
 
-    s = add_command(sub, "report", "export a session as CSV or XLSX (default: the latest, CSV to stdout)", _report, add_gallery_options)
+    s = add_command(sub, "report", "export a session as CSV or XLSX (default: the latest, CSV to stdout)", _report,
+                    add_gallery_options)
     s.add_argument("name", nargs="?", help="default: the latest session")
     s.add_argument("--csv", metavar="PATH", help="write CSV here ('-' = stdout)")
     s.add_argument("--xlsx", metavar="PATH", help="write an Excel workbook here")

@@ -181,7 +181,8 @@ def cmd_sources_list(args: argparse.Namespace) -> int:
 
     _, registry = _registry(args)
     holders = registry.holders()
-    rows = [{"id": s.id, "url": redact(s.url), "realtime": s.realtime, "loop": s.loop, "worker": holders.get(s.id or "")}
+    rows = [{"id": s.id, "url": redact(s.url), "realtime": s.realtime, "loop": s.loop,
+             "worker": holders.get(s.id or "")}
             for s in registry.sources()]
     if args.json:
         print(json.dumps(rows, indent=2))

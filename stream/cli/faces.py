@@ -171,7 +171,8 @@ def compare_pairs(analyzer, csv_path: Path) -> int:
             tally["false_accepts"] += int(same and not expected)
             tally["false_rejects"] += int(expected and not same)
         print(json.dumps(line), flush=True)
-    summary: dict = {"summary": True, "pairs": tally["pairs"], "errors": tally["errors"], "threshold": round(threshold, 4),
+    summary: dict = {"summary": True, "pairs": tally["pairs"], "errors": tally["errors"],
+                     "threshold": round(threshold, 4),
                      "model": analyzer.model_id}
     if tally["labelled"]:
         summary.update(labelled=tally["labelled"], accuracy=round(tally["right"] / tally["labelled"], 4),

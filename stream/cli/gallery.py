@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write the photo with boxes and names here (a folder for several photos)")
     p.add_argument("--json", action="store_true")
 
-    p = add_command(sub, "verify", "is the face in this photo that person (1:1)? exit 0 yes, 1 no", cmd_verify, add_gallery_options)
+    p = add_command(sub, "verify", "is the face in this photo that person (1:1)? exit 0 yes, 1 no", cmd_verify,
+                    add_gallery_options)
     p.add_argument("photo")
     p.add_argument("--person", required=True, help="name or id of the enrolled person")
     p.add_argument("--json", action="store_true")
@@ -68,14 +69,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("gallery", help="export/import a gallery, show its models, re-embed after a model change")
     gsub = p.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
-    q = add_command(gsub, "export", "write people, embeddings and chips to a .zip", cmd_gallery_export, add_gallery_options)
+    q = add_command(gsub, "export", "write people, embeddings and chips to a .zip", cmd_gallery_export,
+                    add_gallery_options)
     q.add_argument("file")
-    q = add_command(gsub, "import", "add the people of an exported .zip (idempotent)", cmd_gallery_import, add_gallery_options)
+    q = add_command(gsub, "import", "add the people of an exported .zip (idempotent)", cmd_gallery_import,
+                    add_gallery_options)
     q.add_argument("file")
     q = add_command(gsub, "info", "people, embeddings per model, and whether they match the current model",
                     cmd_gallery_info, add_gallery_options)
     q.add_argument("--json", action="store_true")
-    q = add_command(gsub, "reembed", "re-embed stored face chips with the current model", cmd_gallery_reembed, add_gallery_options)
+    q = add_command(gsub, "reembed", "re-embed stored face chips with the current model", cmd_gallery_reembed,
+                    add_gallery_options)
     q.add_argument("--from-model", help="model id whose chips to re-embed (default: every other model)")
     q.add_argument("--drop-old", action="store_true", help="delete the old model's embeddings afterwards")
 

@@ -468,6 +468,7 @@ class LiveReader:
 
     def stats(self) -> dict[str, Any]:
         hop = list(self.hop_ms)
-        return {"received": self.received, "rejected": self.rejected, "stale": self.stale, "gaps": self.gaps, "streams": self.streams, "hop_ms_p50": percentile(hop, 50),
+        return {"received": self.received, "rejected": self.rejected, "stale": self.stale, "gaps": self.gaps,
+                "streams": self.streams, "hop_ms_p50": percentile(hop, 50),
                 "hop_ms_p99": percentile(hop, 99), "redis_failures": self.failures,
                 "reading": self._thread.is_alive()}

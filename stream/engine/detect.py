@@ -384,7 +384,8 @@ class FaceDetector:
                 started.append((idx, [b[1] for b in boxes], wait))
         for idx, transforms, wait in started:
             for i, transform, raw in zip(idx, transforms, wait(), strict=True):
-                xyxy = RANGES[views[i].kind].as_full_range(transform.to_frame(raw.xyxy.reshape(-1, 2, 2)).reshape(-1, 4))
+                in_frame = transform.to_frame(raw.xyxy.reshape(-1, 2, 2)).reshape(-1, 4)
+                xyxy = RANGES[views[i].kind].as_full_range(in_frame)
                 out[i] = RawFaces(xyxy, raw.score, transform.to_frame(raw.kps))
         return out
 

@@ -74,7 +74,8 @@ def load_image(source: str | Path | bytes) -> np.ndarray:
     except UnidentifiedImageError:
         raise FacestreamError(f"{name} is not an image facestream can read.", f"Use {FORMATS}.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise FacestreamError(f"{name} is damaged or truncated ({exc}).", "Re-export or re-download the image.") from None
+        raise FacestreamError(f"{name} is damaged or truncated ({exc}).",
+                              "Re-export or re-download the image.") from None
     return pil_to_rgb(img)
 
 

@@ -49,7 +49,8 @@ DUPLICATE_VIEW = 0.975
 # The face quality's factors (see quality_score).
 FULL_SIDE = 64.0  # px: faces of 64 px are already recognised about as well as bigger ones
 MIN_SIDE = 12.0
-FULL_SHARPNESS = 60.0  # Laplacian variance of the face resized to 96x96 grey (sharp faces: 100-450; blur sigma 6 px on a 335 px face: 24)
+# Laplacian variance of the face resized to 96x96 grey (sharp faces: 100-450; blur sigma 6 px on a 335 px face: 24)
+FULL_SHARPNESS = 60.0
 MIN_POSE = 0.2  # a profile still carries something: the pose factor never falls below this
 MIN_SCORE, FULL_SCORE = 0.3, 0.8  # detector confidence: the factor rises from 0.5 to 1 between them
 QUALITY_SIDE = 96  # px: faces are resized to this before their sharpness is measured (size-independent)

@@ -307,7 +307,8 @@ class Source:
 
     def _open_first(self) -> _Capture:
         if self.kind == "file" and not Path(self.url).expanduser().is_file():
-            raise FacestreamError(f"Video file not found: {self.url}.", "Check the path, or give an rtsp:// URL or a camera index.")
+            raise FacestreamError(f"Video file not found: {self.url}.",
+                                  "Check the path, or give an rtsp:// URL or a camera index.")
         attempts = 1 + (self.config.open_retries if self.kind in ("webcam", "stream") else 0)
         for attempt in range(attempts):
             try:
@@ -427,7 +428,8 @@ class Source:
                     self.last_error = "stream stopped delivering"
                     wait = self._backoff(attempt)
                     attempt += 1
-                    log.warning("source %s: lost (%s); reconnect #%d in %.1fs", self.id, self.last_error, self.reconnects, wait)
+                    log.warning("source %s: lost (%s); reconnect #%d in %.1fs", self.id, self.last_error,
+                                self.reconnects, wait)
                     self._sleep(wait, gen)
                     continue
                 if self.config.realtime and self.kind in ("file", "folder"):

@@ -44,7 +44,8 @@ class Vote:
 
     @classmethod
     def from_match(cls, result: MatchResult, frame: int, views: int = 1) -> Vote:
-        """The vote of one gallery search result (``facestream.gallery.matcher`` answer: ``best`` and ``similarity``)."""
+        """The vote of one gallery search result (``facestream.gallery.matcher`` answer: ``best`` and
+        ``similarity``)."""
         best = result.best
         return cls(best.person_id if best else None, best.name if best else UNKNOWN, float(result.similarity), frame,
                    float(result.far), views, result.in_scope)

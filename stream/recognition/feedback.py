@@ -140,8 +140,9 @@ def undo(store: GalleryStore, model_id: str, ident: str) -> Feedback:
     else:
         done = store.remove_embedding(p.id, model_id, h)
     if not done:
-        raise FacestreamError(f"Nothing to undo for {ident}: {p.name} has no such {'negative' if verdict == 'not' else 'face'}"
-                              f" for model {model_id}.", "It was undone already, or made with another model.")
+        kind = "negative" if verdict == "not" else "face"
+        raise FacestreamError(f"Nothing to undo for {ident}: {p.name} has no such {kind} for model {model_id}.",
+                              "It was undone already, or made with another model.")
     return Feedback(ident, verdict, p.id, p.name, h, "", time.time(), "undone")
 
 

@@ -88,7 +88,8 @@ def label_faces(matcher: Matcher, faces: Faces, top_k: int = 1) -> list[MatchRes
     return results
 
 
-def identify(analyzer: FaceAnalyzer, matcher: Matcher, rgb: np.ndarray, top_k: int = 5) -> tuple[Faces, list[MatchResult]]:
+def identify(analyzer: FaceAnalyzer, matcher: Matcher, rgb: np.ndarray,
+             top_k: int = 5) -> tuple[Faces, list[MatchResult]]:
     """Every face in an image with its name (or ``unknown``), similarity, box, and its ``top_k`` look-alikes.
 
     Faces narrower than ``match.min_face`` pixels are reported but not embedded (unknown, nan).

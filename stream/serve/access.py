@@ -180,7 +180,8 @@ def with_headers(send: Send) -> Send:
     async def wrapped(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             present = {k.lower() for k, _ in message.get("headers", [])}
-            extra = [(k.lower().encode(), v.encode()) for k, v in DEFAULT_HEADERS.items() if k.lower().encode() not in present]
+            extra = [(k.lower().encode(), v.encode()) for k, v in DEFAULT_HEADERS.items()
+                     if k.lower().encode() not in present]
             message = {**message, "headers": [*message.get("headers", []), *extra]}
         await send(message)
     return wrapped

@@ -94,5 +94,5 @@ def blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-__all__ = ["Command", "CommandError", "FeedbackCommand", "FeedbackUndoCommand", "Subscribe", "blank_to_none", "field_validator",
-           "parse_command"]
+__all__ = ["Command", "CommandError", "FeedbackCommand", "FeedbackUndoCommand", "Subscribe", "blank_to_none",
+           "field_validator", "parse_command"]

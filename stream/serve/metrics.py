@@ -111,7 +111,8 @@ class StatsCollector(Collector):
         if isinstance(s.get("bus"), dict):
             for key, name, doc, counter in _READER:
                 fam(name, doc, [], counter).add([], s["bus"].get(key))
-            fam("reader_up", "1 while the gateway's stream reader runs.", []).add([], int(bool(s["bus"].get("reading"))))
+            reading = int(bool(s["bus"].get("reading")))
+            fam("reader_up", "1 while the gateway's stream reader runs.", []).add([], reading)
         if isinstance(s.get("attendance"), dict):
             for key, name, doc, counter in _ATTENDANCE:
                 fam(name, doc, [], counter).add([], s["attendance"].get(key))

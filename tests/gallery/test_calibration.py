@@ -15,7 +15,8 @@ def matrix(vectors: np.ndarray) -> GalleryMatrix:
     """A gallery snapshot of (people, photos, D) vectors."""
     people, photos, dim = vectors.shape
     return GalleryMatrix(1, [f"p{i}" for i in range(people)], [f"P{i}" for i in range(people)],
-                         vectors.reshape(-1, dim).astype(np.float32), np.repeat(np.arange(people), photos).astype(np.int32))
+                         vectors.reshape(-1, dim).astype(np.float32),
+                         np.repeat(np.arange(people), photos).astype(np.int32))
 
 
 @pytest.fixture(scope="module")

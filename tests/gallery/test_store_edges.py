@@ -14,6 +14,7 @@ from facestream.gallery.matcher import Matcher
 from facestream.gallery.redis_store import RedisStore
 from facestream.gallery.types import Person
 from tests.gallery.conftest import emb, unit
+from tests.waiting import wait_until
 
 
 def test_delete_person_keeps_another_models_chip_with_the_same_hash(store):
@@ -85,8 +86,10 @@ def test_matcher_reloads_only_when_the_version_moved(redis_url):
     with Matcher(store, "m1", threshold=0.9, device="cpu") as matcher:
         assert matcher._sub.connected.wait(5)
         # Events that bring no new version (a repeated or already-loaded change) cost no reload.
+        seen = wait_until(lambda: matcher.events, 5, "the resync on subscribing")  # handled before we count
         for _ in range(3):
             store.client.publish(store.key("events"), json.dumps({"op": "enroll", "person": "x", "time": time.time()}))
+        wait_until(lambda: matcher.events >= seen + 3, 5, "the three events handled")  # before the store moves on
         store.enroll("Vera", [emb(v)])
         deadline = time.monotonic() + 5
         while matcher.version != store.version() and time.monotonic() < deadline:

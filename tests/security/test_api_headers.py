@@ -14,7 +14,8 @@ WANTED = {"cache-control": "no-store", "x-content-type-options": "nosniff", "ref
 
 def test_api_answers_carry_the_security_headers(gateway):  # noqa: F811
     with client(gateway) as c:
-        answers = [c.post("/api/enroll", data={"name": "Barack Obama"}, files=[("images", photo("Barack_Obama/obama.jpg"))]),
+        answers = [c.post("/api/enroll", data={"name": "Barack Obama"},
+                          files=[("images", photo("Barack_Obama/obama.jpg"))]),
                    c.post("/api/identify", files={"image": photo("Barack_Obama/obama.jpg")}),
                    c.get("/api/people"), c.get("/api/openapi.json"), c.get("/api/people/nobody-here")]
         for r in answers:

@@ -121,7 +121,8 @@ def test_a_deleted_person_is_not_recreated_by_a_live_track(tmp_path, analyzer):
     photo = EXAMPLES / "Lin_Manuel_Miranda" / "lin-manuel-miranda.png"
     faces, _ = analyzer.largest_face(load_image(photo))
     store = open_store(url)
-    lin, _ = store.enroll("Lin", [NewEmbedding(faces.embedding[0], analyzer.model_id, content_hash(photo.read_bytes()))])
+    lin, _ = store.enroll("Lin", [NewEmbedding(faces.embedding[0], analyzer.model_id,
+                                               content_hash(photo.read_bytes()))])
     att = open_attendance_store(url)
     monitor = AttendanceMonitor(att, AttendanceConfig(min_frames=2), people=lambda: store.list_people(),
                                 threshold=analyzer.threshold)

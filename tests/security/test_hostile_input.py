@@ -66,8 +66,8 @@ def test_a_person_id_with_a_separator_is_refused_everywhere(store, tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text(f"name,photo,id\nMallory,{EXAMPLES / 'Joe_Biden' / 'biden.jpg'},mallory|alice\n")
     out = subprocess.run([sys.executable, "-m", "facestream", "enroll", str(roster), "--gallery",
-                          f"sqlite:///{tmp_path}/r.db", "--quiet", "--allow-local"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)
+                          f"sqlite:///{tmp_path}/r.db", "--quiet", "--allow-local"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2 and "is not valid" in out.stderr and "Traceback" not in out.stderr
 
 

@@ -158,7 +158,8 @@ def test_malformed_commands_get_a_message_and_the_connection_stays(server, caplo
     assert [r["type"] for r in replies[:3]] == ["error", "error", "feedback_reply"]
     assert "sources" in replies[0]["error"] and "frames" in replies[1]["error"]
     assert replies[2]["ok"] is False and "track_id" in replies[2]["error"]
-    assert "extra" in replies[3]["error"] and "JSON object" in replies[4]["error"] and "JSON object" in replies[5]["error"]
+    assert "extra" in replies[3]["error"]
+    assert "JSON object" in replies[4]["error"] and "JSON object" in replies[5]["error"]
     assert "unknown command type 'nope'" in replies[6]["error"]
     assert replies[7] == {"type": "subscribed", "sources": ["cam0"], "frames": "none"}
     assert "Traceback" not in caplog.text

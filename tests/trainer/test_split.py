@@ -78,7 +78,8 @@ def test_pgm_identity_folders_are_scanned(tmp_path):
 
     from tests.conftest import EXAMPLES
 
-    for person, photo in (("s1", EXAMPLES / "Joe_Biden" / "biden.jpg"), ("s2", EXAMPLES / "Barack_Obama" / "obama.jpg")):
+    for person, photo in (("s1", EXAMPLES / "Joe_Biden" / "biden.jpg"),
+                          ("s2", EXAMPLES / "Barack_Obama" / "obama.jpg")):
         (tmp_path / person).mkdir()
         Image.open(photo).convert("L").save(tmp_path / person / "1.pgm")
     report = ScanReport()

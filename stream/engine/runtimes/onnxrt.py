@@ -115,7 +115,8 @@ class OnnxRuntimeModel(ImageModel):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = choose_providers(device, fp16)
         try:
-            self.session: ort.InferenceSession | None = ort.InferenceSession(str(path), sess_options=opts, providers=requested)
+            self.session: ort.InferenceSession | None = ort.InferenceSession(str(path), sess_options=opts,
+                                                                              providers=requested)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise FacestreamError(
                 f"ONNX Runtime could not load {path} ({exc}).",

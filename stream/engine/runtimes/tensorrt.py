@@ -145,7 +145,8 @@ class TensorRTModel(ImageModel):
                                   "Run `facestream models prepare`.")
         folder = Path(cache_dir) if cache_dir is not None else engine_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        self.engine_path = folder / engine_cache_key(onnx_path, gpu, trt.__version__, precision, self.max_batch, spec.name)
+        self.engine_path = folder / engine_cache_key(onnx_path, gpu, trt.__version__, precision, self.max_batch,
+                                                     spec.name)
         self._logger = trt.Logger(trt.Logger.WARNING)
         if self.engine_path.is_file():
             log.info("tensorrt: loading cached engine %s", self.engine_path)

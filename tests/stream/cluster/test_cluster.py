@@ -115,7 +115,8 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
                  "--set", "cluster.allow_local_sources=true"]  # files and the RTSP server here, declared in Redis
         a = Proc(["worker", "--capacity", "2", *lease, *common], tmp_path / "worker-a.log")
         procs.append(a)
-        wait_until(lambda: sum(1 for w in registry.holders().values() if w) == 2, 90, "worker A claims two", **watching(procs))
+        wait_until(lambda: sum(1 for w in registry.holders().values() if w) == 2, 90, "worker A claims two",
+                   **watching(procs))
         b_metrics = free_port()
         b = Proc(["worker", "--capacity", "4", "--metrics-port", str(b_metrics), *lease, *common],
                  tmp_path / "worker-b.log")
@@ -131,7 +132,8 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
         procs.append(gw1)
         wait_until(lambda: "gateway on" in gw1.log.read_text(), 90, "gateway 1 serves", **watching(procs))
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: len(stats(port)["sources"]) == 4, 60, "/stats of both workers on the gateway", **watching(procs))
+        wait_until(lambda: len(stats(port)["sources"]) == 4, 60, "/stats of both workers on the gateway",
+                   **watching(procs))
         st = stats(port)
         assert {s: v["worker"] for s, v in st["sources"].items()} == holders and len(st["workers"]) == 2
         import urllib.request
@@ -184,8 +186,10 @@ def test_two_workers_two_gateways_failover_and_one_attendance(redis_url, analyze
             assert takeover_s < 10.0, f"takeover took {takeover_s:.1f} s"
             n_before = len(first.messages)
             wait_until(lambda: set(a_sources) <= {m.get("source") for m in first.messages[n_before:]
-                                                  if m["type"] == "frame"}, 60, "A's cameras live again", **watching(procs[1:]))
-            wait_until(lambda: len(stats(port)["workers"]) == 1, 30, "the dead worker leaves /stats", **watching(procs[1:]))
+                                                  if m["type"] == "frame"}, 60, "A's cameras live again",
+                       **watching(procs[1:]))
+            wait_until(lambda: len(stats(port)["workers"]) == 1, 30, "the dead worker leaves /stats",
+                       **watching(procs[1:]))
             # nothing doubled on either gateway: each (source, frame) once, in order per source
             for collector in (first, second):
                 seen: dict[tuple[str, int], int] = {}

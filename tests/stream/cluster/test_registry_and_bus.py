@@ -357,7 +357,8 @@ def test_sources_spread_over_the_workers_and_again_after_a_worker_comes_back(red
 
     def worker(name: str) -> Worker:  # each source stops after 3 frames: the leases are what is tested
         pipeline = Pipeline(config, [], analyzer=analyzer, matcher=None, dynamic=True, max_frames=3)
-        w = Worker(config, pipeline, SourceRegistry(redis_url), LivePublisher(reg.client, config.server), worker_id=name)
+        w = Worker(config, pipeline, SourceRegistry(redis_url), LivePublisher(reg.client, config.server),
+                   worker_id=name)
         return w.start()
 
     def rounds(workers: list[Worker], n: int) -> list[int]:

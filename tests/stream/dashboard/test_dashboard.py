@@ -311,7 +311,8 @@ def test_dashboard_commands_get_the_session_checks_and_a_missing_session_is_404(
                 return reply
 
             reply = command(name="x", people="Lin-Manuel Miranda", late_after_minutes=-5)
-            assert not reply["ok"] and "late_after_minutes: Input should be greater than or equal to 0" in reply["error"]
+            assert not reply["ok"]
+            assert "late_after_minutes: Input should be greater than or equal to 0" in reply["error"]
             reply = command(name="x", people="Lin-Manuel Miranda", duration_minutes=0)
             assert not reply["ok"] and "duration_minutes: Input should be greater than 0" in reply["error"]
             assert command(name="x", people="Lin-Manuel Miranda", late_after_minutes=2)["ok"]
@@ -339,7 +340,8 @@ def test_not_this_person_from_the_dashboard_and_undo(gallery_url, tmp_path):
         const f = JSON.parse(c.dataset.faces || '[]').find(f => f.name === '{lin}');
         if (!f) return null;
         const r = c.getBoundingClientRect();
-        return [r.left + (f.box[0] + f.box[2]) / 2 * r.width / c.width, r.top + (f.box[1] + f.box[3]) / 2 * r.height / c.height];
+        return [r.left + (f.box[0] + f.box[2]) / 2 * r.width / c.width,
+                r.top + (f.box[1] + f.box[3]) / 2 * r.height / c.height];
     }}"""
     try:
         with sync_playwright() as pw, open_store(gallery_url) as store:

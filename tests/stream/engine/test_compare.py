@@ -49,7 +49,8 @@ def test_compare_cli_without_a_face_is_one_clear_message(tmp_path):
 
     blank = tmp_path / "wall.png"
     Image.new("RGB", (400, 300), (200, 190, 180)).save(blank)
-    out = subprocess.run([sys.executable, "-m", "facestream", "compare", str(blank), str(EXAMPLES / "Joe_Biden" / "biden.jpg")],
+    out = subprocess.run([sys.executable, "-m", "facestream", "compare", str(blank),
+                          str(EXAMPLES / "Joe_Biden" / "biden.jpg")],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2
     assert out.stderr.startswith("error: No face found in") and "Traceback" not in out.stderr

@@ -57,7 +57,8 @@ def test_spec_round_trip_and_relocation(tmp_path):
     shutil.move(src, moved)  # a model directory can be copied anywhere (MLflow, another machine)
     loaded = ModelSpec.load(moved)
     assert loaded.onnx_path == moved / "model.onnx" and loaded.weights_path == moved / "weights.pt"
-    assert (loaded.name, loaded.model_id, loaded.mean, loaded.threshold) == ("tiny", spec.model_id, (1.0, 2.0, 3.0), 0.5)
+    assert (loaded.name, loaded.model_id, loaded.mean, loaded.threshold) == ("tiny", spec.model_id, (1.0, 2.0, 3.0),
+                                                                             0.5)
     assert get_model(str(moved)) == loaded
     assert get_model(moved / "model.onnx") == loaded
 
@@ -102,7 +103,8 @@ def test_prepare_writes_a_complete_model_keyed_by_the_source_hash(prepared, mode
     assert prepared.onnx_path == directory / "model.onnx"
     assert sorted(p.name for p in directory.iterdir()) == ["model.onnx", "spec.json", "weights.pt"]
     assert [p.name for p in (model_cache / "models").iterdir()] == [prepared.model_id]  # no temp dirs left
-    assert (prepared.input_size, prepared.padding, prepared.landmarks, prepared.embedding_dim) == (150, 0.25, "dlib5", 128)
+    got = (prepared.input_size, prepared.padding, prepared.landmarks, prepared.embedding_dim)
+    assert got == (150, 0.25, "dlib5", 128)
     assert prepared.std == 256.0 and prepared.mean == pytest.approx((122.782, 117.001, 104.298), abs=1e-4)
     assert prepared.architecture == "dlib_resnet" and 0 < prepared.threshold < 1
 

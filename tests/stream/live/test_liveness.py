@@ -124,7 +124,8 @@ def test_a_moved_photo_is_flagged_and_require_keeps_it_out_of_attendance(analyze
     strict = AttendanceMonitor(open_attendance_store(f"sqlite:///{tmp_path}/strict.db"), people=people,
                                clock=lambda: 1_800_000_000.0, require_live=True)
     strict.start_session("strict", names=[LIN], cameras=["cam"])
-    lenient = AttendanceMonitor(open_attendance_store(f"sqlite:///{tmp_path}/lenient.db"), people=people, clock=lambda: 1_800_000_000.0)
+    lenient = AttendanceMonitor(open_attendance_store(f"sqlite:///{tmp_path}/lenient.db"), people=people,
+                                clock=lambda: 1_800_000_000.0)
     lenient.start_session("lenient", names=[LIN], cameras=["cam"])
     config = load_config(overrides=["liveness.mode=require"], env={})
     steps, events = run(Recognizer("cam", config, analyzer, matcher), clip, analyzer, (strict, lenient))

@@ -50,7 +50,8 @@ def test_a_photo_of_someone_else_under_a_name_is_flagged_not_stored(analyzer, st
 
 def test_a_photo_that_looks_like_another_enrolled_person_is_flagged(analyzer, store):
     Enroller(analyzer, store, progress=False).enroll_person("Joe Biden", [Photo.from_path(BIDEN / "biden.jpg")])
-    verdicts = Enroller(analyzer, store, progress=False).enroll_person("Joseph", [Photo.from_path(BIDEN / "biden2.jpg")])
+    enroller = Enroller(analyzer, store, progress=False)
+    verdicts = enroller.enroll_person("Joseph", [Photo.from_path(BIDEN / "biden2.jpg")])
     assert verdicts[0].verdict == "looks_like_other" and "Joe Biden" in verdicts[0].detail
     assert store.find_person("Joseph") is None
 

@@ -180,7 +180,8 @@ def test_fifty_clients_one_stuck():
             clients = [await connect(f"ws://127.0.0.1:{srv.port}/", max_queue=4) for _ in range(49)]
             await wait_clients(srv, 50)
             dones = [asyncio.Event() for _ in clients]
-            tasks = [asyncio.create_task(reader(i, ws, d)) for i, (ws, d) in enumerate(zip(clients, dones, strict=True))]
+            tasks = [asyncio.create_task(reader(i, ws, d))
+                     for i, (ws, d) in enumerate(zip(clients, dones, strict=True))]
             max_stuck_queue = 0
             for k in range(n_messages):
                 # pace by the readers (never by the stuck client): a stuck client that
