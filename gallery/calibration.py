@@ -110,18 +110,40 @@ def calibrate_gallery(data: GalleryMatrix, tail: ImpostorTail | None, far: float
         far: the target rate the user wants (reported first, stored).
         strangers: (m, D) embeddings of people not enrolled, if any.
     """
-    warnings: list[str] = []
     n_people, n_photos = len(data.person_ids), len(data.matrix)
     if n_people < 2:
         raise ValueError("calibration needs at least two enrolled people")
     strangers = np.zeros((0, data.matrix.shape[1]), np.float32) if strangers is None else strangers
     photo_shift = tail.photo_shift if tail is not None else 0.0
-    means, counts, starts = _means(data)
-    shift_k = (photo_shift * (1.0 - 1.0 / counts)).astype(np.float32)  # per person
+    genuine_a = _genuine_scores(data, photo_shift)
+    floor = tail.score_at(-1.0) - 0.05 if tail is not None else -2.0
+    impostor, total, open_set = _impostor_scores(data, strangers, photo_shift, floor)
+    shift = _population_shift(impostor, total, tail) if tail is not None and total >= MIN_IMPOSTOR_FOR_SHIFT else None
+    warnings = _warnings(total, shift, len(genuine_a), len(open_set), far)
+    effective = tail.shifted(shift) if tail is not None and shift is not None else tail
+    candidates: list[tuple[str, float, float | None]] = []
+    if effective is not None:
+        for f in sorted({far, *CANDIDATE_FARS}, reverse=True):
+            candidates.append((f"far {f:g}" + (" (chosen)" if f == far else ""),
+                               effective.threshold(f, n_people, 1), f))
+    else:
+        for q in (0.9, 0.99, 0.999):
+            if len(impostor):
+                candidates.append((f"impostor quantile {q}", float(np.quantile(impostor, q)), None))  # all kept
+    rows = [ThresholdRow(label, float(t), target,
+                         float((genuine_a < t).mean()) if len(genuine_a) else None,
+                         float((impostor >= t).sum() / total) if total else None,
+                         float((open_set >= t).mean()) if len(open_set) else None)
+            for label, t, target in candidates]
+    return CalibrationReport(n_people, n_photos, int(len(strangers)), genuine_a, impostor.astype(np.float32),
+                             total, open_set.astype(np.float32), shift, rows, warnings, far)
+
+
+def _genuine_scores(data: GalleryMatrix, photo_shift: float) -> np.ndarray:
+    """Leave-one-out: each photo against the mean of its person's other photos (people with two or more)."""
+    _, counts, starts = _means(data)
     rp = data.row_person
     sums = np.add.reduceat(data.matrix.astype(np.float64), starts, axis=0)
-
-    # genuine, leave-one-out: a photo against the mean of the person's other photos
     genuine = []
     for i in np.flatnonzero(counts[rp] >= 2):
         p = rp[i]
@@ -129,16 +151,20 @@ def calibrate_gallery(data: GalleryMatrix, tail: ImpostorTail | None, far: float
         rest /= np.linalg.norm(rest)
         k = counts[p] - 1
         genuine.append(float(data.matrix[i] @ rest) - photo_shift * (1.0 - 1.0 / k))
-    genuine_a = np.array(genuine, np.float32)
+    return np.array(genuine, np.float32)
 
-    # impostors: each photo against every other person; each stranger against everyone. Only the upper
-    # part of the distribution matters (rates of 10% and below), so big galleries keep that part and a count.
-    floor = tail.score_at(-1.0) - 0.05 if tail is not None else -2.0
+
+def _impostor_scores(data: GalleryMatrix, strangers: np.ndarray, photo_shift: float,
+                     floor: float) -> tuple[np.ndarray, int, np.ndarray]:
+    """Each photo against every other person, each stranger against everyone: the scores at or above
+    ``floor`` (only rates of 10% and below matter, so big galleries keep that part), how many comparisons
+    there were in all, and every probe's best score (the open-set view)."""
+    means, counts, _ = _means(data)
+    shift_k = (photo_shift * (1.0 - 1.0 / counts)).astype(np.float32)  # per person
     kept: list[np.ndarray] = []
     total = 0
     best: list[np.ndarray] = []
-    probes = [(data.matrix, rp), (strangers, None)]
-    for vectors, owner in probes:
+    for vectors, owner in [(data.matrix, data.row_person), (strangers, None)]:
         for lo in range(0, len(vectors), CHUNK):
             adjusted = vectors[lo:lo + CHUNK] @ means.T - shift_k[None, :]
             if owner is not None:  # a photo is shown without its own person, as a stranger would be
@@ -150,46 +176,34 @@ def calibrate_gallery(data: GalleryMatrix, tail: ImpostorTail | None, far: float
             best.append(adjusted.max(axis=1))
     impostor = np.concatenate(kept) if kept else np.zeros(0, np.float32)
     open_set = np.concatenate(best) if best else np.zeros(0, np.float32)
+    return impostor, total, open_set
 
-    # the population shift, where the data can measure the tail
-    shift: float | None = None
-    if tail is not None and total >= MIN_IMPOSTOR_FOR_SHIFT:
-        x = np.sort(impostor)
-        diffs = []
-        for level in np.arange(-1.0, -8.0, -0.25):
-            above = int(round(total * 10 ** level))
-            if above < MIN_TAIL_COUNT or above > len(x):
-                break
-            diffs.append(float(x[len(x) - above]) - tail.score_at(float(level)))
-        shift = float(np.median(diffs)) if diffs else None
+
+def _population_shift(impostor: np.ndarray, total: int, tail: ImpostorTail) -> float | None:
+    """How far this gallery's impostor tail sits from the model's, the median over the levels the data
+    can measure (None: none)."""
+    x = np.sort(impostor)
+    diffs = []
+    for level in np.arange(-1.0, -8.0, -0.25):
+        above = int(round(total * 10 ** level))
+        if above < MIN_TAIL_COUNT or above > len(x):
+            break
+        diffs.append(float(x[len(x) - above]) - tail.score_at(float(level)))
+    return float(np.median(diffs)) if diffs else None
+
+
+def _warnings(total: int, shift: float | None, genuine: int, probes: int, far: float) -> list[str]:
+    """What the data is too small to measure, in words."""
+    warnings: list[str] = []
     if shift is None:
         warnings.append(f"{total} impostor comparisons are too few to measure how alike your people look "
                         f"(need {MIN_IMPOSTOR_FOR_SHIFT}: more people, or --strangers folders of people not "
                         "enrolled); the model's calibration stays in force")
-    if len(genuine_a) < MIN_GENUINE:
-        warnings.append(f"only {len(genuine_a)} people-photo pairs of the same person (need {MIN_GENUINE}: enrol "
+    if genuine < MIN_GENUINE:
+        warnings.append(f"only {genuine} people-photo pairs of the same person (need {MIN_GENUINE}: enrol "
                         "two photos or more per person) -- false rejects cannot be measured")
     need = math.ceil(3 / far)
-    if len(open_set) < need:
-        warnings.append(f"{len(open_set)} stranger probes cannot check a false-accept rate of {far:g} "
+    if probes < need:
+        warnings.append(f"{probes} stranger probes cannot check a false-accept rate of {far:g} "
                         f"(need ~{need}); the rate shown is the model's prediction")
-
-    rows = []
-    effective = tail.shifted(shift) if tail is not None and shift is not None else tail
-    candidates: list[tuple[str, float, float | None]] = []
-    if effective is not None:
-        for f in sorted({far, *CANDIDATE_FARS}, reverse=True):
-            candidates.append((f"far {f:g}" + (" (chosen)" if f == far else ""),
-                               effective.threshold(f, n_people, 1), f))
-    else:
-        for q in (0.9, 0.99, 0.999):
-            if len(impostor):
-                candidates.append((f"impostor quantile {q}", float(np.quantile(impostor, q)), None))  # all kept
-    for label, t, target in candidates:
-        rows.append(ThresholdRow(
-            label, float(t), target,
-            float((genuine_a < t).mean()) if len(genuine_a) else None,
-            float((impostor >= t).sum() / total) if total else None,
-            float((open_set >= t).mean()) if len(open_set) else None))
-    return CalibrationReport(n_people, n_photos, int(len(strangers)), genuine_a, impostor.astype(np.float32),
-                             total, open_set.astype(np.float32), shift, rows, warnings, far)
+    return warnings

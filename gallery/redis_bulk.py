@@ -58,3 +58,29 @@ def stage_new_people(pipe: Any, key: Callable[..., str], chunk: list[tuple[Perso
             pipe.hset(key(kind, m), mapping=fields(values))
     if dims:
         pipe.hset(key("dims"), mapping={m: d for m, d in dims.items() if d is not None})
+
+
+def split_known(client: Any, key: Callable[..., str], chunk: list[tuple[Person, list[NewEmbedding]]],
+                enroll: Callable[..., Any]) -> set[tuple[str, str]]:
+    """Enrol people of ``chunk`` who already exist (by id or name) one by one with ``enroll``, and drop them
+    from ``chunk``. Returns the ``(model_id, hash)`` pairs of the remaining people that are already stored."""
+    pipe = client.pipeline(transaction=False)
+    for person, _ in chunk:
+        pipe.hexists(key("people"), person.id)
+        pipe.hexists(key("names"), person.name.strip().casefold())
+    flags = pipe.execute()
+    seen: set[str] = set()
+    fresh = []
+    for j, (person, embs) in enumerate(chunk):
+        name_key = person.name.strip().casefold()
+        if flags[2 * j] or flags[2 * j + 1] or name_key in seen:
+            enroll(person.name, embs, person.metadata, person.id)
+        else:
+            seen.add(name_key)
+            fresh.append((person, embs))
+    chunk[:] = fresh
+    keys = [(e.model_id, e.hash) for _, embs in fresh for e in embs]
+    pipe = client.pipeline(transaction=False)
+    for model_id, h in keys:
+        pipe.hexists(key("owner", model_id), h)
+    return {k for k, owned in zip(keys, pipe.execute(), strict=True) if owned}

@@ -38,7 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.names import check_distinct, distinct_names
-from facestream.gallery.redis_bulk import stage_new_people
+from facestream.gallery.redis_bulk import split_known, stage_new_people
 from facestream.gallery.redis_events import RedisSubscription
 from facestream.gallery.redis_guard import guard as _guard
 from facestream.gallery.store import (
@@ -290,39 +290,10 @@ class RedisStore(GalleryStore):
                 continue
             chunk.append((person, embs))
             if len(chunk) >= batch:
-                flush(self._split_known(chunk))
+                flush(split_known(self.client, self.key, chunk, self.enroll))
         if chunk:
-            flush(self._split_known(chunk))
+            flush(split_known(self.client, self.key, chunk, self.enroll))
         return n
-
-    def _split_known(self, chunk: list[tuple[Person, list[NewEmbedding]]]) -> set[tuple[str, str]]:
-        """Enrol people who already exist (by id or name) one by one, and drop them from ``chunk``.
-
-        Returns the ``(model_id, hash)`` pairs of the remaining people that are already stored.
-        """
-        pipe = self.client.pipeline(transaction=False)
-        for person, _ in chunk:
-            pipe.hexists(self.key("people"), person.id)
-            pipe.hexists(self.key("names"), person.name.strip().casefold())
-        flags = pipe.execute()
-        seen: set[str] = set()
-        fresh = []
-        for j, (person, embs) in enumerate(chunk):
-            key = person.name.strip().casefold()
-            if flags[2 * j] or flags[2 * j + 1] or key in seen:
-                self.enroll(person.name, embs, person.metadata, person.id)
-            else:
-                seen.add(key)
-                fresh.append((person, embs))
-        chunk[:] = fresh
-        return self._owned([(e.model_id, e.hash) for _, embs in fresh for e in embs])
-
-    def _owned(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The ``(model_id, hash)`` pairs among ``keys`` that already have an owner."""
-        pipe = self.client.pipeline(transaction=False)
-        for model_id, h in keys:
-            pipe.hexists(self.key("owner", model_id), h)
-        return {key for key, owned in zip(keys, pipe.execute(), strict=True) if owned}
 
     @_guard
     def rename_person(self, ref: str, new_name: str) -> Person:

@@ -9,7 +9,6 @@ because a typo that silently does nothing is the worst kind of configuration bug
 
 from __future__ import annotations
 
-import difflib
 import importlib.resources
 import ipaddress
 import os
@@ -22,7 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from facestream.errors import FacestreamError, redact
+from facestream.errors import FacestreamError
+from facestream.stream.config_errors import explain
 
 # Shipped as package data (configs/ is facestream.configs), so an installed wheel has it too.
 DEFAULT_CONFIG = importlib.resources.files("facestream.configs") / "default.yaml"
@@ -467,53 +467,6 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
 
 
-def _nearest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else f" Valid keys: {', '.join(sorted(candidates))}."
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the location ``loc`` (the path without its last key)."""
-    model: Any = Config
-    for key in loc[:-1]:
-        if isinstance(key, int):
-            continue
-        ann = model.model_fields[key].annotation
-        args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if model is None:
-            return None
-    return model
-
-
-_SECRET_WORDS = ("token", "password", "secret", "login", "key")
-
-
-def _shown(loc: tuple[Any, ...], value: Any) -> str:
-    """What an error says about a bad value: never a secret's value (errors end up in logs), URLs redacted."""
-    if any(word in str(loc[-1]).lower() for word in _SECRET_WORDS) and value is not None:
-        size = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
-        return f"got a value of {size}, not shown: it is a secret"
-    return f"got {redact(repr(value))}"
-
-
-def _explain(err: ValidationError, origin: str) -> FacestreamError:
-    lines = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        dotted = ".".join(str(p) for p in loc)
-        if e["type"] == "extra_forbidden":
-            owner = _model_at(loc)
-            hint = _nearest(str(loc[-1]), list(owner.model_fields)) if owner else ""
-            lines.append(f"unknown key '{dotted}'.{hint}")
-        else:
-            lines.append(f"'{dotted}': {e['msg']} ({_shown(loc, e.get('input'))})")
-    text = "; ".join(lines)
-    if not text.endswith((".", "?")):
-        text += "."
-    return FacestreamError(f"Bad configuration in {origin}: {text}", "Fix the key or value and retry.")
-
-
 def _parse_scalar(text: str) -> Any:
     """A value as YAML reads it (``0.9``, ``true``, ``[a, b]``); text that is not valid YAML stays text."""
     if text == "":
@@ -594,7 +547,7 @@ def load_config(
     try:
         return Config.model_validate(tree)
     except ValidationError as err:
-        raise _explain(err, origin) from None
+        raise explain(err, origin, Config) from None
 
 
 def expand_sqlite_uri(uri: str) -> str:

@@ -21,6 +21,7 @@ LAYERS = [
     ["facestream.errors", "facestream.wire", "facestream.configs"],
     ["facestream.redis_url"],
     ["facestream.gallery"],
+    ["facestream.stream.config_errors"],
     ["facestream.stream.config"],
     ["facestream.stream.engine"],
     ["facestream.stream.recognition", "facestream.trainer"],

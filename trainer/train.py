@@ -223,20 +223,7 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
     name = f"{tc.model}-{tc.loss}"
     with mlflow.start_run(run_name=run_name or name) as run, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        mlflow.log_params({f"train.{k}": v for k, v in tc.model_dump().items()})
-        mlflow.log_params({
-            "data": ", ".join(str(r) for r in roots), "data_fingerprint": chips.fingerprint(),
-            "test_split": split_id, "device": str(device), "torch": torch.__version__,
-            "preprocessing": chips.prep_key, "skipped_images": len(chips.report.skipped),
-            **describe(splits),
-        })
-        mlflow.set_tags({"facestream.kind": "embedder", "facestream.data_fingerprint": chips.fingerprint()})
-        (tmp / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
-        (tmp / "split.json").write_text(json.dumps({s: cs.names for s, cs in splits.items()}, indent=2))
-        (tmp / "skipped.txt").write_text("\n".join(chips.report.lines()) + "\n")
-        for f in ("config.json", "split.json", "skipped.txt"):
-            mlflow.log_artifact(str(tmp / f))
-
+        _log_inputs(config, roots, chips, splits, split_id, device, tmp)
         # the pretrained model on the same held-out identities, always
         pre_emb = ev.embed_torch(baseline, test_cs.chips, device)
         pre_metrics, pre_roc = ev.evaluate(pre_emb, test_cs.labels, seed=tc.seed, max_pairs=tc.max_pairs)
@@ -244,45 +231,26 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
         if baseline is not model:
             del baseline
 
-        dim = _embedding_dim(model, device, chips.chips.shape[1])
-        loss_fn = make_loss(tc.loss, dim, len(train_cs.names)).to(device)
-        if isinstance(loss_fn, MarginHead) and tc.pretrained:
-            emb = ev.embed_torch(model, train_cs.chips, device)
-            loss_fn.init_centres(torch.from_numpy(emb).to(device), torch.from_numpy(train_cs.labels).to(device))
+        loss_fn = _loss(model, tc, train_cs, device, int(chips.chips.shape[1]))
         lr = tc.lr or (FINETUNE_LR if tc.pretrained and tc.model == PRETRAINED else SCRATCH_LR)
         mlflow.log_param("lr_used", lr)
-        callbacks: list[Callback] = []
-        best = None
-        if len(splits["val"].names) >= 2:
-            best = KeepBestOnValidation(model, splits["val"], device, tc, include_start=tc.pretrained)
-            callbacks.append(best)
-            if tc.patience:
-                callbacks.append(EarlyStop("val_tar_far1e-2", tc.patience))
-        callbacks += [MLflowEpochs(), LogEpochs(), ProgressBar(tc.epochs, progress)]
+        callbacks, best = _callbacks(model, splits, device, tc, progress)
         done = fit(model, loss_fn, train_cs, tc, device, rng, lr, callbacks)
         history, best_epoch = done.history, (best.best_epoch if best is not None else done.epoch)
         mlflow.log_param("best_epoch", best_epoch)
         threshold, rule = _calibrate(model, splits, device, tc.seed, tc.max_pairs, tc.threshold_far)
-        calibrated_on = rule["on"]
         test_emb = ev.embed_torch(model, test_cs.chips, device)
         metrics, roc = ev.evaluate(test_emb, test_cs.labels, seed=tc.seed, max_pairs=tc.max_pairs)
         metrics["threshold"] = threshold
         metrics.update(judge_threshold(test_emb, test_cs.labels, threshold, tc.seed, tc.max_pairs))
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        mlflow.log_metrics({f"delta_{k}": metrics[k] - pre_metrics[k] for k in ("auc", "tar_far1e-2", "top1")
-                            if k in metrics and k in pre_metrics})
-        mlflow.log_params({"threshold_calibrated_on": calibrated_on, "threshold_rule": rule["rule"]})
-        mlflow.log_artifact(str(ev.plot_roc({f"fine-tuned ({name})": roc, "pretrained dlib ResNet": pre_roc},
-                                            tmp / "roc.png")), "plots")
-        mlflow.log_artifact(str(ev.plot_history(history, tmp / "training_curves.png")), "plots")
-        (tmp / "metrics.json").write_text(json.dumps({"fine_tuned": metrics, "pretrained": pre_metrics}, indent=2))
-        mlflow.log_artifact(str(tmp / "metrics.json"))
+        _log_results(metrics, pre_metrics, rule, {f"fine-tuned ({name})": roc, "pretrained dlib ResNet": pre_roc},
+                     history, tmp)
 
         spec = save_model_dir(
             model, out_root, name, input_size=int(chips.chips.shape[1]), padding=chips.padding,
             threshold=threshold, architecture=tc.model,
             extra={"run_id": run.info.run_id, "data_fingerprint": chips.fingerprint(),
-                   "test_split": split_id, "calibrated_on": calibrated_on, "threshold_rule": rule,
+                   "test_split": split_id, "calibrated_on": rule["on"], "threshold_rule": rule,
                    "identities": {s: list(cs.names) for s, cs in splits.items()},
                    "test_metrics": {k: metrics[k] for k in ev.REPORTED if k in metrics}},
         )
@@ -294,17 +262,87 @@ def train_embedder(data: str | Path | list[str | Path] | ChipSet, config: Config
                              skipped=[(f, "empty identity folder") for f in chips.report.empty_folders]
                              + list(chips.report.skipped))
         if register:
-            promo = tracking.register_model(
-                run.info.run_id, "model", config.mlflow.registry_name, split_id, set(test_cs.names),
-                measure=_measurer(config.mlflow.registry_name, uri, test_cs, {"new": test_emb, None: pre_emb},
-                                  tc.seed, tc.max_pairs),
-                trained_people=_trained_people(config.mlflow.registry_name, uri), tracking_uri=uri,
-            )
-            result.version, result.promoted, result.decision = promo.version, promo.promoted, promo.reason
-            mlflow.set_tags({"facestream.version": promo.version, "facestream.champion": str(promo.promoted),
-                             "facestream.decision": promo.reason})
-            log.info("registered %s v%s: %s", config.mlflow.registry_name, promo.version, promo.reason)
+            _register(result, run.info.run_id, config, uri, split_id, test_cs, {"new": test_emb, None: pre_emb})
     return result
+
+
+def _log_inputs(config: Config, roots: list[str], chips: ChipSet, splits: dict[str, ChipSet], split_id: str,
+                device: Any, tmp: Path) -> None:
+    """What the run was made from: hyper-parameters, data, split, versions; the config, split and skipped files."""
+    import mlflow
+    import torch
+
+    tc = config.train
+    mlflow.log_params({f"train.{k}": v for k, v in tc.model_dump().items()})
+    mlflow.log_params({
+        "data": ", ".join(str(r) for r in roots), "data_fingerprint": chips.fingerprint(),
+        "test_split": split_id, "device": str(device), "torch": torch.__version__,
+        "preprocessing": chips.prep_key, "skipped_images": len(chips.report.skipped),
+        **describe(splits),
+    })
+    mlflow.set_tags({"facestream.kind": "embedder", "facestream.data_fingerprint": chips.fingerprint()})
+    (tmp / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    (tmp / "split.json").write_text(json.dumps({s: cs.names for s, cs in splits.items()}, indent=2))
+    (tmp / "skipped.txt").write_text("\n".join(chips.report.lines()) + "\n")
+    for f in ("config.json", "split.json", "skipped.txt"):
+        mlflow.log_artifact(str(tmp / f))
+
+
+def _loss(model: Any, tc: Any, train_cs: ChipSet, device: Any, size: int) -> Any:
+    """The training loss; a margin head starts from the pretrained model's class centres when fine-tuning."""
+    import torch
+
+    loss_fn = make_loss(tc.loss, _embedding_dim(model, device, size), len(train_cs.names)).to(device)
+    if isinstance(loss_fn, MarginHead) and tc.pretrained:
+        emb = ev.embed_torch(model, train_cs.chips, device)
+        loss_fn.init_centres(torch.from_numpy(emb).to(device), torch.from_numpy(train_cs.labels).to(device))
+    return loss_fn
+
+
+def _callbacks(model: Any, splits: dict[str, ChipSet], device: Any, tc: Any,
+               progress: bool) -> tuple[list[Callback], KeepBestOnValidation | None]:
+    """The epoch loop's callbacks: best-epoch keeping and early stop (with a validation split), MLflow, log, bar."""
+    callbacks: list[Callback] = []
+    best = None
+    if len(splits["val"].names) >= 2:
+        best = KeepBestOnValidation(model, splits["val"], device, tc, include_start=tc.pretrained)
+        callbacks.append(best)
+        if tc.patience:
+            callbacks.append(EarlyStop("val_tar_far1e-2", tc.patience))
+    callbacks += [MLflowEpochs(), LogEpochs(), ProgressBar(tc.epochs, progress)]
+    return callbacks, best
+
+
+def _log_results(metrics: dict[str, float], pre_metrics: dict[str, float], rule: dict[str, Any],
+                 rocs: dict[str, Any], history: Any, tmp: Path) -> None:
+    """Test metrics, the gain over the pretrained model, the threshold's rule, the ROC and training curves."""
+    import mlflow
+
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    mlflow.log_metrics({f"delta_{k}": metrics[k] - pre_metrics[k] for k in ("auc", "tar_far1e-2", "top1")
+                        if k in metrics and k in pre_metrics})
+    mlflow.log_params({"threshold_calibrated_on": rule["on"], "threshold_rule": rule["rule"]})
+    mlflow.log_artifact(str(ev.plot_roc(rocs, tmp / "roc.png")), "plots")
+    mlflow.log_artifact(str(ev.plot_history(history, tmp / "training_curves.png")), "plots")
+    (tmp / "metrics.json").write_text(json.dumps({"fine_tuned": metrics, "pretrained": pre_metrics}, indent=2))
+    mlflow.log_artifact(str(tmp / "metrics.json"))
+
+
+def _register(result: TrainResult, run_id: str, config: Config, uri: str, split_id: str, test_cs: ChipSet,
+              embeddings: dict[str | None, np.ndarray]) -> None:
+    """Register the run's model; the champion rule decides whether it replaces the champion."""
+    import mlflow
+
+    tc = config.train
+    promo = tracking.register_model(
+        run_id, "model", config.mlflow.registry_name, split_id, set(test_cs.names),
+        measure=_measurer(config.mlflow.registry_name, uri, test_cs, embeddings, tc.seed, tc.max_pairs),
+        trained_people=_trained_people(config.mlflow.registry_name, uri), tracking_uri=uri,
+    )
+    result.version, result.promoted, result.decision = promo.version, promo.promoted, promo.reason
+    mlflow.set_tags({"facestream.version": promo.version, "facestream.champion": str(promo.promoted),
+                     "facestream.decision": promo.reason})
+    log.info("registered %s v%s: %s", config.mlflow.registry_name, promo.version, promo.reason)
 
 
 def _embedding_dim(model, device, size: int) -> int:

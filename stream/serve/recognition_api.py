@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -140,11 +140,22 @@ def build_api(config: Config, recognition: Recognition | None = None, *, erase: 
     """
     rec = recognition or Recognition(config)
     app = new_api()
+    app.include_router(recognition_router(config, rec))
+    app.include_router(people_router(rec, erase))
+    app.add_middleware(LimitBody, limit=MAX_UPLOAD_BYTES)
+    return app
 
-    async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    @app.post("/identify", tags=["recognition"], summary="Every face in a photo: box, name (or unknown), score")
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """Model and store work runs on a worker thread, never on the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def recognition_router(config: Config, rec: Recognition) -> APIRouter:
+    """``/identify`` (every face in a photo) and ``/verify`` (1:1, with liveness from a clip)."""
+    router = APIRouter(tags=["recognition"])
+
+    @router.post("/identify", summary="Every face in a photo: box, name (or unknown), score")
     async def identify_photo(image: UploadFile = File(..., description="a JPEG/PNG/WebP photo"),
                              top_k: int = Form(3, ge=1, le=20)) -> JSONResponse:
         rgb = await _image(image)
@@ -154,11 +165,11 @@ def build_api(config: Config, recognition: Recognition | None = None, *, erase: 
             return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "model": rec.analyzer.model_id,
                     "faces": results_to_json(faces, results)}
 
-        return JSONResponse(await off_loop(run))
+        return JSONResponse(await _off_loop(run))
 
-    @app.post("/verify", tags=["recognition"],
-              summary="1:1: are two photos the same person, is a photo (or a short clip) this enrolled person, "
-                      "and is the face live?")
+    @router.post("/verify",
+                 summary="1:1: are two photos the same person, is a photo (or a short clip) this enrolled person, "
+                         "and is the face live?")
     async def verify_photos(image: UploadFile | None = File(None), image2: UploadFile | None = File(None),
                             person: str | None = Form(None, description="an enrolled name or id"),
                             clip: UploadFile | None = File(None, description="a 1-4 s video of the face"),
@@ -166,24 +177,9 @@ def build_api(config: Config, recognition: Recognition | None = None, *, erase: 
                             liveness: bool | None = Form(
                                 None, description="the answer's `verified` needs a live face (default: true when "
                                 "liveness.mode is require)")) -> JSONResponse:
-        moving = clip is not None or bool(frames)
         require = config.liveness.mode == "require" if liveness is None else bool(liveness)
-        if moving:
-            if not person or image is not None or image2 is not None:
-                raise FacestreamError("A clip (or frames) is checked against an enrolled person only.",
-                                      "POST clip (or frames) + person, without image or image2.")
-            if clip is not None and frames:
-                raise FacestreamError("Send a clip or frames, not both.", "POST one video, or several frames.")
-            if frames and len(frames) > MAX_CLIP_FRAMES:
-                raise FacestreamError(f"{len(frames)} frames; at most {MAX_CLIP_FRAMES}.", "Send 1-4 s of frames.")
-            video = await clip.read() if clip is not None else None
-            stills = [await _image(f, f"frame {i + 1}") for i, f in enumerate(frames or [])]
-
-            def run_clip() -> dict[str, Any]:
-                shots = read_clip(video, "the clip") if video is not None else stills
-                return verify_clip(rec.analyzer, rec.matcher, shots, str(person), require).to_json()
-
-            return JSONResponse(await off_loop(run_clip))
+        if clip is not None or frames:
+            return JSONResponse(await _verify_moving(rec, person, image, image2, clip, frames, require))
         if image is None or (image2 is None) == (not person):
             raise FacestreamError("Send an image with a second image (image2) or an enrolled person (person); or a "
                                   "clip (or frames) with a person.",
@@ -202,9 +198,36 @@ def build_api(config: Config, recognition: Recognition | None = None, *, erase: 
             return {"same_person": c.same, "similarity": round(c.similarity, 4), "threshold": round(c.threshold, 4),
                     "model": c.model, "faces_in_image": c.faces_in_a, "faces_in_image2": c.faces_in_b}
 
-        return JSONResponse(await off_loop(run))
+        return JSONResponse(await _off_loop(run))
 
-    @app.post("/enroll", tags=["people"], summary="Enrol photos of one person (a verdict per photo)")
+    return router
+
+
+async def _verify_moving(rec: Recognition, person: str | None, image: UploadFile | None, image2: UploadFile | None,
+                         clip: UploadFile | None, frames: list[UploadFile] | None, require: bool) -> dict[str, Any]:
+    """``/verify`` with a clip or frames: the match and the liveness verdict of the track."""
+    if not person or image is not None or image2 is not None:
+        raise FacestreamError("A clip (or frames) is checked against an enrolled person only.",
+                              "POST clip (or frames) + person, without image or image2.")
+    if clip is not None and frames:
+        raise FacestreamError("Send a clip or frames, not both.", "POST one video, or several frames.")
+    if frames and len(frames) > MAX_CLIP_FRAMES:
+        raise FacestreamError(f"{len(frames)} frames; at most {MAX_CLIP_FRAMES}.", "Send 1-4 s of frames.")
+    video = await clip.read() if clip is not None else None
+    stills = [await _image(f, f"frame {i + 1}") for i, f in enumerate(frames or [])]
+
+    def run_clip() -> dict[str, Any]:
+        shots = read_clip(video, "the clip") if video is not None else stills
+        return verify_clip(rec.analyzer, rec.matcher, shots, str(person), require).to_json()
+
+    return await _off_loop(run_clip)
+
+
+def people_router(rec: Recognition, erase: Erase) -> APIRouter:
+    """``/enroll``, ``/people``, ``/people/{ref}`` (read and erase)."""
+    router = APIRouter(tags=["people"])
+
+    @router.post("/enroll", summary="Enrol photos of one person (a verdict per photo)")
     async def enroll(name: str = Form(..., max_length=200), images: list[UploadFile] = File(...),
                      metadata: str | None = Form(None, description='JSON object, e.g. {"group": "cs101"}'),
                      accept_flagged: bool = Form(False)) -> JSONResponse:
@@ -228,11 +251,11 @@ def build_api(config: Config, recognition: Recognition | None = None, *, erase: 
             return {"person": person.to_json() if person else None,
                     "images": [v.to_json() for v in verdicts]}
 
-        return JSONResponse(await off_loop(run))
+        return JSONResponse(await _off_loop(run))
 
-    @app.get("/people", tags=["people"], summary="Everyone enrolled")
+    @router.get("/people", summary="Everyone enrolled")
     async def people() -> JSONResponse:
-        return JSONResponse([p.to_json() for p in await off_loop(rec.store.list_people)])
+        return JSONResponse([p.to_json() for p in await _off_loop(rec.store.list_people)])
 
     def _find(ref: str) -> Any:
         found = rec.store.find_person(ref)
@@ -240,17 +263,13 @@ def build_api(config: Config, recognition: Recognition | None = None, *, erase: 
             raise NotFound(f"No person {ref!r}.", "GET /api/people lists everyone.")
         return found
 
-    @app.get("/people/{ref}", tags=["people"], summary="One person (by id or name)")
+    @router.get("/people/{ref}", summary="One person (by id or name)")
     async def person(ref: str) -> JSONResponse:
-        return JSONResponse((await off_loop(_find, ref)).to_json())
+        return JSONResponse((await _off_loop(_find, ref)).to_json())
 
-    @app.delete("/people/{ref}", tags=["people"],
-                summary="Erase a person: embeddings, chips, corrections and attendance (one erase for every path)")
+    @router.delete("/people/{ref}",
+                   summary="Erase a person: embeddings, chips, corrections and attendance (one erase for every path)")
     async def delete_person(ref: str) -> JSONResponse:
-        def run() -> dict[str, Any]:
-            return erase(rec.store, _find(ref).id)
+        return JSONResponse(await _off_loop(lambda: erase(rec.store, _find(ref).id)))
 
-        return JSONResponse(await off_loop(run))
-
-    app.add_middleware(LimitBody, limit=MAX_UPLOAD_BYTES)
-    return app
+    return router
