@@ -40,7 +40,8 @@ from facestream.stream.live.recognizer import Recognizer, TrackEvent
 from facestream.stream.live.scheduler import LiveDetector, Planned
 from facestream.stream.live.sources import Frame, Source, Watchdog, open_sources, source_ids
 from facestream.stream.live.tracker import Track, Tracker
-from facestream.stream.recognition.feedback import Feedback, correct, undo
+from facestream.stream.recognition.enroll import EnrollReport
+from facestream.stream.recognition.feedback import Feedback, correct, enrol_track, undo
 
 log = logging.getLogger(__name__)
 
@@ -452,6 +453,41 @@ class Pipeline:
             FacestreamError: unknown source or track, a face not embedded yet, no person to mark, or the
                 face failed enrolment's checks (``is``).
         """
+        track = self._embedded_track(source_id, track_id)
+        assert self.matcher is not None and track.sample is not None
+        sample = track.sample
+        source = f"camera:{source_id}#track{track.track_id}@{sample.where}"
+        result = correct(self.analyzer, self.matcher.store, verdict, person, sample, source, named=track.person_id)
+        if result.verdict == "not":
+            track.excluded.add(result.person_id)  # this face is not them, whatever later views look like
+        self._reconsider()
+        log.info("correction %s on %s track %d: %s", verdict, source_id, track.track_id, result.name)
+        return result
+
+    def enrol_track(self, source_id: str, track_id: int, name: str) -> EnrollReport:
+        """Enrol a stranger's live (or recently ended) track as the new person ``name`` from its sharpest,
+        most different views, through enrolment's checks; the track is decided again from its next frames.
+
+        Raises:
+            FacestreamError: unknown source or track, the name taken, or no view passed the checks (the
+                report's verdicts say why).
+        """
+        track = self._embedded_track(source_id, track_id)
+        assert self.matcher is not None
+        views = [(v.frame, v.quality, v.sample) for v in track.views if v.sample is not None]
+        report = enrol_track(self.analyzer, self.matcher.store, name, views,
+                             f"camera:{source_id}#track{track.track_id}")
+        if not report.people:
+            reasons = "; ".join(f"{v.verdict.replace('_', ' ')}: {v.detail}" for v in report.verdicts)
+            raise FacestreamError(f"No view of track {track.track_id} passed enrolment's checks ({reasons}).",
+                                  "Wait for the person to face the camera up close, then try again.")
+        self._reconsider()
+        log.info("enrolled %s from %s track %d: %d of %d views", name, source_id, track.track_id,
+                 sum(v.enrolled for v in report.verdicts), len(report.verdicts))
+        return report
+
+    def _embedded_track(self, source_id: str, track_id: int) -> Track:
+        """A live (or recently ended) track of ``source_id`` that has been embedded."""
         if self.matcher is None:
             raise FacestreamError("This run does not recognise faces.", "Run with a gallery to correct names.")
         worker = next((w for w in self.workers if w.source.id == source_id), None)
@@ -462,14 +498,7 @@ class Pipeline:
         if track is None or track.sample is None:
             raise FacestreamError(f"Track {track_id} of {source_id} is not known here (or was never embedded).",
                                   "Correct a face while it is on screen or shortly after it left.")
-        sample = track.sample
-        source = f"camera:{source_id}#track{track.track_id}@{sample.where}"
-        result = correct(self.analyzer, self.matcher.store, verdict, person, sample, source, named=track.person_id)
-        if result.verdict == "not":
-            track.excluded.add(result.person_id)  # this face is not them, whatever later views look like
-        self._reconsider()
-        log.info("correction %s on %s track %d: %s", verdict, source_id, track.track_id, result.name)
-        return result
+        return track
 
     def undo_feedback(self, feedback_id: str) -> Feedback:
         """Take a correction back; every live track is decided again from its next frames."""

@@ -292,7 +292,7 @@ class Recognizer:
                 if i is not None:
                     embedded[i] = True
                 self.embedded += 1
-                track.add_view(e, float(p.quality[k]), p.frame)
+                track.add_view(e, float(p.quality[k]), p.frame, track.sample)
                 template = track.template if self.config.tracking.templates else None
                 voters.append(track)
                 queries.append(e if template is None else template)

@@ -57,11 +57,12 @@ MIN_VIEW_WEIGHT = 0.05  # a view's weight in the template never falls below this
 
 @dataclass(eq=False)
 class View:
-    """One embedded frame of a track."""
+    """One embedded frame of a track (with its face, so a stranger's track can be enrolled)."""
 
     embedding: np.ndarray
     quality: float
     frame: int
+    sample: FaceSample | None = None
 
 
 @dataclass(eq=False)
@@ -99,11 +100,11 @@ class Track:
     in_scope: bool = True  # the name is on the camera's roster (False: named by the whole gallery's rule)
     liveness: TrackLiveness | None = None  # face-mesh evidence, gathered once the track is (about to be) named
 
-    def add_view(self, embedding: np.ndarray, quality: float, frame: int) -> bool:
+    def add_view(self, embedding: np.ndarray, quality: float, frame: int, sample: FaceSample | None = None) -> bool:
         """Add an embedded frame to the template; a near-duplicate of a view replaces it only when sharper.
         Returns whether the view counts as a new distinct view."""
         emb = np.asarray(embedding, np.float32).reshape(-1)
-        view = View(emb, float(quality) if quality == quality else 0.0, frame)
+        view = View(emb, float(quality) if quality == quality else 0.0, frame, sample)
         if self.views:
             sims = np.stack([v.embedding for v in self.views]) @ emb
             j = int(np.argmax(sims))

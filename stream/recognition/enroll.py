@@ -47,7 +47,14 @@ from facestream.stream.recognition.roster_table import (
     pick_column,
     read_table,
 )
-from facestream.stream.recognition.video_enroll import VIEWS, collect_views, is_video, main_person, pick_views
+from facestream.stream.recognition.video_enroll import (
+    VIEWS,
+    VideoView,
+    collect_views,
+    is_video,
+    main_person,
+    pick_views,
+)
 
 if TYPE_CHECKING:
     from facestream.gallery.matcher import Matcher
@@ -430,15 +437,25 @@ class Enroller:
                      views: int = VIEWS) -> EnrollReport:
         """Several sharp, different views of the clip's main person (:mod:`.video_enroll`), through the same
         checks as photos, stored in one transaction."""
-        report = EnrollReport()
         found = main_person(collect_views(self.analyzer, path), self.analyzer.threshold)
         if not found:
+            report = EnrollReport()
             report.verdicts.append(ImageVerdict(str(path), name, "no_face", "in any sampled frame"))
             return report
+        report = self.enroll_views(name, found, str(path), metadata, views)
+        log.info("%s: %d sampled views of the main person, %d picked, %d stored", path, len(found),
+                 len(report.verdicts), sum(v.enrolled for v in report.verdicts))
+        return report
+
+    def enroll_views(self, name: str, found: list[VideoView], where: str, metadata: dict[str, Any] | None = None,
+                     views: int = VIEWS) -> EnrollReport:
+        """Up to ``views`` sharp, different views of one person (a clip's, a live track's), each through the
+        checks a photo gets, stored in one transaction (``where``: the source named in each verdict)."""
+        report = EnrollReport()
         candidates: list[Candidate] = []
         waiting: list[ImageVerdict] = []
         for view in pick_views(found, views):
-            label = f"{path}#frame{view.frame}"
+            label = f"{where}#frame{view.frame}"
             v, detail, warnings = self.check_face(view.chip, view.width, view.landmarks)
             verdict = ImageVerdict(label, name, v, detail, warnings)
             report.verdicts.append(verdict)
@@ -449,8 +466,6 @@ class Enroller:
             report.people.append(name)
             if self.on_person is not None:
                 self.on_person(name)
-        log.info("%s: %d sampled views of the main person, %d picked, %d stored", path, len(found),
-                 len(report.verdicts), sum(v.enrolled for v in report.verdicts))
         return report
 
     def enroll_photos(self, paths: list[str | Path], name: str, metadata: dict[str, Any] | None = None

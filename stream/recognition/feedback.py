@@ -1,4 +1,4 @@
-"""A user's corrections: "not this person" and "this is X", each one undoable.
+"""A user's corrections: "not this person" and "this is X", each one undoable; and "enrol this stranger".
 
 * **not**: the face is kept as a negative of the person it was named as
   (:meth:`GalleryStore.add_negative`); the matcher stops naming faces that look
@@ -11,6 +11,9 @@ Both write to the gallery, so every worker that shares it sees the change at its
 next search (SQLite compares the version; Redis announces it). A feedback id,
 ``<verdict>:<person id>:<hash>``, names everything needed to undo it, so undo
 works from any process, after a restart too. Deleting the person deletes both kinds.
+
+* **enrol this track**: a stranger's live track becomes a new person from its sharpest, most different
+  views (:func:`enrol_track`), as a video does (:meth:`Enroller.enroll_views`); undone by deleting them.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FacestreamError
-from facestream.gallery.store import GalleryStore
+from facestream.gallery.store import GalleryStore, check_name
 from facestream.gallery.types import NewEmbedding, content_hash
 from facestream.stream.engine.analyzer import FaceAnalyzer
-from facestream.stream.recognition.enroll import Enroller, encode_jpeg
+from facestream.stream.recognition.enroll import Enroller, EnrollReport, encode_jpeg
+from facestream.stream.recognition.video_enroll import VideoView
 
 SOURCE_PREFIX = "feedback:"  # the source of faces added by "this is X" (how `list` finds them)
 
@@ -157,3 +161,27 @@ def list_feedback(store: GalleryStore, person: str | None = None) -> list[Feedba
             if e.source.startswith(SOURCE_PREFIX):
                 out.append(Feedback(feedback_id("is", p.id, e.hash), "is", p.id, p.name, e.hash, e.source, e.created))
     return sorted(out, key=lambda f: f.created)
+
+
+def enrol_track(analyzer: FaceAnalyzer, store: GalleryStore, name: str, views: list[tuple[int, float, FaceSample]],
+                source: str) -> EnrollReport:
+    """Enrol a stranger's live track as the new person ``name``: its sharpest, most different views (up to
+    :data:`~facestream.stream.recognition.video_enroll.VIEWS`), each through the checks a photo gets.
+
+    Args:
+        views: the track's distinct views as (frame, quality, face).
+        source: where they came from (``camera:cam0#track7``), named in every verdict.
+
+    Raises:
+        FacestreamError: the name is taken (add a face with "this is" instead), or no view of the track.
+    """
+    taken = store.find_person(check_name(name))
+    if taken is not None:
+        raise FacestreamError(f"{taken.name} is already enrolled.",
+                              f"To add this face to them, use \"This is {taken.name}\"; else pick another name.")
+    if not views:
+        raise FacestreamError("This track has no embedded view yet.", "Wait until its face has been seen up close.")
+    found = [VideoView(frame, np.ascontiguousarray(face.chip, np.uint8), face.landmarks, face.width, quality,
+                       np.asarray(face.embedding, np.float32))
+             for frame, quality, face in views]
+    return Enroller(analyzer, store, progress=False).enroll_views(name, found, SOURCE_PREFIX + source)

@@ -42,7 +42,7 @@ class VideoView:
 
     frame: int
     chip: np.ndarray
-    landmarks: np.ndarray
+    landmarks: np.ndarray | None  # dlib's 5 points (the head-turn check); None where unknown
     width: float
     quality: float
     embedding: np.ndarray

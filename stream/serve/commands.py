@@ -42,6 +42,16 @@ class FeedbackCommand(Command):
     person: str | None = Field(None, max_length=200)
 
 
+class EnrolTrackCommand(Command):
+    """Enrol a stranger's live track as a new person
+    (:meth:`facestream.stream.live.pipeline.Pipeline.enrol_track`)."""
+
+    type: Literal["enrol_track"]
+    source: str = Field(min_length=1, max_length=200)
+    track_id: int = Field(ge=0, le=2**62)
+    name: str = Field(min_length=1, max_length=200)
+
+
 class FeedbackUndoCommand(Command):
     type: Literal["feedback_undo"]
     feedback: str = Field(min_length=1, max_length=300)
@@ -94,5 +104,5 @@ def blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-__all__ = ["Command", "CommandError", "FeedbackCommand", "FeedbackUndoCommand", "Subscribe", "blank_to_none",
-           "field_validator", "parse_command"]
+__all__ = ["Command", "CommandError", "EnrolTrackCommand", "FeedbackCommand", "FeedbackUndoCommand", "Subscribe",
+           "blank_to_none", "field_validator", "parse_command"]

@@ -56,6 +56,7 @@ from facestream.stream.serve.access import (  # noqa: F401 - SESSION_COOKIE: the
 from facestream.stream.serve.commands import (
     Command,
     CommandError,
+    EnrolTrackCommand,
     FeedbackCommand,
     FeedbackUndoCommand,
     Subscribe,
@@ -87,8 +88,9 @@ class StreamServer:
 
     # the commands every server takes; extensions add theirs
     COMMANDS: dict[str, type[Command]] = {"subscribe": Subscribe, "feedback": FeedbackCommand,
-                                          "feedback_undo": FeedbackUndoCommand}
-    REPLIES: dict[str, str] = {"feedback": "feedback_reply", "feedback_undo": "feedback_reply"}
+                                          "feedback_undo": FeedbackUndoCommand, "enrol_track": EnrolTrackCommand}
+    REPLIES: dict[str, str] = {"feedback": "feedback_reply", "feedback_undo": "feedback_reply",
+                               "enrol_track": "enrol_reply"}
 
     def __init__(self, config: ServerConfig | None = None, stats: Callable[[], dict] | None = None,
                  static_dir: Path | None = DASHBOARD_DIR, api: ASGIApp | None = None,
@@ -346,6 +348,8 @@ class StreamServer:
             return await owner.act(cmd)
         if isinstance(cmd, FeedbackCommand | FeedbackUndoCommand):
             return await self._feedback(cmd)
+        if isinstance(cmd, EnrolTrackCommand):
+            return await self._enrol_track(cmd)
         assert isinstance(cmd, Subscribe)
         if "sources" in cmd.model_fields_set:
             client.sources = parse_sources(cmd.sources)
@@ -359,6 +363,20 @@ class StreamServer:
         if client.jpeg_sources is not None:  # absent: pictures of every source it receives
             reply["jpeg_sources"] = sorted(client.jpeg_sources)
         return reply
+
+    async def _enrol_track(self, cmd: EnrolTrackCommand) -> dict:
+        """Enrol a stranger's track off the event loop (it embeds and writes the gallery)."""
+        reply: dict[str, Any] = {"type": "enrol_reply", "id": cmd.id, "command": cmd.type}
+        pipeline = self._pipeline
+        if pipeline is None:
+            return {**reply, "ok": False, "error": "This server has no live pipeline; enrol with `facestream enroll` "
+                                                   "and a photo or a clip of the person."}
+        call = functools.partial(pipeline.enrol_track, cmd.source, cmd.track_id, cmd.name.strip())
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(None, call)
+        except FacestreamError as exc:
+            return {**reply, "ok": False, "error": str(exc)}
+        return {**reply, "ok": True, "name": cmd.name.strip(), **report.to_json()}
 
     async def _feedback(self, cmd: FeedbackCommand | FeedbackUndoCommand) -> dict:
         """Run a correction off the event loop (it writes to the gallery, maybe embeds); the reply says how it went."""

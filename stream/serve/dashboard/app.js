@@ -126,6 +126,7 @@
         }
         break;
       case "feedback_reply": onFeedbackReply(msg); break;
+      case "enrol_reply": onEnrolReply(msg); break;
       case "error": log("error", msg.error || JSON.stringify(msg)); break;
       case "subscribed": break;
       case "event":
@@ -281,6 +282,7 @@
     $("#face-info").textContent = `${face.source} · track ${face.track_id} · ` +
       (face.name ? `named ${face.name}${face.confidence != null ? " (" + sureText(face.confidence) + " sure)" : ""}` : "unknown");
     $("#not-btn").hidden = !face.name;
+    $("#enrol-form").hidden = !!face.name;  // a stranger: enrol their track's best views as a new person
     $("#not-btn").textContent = face.name ? `Not ${face.name}` : "Not this person";
     $("#face-msg").textContent = "";
   }
@@ -333,6 +335,19 @@
     const person = String(new FormData(ev.target).get("person") || "").trim();
     if (picked && person) sendFeedback({ type: "feedback", verdict: "is", source: picked.source, track_id: picked.track_id, person }, `This is ${person}`);
   });
+  $("#enrol-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const name = String(new FormData(ev.target).get("name") || "").trim();
+    if (picked && name) sendFeedback({ type: "enrol_track", source: picked.source, track_id: picked.track_id, name }, `Enrolling ${name}`);
+  });
+
+  function onEnrolReply(msg) {
+    pendingFeedback.delete(msg.id);
+    if (!msg.ok) { faceMsg(msg.error, true); log("error", msg.error); return; }
+    const stored = (msg.images || []).filter((v) => v.verdict === "enrolled").length;
+    faceMsg(`Enrolled ${msg.name} from ${stored} view${stored === 1 ? "" : "s"} of the track.`, false);
+    log("correction", `enrolled ${msg.name} from ${stored} of ${(msg.images || []).length} views`);
+  }
   $("#face-close").addEventListener("click", () => { $("#face-panel").hidden = true; picked = null; });
 
   function renderCaption(cam) {

@@ -377,6 +377,23 @@ def test_not_this_person_from_the_dashboard_and_undo(gallery_url, tmp_path):
             page.wait_for_function(f"() => document.querySelector('#cameras canvas').dataset.names.includes('{lin}')",
                                    timeout=60_000)
             assert "correction" in page.inner_text("#log")
+            # a stranger's face offers "Enrol as new person" (not "Not ..."); the server answers in the panel
+            click_stranger = click_lin.replace(f"f.name === '{lin}'", "f.name === 'unknown'")
+            page.wait_for_function(click_stranger, timeout=90_000)
+            x, y = page.evaluate(click_stranger) or (0, 0)
+            page.mouse.click(x, y)
+            page.wait_for_function("() => document.querySelector('#face-info').textContent.endsWith('unknown')",
+                                   timeout=10_000)
+            assert page.is_visible("#enrol-form") and not page.is_visible("#not-btn")
+            page.fill("#enrol-form input", "Stranger From The Dashboard")
+            page.click("#enrol-form button")
+            page.wait_for_function("() => { const t = document.querySelector('#face-msg').textContent;"
+                                   " return t && !t.endsWith('…'); }", timeout=60_000)
+            answer = page.inner_text("#face-msg")
+            if answer.startswith("Enrolled"):  # some view of that track passed the checks
+                assert store.get_person("Stranger From The Dashboard").n_embeddings >= 1
+            else:  # the server's own reason, e.g. every view too small or turned
+                assert "checks" in answer or "not known here" in answer, answer
             browser.close()
     finally:
         run.stop()

@@ -119,3 +119,37 @@ def test_corrections_that_cannot_apply_say_why(analyzer, store):
         with pytest.raises(FacestreamError, match="not a feedback id"):
             pipeline.undo_feedback("garbage")
     matcher.close()
+
+
+def test_enrol_a_strangers_track_as_a_new_person(analyzer, store):
+    """Issue 19, item 4: a stranger's live track (the pianist, frames ~20-80, not enrolled) becomes a new person
+    from several of its sharpest, most different views, through enrolment's checks, and is named from its
+    next frames; a taken name is refused with the way to add a face instead."""
+    state: dict = {}
+
+    def on_frame(pipeline, result):
+        if "report" in state or not 40 <= result.frame_index <= 75:
+            return
+        for f in result.to_json()["faces"]:
+            track = pipeline.workers[0].find_track(f["track_id"])
+            if f["name"] != "unknown" or track is None or len(track.views) < 3 or f["box"][2] - f["box"][0] < 60:
+                continue
+            with pytest.raises(FacestreamError, match=f"{LIN} is already enrolled.*This is {LIN}"):
+                pipeline.enrol_track("cam0", f["track_id"], LIN)
+            try:
+                state["report"] = pipeline.enrol_track("cam0", f["track_id"], "The Pianist")
+                state["frame"], state["track"] = result.frame_index, f["track_id"]
+            except FacestreamError as exc:  # every view refused (turned, small): try a later frame
+                state.setdefault("refused", []).append(str(exc))
+            return
+
+    frames = run_clip(analyzer, store, on_frame)
+    assert "report" in state, f"no view passed the checks: {state.get('refused')}"
+    report = state["report"]
+    stored = [v for v in report.verdicts if v.enrolled]
+    assert report.people == ["The Pianist"] and len(stored) >= 2, report.to_json()
+    assert all(v.source.startswith(f"feedback:camera:cam0#track{state['track']}#frame") for v in report.verdicts)
+    assert store.get_person("The Pianist").n_embeddings == len(stored)
+    after = [f["name"] for k in range(state["frame"] + 1, state["frame"] + 15) for f in frames.get(k, [])
+             if f["track_id"] == state["track"]]
+    assert "The Pianist" in after, after

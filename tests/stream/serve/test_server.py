@@ -274,3 +274,18 @@ def test_pictures_only_of_the_tiles_a_dashboard_shows(server):
             assert server.jpeg_watched() is None
 
     asyncio.run(scenario())
+
+
+def test_enrol_track_needs_a_live_pipeline_and_a_name(server):
+    async def scenario():
+        async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "enrol_track", "id": 1, "source": "cam0", "track_id": 3, "name": "Ada"}))
+            reply = json.loads(await ws.recv())
+            assert reply["type"] == "enrol_reply" and reply["id"] == 1 and not reply["ok"]
+            assert "no live pipeline" in reply["error"]
+            await ws.send(json.dumps({"type": "enrol_track", "id": 2, "source": "cam0", "track_id": 3}))
+            reply = json.loads(await ws.recv())
+            assert reply["type"] == "enrol_reply" and reply["id"] == 2 and "name" in reply["error"]
+
+    asyncio.run(scenario())
