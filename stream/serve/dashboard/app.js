@@ -152,7 +152,9 @@
   const onScreen = new Set();
   let picturesAsked = null;  // what the server was last told (JSON), to send only changes
   let picturesTimer = null;
+  let tilesKnown = false;  // until the observer first reports, the server's default (every camera) stands
   const tileWatcher = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+    tilesKnown = true;
     for (const e of entries) {
       const source = e.target.dataset.source;
       if (e.isIntersecting) onScreen.add(source); else onScreen.delete(source);
@@ -164,7 +166,9 @@
 
   function sendPictures(force) {
     if (!tileWatcher || !ws || ws.readyState !== WebSocket.OPEN) return;
-    const wanted = document.visibilityState === "hidden" ? [] : [...onScreen].sort();
+    const hidden = document.visibilityState === "hidden";
+    if (!hidden && !tilesKnown) return;
+    const wanted = hidden ? [] : [...onScreen].sort();
     const text = JSON.stringify(wanted);
     if (!force && text === picturesAsked) return;
     picturesAsked = text;

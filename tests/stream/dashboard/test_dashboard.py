@@ -379,11 +379,14 @@ def test_not_this_person_from_the_dashboard_and_undo(gallery_url, tmp_path):
             assert "correction" in page.inner_text("#log")
             # a stranger's face offers "Enrol as new person" (not "Not ..."); the server answers in the panel
             click_stranger = click_lin.replace(f"f.name === '{lin}'", "f.name === 'unknown'")
-            page.wait_for_function(click_stranger, timeout=90_000)
-            x, y = page.evaluate(click_stranger) or (0, 0)
-            page.mouse.click(x, y)
-            page.wait_for_function("() => document.querySelector('#face-info').textContent.endsWith('unknown')",
-                                   timeout=10_000)
+
+            def picked_a_stranger() -> bool:  # faces move between the read and the click: try again then
+                page.wait_for_function(click_stranger, timeout=90_000)
+                x, y = page.evaluate(click_stranger) or (0, 0)
+                page.mouse.click(x, y)
+                return page.inner_text("#face-info").endswith("unknown")
+
+            wait_until(picked_a_stranger, 60, "a click on an unknown face")
             assert page.is_visible("#enrol-form") and not page.is_visible("#not-btn")
             page.fill("#enrol-form input", "Stranger From The Dashboard")
             page.click("#enrol-form button")
@@ -393,7 +396,7 @@ def test_not_this_person_from_the_dashboard_and_undo(gallery_url, tmp_path):
             if answer.startswith("Enrolled"):  # some view of that track passed the checks
                 assert store.get_person("Stranger From The Dashboard").n_embeddings >= 1
             else:  # the server's own reason, e.g. every view too small or turned
-                assert "checks" in answer or "not known here" in answer, answer
+                assert any(why in answer for why in ("checks", "not known here", "no embedded view")), answer
             browser.close()
     finally:
         run.stop()
