@@ -12,8 +12,9 @@ test: setup
 	bash .ci/typecheck
 	$(BIN)/python -m pytest -q
 
-# The developers' lane: every unit and in-process test, without the end-to-end ones marked slow
-# (browsers, subprocess clusters, Gradio, MLflow training runs, the wheel in a fresh venv). CI runs `make test`.
+# The developers' lane (under 2 minutes on 2 cores): the unit and in-process tests, without those marked slow:
+# the end-to-end ones (browsers, subprocess clusters, Gradio, MLflow training runs, the wheel in a fresh venv) and
+# the heavy in-process ones (3 s or more each, or behind such a fixture). CI runs `make test`: all of them.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -49,6 +49,7 @@ def _strangers_named(matcher: Matcher, strangers: np.ndarray) -> float:
     return float(np.mean([r.best is not None for r in matcher.search(strangers, top_k=1)]))
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_photo_count_does_not_attract_strangers(store):
     """A person's score must not reward photo count: strangers pass a person enrolled from 6 photos no more
     often than one enrolled from 1 (the best-photo rule made them pass ~3x as often)."""

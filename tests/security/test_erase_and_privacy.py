@@ -111,6 +111,7 @@ def test_erase_on_redis_removes_every_key_of_the_person(redis_url, analyzer):
         assert pid.encode() not in (r.dump(key) or b"") and NAME.encode() not in (r.dump(key) or b""), (key, blob[:80])
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_deleted_person_is_not_recreated_by_a_live_track(tmp_path, analyzer):
     """Lin is named on the clip and recorded; deleted mid-run, his track forgets him: no frame after carries his
     id, and attendance gets no new record of him."""
@@ -233,6 +234,7 @@ def test_strangers_memory_is_bounded():
     assert (time.perf_counter() - t0) / 100 < 0.01  # constant: never the 52 ms of stacking 40,000 lists
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_secrets_never_show_in_messages_or_logs(tmp_path):
     assert redact("redis://:hunter2@db:6379/0") == "redis://:***@db:6379/0"
     assert redact("http://h/?token=abc&password=x") == "http://h/?token=***&password=***"

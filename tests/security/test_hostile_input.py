@@ -53,6 +53,7 @@ def store(request, tmp_path):
     s.close()
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_person_id_with_a_separator_is_refused_everywhere(store, tmp_path):
     """Redis keeps embeddings under "<person id>|<hash>": an id holding "|" made the matcher credit another
     person. One rule for every way in: enrolment, bulk import, archives, rosters."""
@@ -178,6 +179,7 @@ def web():
     srv.shutdown()
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_roster_downloads_have_a_deadline_a_size_cap_and_a_private_address_policy(web):
     start = time.monotonic()
     with pytest.raises(FacestreamError, match="took longer than 2 s"):

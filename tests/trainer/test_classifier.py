@@ -19,6 +19,7 @@ def celeb_images() -> list[tuple[str, str]]:
             if not p.parent.name.startswith("_")]
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_celeba_attributes_are_learned_and_logged(analyzer, tmp_path, chip_cache):
     rows = celeb_images()
     lines = [str(len(rows)), "Male Is_Angelina"]

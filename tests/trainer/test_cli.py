@@ -37,6 +37,7 @@ def test_unreachable_tracking_server_fails_before_any_work(capsys):
     assert rc == 2 and "not reachable" in text and "Traceback" not in text
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_missing_data_folder_and_bad_options(capsys, tmp_path):
     store = f"sqlite:///{tmp_path}/m.db"
     rc, text = run(capsys, "train", "--data", str(tmp_path / "nope"), "--mlflow", store)
@@ -47,6 +48,7 @@ def test_missing_data_folder_and_bad_options(capsys, tmp_path):
     assert rc == 2 and "Unknown model architecture" in text and "dlib_resnet" in text
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_single_identity_is_refused(capsys, tmp_path):
     person = tmp_path / "data" / "only_one"
     person.mkdir(parents=True)

@@ -98,6 +98,7 @@ def test_models_are_compared_on_people_neither_trained_on(tmp_path, store):
     assert not none_left.promoted and "unseen by both" in none_left.reason
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_two_concurrent_registrations_end_with_the_better_champion(tmp_path, store):
     import threading
 

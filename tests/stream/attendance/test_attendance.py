@@ -422,6 +422,7 @@ def test_a_stranger_who_comes_back_is_counted_once(tmp_path):
     assert visit(restarted, 5, ada) == 4
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_locked_sqlite_file_is_a_clear_error_and_the_live_run_goes_on(tmp_path):
     """Another process holding the write lock gives a FacestreamError (not sqlite3's); the monitor retries."""
     path = tmp_path / "g.db"

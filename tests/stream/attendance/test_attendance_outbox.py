@@ -12,6 +12,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from facestream.stream.attendance import AttendanceMonitor, create_session, open_attendance_store
 from facestream.stream.attendance.feed import AttendanceFeed
 from facestream.stream.config import AttendanceConfig
@@ -25,6 +27,7 @@ def frame(camera: str, ts: float, *items) -> FrameResult:
     return FrameResult(source_id=camera, frame_index=0, timestamp=ts, faces=faces(*items))
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_stalled_or_restarted_redis_never_holds_a_camera_and_loses_nobody(tmp_path):
     server = RedisServer(tmp_path)
     server.start()

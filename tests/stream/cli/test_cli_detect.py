@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import EXAMPLES, GROUPS, ROOT
@@ -21,6 +22,7 @@ def _detect(*args):
     return out
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_detect_json_and_drawing(tmp_path):
     out = _detect(GROUPS / "obama_and_biden.jpg", "--out", tmp_path / "drawn.jpg")
     assert out.returncode == 0, out.stderr
@@ -32,6 +34,7 @@ def test_detect_json_and_drawing(tmp_path):
     assert (tmp_path / "drawn.jpg").stat().st_size > 0
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_bad_inputs_each_get_one_message_and_the_good_ones_still_run(tmp_path):
     rgb = np.asarray(Image.open(BIDEN).convert("RGB"))
     (tmp_path / "empty.jpg").write_bytes(b"")
@@ -58,6 +61,7 @@ def test_bad_inputs_each_get_one_message_and_the_good_ones_still_run(tmp_path):
     assert "error" not in report["border.jpg"]
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_one_pixel_high_image_gets_one_message(tmp_path):
     Image.new("RGB", (40, 1), (120, 130, 140)).save(tmp_path / "sliver.png")
     out = _detect(tmp_path / "sliver.png")

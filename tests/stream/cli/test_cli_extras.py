@@ -33,6 +33,7 @@ sys.exit(main(sys.argv[1:]))
     (["demo", "--port", "0"], "demo"),
     (["train", "--data", str(EXAMPLES), "--epochs", "1"], "train"),
 ])
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_command_whose_extra_is_missing_names_the_extra(tmp_path, argv, extra):
     out = subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, *argv, "--set", f"gallery.url=sqlite:///{tmp_path}/g.db"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)

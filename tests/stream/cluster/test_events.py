@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 
 from facestream.stream.attendance import open_attendance_store
@@ -49,6 +50,7 @@ def drain(consumer: EventConsumer, ack: bool = True, limit: int = 10_000) -> lis
     return got
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_every_event_reaches_each_group_at_least_once_across_a_freeze_and_a_kill(redis_url):
     reg = SourceRegistry(redis_url)
     r = reg.client

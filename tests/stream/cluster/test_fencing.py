@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from facestream.stream.attendance.redis_backend import frame_stream
@@ -79,6 +80,7 @@ def processed(worker: Worker) -> int:
     return sum(w.processed for w in worker.pipeline.workers if w.source.id == "door")
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_holder(redis_url, analyzer):
     r = redis.Redis.from_url(redis_url)
     SourceRegistry(redis_url).add(SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True))
@@ -129,6 +131,7 @@ def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_hold
         proxy.close()
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_redis_pause_restarts_the_camera_on_the_same_worker_within_two_seconds(tmp_path, analyzer):
     """Redis paused (SIGSTOP) for twice the lease: every lease lapses. The worker stops its camera when
     its renewals fail and, once Redis answers, claims it back (a new epoch) and runs it again."""

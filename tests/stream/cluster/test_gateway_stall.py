@@ -20,6 +20,7 @@ from tests.conftest import RedisServer
 TOKEN = "stall-token-0123456789abc"
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the reader killed on purpose
 def test_health_stays_fast_while_redis_stalls_and_fails_when_the_reader_dies(tmp_path):
     server = RedisServer(tmp_path)

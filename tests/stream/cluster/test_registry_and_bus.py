@@ -74,6 +74,7 @@ class Collector:
                     pass
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_two_gateways_each_get_every_message_once_in_order_and_no_stale_replay(redis_url):
     r = redis.Redis.from_url(redis_url)
     publisher = LivePublisher(r, ServerConfig(jpeg_fps=0)).start()
@@ -341,6 +342,7 @@ def test_a_worker_opens_only_the_sources_its_policy_allows(redis_url, analyzer, 
         reg.close()
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_sources_spread_over_the_workers_and_again_after_a_worker_comes_back(redis_url, analyzer):
     """Issue 21, item 6: 4 sources on 2 workers once split 4/0 or 3/1 for good, and a restarted worker stayed
     idle. Each worker now holds its fair share, ceil(sources / live workers), shedding the rest."""
@@ -390,6 +392,7 @@ def test_sources_spread_over_the_workers_and_again_after_a_worker_comes_back(red
         reg.close()
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_gateway_reads_only_the_frames_of_the_sources_its_clients_watch(redis_url):
     """Issue 21, item 6: every gateway read every camera's frames through one stream. With 100 sources at
     30 fps and one client watching 4, the gateway now reads those 4 sources' frames (plus events): <= 120 msg/s."""

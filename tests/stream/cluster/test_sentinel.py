@@ -30,6 +30,7 @@ def start_sentinel(tmp_path, master_port: int) -> int:
     return port
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_worker_on_sentinel_keeps_publishing_after_the_master_dies(tmp_path, analyzer):
     (tmp_path / "m").mkdir()
     (tmp_path / "r").mkdir()

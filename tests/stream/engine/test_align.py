@@ -54,6 +54,7 @@ def _rect(box: np.ndarray) -> dlib.rectangle:
     return dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_mapped_boxes_overlap_dlibs_own_detector(photos):
     """The fitted MediaPipe -> dlib box map puts boxes where dlib's HOG detector puts them."""
     hog = dlib.get_frontal_face_detector()
@@ -77,6 +78,7 @@ def test_mapped_boxes_overlap_dlibs_own_detector(photos):
     assert np.mean(mapped) > np.mean(raw)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_landmarks_sit_on_the_face(photos, landmarker):
     for img, boxes in photos:
         pts = landmarker.predict(img, boxes)
@@ -91,6 +93,7 @@ def test_landmarks_sit_on_the_face(photos, landmarker):
     assert landmarker.predict(photos[0][0], np.zeros((0, 4), np.float32)).shape == (0, 5, 2)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_landmarks_equal_dlibs_on_the_same_box(photos, landmarker):
     img, boxes = photos[0]
     rect = _rect(to_dlib_boxes(boxes)[0])

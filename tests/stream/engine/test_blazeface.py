@@ -112,6 +112,7 @@ def _port(ported: FaceDetector, rgb: np.ndarray, kind: str) -> RawFaces:
     return RawFaces(_undo(ours.xyxy, *SHORT.to_full), ours.score, ours.kps) if kind == "short" else ours
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 @pytest.mark.parametrize("kind", ["full", "short"])
 def test_the_port_finds_what_mediapipe_finds_in_the_shared_photos(graphs, kind):
     """MediaPipe's graph on each original photo, with its own resizing, against the port fed likewise."""
@@ -120,6 +121,7 @@ def test_the_port_finds_what_mediapipe_finds_in_the_shared_photos(graphs, kind):
              RANGES[kind].min_score)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 @pytest.mark.parametrize("kind", ["full", "short"])
 def test_the_port_and_mediapipe_agree_on_the_same_views_of_the_clip(kind):
     """The reference engine (MediaPipe's graph) and the port fed the same letterboxed views of the clip's
@@ -200,6 +202,7 @@ def test_letterbox_maps_views_back_to_the_frame():
     assert isinstance(lb, Letterbox)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_close_ups_of_the_shared_photos_are_found():
     """A face filling half to all of the picture (a selfie, a kiosk) is found, once."""
     detector = FaceDetector(DetectorConfig())
@@ -221,6 +224,7 @@ def test_close_ups_of_the_shared_photos_are_found():
     assert not missed, missed
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_photo_mode_finds_small_faces_in_one_call():
     """Pasted faces of 64 px in a 1920x1080 frame: found in one detect() call (tiles), with no false faces."""
     detector = FaceDetector(DetectorConfig())

@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import EXAMPLES, ROOT
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_every_pair_is_decided_right_at_the_calibrated_threshold(analyzer, photo_embeddings):
     threshold = analyzer.threshold
     misses, pairs = [], 0
@@ -37,6 +39,7 @@ def _compare_cli(a, b):
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_compare_cli_json():
     same = _compare_cli(EXAMPLES / "Barack_Obama" / "obama.jpg", EXAMPLES / "Barack_Obama" / "knn_test_obama1.jpg")
     assert same["same"] is True and same["similarity"] >= same["threshold"]
@@ -44,6 +47,7 @@ def test_compare_cli_json():
     assert different["same"] is False and different["similarity"] < different["threshold"]
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_compare_cli_without_a_face_is_one_clear_message(tmp_path):
     from PIL import Image
 

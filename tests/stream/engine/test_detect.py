@@ -64,6 +64,7 @@ def _paste(frame: np.ndarray, patch: np.ndarray, box: np.ndarray, x: int, y: int
     return out, (box + np.array([x, y, x, y], np.float32))[None]
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_every_single_person_photo_yields_one_main_face(detector):
     """Exactly one face per single-person photo, apart from people in the background.
 

@@ -85,6 +85,7 @@ def test_matrix_new_and_old_dimension_order():
     np.testing.assert_array_equal(old, new)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_generic_reader_consumes_the_5_point_shape_predictor():
     """The same primitives read a different dlib model to its last byte (what a numpy port would use)."""
     r = DlibReader.from_file(default_model_path().parent / "shape_predictor_5_face_landmarks.dat")
@@ -215,6 +216,7 @@ def test_torch_equals_dlib(dlib_model, dlib_chips, dlib_descriptors):
     assert np.linalg.norm(dlib_descriptors[0] - dlib_descriptors[1]) > 0.3
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_onnx_equals_dlib_with_dynamic_batch(tmp_path, dlib_model, dlib_chips, dlib_descriptors):
     import onnxruntime as ort
 

@@ -94,6 +94,7 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert cache_dir().name == "facestream"
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_prepare_writes_a_complete_model_keyed_by_the_source_hash(prepared, model_cache):
     from facestream.stream.engine.model_store import _dlib_resnet_source
 
@@ -109,6 +110,7 @@ def test_prepare_writes_a_complete_model_keyed_by_the_source_hash(prepared, mode
     assert prepared.architecture == "dlib_resnet" and 0 < prepared.threshold < 1
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_second_prepare_reuses_the_files(prepared, monkeypatch):
     import facestream.stream.engine.model_store as models
 
@@ -126,6 +128,7 @@ def test_second_prepare_reuses_the_files(prepared, monkeypatch):
     assert ModelSpec.load(prepared.onnx_path.parent) == prepared  # a failed forced conversion keeps the old one
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_prepared_model_runs_in_onnxruntime_and_torch(prepared):
     import onnxruntime as ort
     import torch
@@ -143,6 +146,7 @@ def test_prepared_model_runs_in_onnxruntime_and_torch(prepared):
     assert np.abs(onnx_out - torch_out).max() < 1e-5
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_model_info(prepared):
     info = model_info(prepared)
     assert info["model_id"] == prepared.model_id
@@ -151,6 +155,7 @@ def test_model_info(prepared):
     json.dumps(info)  # ready for `facestream models info --json`
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_mlflow_run_and_registered_model(prepared, tmp_path, monkeypatch):
     import mlflow
     monkeypatch.chdir(tmp_path)  # MLflow writes nothing into the checkout

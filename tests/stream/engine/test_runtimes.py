@@ -159,6 +159,7 @@ def test_batching_matches_unbatched(engine, request, real_chips, reference, many
     np.testing.assert_allclose(many[:40], head, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 @pytest.mark.parametrize("engine", ["ort_cpu", "torch_cpu"])
 def test_threads_embedding_at_once_get_their_own_results(engine, request, many_chips):
     emb = request.getfixturevalue(engine)

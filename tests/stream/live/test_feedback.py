@@ -52,6 +52,7 @@ def lin_frames(frames: dict[int, list[dict]], lo: int, hi: int) -> list[int]:
     return [k for k in range(lo, hi) if any(f["name"] == LIN for f in frames.get(k, []))]
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_not_this_person_then_undo_in_a_live_run(analyzer, store):
     state: dict = {}
 
@@ -77,6 +78,7 @@ def test_not_this_person_then_undo_in_a_live_run(analyzer, store):
     assert named_again and named_again[0] <= f1 + 10, f"not named again soon after undo: {named_again[:5]}"
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_this_is_names_an_unknown_face(analyzer, store):
     """Alex Lacamoire (the pianist, frames ~20-80) is enrolled without a photo: unknown until a user says
     "this is Alex" on his face, through enrolment's checks; named on the next frames."""
@@ -121,6 +123,7 @@ def test_corrections_that_cannot_apply_say_why(analyzer, store):
     matcher.close()
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_enrol_a_strangers_track_as_a_new_person(analyzer, store):
     """Issue 19, item 4: a stranger's live track (the pianist, frames ~20-80, not enrolled) becomes a new person
     from several of its sharpest, most different views, through enrolment's checks, and is named from its

@@ -46,6 +46,7 @@ def clip_frames(every: int = 3, limit: int = 300):
     cap.release()
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_step_names_the_clip_and_returns_events(analyzer, lin_store):
     config = load_config(env={})
     with Matcher(lin_store, analyzer.model_id, analyzer.threshold, tail=analyzer.impostor_tail, watch=False) as m:
@@ -64,6 +65,7 @@ def test_step_names_the_clip_and_returns_events(analyzer, lin_store):
     assert max(len(t.views) for t in rec.recent.values()) >= 2  # tracks gather distinct views
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_webcam_and_pipeline_share_the_frame_step(analyzer, lin_store):
     """The same clip through the live pipeline and through a browser's webcam session: both name Lin,
     both report quality and a track's views (one frame step, not two)."""
@@ -97,6 +99,7 @@ def test_near_duplicate_views_count_once_and_the_template_weighs_quality():
     assert float(tmpl @ b) > float(tmpl @ c)  # the better view weighs more
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_template_names_someone_no_single_view_names(analyzer, photo_embeddings):
     """Real faces: a gallery of one photo per person. Two other photos of a person, each too unlike the
     enrolled one to be named alone at this gallery's far, are named as a track's template of 2 views,

@@ -37,6 +37,7 @@ def run(live: LiveDetector, tracker: Tracker, frames: list[np.ndarray]) -> list:
     return out
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_static_scene_of_64px_faces_is_found_within_a_second(detector, sources):
     """Pasted faces of 64 px in a 1920x1080 frame: after 1 s of frames every sweep has passed, and the
     faces, held by crops on their tracks since, are found (recall >= 0.95 over the next frames)."""
@@ -76,6 +77,7 @@ def test_every_area_is_searched_within_the_sweep_and_change_goes_first():
     assert any(p.view.box[2] == 1920 and p.view.box[3] == 1080 for p in corner), [p.view.box for p in corner]
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_a_tracked_face_keeps_its_id_while_it_shrinks_from_200_to_48px(detector, sources):
     walker = Walker(sources[0], 0.0, 2.0, (600.0, 500.0), (1300.0, 560.0), 200.0, 48.0)
     bg = background(np.random.default_rng(3), 1920, 1080)
@@ -96,6 +98,7 @@ def test_a_tracked_face_keeps_its_id_while_it_shrinks_from_200_to_48px(detector,
     assert len(set(found)) == 1, ids
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 @pytest.mark.parametrize("size", [(64, 64), (360, 640), (2160, 3840), (4320, 7680)], ids=str)
 def test_frames_of_any_size_and_a_resolution_change(detector, sources, size):
     """64x64 to 8K frames are searched, and a camera switching resolution mid-stream loses nothing."""

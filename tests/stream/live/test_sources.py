@@ -189,6 +189,7 @@ class SlowMjpegCamera(MjpegCamera):
     answer_after = 2.5
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_slow_handshake_is_waited_for_not_taken_for_a_stall():
     """Connecting takes longer than the stall timeout: the watchdog must let each attempt finish.
 

@@ -105,6 +105,7 @@ def by_person(folder: Path) -> dict[str, list[Path]]:
 
 
 # -- accuracy -----------------------------------------------------------------------------------
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_enrol_one_photo_per_person_identify_the_others(engine, store, tmp_path):
     """Real enrolment (folder of folders) with the first photo of each person; identify every other photo."""
     firsts, others = [], []
@@ -129,6 +130,7 @@ def test_enrol_one_photo_per_person_identify_the_others(engine, store, tmp_path)
     assert acc >= 0.85
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_leave_one_out_over_deepface_celebs(engine, photo_vectors, tmp_path):
     """Each celeb photo against a gallery of every other photo (real Matcher, SQLite store)."""
     celebs = [(i, p, v) for i, p, v in photo_vectors if p.is_relative_to(CELEBS)]
@@ -393,6 +395,7 @@ def test_model_change_is_detected_and_reembedding_restores_recognition(engine, s
 
 
 # -- the command line ---------------------------------------------------------------------------
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_cli_end_to_end(tmp_path, capsys, monkeypatch):
     """enroll -> identify/verify -> people list/show/rename/delete -> export/import, through `facestream`."""
     import json

@@ -85,6 +85,7 @@ def test_head_yaw_reads_a_turned_face_model(yaw):
     assert head_yaw(image) == pytest.approx(yaw, abs=4)
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_enroll_cli_reports_flagged_photos(tmp_path):
     folder = tmp_path / "people" / "Barack Obama"
     folder.mkdir(parents=True)
@@ -101,6 +102,7 @@ def test_enroll_cli_reports_flagged_photos(tmp_path):
     assert verdicts == {"obama.jpg": "duplicate", "obama2.jpg": "duplicate", "biden.jpg": "mismatch"}
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_strangers_stay_unknown_in_a_gallery_of_the_shared_people(analyzer, store):
     """The 13 celebrities enrolled (all photos but one each); the 6 people of the other set are strangers:
     at the shipped operating point (match.far 1e-3) none of their 18 photos is named; the held-out celebrity

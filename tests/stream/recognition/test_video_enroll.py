@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from facestream.gallery import open_store
 from facestream.gallery.matcher import Matcher
@@ -26,6 +27,7 @@ def test_picks_distinct_views_of_the_main_person(analyzer):
     assert min(v.quality for v in picked) >= np.median([v.quality for v in main])  # the better half
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_enroll_a_clip_then_name_a_photo(analyzer, tmp_path, capsys):
     from facestream.stream.cli import main
 

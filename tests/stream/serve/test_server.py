@@ -151,6 +151,7 @@ def stuck_client(port: int) -> socket.socket:
     return s
 
 
+@pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
 def test_fifty_clients_one_stuck():
     """49 readers get every message while one client never reads; its queue stays bounded.
 
