@@ -22,6 +22,7 @@ from facestream.gallery.archive import export_gallery, import_gallery
 from facestream.gallery.errors import GalleryError
 from facestream.gallery.types import Person
 from facestream.stream.recognition.download import fetch_url
+from tests.cli import facestream
 from tests.conftest import EXAMPLES, ROOT
 from tests.gallery.conftest import emb, unit
 from tests.stream.demo.test_demo import huge_png
@@ -66,9 +67,7 @@ def test_a_person_id_with_a_separator_is_refused_everywhere(store, tmp_path):
     assert store.list_people() == []
     roster = tmp_path / "roster.csv"
     roster.write_text(f"name,photo,id\nMallory,{EXAMPLES / 'Joe_Biden' / 'biden.jpg'},mallory|alice\n")
-    out = subprocess.run([sys.executable, "-m", "facestream", "enroll", str(roster), "--gallery",
-                          f"sqlite:///{tmp_path}/r.db", "--quiet", "--allow-local"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = facestream("enroll", roster, "--gallery", f"sqlite:///{tmp_path}/r.db", "--quiet", "--allow-local")
     assert out.returncode == 2 and "is not valid" in out.stderr and "Traceback" not in out.stderr
 
 

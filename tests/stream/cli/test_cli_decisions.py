@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import CELEBS, EXAMPLES, ROOT
+from tests.cli import facestream
+from tests.conftest import CELEBS, EXAMPLES
 
-pytestmark = pytest.mark.slow  # end-to-end: processes, browsers, servers (`make test-fast` skips it)
-
-
-def facestream(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facestream", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+pytestmark = pytest.mark.slow  # whole commands over the shared photos (`make test-fast` skips it)
 
 
 def test_compare_pairs_prints_a_line_per_pair_and_the_error_rates(tmp_path):

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import EXAMPLES, GROUPS, ROOT
+from tests.cli import facestream
+from tests.conftest import EXAMPLES, GROUPS
 
 BIDEN = EXAMPLES / "Joe_Biden" / "biden.jpg"
 
 
 def _detect(*args):
-    out = subprocess.run([sys.executable, "-m", "facestream", "detect", *map(str, args), "--json"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = facestream("detect", *args, "--json")
     assert "Traceback" not in out.stderr, out.stderr
     return out
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT
+from tests.cli import facestream
+from tests.conftest import EXAMPLES
 
 
 @pytest.mark.slow  # heavy (3 s or more on 2 cores, or its fixture is): `make test-fast` skips it
@@ -33,8 +32,7 @@ def test_every_pair_is_decided_right_at_the_calibrated_threshold(analyzer, photo
 
 
 def _compare_cli(a, b):
-    out = subprocess.run([sys.executable, "-m", "facestream", "compare", str(a), str(b), "--json"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = facestream("compare", a, b, "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -53,8 +51,6 @@ def test_compare_cli_without_a_face_is_one_clear_message(tmp_path):
 
     blank = tmp_path / "wall.png"
     Image.new("RGB", (400, 300), (200, 190, 180)).save(blank)
-    out = subprocess.run([sys.executable, "-m", "facestream", "compare", str(blank),
-                          str(EXAMPLES / "Joe_Biden" / "biden.jpg")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = facestream("compare", blank, EXAMPLES / "Joe_Biden" / "biden.jpg")
     assert out.returncode == 2
     assert out.stderr.startswith("error: No face found in") and "Traceback" not in out.stderr

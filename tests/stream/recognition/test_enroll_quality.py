@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,8 @@ from facestream.stream.engine.imageio import load_image
 from facestream.stream.engine.quality import head_yaw
 from facestream.stream.recognition.enroll import Enroller, Photo
 from facestream.stream.recognition.identify import identify, open_matcher
-from tests.conftest import CELEBS, EXAMPLES, GROUPS, ROOT, single_person_photos
+from tests.cli import facestream
+from tests.conftest import CELEBS, EXAMPLES, GROUPS, single_person_photos
 
 OBAMA = EXAMPLES / "Barack_Obama"
 BIDEN = EXAMPLES / "Joe_Biden"
@@ -91,13 +90,12 @@ def test_enroll_cli_reports_flagged_photos(tmp_path):
     folder.mkdir(parents=True)
     for p in (OBAMA / "obama.jpg", OBAMA / "obama2.jpg", BIDEN / "biden.jpg"):
         shutil.copy(p, folder / p.name)
-    cmd = [sys.executable, "-m", "facestream", "enroll", str(tmp_path / "people"), "--gallery",
-           f"sqlite:///{tmp_path}/g.db", "--quiet"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    cmd = ["enroll", tmp_path / "people", "--gallery", f"sqlite:///{tmp_path}/g.db", "--quiet"]
+    out = facestream(*cmd)
     assert out.returncode == 0, out.stderr
     assert "mismatch" in out.stdout and "biden.jpg" in out.stdout and "--accept-flagged" in out.stdout
     assert "2 enrolled, 1 mismatch" in out.stdout
-    js = subprocess.run([*cmd, "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    js = facestream(*cmd, "--json")
     verdicts = {v["source"].rsplit("/", 1)[-1]: v["verdict"] for v in json.loads(js.stdout)["images"]}
     assert verdicts == {"obama.jpg": "duplicate", "obama2.jpg": "duplicate", "biden.jpg": "mismatch"}
 
