@@ -24,6 +24,14 @@ decision needs its own tail. This bench measures it on the LFW calibration set
 
 Results: ``bench/results/templates-<machine>.json``; ``ship`` holds the view shift
 fitted on all of LFW (``stream/engine/operating_points.py``).
+
+3. **Enrolled from several views** (``--enrolment``): people enrolled from m = 1, 3, 5
+   photos (what a clip or a live track gives: ``facestream enroll clip.mp4``, the
+   dashboard's "Enrol as new person") in galleries of 40, 200 and 1,000 where everyone
+   else has one photo; their k-view templates (k = 1, 3 other photos) named right and
+   wrong, and strangers' k-view templates named, at ``far``. LFW has few people with
+   six photos or more, so the probed people are those with m + 1 photos or more (up
+   to half the gallery). Results: ``bench/results/templates-enrolment-<machine>.json``.
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--draws", type=int, default=4, help="random k-photo templates per person")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--held-out-only", action="store_true", help="skip fitting the shipped numbers")
+    p.add_argument("--enrolment", action="store_true",
+                   help="only the enrolled-from-several-views axis (people enrolled from 1, 3, 5 photos)")
     p.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
     return p.parse_args(argv)
 
@@ -214,6 +224,66 @@ def held_out(labels: np.ndarray, e: np.ndarray, test: np.ndarray, tail: Impostor
     return rows
 
 
+ENROL_PHOTOS = (1, 3, 5)
+PROBE_VIEWS = (1, 3)
+
+
+def held_out_enrolment(labels: np.ndarray, e: np.ndarray, test: np.ndarray, tail: ImpostorTail, repeats: int,
+                       seed: int) -> list[dict]:
+    """People enrolled from m photos among galleries where everyone else has one: their k-view templates named
+    right or wrong, strangers' k-view templates named."""
+    rng = np.random.default_rng(seed)
+    people = np.unique(labels[test])
+    photos = {p: np.flatnonzero(labels == p) for p in people}
+    rows = []
+    for n in SIZES:
+        for m in ENROL_PHOTOS:
+            tally = {k: {"probes": 0, "right": 0, "wrong": 0, "strangers": 0, "named": 0} for k in PROBE_VIEWS}
+            probed_people = 0
+            for _ in range(repeats):
+                rich = [p for p in people if len(photos[p]) >= m + 1]
+                probed = list(rng.choice(rich, min(len(rich), max(1, n // 2)), replace=False))
+                others = [p for p in people if p not in set(probed)]
+                fillers = list(rng.choice(others, n - len(probed), replace=False))
+                enrolled, rest = [], {}
+                for p in probed:
+                    idx = rng.permutation(photos[p])
+                    enrolled.append((p, e[idx[:m]]))
+                    rest[p] = idx[m:]
+                enrolled += [(p, e[rng.choice(photos[p], 1)]) for p in fillers]
+                strangers = [p for p in others if p not in set(fillers)]
+                probed_people += len(probed)
+                store = build_store(enrolled)
+                with Matcher(store, MODEL, VERIFY, tail=tail, far=FAR, device="cpu", watch=False) as matcher:
+                    for k in PROBE_VIEWS:
+                        probes = [(p, r[:k]) for p, r in rest.items() if len(r) >= k]
+                        strange = [rng.choice(photos[p], k, replace=False) for p in strangers if len(photos[p]) >= k
+                                   for _ in range(1 if k == 1 else 4)]  # several k-subsets: more stranger templates
+                        t = tally[k]
+                        if probes:
+                            got = decide(matcher, e, [i for _, i in probes], "template")
+                            t["probes"] += len(probes)
+                            t["right"] += sum(g == p for g, (p, _) in zip(got, probes, strict=True))
+                            t["wrong"] += sum(g is not None and g != p for g, (p, _) in zip(got, probes, strict=True))
+                        if strange:
+                            got = decide(matcher, e, strange, "template")
+                            t["strangers"] += len(strange)
+                            t["named"] += sum(g is not None for g in got)
+                store.close()
+            row = {"people": n, "enrol_photos": m, "galleries": repeats, "probed_people": probed_people // repeats,
+                   "far": FAR,
+                   "by_views": {f"k{k}": {"probes": t["probes"], "right": round(t["right"] / max(1, t["probes"]), 4),
+                                          "wrong": round(t["wrong"] / max(1, t["probes"]), 5),
+                                          "strangers": t["strangers"],
+                                          "strangers_named": round(t["named"] / max(1, t["strangers"]), 6)}
+                                for k, t in tally.items()}}
+            rows.append(row)
+            print(f"  {n} people, enrolled from {m}: " + "; ".join(
+                f"{key} right {v['right']} wrong {v['wrong']} strangers named {v['strangers_named']:.2e} "
+                f"({v['strangers']})" for key, v in row["by_views"].items()), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -238,9 +308,18 @@ def main(argv: list[str] | None = None) -> int:
         view_shift = fit_view_shift(shifts)
         tail = ImpostorTail(base.scores, base.log10_p, photo_shift, base.source, view_shift)
         print(f"  view shift {view_shift} (photo shift {photo_shift}); testing on the other half", flush=True)
+        if args.enrolment:
+            out_folds.append({"fitted_on": f"fold {fit_fold}", "view_shift": view_shift,
+                              "enrolment": held_out_enrolment(labels, e, test, tail, args.repeats,
+                                                              args.seed + 20 + fit_fold)})
+            continue
         out_folds.append({"fitted_on": f"fold {fit_fold}", "shifts": shifts, "view_shift": view_shift,
                           "additive_model_error": additivity(shifts, photo_shift, view_shift),
                           "held_out": held_out(labels, e, test, tail, args.repeats, args.seed + 10 + fit_fold)})
+    if args.enrolment:
+        write_result("templates-enrolment", {"model": analyzer.model_id, "far": FAR, "folds": out_folds,
+                                              "machine": machine_info()}, out_dir=args.out, quiet=True)
+        return 0
     if args.held_out_only:
         write_result("templates", {"model": analyzer.model_id, "far": FAR, "folds": out_folds,
                                    "machine": machine_info()}, out_dir=args.out, quiet=True)
