@@ -164,3 +164,42 @@ def test_a_redis_pause_restarts_the_camera_on_the_same_worker_within_two_seconds
             w[0].stop()
             w[0].registry.close()
         server.stop()
+
+
+@pytest.mark.slow  # a worker process, frozen: end to end
+def test_a_frozen_worker_process_publishes_nothing_after_the_new_holder(redis_url, analyzer, tmp_path):
+    """Issue 21, item 1: a whole worker process frozen (SIGSTOP: a GC pause, a VM pause) past its lease once
+    interleaved frames and a track_ended with the new holder's. Thawed, it must publish nothing more for the
+    source: its lease's epoch is no longer the live one, and the publish script refuses it."""
+    from tests.stream.cluster.test_cluster import Proc
+
+    r = redis.Redis.from_url(redis_url)
+    SourceRegistry(redis_url).add(SourceConfig(url=str(HAMILTON), id="door", loop=True, realtime=True))
+    a = Proc(["worker", "--capacity", "1", "--no-attendance", "--set", f"cluster.lease_seconds={LEASE_S}",
+              "--set", "cluster.heartbeat_seconds=0.5", "--set", f"cluster.source_folders=[{HAMILTON.parent}]",
+              "--gallery", redis_url], tmp_path / "worker-a.log")
+    b = None
+    try:
+        wait_until(lambda: sum(1 for m in door_messages(r) if m.get("type") == "frame") >= 10, 120,
+                   "A's frames", stop_if=lambda: None if a.alive() else a.tail())
+        a_id = door_messages(r)[0]["worker"]
+        a.proc.send_signal(signal.SIGSTOP)  # frozen mid-stream, whatever it was doing
+        b = start_worker(redis_url, analyzer, "w-b")  # claims the source once A's lease runs out in Redis
+        wait_until(lambda: any(m.get("worker") == "w-b" for m in door_messages(r)), 60, "B's first message")
+        time.sleep(1.0)  # B publishes for a while
+        a.proc.send_signal(signal.SIGCONT)  # A wakes up believing it holds the camera
+        time.sleep(2 * LEASE_S)  # long enough for it to publish whatever it had, and to notice
+        messages = door_messages(r)
+        first_b = next(i for i, m in enumerate(messages) if m.get("worker") == "w-b")
+        assert [m for m in messages[first_b:] if m.get("worker") == a_id] == []
+        assert SourceRegistry(redis_url).holders()["door"] == "w-b"
+        assert a.alive(), a.tail()  # fenced, not crashed
+        assert "its lease was not renewed for 2/3 of its length" in a.log.read_text()  # it noticed, and let go
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+        a.stop()
+        if b is not None:
+            b[1].set()
+            b[2].join(10)
+            b[0].stop()
+            b[0].registry.close()
