@@ -115,9 +115,10 @@ def calibrate_gallery(data: GalleryMatrix, tail: ImpostorTail | None, far: float
         raise ValueError("calibration needs at least two enrolled people")
     strangers = np.zeros((0, data.matrix.shape[1]), np.float32) if strangers is None else strangers
     photo_shift = tail.photo_shift if tail is not None else 0.0
-    genuine_a = _genuine_scores(data, photo_shift)
+    means, counts, starts = _means(data)
+    genuine_a = _genuine_scores(data, counts, starts, photo_shift)
     floor = tail.score_at(-1.0) - 0.05 if tail is not None else -2.0
-    impostor, total, open_set = _impostor_scores(data, strangers, photo_shift, floor)
+    impostor, total, open_set = _impostor_scores(data, means, counts, strangers, photo_shift, floor)
     shift = _population_shift(impostor, total, tail) if tail is not None and total >= MIN_IMPOSTOR_FOR_SHIFT else None
     warnings = _warnings(total, shift, len(genuine_a), len(open_set), far)
     effective = tail.shifted(shift) if tail is not None and shift is not None else tail
@@ -139,9 +140,8 @@ def calibrate_gallery(data: GalleryMatrix, tail: ImpostorTail | None, far: float
                              total, open_set.astype(np.float32), shift, rows, warnings, far)
 
 
-def _genuine_scores(data: GalleryMatrix, photo_shift: float) -> np.ndarray:
+def _genuine_scores(data: GalleryMatrix, counts: np.ndarray, starts: np.ndarray, photo_shift: float) -> np.ndarray:
     """Leave-one-out: each photo against the mean of its person's other photos (people with two or more)."""
-    _, counts, starts = _means(data)
     rp = data.row_person
     sums = np.add.reduceat(data.matrix.astype(np.float64), starts, axis=0)
     genuine = []
@@ -154,12 +154,11 @@ def _genuine_scores(data: GalleryMatrix, photo_shift: float) -> np.ndarray:
     return np.array(genuine, np.float32)
 
 
-def _impostor_scores(data: GalleryMatrix, strangers: np.ndarray, photo_shift: float,
-                     floor: float) -> tuple[np.ndarray, int, np.ndarray]:
+def _impostor_scores(data: GalleryMatrix, means: np.ndarray, counts: np.ndarray, strangers: np.ndarray,
+                     photo_shift: float, floor: float) -> tuple[np.ndarray, int, np.ndarray]:
     """Each photo against every other person, each stranger against everyone: the scores at or above
     ``floor`` (only rates of 10% and below matter, so big galleries keep that part), how many comparisons
     there were in all, and every probe's best score (the open-set view)."""
-    means, counts, _ = _means(data)
     shift_k = (photo_shift * (1.0 - 1.0 / counts)).astype(np.float32)  # per person
     kept: list[np.ndarray] = []
     total = 0

@@ -40,5 +40,6 @@ class ServerExtension:
         return {}
 
     async def act(self, cmd: Command) -> dict[str, Any]:
-        """The reply to one of :attr:`commands`."""
+        """The reply to one of :attr:`commands` (an extension with commands must override it: the server
+        refuses one that does not when it is built)."""
         raise NotImplementedError(f"{type(self).__name__} takes no commands")

@@ -23,32 +23,33 @@ class WindowLimit:
         if self.limit <= 0:
             return
         with self._lock:
-            if client not in self._times and len(self._times) >= MAX_CLIENTS:
-                self._times.pop(next(iter(self._times)))
-            self._times.setdefault(client, deque(maxlen=self.limit)).append(time.monotonic())
+            self._count(client)
 
     def wait(self, client: str) -> int:
         """Seconds ``client`` must wait before its next event counts (0: it may go now)."""
         if self.limit <= 0:
             return 0
         with self._lock:
-            times = self._times.get(client)
-            if times is None or len(times) < self.limit:
-                return 0
-            left = times[0] + self.window - time.monotonic()
-            return int(left) + 1 if left > 0 else 0
+            return self._left(client)
 
     def take(self, client: str) -> int:
         """Count one event of ``client`` if it may go now (returns 0); else the seconds to wait, counting nothing."""
         if self.limit <= 0:
             return 0
         with self._lock:
-            times = self._times.get(client)
-            if times is not None and len(times) >= self.limit:
-                left = times[0] + self.window - time.monotonic()
-                if left > 0:
-                    return int(left) + 1
-            if client not in self._times and len(self._times) >= MAX_CLIENTS:
-                self._times.pop(next(iter(self._times)))
-            self._times.setdefault(client, deque(maxlen=self.limit)).append(time.monotonic())
+            left = self._left(client)
+            if not left:
+                self._count(client)
+            return left
+
+    def _left(self, client: str) -> int:  # under the lock
+        times = self._times.get(client)
+        if times is None or len(times) < self.limit:
             return 0
+        left = times[0] + self.window - time.monotonic()
+        return int(left) + 1 if left > 0 else 0
+
+    def _count(self, client: str) -> None:  # under the lock
+        if client not in self._times and len(self._times) >= MAX_CLIENTS:
+            self._times.pop(next(iter(self._times)))
+        self._times.setdefault(client, deque(maxlen=self.limit)).append(time.monotonic())

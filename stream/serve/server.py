@@ -109,6 +109,8 @@ class StreamServer:
                 if not isinstance(api, FastAPI):
                     raise TypeError("extensions with routes need a FastAPI app as `api`")
                 api.include_router(ext.router)
+            if ext.commands and type(ext).act is ServerExtension.act:
+                raise TypeError(f"{type(ext).__name__} declares websocket commands but does not answer them (act)")
             for kind in ext.commands:
                 if kind in self.commands:
                     raise ValueError(f"two handlers for the websocket command {kind!r}")

@@ -69,6 +69,15 @@ def start_worker(url: str, analyzer, worker_id: str) -> tuple[Worker, threading.
 
 
 
+def stop_worker(w: tuple[Worker, threading.Event, threading.Thread] | None) -> None:
+    """Stop what :func:`start_worker` started (None: it never started)."""
+    if w is not None:
+        w[1].set()
+        w[2].join(10)
+        w[0].stop()
+        w[0].registry.close()
+
+
 def door_messages(r: redis.Redis) -> list[dict]:
     """Everything published for the source, in the order written (its frames have their own stream)."""
     entries = sorted([*r.xrange(frame_stream("door")), *(e for e in r.xrange(STREAM) if e[1].get(b"s") == b"door")],
@@ -123,11 +132,7 @@ def test_a_cut_off_worker_stops_by_itself_and_nothing_of_it_follows_the_new_hold
         assert stopped_after < LEASE_S  # before the lease ran out in Redis, so never beside B
     finally:
         for w in (a, b):
-            if w is not None:
-                w[1].set()
-                w[2].join(10)
-                w[0].stop()
-                w[0].registry.close()
+            stop_worker(w)
         proxy.close()
 
 
@@ -158,11 +163,7 @@ def test_a_redis_pause_restarts_the_camera_on_the_same_worker_within_two_seconds
         assert w[0].registry.lease("door") == ("w-solo", w[0].epochs["door"])  # the same worker, a new epoch
         assert took < 2.0 + 1.0, f"back after {took:.1f} s"
     finally:
-        if w is not None:
-            w[1].set()
-            w[2].join(10)
-            w[0].stop()
-            w[0].registry.close()
+        stop_worker(w)
         server.stop()
 
 
@@ -198,8 +199,4 @@ def test_a_frozen_worker_process_publishes_nothing_after_the_new_holder(redis_ur
     finally:
         a.proc.send_signal(signal.SIGCONT)
         a.stop()
-        if b is not None:
-            b[1].set()
-            b[2].join(10)
-            b[0].stop()
-            b[0].registry.close()
+        stop_worker(b)

@@ -16,7 +16,7 @@ from facestream.stream.attendance.redis_backend import frame_stream
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.config import SourceConfig
 from tests.conftest import HAMILTON, RedisServer, free_port
-from tests.stream.cluster.test_fencing import start_worker
+from tests.stream.cluster.test_fencing import start_worker, stop_worker
 from tests.waiting import wait_until
 
 
@@ -67,11 +67,7 @@ def test_a_worker_on_sentinel_keeps_publishing_after_the_master_dies(tmp_path, a
         print(f"frames flow again {took:.1f} s after the master died")
         assert took < 10.0
     finally:
-        if w is not None:
-            w[1].set()
-            w[2].join(10)
-            w[0].stop()
-            w[0].registry.close()
+        stop_worker(w)
         subprocess.run(["redis-cli", "-p", str(sentinel_port), "shutdown", "nosave"], capture_output=True)
         replica.stop()
         master.stop()

@@ -290,3 +290,14 @@ def test_enrol_track_needs_a_live_pipeline_and_a_name(server):
             assert reply["type"] == "enrol_reply" and reply["id"] == 2 and "name" in reply["error"]
 
     asyncio.run(scenario())
+
+
+def test_an_extension_that_takes_commands_must_answer_them():
+    from facestream.stream.serve.commands import Subscribe
+    from facestream.stream.serve.extensions import ServerExtension
+
+    class Mute(ServerExtension):
+        commands = {"mute": Subscribe}
+
+    with pytest.raises(TypeError, match="Mute declares websocket commands but does not answer them"):
+        StreamServer(ServerConfig(port=0), extensions=[Mute()])
