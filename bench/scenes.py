@@ -186,7 +186,9 @@ def matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, int]:
 @dataclass
 class Walker:
     """One face crossing a video: it enters at ``t0``, moves from ``start`` to ``end`` (its centre, px) while
-    its width goes from ``w0`` to ``w1``, and leaves at ``t1``."""
+    its width goes from ``w0`` to ``w1``, and leaves at ``t1``. With ``views`` (other photos of the same
+    person) the walk shows ``source`` and then each view for an equal share of its time, as a camera sees
+    a head turn and the light change along a corridor."""
 
     source: FaceSource
     t0: float
@@ -195,6 +197,16 @@ class Walker:
     end: tuple[float, float]
     w0: float
     w1: float
+    views: tuple[FaceSource, ...] = ()
+
+    def view_at(self, t: float) -> int:
+        """Which photo the walker shows at ``t``: 0 is ``source``, i > 0 is ``views[i - 1]``."""
+        n = 1 + len(self.views)
+        u = (t - self.t0) / max(1e-9, self.t1 - self.t0)
+        return min(n - 1, max(0, int(u * n)))
+
+    def photo(self, index: int) -> FaceSource:
+        return self.source if index == 0 else self.views[index - 1]
 
     def at(self, t: float) -> tuple[float, float, float] | None:
         """(centre x, centre y, face width) at time ``t``, or None when not in the picture."""
@@ -224,6 +236,26 @@ def walkers(rng: np.random.Generator, sources: Sequence[FaceSource], seconds: fl
     return out
 
 
+def parade(rng: np.random.Generator, people: Sequence[Sequence[FaceSource]], size: tuple[int, int],
+           widths: tuple[float, float] = (40, 200), per_second: float = 0.5) -> list[Walker]:
+    """Each person walks by exactly once, in random order, showing each of their photos in turn (the
+    first is the walker's ``source``, the rest its ``views``); arrivals as :func:`walkers`, 2-6 s each.
+    The video needs ``walkers[-1].t1`` seconds."""
+    fw, fh = size
+    out = []
+    t = 0.5
+    for i in rng.permutation(len(people)):
+        photos = list(people[int(i)])
+        dur = float(rng.uniform(2.0, 6.0))
+        w0, w1 = (float(v) for v in rng.uniform(*widths, size=2))
+        y0, y1 = (float(v) for v in rng.uniform(0.2 * fh, 0.8 * fh, size=2))
+        xa, xb = (float(v) for v in sorted(rng.uniform(0.1 * fw, 0.9 * fw, size=2)))
+        start, end = ((xa, y0), (xb, y1)) if rng.random() < 0.5 else ((xb, y0), (xa, y1))
+        out.append(Walker(photos[0], t, t + dur, start, end, w0, w1, tuple(photos[1:])))
+        t += float(rng.exponential(1.0 / per_second))
+    return out
+
+
 def render(walkers_: Sequence[Walker], bg: np.ndarray, t: float, cache: dict | None = None
            ) -> tuple[np.ndarray, list[tuple[int, np.ndarray, float]]]:
     """The frame at time ``t`` and, per face in the picture, (walker index, truth box, width).
@@ -239,11 +271,12 @@ def render(walkers_: Sequence[Walker], bg: np.ndarray, t: float, cache: dict | N
         if state is None:
             continue
         cx, cy, width = state
-        key = (k, int(round(width)))
+        view = wk.view_at(t)
+        key = (k, view, int(round(width)))
         if cache is not None and key in cache:
             img, box = cache[key]
         else:
-            img, box = patch(wk.source, width)
+            img, box = patch(wk.photo(view), width)
             if cache is not None:
                 cache[key] = (img, box)
         x, y = int(round(cx - (box[0] + box[2]) / 2)), int(round(cy - (box[1] + box[3]) / 2))
@@ -272,4 +305,7 @@ def iter_video(walkers_: Sequence[Walker], bg: np.ndarray, fps: float, seconds: 
     for i in range(int(seconds * fps)):
         t = i / fps
         frame, truth = render(walkers_, bg, t, cache)
+        if i % 30 == 0:  # forget the patches of walkers who have left (a long parade would hold gigabytes)
+            for key in [key for key in cache if walkers_[key[0]].t1 < t]:
+                del cache[key]
         yield i, t, frame, truth

@@ -210,6 +210,9 @@ class SourceConfig(Section):
     )
     max_backoff: float = Field(10.0, ge=0.05, le=600.0, description="Longest wait between reconnect attempts (s).")
     open_retries: int = Field(3, ge=0, le=100, description="Attempts to open a live source at start before giving up.")
+    expected_fps: float | None = Field(
+        None, gt=0.0, le=1000.0, description="Frames per second this camera sends: its weight when workers share "
+        "sources by load (`cluster.budget_fps`) until its rate is measured.")
     people: list[str] = Field(
         default_factory=list, description="Only these people (names or ids) may be named on this camera; empty = "
         "the run's `match.people`.")
@@ -430,6 +433,13 @@ class ClusterConfig(Section):
     """Workers and gateways sharing cameras over Redis (``facestream worker`` / ``gateway``)."""
 
     capacity: int = Field(4, ge=1, le=256, description="Sources one worker claims at most.")
+    budget_fps: float | None = Field(
+        None, gt=0.0, le=100_000.0, description="Frames per second this worker can recognise (measure it with "
+        "bench/live.py): sources are assigned by their fps within it and rebalanced by load; null = by count "
+        "(each worker a fair share of the sources, at most `capacity`).")
+    source_fps: float = Field(
+        30.0, gt=0.0, le=1000.0, description="The fps a source is assumed to send until it is measured, when it "
+        "declares no `expected_fps` (assignment by load).")
     lease_seconds: float = Field(
         6.0, ge=1.0, le=300.0, description="A claimed source's lease; a dead worker's sources are taken over after "
         "it runs out (renewed every third of it).")

@@ -26,9 +26,12 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     w = sub.add_parser("worker", help="recognise the shared cameras this process claims (Redis), publish results",
                        description="Claims sources from the shared list (config `sources:` and `facestream sources "
-                                   "add`) up to cluster.capacity, with leases it renews; a dead worker's sources "
+                                   "add`): a fair share up to cluster.capacity, or by their fps within "
+                                   "cluster.budget_fps, with leases it renews; a dead worker's sources "
                                    "move to the others within cluster.lease_seconds.")
     w.add_argument("--capacity", type=int, help="sources to claim at most (default: cluster.capacity)")
+    w.add_argument("--budget-fps", type=float, help="frames per second this machine can recognise: share sources by "
+                                                    "their fps instead of their count (default: cluster.budget_fps)")
     w.add_argument("--model", help="embedding model (registry name, folder, or models:/ URI)")
     w.add_argument("--engine", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference engine")
     w.add_argument("--no-attendance", action="store_true", help="do not record attendance")
@@ -68,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--id", required=True, help="the source's name in messages (letters, digits, . _ -)")
     a.add_argument("--realtime", action="store_true", help="read a file at its native frame rate")
     a.add_argument("--loop", action="store_true", help="restart a file at its end")
+    a.add_argument("--fps", type=float, help="frames per second the camera sends: its weight when workers share by "
+                                             "load (cluster.budget_fps), until measured")
     add_gallery_options(a)
     a.set_defaults(handler=cmd_sources_add)
     r = ss.add_parser("remove", help="stop and forget a source (its worker lets go within a lease)")
@@ -101,7 +106,8 @@ def _until_signalled(body) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from facestream.stream.app import App
 
-    config = load_args_config(args, {"cluster.capacity": args.capacity, "embedder.model": args.model,
+    config = load_args_config(args, {"cluster.capacity": args.capacity, "cluster.budget_fps": args.budget_fps,
+                                     "embedder.model": args.model,
                                      "embedder.engine": args.engine})
     with App(config) as app:
         worker = app.worker(attendance=not args.no_attendance)
@@ -109,8 +115,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.metrics_port is not None:
             port = app.metrics(worker.info, args.metrics_port, args.metrics_host)
             print(f"metrics on http://{args.metrics_host}:{port}/metrics", flush=True)
-        print(f"worker {worker.id}: up to {config.cluster.capacity} source(s), leases of "
-              f"{config.cluster.lease_seconds:g} s", flush=True)
+        budget = config.cluster.budget_fps
+        print(f"worker {worker.id}: up to {config.cluster.capacity} source(s)"
+              + (f" within {budget:g} fps" if budget else "") + f", leases of {config.cluster.lease_seconds:g} s",
+              flush=True)
         _until_signalled(worker.run)
     return 0
 
@@ -162,7 +170,8 @@ def cmd_sources_add(args: argparse.Namespace) -> int:
     from facestream.stream.config import SourceConfig
 
     _, registry = _registry(args)
-    source = registry.add(SourceConfig(url=args.url, id=args.id, realtime=args.realtime, loop=args.loop))
+    source = registry.add(SourceConfig(url=args.url, id=args.id, realtime=args.realtime, loop=args.loop,
+                                       expected_fps=args.fps))
     print(f"source {source.id} added; a worker will claim it")
     return 0
 
@@ -182,7 +191,7 @@ def cmd_sources_list(args: argparse.Namespace) -> int:
     _, registry = _registry(args)
     holders = registry.holders()
     rows = [{"id": s.id, "url": redact(s.url), "realtime": s.realtime, "loop": s.loop,
-             "worker": holders.get(s.id or "")}
+             "expected_fps": s.expected_fps, "worker": holders.get(s.id or "")}
             for s in registry.sources()]
     if args.json:
         print(json.dumps(rows, indent=2))

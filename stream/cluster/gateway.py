@@ -32,6 +32,7 @@ def cluster_stats(registry: SourceRegistry, max_age_s: float) -> dict[str, Any]:
             if sid in w.get("sources", []):  # a source this worker still holds
                 sources[sid] = {**s, "worker": w["id"]}
         summary.append({"id": w["id"], "host": w.get("host"), "pid": w.get("pid"), "capacity": w.get("capacity"),
+                        "budget_fps": w.get("budget_fps"), "load_fps": w.get("load_fps"),
                         "sources": w.get("sources", []), "seen": w.get("seen"),
                         "publisher": w.get("publisher"), "batcher": pipeline.get("batcher")})
     return {"sources": sources, "workers": summary, "holders": registry.holders()}

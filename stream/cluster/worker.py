@@ -2,7 +2,8 @@
 
 The worker declares its config's ``sources:`` in the shared registry, then every third of
 ``cluster.lease_seconds``: renews its leases (dropping the sources whose lease it lost), drops
-sources removed from the registry, and claims free ones up to ``cluster.capacity``. Opening a
+sources removed from the registry, and claims free ones: a fair share of them up to
+``cluster.capacity``, or by load within ``cluster.budget_fps`` (:mod:`.assignment`). Opening a
 claimed source runs in its own thread, so a slow camera never delays a renewal. Results, track
 events and attendance events go to the live Redis stream (:mod:`.bus`); attendance is written
 to the shared store, where a person is one record per session whichever worker saw them, so a
@@ -35,6 +36,7 @@ from typing import Any
 
 from facestream.errors import FacestreamError
 from facestream.stream.attendance.feed import AttendanceFeed
+from facestream.stream.cluster.assignment import Peer, measured_fps, peer_from_heartbeat, should_claim, to_shed
 from facestream.stream.cluster.bus import Held, LivePublisher
 from facestream.stream.cluster.registry import SourceRegistry
 from facestream.stream.cluster.source_policy import describe, refusal
@@ -81,6 +83,8 @@ class Worker:
         self.fenced_stops = 0  # sources stopped because their renewals kept failing
         self.redis_ms: float | None = None  # the last heartbeat's round trip
         self._shed: dict[str, float] = {}  # sources given up to rebalance -> until when not to claim them back
+        self.costs: dict[str, float] = {}  # source id -> fps it sent while we ran it (assignment by load)
+        self.peer_costs: dict[str, float] = {}  # source id -> fps another worker measured
         self.refused: dict[str, str] = {}  # source id -> why this worker will not open it (source_policy)
         self._own = {s.id: s for s in config.sources if s.id}  # trusted: whoever writes the config runs the worker
 
@@ -172,8 +176,18 @@ class Worker:
 
     # -- one round -----------------------------------------------------------------------------------------
     def step(self) -> None:
+        """One round: renew, drop, rebalance, claim. A round that changed what this worker holds is told
+        to the others at once (a heartbeat), so none of them rebalances against a load we no longer have."""
         if self._stop.is_set():
             return
+        before = set(self.held)
+        try:
+            self._round()
+        finally:
+            if set(self.held) != before:
+                self._heartbeat()
+
+    def _round(self) -> None:
         declared = {s.id: s for s in self.registry.sources() if s.id}
         if not declared and any(s.id for s in self.config.sources):
             # Redis came back empty (restarted without its data): the config's sources are declared again
@@ -207,32 +221,44 @@ class Worker:
                 self.registry.release([sid], self.id)
         with self._lock:  # a source still stopping here is not reopened until its stop has finished
             stopping = {sid for sid, t in self._stopping.items() if t.is_alive()}
-        share, alone = self._rebalance(len(declared))
+        others = self._others()
+        by_load = self.cluster.budget_fps is not None
+        if by_load:
+            self._measure(others)
+        share, alone = self._rebalance_by_load(others) if by_load else self._rebalance(len(declared), others)
         now = time.monotonic()
         free = [s for sid, s in declared.items()
                 if sid not in self.held and sid not in stopping and self.failed.get(sid, 0) <= now
                 and (alone or self._shed.get(sid, 0) <= now)]
         random.shuffle(free)  # workers starting together spread the sources instead of racing for the first
+        if by_load:
+            self._claim_by_load(free, declared, others)
+            return
         for source in free:
             if len(self.held) >= share:
                 break
             if self._claim(source.id or ""):
                 self._open(source)
 
-    def _rebalance(self, n_sources: int) -> tuple[int, bool]:
-        """How many sources this worker should hold now, shedding what is above that when another live
-        worker has room: each worker's fair share is ``ceil(sources / workers)`` (at most its capacity).
-        A source given up here is not claimed back by this worker for two leases while another worker
-        lives, so it goes to the one with room (a restarted worker gets its share again instead of idling
-        for good). Returns (share, alone)."""
+    def _others(self) -> list[dict[str, Any]] | None:
+        """The other live workers' heartbeats; None when Redis would not say."""
         try:
             # alive: heard from well within a lease, so a dead worker no longer counts by the time its leases
             # run out and its sources are free (its heartbeat entry itself is kept longer, for /stats)
             fresh = min(3 * self.cluster.heartbeat_seconds + 2, 0.75 * self.cluster.lease_seconds)
             workers = self.registry.workers(fresh, prune=False)
         except FacestreamError:
+            return None
+        return [w for w in workers if w.get("id") != self.id]
+
+    def _rebalance(self, n_sources: int, others: list[dict[str, Any]] | None) -> tuple[int, bool]:
+        """How many sources this worker should hold now, shedding what is above that when another live
+        worker has room: each worker's fair share is ``ceil(sources / workers)`` (at most its capacity).
+        A source given up here is not claimed back by this worker for two leases while another worker
+        lives, so it goes to the one with room (a restarted worker gets its share again instead of idling
+        for good). Returns (share, alone)."""
+        if others is None:
             return self.cluster.capacity, True
-        others = [w for w in workers if w.get("id") != self.id]
         fair = max(1, -(-n_sources // (len(others) + 1)))
         share = min(self.cluster.capacity, fair)
         room = sum(max(0, min(int(w.get("capacity") or 0), fair) - len(w.get("sources") or [])) for w in others)
@@ -241,10 +267,61 @@ class Worker:
             with self._lock:
                 shed = sorted(self.held)[-extra:]
             for sid in shed:
-                self._drop(sid, f"rebalancing: {len(self.held)} held, a fair share is {fair}")
-                self._shed[sid] = time.monotonic() + 2 * self.cluster.lease_seconds
-                self.registry.release([sid], self.id)
+                self._give_up(sid, f"rebalancing: {len(self.held)} held, a fair share is {fair}")
         return share, not others
+
+    def _give_up(self, sid: str, reason: str) -> None:
+        """Stop and release ``sid`` so another worker takes it; not claimed back by us for two leases."""
+        self._drop(sid, reason)
+        self._shed[sid] = time.monotonic() + 2 * self.cluster.lease_seconds
+        self.registry.release([sid], self.id)
+
+    # -- assignment by load (cluster.budget_fps) -------------------------------------------------------
+    def _peers(self, others: list[dict[str, Any]] | None) -> list[Peer]:
+        return [peer_from_heartbeat(w, self.cluster.capacity) for w in others or []]
+
+    def _rebalance_by_load(self, others: list[dict[str, Any]] | None) -> tuple[int, bool]:
+        """Give up at most one source a round to a worker with room (:func:`.assignment.to_shed`)."""
+        peers = self._peers(others)
+        with self._lock:
+            held = {sid: self.cost(sid, source) for sid, source in self.held.items()}
+        sid = to_shed(held, sum(held.values()), float(self.cluster.budget_fps or 0), peers)
+        if sid is not None:
+            self._give_up(sid, f"rebalancing by load: {sum(held.values()):.0f} fps held, this one "
+                               f"{held[sid]:.0f} fps; another worker has room")
+        return self.cluster.capacity, not others
+
+    def _claim_by_load(self, free: list[SourceConfig], declared: dict[str, SourceConfig],
+                       others: list[dict[str, Any]] | None) -> None:
+        peers = self._peers(others)
+        total = sum(self.cost(sid, s) for sid, s in declared.items())
+        for source in sorted(free, key=lambda s: -self.cost(s.id or "", s)):  # big cameras first: they fit less
+            with self._lock:
+                load = sum(self.cost(sid, s) for sid, s in self.held.items())
+                count = len(self.held)
+            cost = self.cost(source.id or "", source)
+            if should_claim(cost, load, count, float(self.cluster.budget_fps or 0), self.cluster.capacity, peers,
+                            total, self.id) and self._claim(source.id or ""):
+                self._open(source)
+
+    def cost(self, sid: str, source: SourceConfig) -> float:
+        """The fps ``sid`` weighs: measured while we run it (remembered after), else as a peer measured it,
+        else its declared ``expected_fps``, else ``cluster.source_fps``."""
+        if sid in self.costs:
+            return self.costs[sid]
+        return self.peer_costs.get(sid) or source.expected_fps or self.cluster.source_fps
+
+    def _measure(self, others: list[dict[str, Any]] | None) -> None:
+        """Refresh the measured fps of the sources we run and learn the ones the others measured."""
+        for sid, stats in self.pipeline.stats().get("sources", {}).items():
+            fps = measured_fps(stats)
+            if fps is not None:
+                self.costs[sid] = round(fps, 2)
+        for w in others or []:
+            theirs = w.get("source_fps")
+            if isinstance(theirs, dict):
+                self.peer_costs.update({k: float(v) for k, v in theirs.items()
+                                        if isinstance(k, str) and isinstance(v, int | float) and 0 < v < 10_000})
 
     def _claim(self, sid: str) -> bool:
         asked_at = time.monotonic()
@@ -319,7 +396,12 @@ class Worker:
 
     def info(self) -> dict[str, Any]:
         stats = self.pipeline.stats()
+        with self._lock:
+            held = dict(self.held)
+        load = {sid: self.cost(sid, source) for sid, source in held.items()}
         return {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "capacity": self.cluster.capacity,
+                "budget_fps": self.cluster.budget_fps, "load_fps": round(sum(load.values()), 2),
+                "source_fps": {sid: fps for sid, fps in self.costs.items() if sid in held},
                 "sources": sorted(self.held), "epochs": {k: v for k, v in self.epochs.items() if k in self.held},
                 "fenced_stops": self.fenced_stops, "redis_ms": self.redis_ms, "refused": dict(self.refused),
                 "pipeline": stats, "publisher": self.publisher.stats(),

@@ -100,6 +100,10 @@ class StatsCollector(Collector):
         fam("lease_fenced_stops", "Sources stopped because the lease was not renewed in time.", [], True).add(
             [], s.get("fenced_stops"))
         fam("redis_ms", "The last heartbeat's round trip to Redis (ms).", []).add([], s.get("redis_ms"))
+        fam("load_fps", "Frames per second of the sources this worker holds (assignment by load).", []).add(
+            [], s.get("load_fps"))
+        fam("budget_fps", "Frames per second this worker may take on (cluster.budget_fps).", []).add(
+            [], s.get("budget_fps"))
         publishers = [(s.get("id") or "", s["publisher"])] if isinstance(s.get("publisher"), dict) else []
         publishers += [(w.get("id") or "", w["publisher"]) for w in s.get("workers") or []
                        if isinstance(w, dict) and isinstance(w.get("publisher"), dict)]
