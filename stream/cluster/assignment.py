@@ -41,11 +41,10 @@ class Peer:
 
 def measured_fps(stats: Mapping[str, object]) -> float | None:
     """The frames per second a running source sends (its ``fps_in``), once enough were read to say."""
-    try:
-        frames, fps = int(stats.get("frames_read") or 0), float(stats.get("fps_in") or 0.0)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    frames, fps = stats.get("frames_read"), stats.get("fps_in")
+    if not isinstance(frames, int) or not isinstance(fps, int | float):  # a peer's junk is no measurement
         return None
-    return fps if frames >= MIN_FRAMES_MEASURED and fps > 0 else None
+    return float(fps) if frames >= MIN_FRAMES_MEASURED and fps > 0 else None
 
 
 def peer_from_heartbeat(info: Mapping[str, object], default_capacity: int) -> Peer:
