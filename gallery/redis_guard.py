@@ -12,13 +12,14 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from facestream.gallery.errors import GalleryError
+from facestream.redis_url import connection_fix
 
 
 def _down(url: str, exc: Exception) -> GalleryError:
     return GalleryError(
         f"The Redis gallery at {url} is unreachable ({exc}); the operation was not applied.",
-        "Start redis-server (or fix --gallery / FACESTREAM_GALLERY) and retry; re-running an enrolment "
-        "skips what is already stored.",
+        connection_fix(url, exc, "Start redis-server (or fix --gallery / FACESTREAM_GALLERY) and retry; re-running "
+                       "an enrolment skips what is already stored."),
     )
 
 

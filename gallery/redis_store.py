@@ -55,7 +55,7 @@ from facestream.gallery.store import (
     unknown_person,
 )
 from facestream.gallery.types import EmbeddingInfo, NewEmbedding, Person
-from facestream.redis_url import connect
+from facestream.redis_url import connect, connection_fix
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,11 @@ class RedisStore(GalleryStore):
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise GalleryError(
                 f"Cannot reach the Redis gallery at {url} ({exc}).",
-                "Start redis-server, or fix --gallery / FACESTREAM_GALLERY / gallery.url.",
+                connection_fix(url, exc, "Start redis-server, or fix --gallery / FACESTREAM_GALLERY / gallery.url."),
             ) from None
         except (RedisError, ValueError) as exc:
-            raise GalleryError(f"Cannot use the Redis gallery {url} ({exc}).", "Check the URL and password.") from None
+            raise GalleryError(f"Cannot use the Redis gallery {url} ({exc}).",
+                               connection_fix(url, exc, "Check the URL and password.")) from None
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"

@@ -13,7 +13,7 @@ import json
 
 from facestream import wire
 from facestream.errors import FacestreamError
-from facestream.redis_url import connect
+from facestream.redis_url import connect, connection_fix
 from facestream.stream.attendance.model import Record, Session, strip_person
 from facestream.stream.attendance.store import AttendanceStore
 
@@ -63,7 +63,7 @@ class RedisAttendanceStore(AttendanceStore):
             self._r.ping()
         except self._redis_errors as exc:
             raise FacestreamError(f"Cannot reach Redis at {url} ({exc}).",
-                                  "Start redis-server or fix gallery.url.") from None
+                                  connection_fix(url, exc, "Start redis-server or fix gallery.url.")) from None
         self._upsert = self._r.register_script(_UPSERT)
 
     def _call(self, fn, *args):

@@ -27,7 +27,7 @@ import redis
 
 from facestream import wire
 from facestream.errors import FacestreamError, redact
-from facestream.redis_url import connect, is_redis_url
+from facestream.redis_url import connect, connection_fix, is_redis_url
 from facestream.stream.cluster.clock import redis_now
 from facestream.stream.config import SourceConfig
 
@@ -108,8 +108,8 @@ class SourceRegistry:
         try:
             return fn(*args, **kwargs)
         except redis.RedisError as exc:
-            raise FacestreamError(f"Cannot reach Redis at {self.url} ({exc}).",
-                                  "Start Redis or fix --gallery; workers retry by themselves.") from None
+            raise FacestreamError(f"Cannot reach Redis at {self.url} ({exc}).", connection_fix(
+                self.url, exc, "Start Redis or fix --gallery; workers retry by themselves.")) from None
 
     # -- the sources -------------------------------------------------------------------------------------
     def add(self, source: SourceConfig) -> SourceConfig:
