@@ -38,7 +38,7 @@ from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.imageio import load_image
 from facestream.stream.recognition import identify as recognize
 from facestream.stream.recognition.clip_check import read_clip, verify_clip
-from facestream.stream.recognition.enroll import SECOND_FACE_RATIO, Enroller, Photo
+from facestream.stream.recognition.enroll import Enroller, Photo, photo_subject
 from facestream.stream.recognition.feedback import FaceSample, Feedback, mark_is, mark_not, undo
 from facestream.stream.recognition.identify import (
     gallery_url,
@@ -304,10 +304,12 @@ class DemoService:
         self.check_admin(admin_token, "Undoing a correction")
         return undo(self.store, self.analyzer.model_id, feedback_id)
 
-    def check_one_face(self, rgb: np.ndarray, what: str) -> Faces:
-        """The faces of a photo that must show one person (verify, look-alike), by enrolment's rule.
+    def _one_face(self, rgb: np.ndarray, what: str) -> np.ndarray:
+        """The embedding of the person of a photo that must show one (verify, look-alike), by enrolment's rule:
+        a small bystander is fine (the largest face is meant), and so is a photo framed on its largest face;
+        two faces of similar size, none alone at the centre, are not (:func:`photo_subject`).
 
-        A small bystander is fine (the largest face is meant); two faces of similar size are not.
+        Not ``analyzer.largest_face``: that would detect a second time to apply the one-person rule.
 
         Raises:
             FacestreamError: no face, or several faces of similar size.
@@ -316,20 +318,11 @@ class DemoService:
         if len(faces) == 0:
             raise FacestreamError(f"No face found in {what}.",
                                   "Use a photo where the face is visible and at least ~40 px wide.")
-        widths = np.sort(faces.width)[::-1]
-        if len(faces) > 1 and widths[1] >= SECOND_FACE_RATIO * widths[0]:
+        subject, _ = photo_subject(faces.width, faces.xyxy, rgb.shape)
+        if subject is None:
             raise FacestreamError(f"Found {len(faces)} faces in {what}, but this needs one person.",
                                   "Crop the photo to the person you mean.")
-        return faces
-
-    def _one_face(self, rgb: np.ndarray, what: str) -> np.ndarray:
-        """The embedding of the person of a photo that must show one (see :meth:`check_one_face`): its largest face.
-
-        Not ``analyzer.largest_face``: that would detect a second time to apply the one-person rule.
-        """
-        faces = self.check_one_face(rgb, what)
-        largest = faces[[int(np.argmax(faces.width * faces.height))]]
-        return self.analyzer.embed_chips(self.analyzer.chips(rgb, largest))[0]
+        return self.analyzer.embed_chips(self.analyzer.chips(rgb, faces[[subject]]))[0]
 
     def verify_photos(self, a: np.ndarray, b: np.ndarray) -> VerifyResult:
         """1:1: are the faces of two photos the same person (``facestream compare``)?"""

@@ -202,6 +202,33 @@ def test_empty_gallery_is_a_clear_error(engine, store):
     assert faces.name == ["unknown"] * len(faces)
 
 
+def test_a_photo_framed_on_one_person_enrols_them_even_with_someone_beside_them(engine, store, tmp_path):
+    """About one LFW photo in ten shows a second face of half the subject's width or more, and enrolment refused
+    them all ("several faces"): those people could never be named. A photo framed on its largest face (the only
+    face at its centre) is now enrolled as that face, with a warning; a photo framed on the smaller face, and
+    group photos, are still refused (which one would be meant?)."""
+    rgb = load_image(GROUPS / "kit_with_rose.jpg")  # Kit Harington (107 px) and Rose Leslie (98 px) side by side
+    on_kit = rgb[0:292, 90:500]  # centred on Kit's face, Rose's beside it
+    on_rose = np.pad(rgb, ((0, 0), (150, 0), (0, 0)))[40:292, 0:534]  # centred on Rose's face, Kit's beside it
+    save_image(tmp_path / "kit.png", on_kit)
+    save_image(tmp_path / "rose.png", on_rose)
+    enroller = Enroller(engine, store, progress=False)
+    from facestream.stream.recognition.enroll import Photo
+
+    kit = enroller.run([("Kit", [Photo.from_path(tmp_path / "kit.png")], {}, None)]).verdicts[0]
+    assert kit.verdict == "enrolled" and any("centre" in w for w in kit.warnings), kit
+    rose = enroller.run([("Rose", [Photo.from_path(tmp_path / "rose.png")], {}, None)]).verdicts[0]
+    assert rose.verdict == "several_faces", rose
+    # the face enrolled is Kit's: his own other photos are named Kit
+    with Matcher(store, engine.model_id, engine.threshold, device="cpu", watch=False) as matcher:
+        for photo in by_person(EXAMPLES)["Kit_Harington"]:
+            faces, _ = identify(engine, matcher, load_image(photo))
+            assert faces.name == ["Kit"], photo
+    for group in sorted(GROUPS.iterdir()):  # no face alone at the centre: still refused
+        v = enroller.run([("Group", [Photo.from_path(group)], {}, None)]).verdicts[0]
+        assert v.verdict == "several_faces", group.name
+
+
 # -- enrolment verdicts, idempotence, crash safety -------------------------------------------------
 def test_verdicts_and_idempotent_rerun(engine, store, tmp_path):
     ex = by_person(EXAMPLES)
