@@ -229,15 +229,17 @@ def door_cast(args: argparse.Namespace, analyzer: FaceAnalyzer, rng: np.random.G
 
 def site_cast(args: argparse.Namespace, analyzer: FaceAnalyzer, rng: np.random.Generator,
               size: tuple[int, int]) -> Cast:
-    """A site: ``--gallery`` people enrolled from ``--enrol-photos`` each; ``--walkers`` of them and
-    ``--strangers`` walk by once, each showing ``--views`` photos that were not enrolled."""
+    """A site: ``--gallery`` people, the walkers enrolled from ``--enrol-photos`` each (the others from as
+    many as they have, up to that); ``--walkers`` of them and ``--strangers`` walk by once, each showing
+    ``--views`` photos that were not enrolled."""
     m, v = args.enrol_photos, args.views
     folders = [d for d in sorted(args.lfw.iterdir()) if d.is_dir()]
     random.Random(args.seed).shuffle(folders)
     photos = {d.name: sorted(d.glob("*.jpg")) for d in folders}
     walking = [d for d in photos if len(photos[d]) >= m + v][:args.walkers]
     strangers = [d for d in photos if d not in walking and len(photos[d]) >= v][:args.strangers]
-    fillers = [d for d in photos if d not in walking and d not in strangers and len(photos[d]) >= m]
+    # the rest of the gallery: up to m photos each (LFW has too few people with many photos for 1,000)
+    fillers = [d for d in photos if d not in walking and d not in strangers]
     fillers = fillers[:args.gallery - len(walking)]
     if len(walking) < args.walkers or len(fillers) < args.gallery - len(walking):
         raise SystemExit(f"{args.lfw} has too few people for this cast: {len(walking)} with {m + v}+ photos, "

@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--held-out-only", action="store_true", help="skip fitting the shipped numbers")
     p.add_argument("--enrolment", action="store_true",
                    help="only the enrolled-from-several-views axis (people enrolled from 1, 3, 5 photos)")
+    p.add_argument("--margin-weight", type=float, default=None,
+                   help="match.margin_weight for the held-out galleries (default: the shipped config's); "
+                        "with --held-out-only the result is named templates-margin<W>")
     p.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
     return p.parse_args(argv)
 
@@ -171,8 +174,8 @@ def decide(matcher: Matcher, e: np.ndarray, groups: list[np.ndarray], rule: str)
     return names
 
 
-def held_out(labels: np.ndarray, e: np.ndarray, test: np.ndarray, tail: ImpostorTail, repeats: int, seed: int
-             ) -> list[dict]:
+def held_out(labels: np.ndarray, e: np.ndarray, test: np.ndarray, tail: ImpostorTail, repeats: int, seed: int,
+             margin_weight: float) -> list[dict]:
     """Galleries of one photo per person; k-view templates of enrolled people and of strangers."""
     rng = np.random.default_rng(seed)
     people = np.unique(labels[test])
@@ -188,7 +191,8 @@ def held_out(labels: np.ndarray, e: np.ndarray, test: np.ndarray, tail: Impostor
                 rest[p] = idx[1:]
             strangers = [p for p in people if p not in set(chosen)]
             store = build_store(enrolled)
-            with Matcher(store, MODEL, VERIFY, tail=tail, far=FAR, device="cpu", watch=False) as matcher:
+            with Matcher(store, MODEL, VERIFY, tail=tail, far=FAR, margin_weight=margin_weight, device="cpu",
+                         watch=False) as matcher:
                 for k in KS:
                     probes = [(p, r[:k]) for p, r in rest.items() if len(r) >= k]
                     strange = []
@@ -229,7 +233,7 @@ PROBE_VIEWS = (1, 3)
 
 
 def held_out_enrolment(labels: np.ndarray, e: np.ndarray, test: np.ndarray, tail: ImpostorTail, repeats: int,
-                       seed: int) -> list[dict]:
+                       seed: int, margin_weight: float) -> list[dict]:
     """People enrolled from m photos among galleries where everyone else has one: their k-view templates named
     right or wrong, strangers' k-view templates named."""
     rng = np.random.default_rng(seed)
@@ -254,7 +258,8 @@ def held_out_enrolment(labels: np.ndarray, e: np.ndarray, test: np.ndarray, tail
                 strangers = [p for p in others if p not in set(fillers)]
                 probed_people += len(probed)
                 store = build_store(enrolled)
-                with Matcher(store, MODEL, VERIFY, tail=tail, far=FAR, device="cpu", watch=False) as matcher:
+                with Matcher(store, MODEL, VERIFY, tail=tail, far=FAR, margin_weight=margin_weight, device="cpu",
+                             watch=False) as matcher:
                     for k in PROBE_VIEWS:
                         probes = [(p, r[:k]) for p, r in rest.items() if len(r) >= k]
                         strange = [rng.choice(photos[p], k, replace=False) for p in strangers if len(photos[p]) >= k
@@ -291,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     from facestream.stream.engine.analyzer import FaceAnalyzer
     from facestream.stream.engine.operating_points import DLIB_RESNET_V1
 
-    analyzer = FaceAnalyzer(load_config(overrides={"embedder.model": args.model}, env={}))
+    config = load_config(overrides={"embedder.model": args.model}, env={})
+    analyzer = FaceAnalyzer(config)
+    weight = config.match.margin_weight if args.margin_weight is None else args.margin_weight
     labels, raw = embed_photos(analyzer, lfw_items(args.lfw), Path.home() / ".cache" / "facestream" / "bench")
     e = normalise(raw)
     rng = np.random.default_rng(args.seed)
@@ -311,17 +318,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.enrolment:
             out_folds.append({"fitted_on": f"fold {fit_fold}", "view_shift": view_shift,
                               "enrolment": held_out_enrolment(labels, e, test, tail, args.repeats,
-                                                              args.seed + 20 + fit_fold)})
+                                                              args.seed + 20 + fit_fold, weight)})
             continue
         out_folds.append({"fitted_on": f"fold {fit_fold}", "shifts": shifts, "view_shift": view_shift,
                           "additive_model_error": additivity(shifts, photo_shift, view_shift),
-                          "held_out": held_out(labels, e, test, tail, args.repeats, args.seed + 10 + fit_fold)})
+                          "held_out": held_out(labels, e, test, tail, args.repeats, args.seed + 10 + fit_fold,
+                                               weight)})
     if args.enrolment:
-        write_result("templates-enrolment", {"model": analyzer.model_id, "far": FAR, "folds": out_folds,
+        write_result("templates-enrolment", {"model": analyzer.model_id, "far": FAR, "margin_weight": weight,
+                                              "folds": out_folds,
                                               "machine": machine_info()}, out_dir=args.out, quiet=True)
         return 0
     if args.held_out_only:
-        write_result("templates", {"model": analyzer.model_id, "far": FAR, "folds": out_folds,
+        write_result(f"templates-margin{weight:g}", {"model": analyzer.model_id, "far": FAR, "margin_weight": weight,
+                                                      "folds": out_folds,
                                    "machine": machine_info()}, out_dir=args.out, quiet=True)
         return 0
     everyone = np.ones(len(labels), bool)
@@ -331,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ship: view_shift {ship['view_shift']}")
     write_result("templates", {"model": analyzer.model_id, "lfw": {"photos": int(len(labels)),
                                                                    "people": int(len(people))},
-                               "far": FAR, "folds": out_folds, "ship": ship, "machine": machine_info()},
+                               "far": FAR, "margin_weight": weight, "folds": out_folds, "ship": ship,
+                               "machine": machine_info()},
                  out_dir=args.out, quiet=True)
     return 0
 

@@ -23,6 +23,14 @@ calibration set: ``bench/calibrate.py``) and adjustable to a user's own people
 * Against ``n`` people the chance that a stranger passes somebody is
   ``1 - (1 - p)^n`` (independent tries: on LFW this overestimates the measured
   rate by 1.3-2x, the safe side).
+* **The runner-up counts** (``match.margin_weight`` = w > 0): a face is judged by
+  ``s1 + w (s1 - s2)``, its best score plus a weighted lead over the second
+  person. A stranger close to one enrolled person is usually close to several, so
+  a lead is rare among strangers and common among the enrolled: on LFW (galleries
+  of 200 and 1,000 people enrolled from one photo, two folds by person) it names
+  5-15 points more at the same measured stranger rate (``bench/templates.py``).
+  The stranger rate of that statistic comes from the same tail: the best two of
+  ``n`` independent stranger scores (:meth:`ImpostorTail.gallery_far_lead`).
 * A face is named when that estimate is at most the target rate ``far``
   (``match.far``); 1:1 verification keeps the model's own threshold for one photo
   against one photo (:attr:`Decision.verify_threshold`), read for a person of k
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -120,6 +129,33 @@ class ImpostorTail:
         return (self.score_at(math.log10(per_person)) + float(self.shift_for(photos))
                 + float(self.shift_for_views(views)))
 
+    def gallery_far_lead(self, lead_score: float, people: int, weight: float) -> float:
+        """The chance that a stranger's best two scores ``a1 >= a2`` against ``people`` one-photo people give
+        ``a1 + weight (a1 - a2) >= lead_score`` (scores in the tail's frame: shifts already taken off).
+
+        With ``F`` the stranger-score distribution (``1 - P1``) and independent tries, the best score is
+        ``t = lead_score`` or more with chance ``1 - F(t)^n``; below it, at ``x``, the runner-up must lie
+        under ``y = ((1 + w) x - t) / w``: ``n F(y)^(n-1) dF(x)`` summed over ``x < t``. Below the tail's
+        first point the mass is counted as if every stranger there passed (the safe side)."""
+        n = max(1, int(people))
+        if weight <= 0.0 or n == 1:
+            return float(self.gallery_far(lead_score, 1, n))
+        t = float(lead_score)
+        lo = min(float(self._s[0]), t) - 0.05
+        x = np.linspace(lo, t, 801)
+        cdf = -np.expm1(np.log(10.0) * self.log10_p1(x))  # F(x) = 1 - P1(x)
+        mid = 0.5 * (x[1:] + x[:-1])
+        y = ((1.0 + weight) * mid - t) / weight
+        f_y = -np.expm1(np.log(10.0) * self.log10_p1(y))
+        inside = np.sum(n * np.power(np.maximum(f_y, 0.0), n - 1) * np.diff(cdf))
+        below = float(cdf[0]) ** n  # every stranger whose best lies under the grid: counted as passing
+        above = float(-np.expm1(n * np.log(max(float(cdf[-1]), 1e-300))))
+        return float(min(1.0, above + inside + below))
+
+    def lead_threshold(self, far: float, people: int, weight: float) -> float:
+        """The ``a1 + weight (a1 - a2)`` that strangers reach with chance ``far`` in a gallery of ``people``."""
+        return _lead_threshold(self, float(far), max(1, int(people)), float(weight))
+
     # -- changing -----------------------------------------------------------------------------
     def shifted(self, delta: float, source: str = "") -> ImpostorTail:
         """The same tail ``delta`` higher: a population whose strangers look more alike (``calibrate``)."""
@@ -170,6 +206,22 @@ class ImpostorTail:
                    None if view is None else float(view))
 
 
+@lru_cache(maxsize=512)
+def _lead_threshold(tail: ImpostorTail, far: float, people: int, weight: float) -> float:
+    """Bisection on the lead statistic (its stranger rate falls as it rises); cached: one per gallery size."""
+    lo = tail.score_at(0.0) - 1.0
+    hi = tail.threshold(far, people) + 0.05
+    while tail.gallery_far_lead(hi, people, weight) > far:
+        hi += 0.1
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if tail.gallery_far_lead(mid, people, weight) > far:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 @dataclass(frozen=True)
 class Decision:
     """How the matcher decides: an open-set rate against the gallery, or a fixed threshold.
@@ -180,6 +232,7 @@ class Decision:
         far: the target chance that a stranger is named, per face searched, for the whole gallery.
         fixed_threshold: name at or above this similarity whatever the gallery's size (``match.threshold``).
         min_margin: also unknown when the second person is within this much (adjusted) similarity.
+        margin_weight: judge the open-set decision by ``s1 + w (s1 - s2)`` (0 = the best score alone).
     """
 
     verify_threshold: float
@@ -187,6 +240,7 @@ class Decision:
     far: float = DEFAULT_FAR
     fixed_threshold: float | None = None
     min_margin: float = 0.0
+    margin_weight: float = 0.0
 
     @property
     def open_set(self) -> bool:
@@ -216,6 +270,25 @@ class Decision:
     def names(self, score: float, photos: int, people: int, views: int = 1) -> bool:
         """Whether a best score of ``score`` (a person of ``photos`` embeddings) names the face."""
         return bool(score >= self.identification_threshold(people, photos, views))
+
+    def leads(self) -> bool:
+        """Whether the runner-up's score takes part in naming (open set with ``margin_weight`` > 0)."""
+        return self.open_set and self.margin_weight > 0.0
+
+    def lead_decision(self, best: float, second: float, photos: int, second_photos: int, people: int,
+                      views: int = 1) -> tuple[bool, float, float]:
+        """(named, the similarity the best person needed given the runner-up, the stranger rate) for a face
+        whose best person scores ``best`` and runner-up ``second`` (raw similarities; people of ``photos`` and
+        ``second_photos`` embeddings) against a query template of ``views``."""
+        assert self.tail is not None
+        w = self.margin_weight
+        view = float(self.tail.shift_for_views(views))
+        a1 = best - float(self.tail.shift_for(photos)) - view
+        a2 = second - float(self.tail.shift_for(second_photos)) - view
+        lead = a1 + w * (a1 - a2)
+        need = self.tail.lead_threshold(self.far, people, w)
+        needed = (need + w * a2) / (1.0 + w) + float(self.tail.shift_for(photos)) + view
+        return lead >= need, needed, self.tail.gallery_far_lead(lead, people, w)
 
     def verify_threshold_for(self, photos: int, views: int = 1) -> float:
         """The 1:1 threshold for a person of ``photos`` embeddings and a query template of ``views`` distinct

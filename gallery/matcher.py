@@ -189,6 +189,8 @@ class Matcher:
         fixed_threshold: name at or above this similarity (``match.threshold``), overriding ``far``.
         min_margin: also call a face unknown when the second person is within this margin (0 = off;
             an exact tie is always unknown).
+        margin_weight: judge the open-set decision by the best score plus this much of its lead over
+            the second person (0 = the best score alone; :mod:`facestream.gallery.decision`).
         device: "cpu" (numpy), "cuda" (torch on the GPU), "auto" (cuda when torch sees a GPU), or
             "torch" (torch on the CPU: the GPU code path, testable anywhere).
         watch: listen for store change events (Redis) instead of checking the version per search.
@@ -196,11 +198,11 @@ class Matcher:
 
     def __init__(self, store: GalleryStore, model_id: str, threshold: float, *, tail: ImpostorTail | None = None,
                  far: float | None = None, fixed_threshold: float | None = None, min_margin: float = 0.0,
-                 device: str = "auto", watch: bool = True):
+                 margin_weight: float = 0.0, device: str = "auto", watch: bool = True):
         self.store = store
         self.model_id = model_id
         self.base = Decision(float(threshold), tail, far if far is not None else DEFAULT_FAR, fixed_threshold,
-                             float(min_margin))
+                             float(min_margin), float(margin_weight))
         self._far_given = far is not None
         self.follow_store = True  # False: search the snapshot as loaded until refresh() (bulk enrolment)
         self.device = ("cuda" if _cuda_available() else "cpu") if device == "auto" else device
@@ -222,7 +224,7 @@ class Matcher:
 
     def configure(self, **changes: Any) -> None:
         """Change how faces are named from the next search on: any field of :class:`Decision`
-        (``verify_threshold``, ``tail``, ``far``, ``fixed_threshold``, ``min_margin``)."""
+        (``verify_threshold``, ``tail``, ``far``, ``fixed_threshold``, ``min_margin``, ``margin_weight``)."""
         with self._lock:
             self.base = replace(self.base, **changes)
             if "far" in changes:
@@ -273,7 +275,7 @@ class Matcher:
         elif tail is not None and op.get("shift"):
             tail = tail.shifted(float(op["shift"]), f"{tail.source}; shifted by the gallery's calibration")
         far = self.base.far if self._far_given or op.get("far") is None else float(op["far"])
-        return Decision(self.base.verify_threshold, tail, far, self.base.fixed_threshold, self.base.min_margin)
+        return replace(self.base, tail=tail, far=far)
 
     # -- cache --------------------------------------------------------------------------------
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -462,10 +464,16 @@ class Matcher:
         photos = int(index.photos[people[first]])
         n = len(data.person_ids)
         sim = float(adjusted[first] + shift[first])
-        out.threshold = decision.identification_threshold(n, photos, views)
-        out.far = decision.estimate_far(sim, photos, n, views)
+        if decision.leads() and len(keep) > 1:
+            second = keep[1]
+            named, out.threshold, out.far = decision.lead_decision(
+                sim, float(adjusted[second] + shift[second]), photos, int(index.photos[people[second]]), n, views)
+        else:
+            out.threshold = decision.identification_threshold(n, photos, views)
+            out.far = decision.estimate_far(sim, photos, n, views)
+            named = decision.names(sim, photos, n, views)
         tie = out.margin <= 0.0  # exactly as close to two people: no name, whoever comes first in the rows
-        if decision.names(sim, photos, n, views) and out.margin >= decision.min_margin and not tie:
+        if named and out.margin >= decision.min_margin and not tie:
             out.best = candidates[0]
         return out
 

@@ -138,6 +138,11 @@ class MatchConfig(Section):
         0.0, ge=0.0, le=2.0,
         description="Call a face unknown when the second person is within this similarity (0 = off)."
     )
+    margin_weight: float = Field(
+        0.0, ge=0.0, le=10.0,
+        description="Judge a name by the best score plus this much of its lead over the second person; "
+                    "the stranger rate `far` is kept for that statistic (0 = the best score alone)."
+    )
     people: list[str] = Field(
         default_factory=list, description="Only these people (names or ids) may be named, judged as a gallery of "
         "them (a roster, a watch list); empty = everyone. A source's own `people`/`groups` win.")

@@ -58,7 +58,8 @@ def open_matcher(analyzer: FaceAnalyzer, store: GalleryStore | None = None, watc
     device = "cpu" if config.embedder.device == "cpu" else "auto"
     matcher = Matcher(store, analyzer.model_id, analyzer.spec.threshold, tail=analyzer.impostor_tail,
                       far=config.match.far, fixed_threshold=config.match.threshold,
-                      min_margin=config.match.min_margin, device=device, watch=watch)
+                      min_margin=config.match.min_margin, margin_weight=config.match.margin_weight,
+                      device=device, watch=watch)
     other = {m: c for m, c in store.model_counts().items() if m != analyzer.model_id}
     if other:
         log.warning("the gallery also holds %s embeddings of other models (%s); they are not searched. "
