@@ -43,11 +43,12 @@ LEASE_S = 6.0  # the default: a dead worker's sources must move within 10 s
 class Proc:
     """A facestream command as its own process, logging to a file."""
 
-    def __init__(self, args: list[str], log: Path):
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT):
         self.log = log
         with open(log, "ab") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "facestream", "-v", *args], cwd=ROOT, stdout=fh,
-                                         stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self.proc = subprocess.Popen([sys.executable, "-m", "facestream", "-v", *args], cwd=cwd, stdout=fh,
+                                         stderr=subprocess.STDOUT,
+                                         env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
 
     def alive(self) -> bool:
         return self.proc.poll() is None
