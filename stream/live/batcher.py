@@ -139,6 +139,12 @@ class Batcher:
             batch = self._take()
             if not batch:
                 return
+            # a source that stops cancels what it still waits for: skip those; the rest can no longer be
+            # cancelled, so handing them their result cannot fail (a failure here killed the thread that
+            # embeds for every source)
+            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             chips = np.concatenate([r.chips for r in batch]) if len(batch) > 1 else batch[0].chips
             try:
                 t0 = time.perf_counter()

@@ -90,3 +90,31 @@ def test_model_errors_reach_the_caller_and_the_batcher_survives():
         b.close()
     with pytest.raises(RuntimeError):
         b.submit(chips_of([1]))
+
+
+def test_a_stopping_source_cancels_its_requests_without_killing_the_batcher():
+    """A source that stops cancels the embeddings it still waits for. One cancelled while the model ran
+    used to make handing back the results raise in the batching thread, and every source's embeddings
+    stopped for good."""
+    started, release = threading.Event(), threading.Event()
+    model = CountingModel()
+
+    def slow(chips):
+        started.set()
+        assert release.wait(10)
+        return model(chips)
+
+    b = Batcher(slow, max_wait_ms=0)
+    try:
+        running = b.submit(chips_of([1]))
+        assert started.wait(10)
+        assert not running.cancel()  # being computed: too late to cancel, the result still comes
+        queued, other = b.submit(chips_of([2])), b.submit(chips_of([3]))
+        assert queued.cancel()  # still waiting: cancelled, and never computed
+        release.set()
+        assert running.result(10)[0, 0] == 1 and other.result(10)[0, 0] == 3
+        assert b(chips_of([4]))[0, 0] == 4  # the batcher lives on
+        assert sum(model.batches) == 3  # 1, 3 and 4: the cancelled chip was skipped
+    finally:
+        release.set()
+        b.close()
