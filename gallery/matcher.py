@@ -261,6 +261,9 @@ class Matcher:
         d = self.decision
         if not d.open_set:
             return f"named at similarity >= {d.identification_threshold(len(self)):.4f} (fixed)"
+        if d.leads():
+            return (f"named when a stranger's best score plus {d.margin_weight:g} x its lead over the runner-up "
+                    f"would be as high with chance <= {d.far:g} against {len(self)} people")
         return (f"named when a stranger would score as high with chance <= {d.far:g} against {len(self)} people "
                 f"(similarity >= {d.identification_threshold(max(1, len(self))):.4f} for a one-photo person)")
 

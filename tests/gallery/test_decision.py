@@ -138,6 +138,7 @@ def test_the_matcher_names_by_the_lead_and_keeps_strangers_at_the_target_rate(st
             assert r.threshold == pytest.approx(needed, abs=1e-6) == pytest.approx((need + s2) / 2, abs=1e-6)
             assert (far <= 1e-2) == named
         assert _strangers_named(m, strangers) <= 2e-2
+        assert "lead over the runner-up" in m.describe()
         m.configure(margin_weight=0.0)  # back to the best score alone
         assert m.identify(strangers[0]).threshold == pytest.approx(tail.threshold(1e-2, 300), abs=1e-6)
 
