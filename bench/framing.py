@@ -6,7 +6,7 @@
 Enrolment takes one person per photo. A photo where a second face is at least half the
 largest one's width used to be refused (``several_faces``); enrolment now takes the
 largest face when it is the only face whose box holds the photo's centre
-(:func:`facestream.stream.recognition.enroll.photo_subject`). LFW's photos are news
+(:func:`facestream.stream.recognition.framing.photo_subject`). LFW's photos are news
 crops centred on the person they are filed under, so the check is: among photos with a
 second face of similar size, how often is the largest face the only central one (enrolled),
 and when it is, is it the filed person (the same person as their other photos, at the 1:1
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from facestream.stream.engine.analyzer import FaceAnalyzer
     from facestream.stream.engine.imageio import load_image
-    from facestream.stream.recognition.enroll import photo_subject
+    from facestream.stream.recognition.framing import photo_subject
 
     analyzer = FaceAnalyzer()
     items = lfw_items(args.lfw)

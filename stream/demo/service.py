@@ -38,8 +38,9 @@ from facestream.stream.engine.faces import UNKNOWN, Faces
 from facestream.stream.engine.imageio import load_image
 from facestream.stream.recognition import identify as recognize
 from facestream.stream.recognition.clip_check import read_clip, verify_clip
-from facestream.stream.recognition.enroll import Enroller, Photo, photo_subject
+from facestream.stream.recognition.enroll import Enroller, Photo
 from facestream.stream.recognition.feedback import FaceSample, Feedback, mark_is, mark_not, undo
+from facestream.stream.recognition.framing import photo_subject
 from facestream.stream.recognition.identify import (
     gallery_url,
     open_gallery,

@@ -40,6 +40,7 @@ from facestream.stream.engine.analyzer import FaceAnalyzer
 from facestream.stream.engine.imageio import image_files, load_image
 from facestream.stream.engine.quality import head_yaw, sharpness
 from facestream.stream.recognition.download import fetch_url
+from facestream.stream.recognition.framing import photo_subject
 from facestream.stream.recognition.roster_table import (
     ID_COLUMNS,
     NAME_COLUMNS,
@@ -62,9 +63,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROSTER_EXTS = {".csv", ".tsv", ".xlsx"}
-# A second face at least this fraction of the largest face's width makes the photo ambiguous, unless the
-# photo is framed on the largest one (see photo_subject).
-SECOND_FACE_RATIO = 0.5
 # Galleries up to this many embeddings are reloaded after each person of a run (later people are checked
 # against earlier ones); bigger ones are checked against the gallery as the run found it.
 FOLLOW_ROWS = 50_000
@@ -180,28 +178,6 @@ class Candidate:
     hash: str
     chip: np.ndarray
     warnings: list[str]
-
-
-def photo_subject(widths: np.ndarray, boxes: np.ndarray, shape: tuple[int, ...]) -> tuple[int | None, bool]:
-    """Which face a photo of one person is of: (its index or None when it cannot be told, whether others
-    of similar size are in the picture).
-
-    The largest face, when no other is at least ``SECOND_FACE_RATIO`` of its width (a small bystander is
-    fine). With people of similar size beside it, the largest face is still the one meant when it is the
-    only face whose box holds the photo's centre: a portrait framed on its subject, as a badge photo or
-    a news crop is (550 of LFW's 6,031 photos show a second face of half the subject's width or more; in
-    531 the largest face is alone at the centre, and it is the filed person in 393 of the 397 that could
-    be checked: ``bench/framing.py``). Otherwise: None.
-    """
-    if not len(widths):
-        return None, False
-    order = np.argsort(-np.asarray(widths))
-    largest = int(order[0])
-    if len(widths) == 1 or widths[order[1]] < SECOND_FACE_RATIO * widths[largest]:
-        return largest, False
-    cy, cx = shape[0] / 2, shape[1] / 2
-    central = [i for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)) if x0 <= cx <= x1 and y0 <= cy <= y1]
-    return (largest if central == [largest] else None), True
 
 
 class Enroller:

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import time
 from pathlib import Path
 
 import pytest
 
 from facestream.errors import FacestreamError
 from facestream.gallery import open_store
-from facestream.stream.attendance import open_attendance_store
-from facestream.stream.cluster.bus import STREAM, Held, LivePublisher
-from facestream.stream.cluster.events import EVENTS, EventConsumer
 from facestream.stream.cluster.registry import SourceRegistry
-from facestream.stream.config import ServerConfig, SourceConfig
 from tests.conftest import RedisServer
+from tests.stream.cluster.redis_roundtrip import cluster_round_trip
 
 PASSWORD = "tls-and-a-password-4d1c-9a7e"
 
@@ -73,28 +69,11 @@ def tls_redis(tmp_path):
 
 def test_the_cluster_runs_on_redis_over_tls_with_a_password(tls_redis):
     base, ca = tls_redis
-    url = f"{base}?ssl_ca_certs={ca}"
-    reg = SourceRegistry(url)
+    reg = cluster_round_trip(f"{base}?ssl_ca_certs={ca}", track_id=7)
     try:
-        reg.add(SourceConfig(url="rtsp://cam.example/1", id="door"))
-        epoch = reg.claim("door", "w1", 10)
-        assert epoch and reg.holders() == {"door": "w1"}
-        consumer = EventConsumer(reg.client, "audit", "c1")
-        publisher = LivePublisher(reg.client, ServerConfig(), fencing=True).start()
-        publisher.hold("door", Held("w1", epoch, time.monotonic() + 10))
-        publisher.publish({"type": "track_ended", "source": "door", "track_id": 7}, "door")
-        deadline = time.time() + 5
-        while reg.client.xlen(EVENTS) < 1 and time.time() < deadline:
-            time.sleep(0.05)
-        assert reg.client.xlen(STREAM) == 1 and [m["track_id"] for _, m in consumer.read()] == [7]
-        publisher.stop()
         assert reg.client.connection_pool.connection_class.__name__ == "SSLConnection"
     finally:
         reg.close()
-    gallery = open_store(url)
-    assert gallery.add_person("Ada").name == "Ada" and [p.name for p in gallery.list_people()] == ["Ada"]
-    gallery.close()
-    open_attendance_store(url).close()
 
 
 def test_plain_text_an_unknown_authority_and_a_wrong_password_are_clear_errors(tls_redis):
